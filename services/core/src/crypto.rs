@@ -1,0 +1,267 @@
+//! Public keys and signature checks.
+//!
+//! Verification runs on aws-lc-rs, which is about ten times faster than the `rsa` crate
+//! for RSA-2048 and already in the tree as rustls' provider. The `rsa` crate parses and
+//! re-encodes public keys (PKCS#1 or SPKI, PEM or DER) and checks PSS signatures with a
+//! maximum-length salt, which aws-lc-rs does not accept. Only public-key operations run
+//! here, so the `rsa` timing advisory (RUSTSEC-2023-0071, private-key operations) does
+//! not apply.
+
+use std::fmt;
+
+use aws_lc_rs::signature::{self as lc, UnparsedPublicKey};
+use rsa::pkcs1::{DecodeRsaPublicKey, EncodeRsaPublicKey};
+use rsa::pkcs8::{DecodePublicKey, EncodePublicKey};
+use rsa::traits::PublicKeyParts;
+use serde::{Deserialize, Serialize};
+use sha2::{Digest as _, Sha256};
+
+/// Minimum RSA modulus size signet accepts for a witness key.
+pub const MIN_RSA_BITS: usize = 2048;
+
+/// How a witness signs. PKCS#1 v1.5 is the default because every cosign verifier
+/// (cosign, policy-controller, Kyverno, containers/image) loads RSA keys that way.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, Default)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum SignatureAlgorithm {
+    #[default]
+    RsaPkcs1Sha256,
+    RsaPssSha256,
+}
+
+impl SignatureAlgorithm {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::RsaPkcs1Sha256 => "RSA_PKCS1_SHA256",
+            Self::RsaPssSha256 => "RSA_PSS_SHA256",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        match s.to_ascii_uppercase().replace('-', "_").as_str() {
+            "RSA_PKCS1_SHA256" | "RSA_PKCS1_SHA_256" | "PKCS1V15" | "PKCS1" => {
+                Some(Self::RsaPkcs1Sha256)
+            }
+            "RSA_PSS_SHA256" | "RSA_PSS_SHA_256" | "PSS" => Some(Self::RsaPssSha256),
+            _ => None,
+        }
+    }
+}
+
+impl fmt::Display for SignatureAlgorithm {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Why a key or signature was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum CryptoError {
+    #[error("public key is not PEM or DER encoded RSA (SubjectPublicKeyInfo or PKCS#1): {0}")]
+    UnparsableKey(String),
+    #[error("public key is RSA-{0}; signet requires at least RSA-{MIN_RSA_BITS}")]
+    KeyTooSmall(usize),
+    #[error("signature does not verify under the given key with {0}")]
+    BadSignature(SignatureAlgorithm),
+}
+
+/// An RSA public key, kept in both encodings the verifiers need.
+#[derive(Clone, PartialEq, Eq)]
+pub struct PublicKey {
+    spki_der: Vec<u8>,
+    pkcs1_der: Vec<u8>,
+    bits: usize,
+}
+
+impl PublicKey {
+    /// Reads a PEM (`PUBLIC KEY` or `RSA PUBLIC KEY`) or DER (SPKI or PKCS#1) key.
+    pub fn parse(input: &[u8]) -> Result<Self, CryptoError> {
+        let key = if let Ok(text) = std::str::from_utf8(input) {
+            if text.contains("-----BEGIN") {
+                let block = pem::parse(text.trim())
+                    .map_err(|e| CryptoError::UnparsableKey(e.to_string()))?;
+                decode_der(block.contents())?
+            } else {
+                decode_der(input)?
+            }
+        } else {
+            decode_der(input)?
+        };
+        let bits = key.n().bits();
+        if bits < MIN_RSA_BITS {
+            return Err(CryptoError::KeyTooSmall(bits));
+        }
+        let spki_der = key
+            .to_public_key_der()
+            .map_err(|e| CryptoError::UnparsableKey(e.to_string()))?
+            .into_vec();
+        let pkcs1_der = key
+            .to_pkcs1_der()
+            .map_err(|e| CryptoError::UnparsableKey(e.to_string()))?
+            .into_vec();
+        Ok(Self {
+            spki_der,
+            pkcs1_der,
+            bits,
+        })
+    }
+
+    pub fn spki_der(&self) -> &[u8] {
+        &self.spki_der
+    }
+
+    pub fn bits(&self) -> usize {
+        self.bits
+    }
+
+    /// PEM `PUBLIC KEY` (SubjectPublicKeyInfo), what `cosign verify --key` reads.
+    pub fn to_pem(&self) -> String {
+        pem::encode_config(
+            &pem::Pem::new("PUBLIC KEY", self.spki_der.clone()),
+            pem::EncodeConfig::new().set_line_ending(pem::LineEnding::LF),
+        )
+    }
+
+    /// `sha256:<hex>` of the DER SubjectPublicKeyInfo, the same value as
+    /// `openssl pkey -pubin -outform DER | sha256sum`.
+    pub fn fingerprint(&self) -> String {
+        format!("sha256:{}", hex::encode(Sha256::digest(&self.spki_der)))
+    }
+
+    /// Checks `signature` over `message` (the exact payload bytes; SHA-256 is applied
+    /// here). PSS accepts both a digest-length salt (AWS KMS) and a maximum-length
+    /// salt (moto, Vault, OpenSSL's default).
+    pub fn verify(
+        &self,
+        algorithm: SignatureAlgorithm,
+        message: &[u8],
+        signature: &[u8],
+    ) -> Result<(), CryptoError> {
+        let params: &'static lc::RsaParameters = match algorithm {
+            SignatureAlgorithm::RsaPkcs1Sha256 => &lc::RSA_PKCS1_2048_8192_SHA256,
+            SignatureAlgorithm::RsaPssSha256 => &lc::RSA_PSS_2048_8192_SHA256,
+        };
+        if UnparsedPublicKey::new(params, &self.pkcs1_der)
+            .verify(message, signature)
+            .is_ok()
+        {
+            return Ok(());
+        }
+        if algorithm == SignatureAlgorithm::RsaPssSha256 && self.verify_pss_any_salt(message, signature) {
+            return Ok(());
+        }
+        Err(CryptoError::BadSignature(algorithm))
+    }
+
+    fn verify_pss_any_salt(&self, message: &[u8], signature: &[u8]) -> bool {
+        let Ok(key) = rsa::RsaPublicKey::from_pkcs1_der(&self.pkcs1_der) else {
+            return false;
+        };
+        let hashed = Sha256::digest(message);
+        // Maximum salt for SHA-256: emLen - hLen - 2.
+        let em_len = self.bits.div_ceil(8);
+        let max_salt = em_len.saturating_sub(32 + 2);
+        key.verify(rsa::Pss::new_with_salt::<Sha256>(max_salt), &hashed, signature)
+            .is_ok()
+    }
+}
+
+fn decode_der(der: &[u8]) -> Result<rsa::RsaPublicKey, CryptoError> {
+    rsa::RsaPublicKey::from_public_key_der(der)
+        .or_else(|_| rsa::RsaPublicKey::from_pkcs1_der(der))
+        .map_err(|e| CryptoError::UnparsableKey(e.to_string()))
+}
+
+impl fmt::Debug for PublicKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "PublicKey(RSA-{}, {})", self.bits, self.fingerprint())
+    }
+}
+
+impl Serialize for PublicKey {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&self.to_pem())
+    }
+}
+
+impl<'de> Deserialize<'de> for PublicKey {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        Self::parse(s.as_bytes()).map_err(serde::de::Error::custom)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use aws_lc_rs::encoding::AsDer;
+    use aws_lc_rs::rand::SystemRandom;
+    use aws_lc_rs::rsa::{KeyPair, KeySize};
+    use aws_lc_rs::signature::KeyPair as _;
+
+    fn keypair() -> KeyPair {
+        KeyPair::generate(KeySize::Rsa2048).expect("keygen")
+    }
+
+    fn public(kp: &KeyPair) -> PublicKey {
+        let der = kp.public_key().as_der().expect("der");
+        PublicKey::parse(der.as_ref()).expect("parse")
+    }
+
+    #[test]
+    fn pkcs1_sign_verify_and_tamper() {
+        let kp = keypair();
+        let pk = public(&kp);
+        assert_eq!(pk.bits(), 2048);
+        let msg = b"payload";
+        let mut sig = vec![0; kp.public_modulus_len()];
+        kp.sign(&lc::RSA_PKCS1_SHA256, &SystemRandom::new(), msg, &mut sig)
+            .expect("sign");
+        pk.verify(SignatureAlgorithm::RsaPkcs1Sha256, msg, &sig).expect("verifies");
+        assert_eq!(
+            pk.verify(SignatureAlgorithm::RsaPkcs1Sha256, b"payloaX", &sig),
+            Err(CryptoError::BadSignature(SignatureAlgorithm::RsaPkcs1Sha256))
+        );
+        let other = public(&keypair());
+        assert!(other.verify(SignatureAlgorithm::RsaPkcs1Sha256, msg, &sig).is_err());
+        // a PKCS#1 signature is not a PSS one
+        assert!(pk.verify(SignatureAlgorithm::RsaPssSha256, msg, &sig).is_err());
+    }
+
+    #[test]
+    fn pss_with_digest_length_salt() {
+        let kp = keypair();
+        let pk = public(&kp);
+        let mut sig = vec![0; kp.public_modulus_len()];
+        kp.sign(&lc::RSA_PSS_SHA256, &SystemRandom::new(), b"m", &mut sig)
+            .expect("sign");
+        pk.verify(SignatureAlgorithm::RsaPssSha256, b"m", &sig).expect("verifies");
+    }
+
+    #[test]
+    fn pem_round_trip_and_fingerprint() {
+        let pk = public(&keypair());
+        let pem = pk.to_pem();
+        assert!(pem.starts_with("-----BEGIN PUBLIC KEY-----\n"));
+        let back = PublicKey::parse(pem.as_bytes()).expect("parse pem");
+        assert_eq!(back, pk);
+        assert_eq!(back.fingerprint(), pk.fingerprint());
+        assert!(pk.fingerprint().starts_with("sha256:"));
+        assert_eq!(pk.fingerprint().len(), 7 + 64);
+    }
+
+    #[test]
+    fn rejects_garbage_and_small_keys() {
+        assert!(matches!(PublicKey::parse(b"nope"), Err(CryptoError::UnparsableKey(_))));
+        let small = rsa::RsaPrivateKey::new(&mut rand_core_rng(), 1024).expect("keygen");
+        let der = small.to_public_key().to_public_key_der().expect("der");
+        assert_eq!(
+            PublicKey::parse(der.as_bytes()),
+            Err(CryptoError::KeyTooSmall(1024))
+        );
+    }
+
+    fn rand_core_rng() -> rsa::rand_core::OsRng {
+        rsa::rand_core::OsRng
+    }
+}

@@ -1,0 +1,22 @@
+//! signet's domain: what an image reference, a digest, a witness, a sign request, a job
+//! and a signature record are, how a cosign simple-signing payload is built and strictly
+//! parsed, and how a signature is checked against a public key. No I/O happens here.
+//!
+//! Layout:
+//! - [`reference`]: docker-compatible image reference parsing and normalisation.
+//! - [`digest`]: validated `sha256:` digests and attachment-tag detection.
+//! - [`payload`]: the cosign simple-signing payload, built and parsed strictly.
+//! - [`crypto`]: RSA public keys, fingerprints and signature verification.
+//! - [`model`]: witnesses, jobs, signature records, roles, audit entries.
+
+pub mod crypto;
+pub mod digest;
+pub mod model;
+pub mod payload;
+pub mod reference;
+
+pub use crypto::{CryptoError, PublicKey, SignatureAlgorithm};
+pub use digest::{Digest, DigestError};
+pub use model::*;
+pub use payload::{PayloadError, SimpleSigning};
+pub use reference::{ImageRef, ReferenceError};

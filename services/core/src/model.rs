@@ -1,0 +1,322 @@
+//! The records signet keeps: witnesses and their key versions, sign requests, jobs,
+//! signature records, API token roles and audit entries.
+
+use std::collections::BTreeMap;
+use std::fmt;
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+use crate::crypto::{PublicKey, SignatureAlgorithm};
+use crate::digest::Digest;
+
+/// Why a name was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{kind} name {name:?} is invalid: use 1 to 63 lowercase letters, digits, '-', '_' or '.', starting with a letter or digit")]
+pub struct NameError {
+    pub kind: &'static str,
+    pub name: String,
+}
+
+/// Validates the names of witnesses, policies, rules and tokens: they appear in URLs,
+/// metrics labels and event subjects, so they are kept to a safe alphabet.
+pub fn validate_name(kind: &'static str, name: &str) -> Result<(), NameError> {
+    let b = name.as_bytes();
+    let ok = !b.is_empty()
+        && b.len() <= 63
+        && (b[0].is_ascii_lowercase() || b[0].is_ascii_digit())
+        && b
+            .iter()
+            .all(|&c| c.is_ascii_lowercase() || c.is_ascii_digit() || matches!(c, b'-' | b'_' | b'.'));
+    if ok {
+        Ok(())
+    } else {
+        Err(NameError {
+            kind,
+            name: name.to_owned(),
+        })
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum WitnessState {
+    Active,
+    Revoked,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum KeyVersionState {
+    Active,
+    Revoked,
+}
+
+/// One version of a witness's KMS key. New signatures use the primary version;
+/// verification accepts every version that is not revoked.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct KeyVersion {
+    /// The KMS's own version id (`1` for the local KMS, a UUID for AWS, ...).
+    pub version: String,
+    pub public_key: PublicKey,
+    pub fingerprint: String,
+    pub primary: bool,
+    pub state: KeyVersionState,
+    pub created_at: DateTime<Utc>,
+}
+
+/// A named signing identity bound to one asymmetric KMS key.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Witness {
+    pub name: String,
+    pub kms_key: String,
+    pub algorithm: SignatureAlgorithm,
+    pub description: String,
+    pub state: WitnessState,
+    pub key_versions: Vec<KeyVersion>,
+    pub created_at: DateTime<Utc>,
+}
+
+impl Witness {
+    /// The version new signatures are made with.
+    pub fn primary(&self) -> Option<&KeyVersion> {
+        self.key_versions
+            .iter()
+            .find(|v| v.primary && v.state == KeyVersionState::Active)
+    }
+
+    /// Versions whose signatures are still accepted (none once the witness is revoked).
+    pub fn live_versions(&self) -> impl Iterator<Item = &KeyVersion> {
+        let active = self.state == WitnessState::Active;
+        self.key_versions
+            .iter()
+            .filter(move |v| active && v.state == KeyVersionState::Active)
+    }
+}
+
+/// What `POST /v1/sign`, `POST /v1/webhooks/generic` and a message on the
+/// `signet.jobs.sign` queue carry.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SignRequest {
+    /// Image reference; a tag is resolved to a digest before signing.
+    pub image: String,
+    /// Witness name.
+    pub witness: String,
+    /// cosign annotations, written into the payload's `optional` object.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub annotations: BTreeMap<String, String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum JobState {
+    /// Waiting on the queue (or for a retry).
+    Queued,
+    /// A worker holds it.
+    Running,
+    /// The signature is published and recorded.
+    Succeeded,
+    /// Given up: a non-retryable error, or too many attempts. Visible as a dead letter.
+    Failed,
+}
+
+impl JobState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Queued => "queued",
+            Self::Running => "running",
+            Self::Succeeded => "succeeded",
+            Self::Failed => "failed",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "queued" => Some(Self::Queued),
+            "running" => Some(Self::Running),
+            "succeeded" => Some(Self::Succeeded),
+            "failed" => Some(Self::Failed),
+            _ => None,
+        }
+    }
+
+    pub fn is_terminal(self) -> bool {
+        matches!(self, Self::Succeeded | Self::Failed)
+    }
+}
+
+impl fmt::Display for JobState {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// One request to sign one image with one witness, and what became of it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Job {
+    pub id: Uuid,
+    pub request: SignRequest,
+    /// Where the request came from: `api`, `webhook:distribution`, `bus`, ...
+    pub source: String,
+    pub state: JobState,
+    pub attempts: u32,
+    /// The digest that was signed, once resolved.
+    pub digest: Option<Digest>,
+    /// The signature record, once succeeded.
+    pub signature_id: Option<Uuid>,
+    /// Why the job failed, or why the last attempt failed.
+    pub error: Option<String>,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+/// A signature signet made and published.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SignatureRecord {
+    pub id: Uuid,
+    /// `registry/repository`.
+    pub repository: String,
+    pub digest: Digest,
+    pub witness: String,
+    pub key_version: String,
+    pub key_fingerprint: String,
+    pub algorithm: SignatureAlgorithm,
+    /// The exact payload bytes that were signed.
+    #[serde(with = "b64")]
+    pub payload: Vec<u8>,
+    #[serde(with = "b64")]
+    pub signature: Vec<u8>,
+    /// Where the signature lives: `registry/repository:sha256-<hex>.sig`.
+    pub artifact: String,
+    pub job_id: Option<Uuid>,
+    pub created_at: DateTime<Utc>,
+}
+
+/// What an API token may do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Role {
+    /// Everything.
+    Admin,
+    /// Request signatures and read their outcome; nothing else.
+    Signer,
+    /// Fetch trust bundles and report admission decisions (cluster verifiers).
+    Verifier,
+}
+
+impl Role {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Admin => "admin",
+            Self::Signer => "signer",
+            Self::Verifier => "verifier",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "admin" => Some(Self::Admin),
+            "signer" => Some(Self::Signer),
+            "verifier" => Some(Self::Verifier),
+            _ => None,
+        }
+    }
+}
+
+impl fmt::Display for Role {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// An API token as stored: only a hash of the secret is kept.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ApiToken {
+    pub id: Uuid,
+    pub name: String,
+    pub role: Role,
+    pub created_at: DateTime<Utc>,
+    pub revoked: bool,
+}
+
+/// One line of the append-only audit log.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AuditEntry {
+    pub id: i64,
+    pub at: DateTime<Utc>,
+    /// Who: `token:<name>`, `webhook:<receiver>`, `signer`, `system`.
+    pub actor: String,
+    /// What: `witness.create`, `signature.publish`, `job.retry`, ...
+    pub action: String,
+    /// On what: a witness name, an image digest, a job id.
+    pub subject: String,
+    pub detail: serde_json::Value,
+}
+
+/// An audit entry before the store numbers and timestamps it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewAudit {
+    pub actor: String,
+    pub action: String,
+    pub subject: String,
+    pub detail: serde_json::Value,
+}
+
+impl NewAudit {
+    pub fn new(
+        actor: impl Into<String>,
+        action: impl Into<String>,
+        subject: impl Into<String>,
+        detail: serde_json::Value,
+    ) -> Self {
+        Self {
+            actor: actor.into(),
+            action: action.into(),
+            subject: subject.into(),
+            detail,
+        }
+    }
+}
+
+mod b64 {
+    use base64::engine::general_purpose::STANDARD;
+    use base64::Engine;
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(v: &[u8], s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&STANDARD.encode(v))
+    }
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<u8>, D::Error> {
+        let s = String::deserialize(d)?;
+        STANDARD.decode(s).map_err(serde::de::Error::custom)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names() {
+        assert!(validate_name("witness", "prod").is_ok());
+        assert!(validate_name("witness", "prod-2.eu_west").is_ok());
+        assert!(validate_name("witness", "").is_err());
+        assert!(validate_name("witness", "Prod").is_err());
+        assert!(validate_name("witness", "-prod").is_err());
+        assert!(validate_name("witness", "a/b").is_err());
+        assert!(validate_name("witness", &"a".repeat(64)).is_err());
+        let msg = validate_name("witness", "A").unwrap_err().to_string();
+        assert!(msg.starts_with("witness name \"A\" is invalid"), "{msg}");
+    }
+
+    #[test]
+    fn sign_request_json_contract() {
+        let r: SignRequest =
+            serde_json::from_str(r#"{"image":"ghcr.io/a/b:v1","witness":"prod"}"#).expect("parse");
+        assert!(r.annotations.is_empty());
+        assert!(serde_json::from_str::<SignRequest>(r#"{"image":"x","witness":"p","extra":1}"#).is_err());
+        assert!(serde_json::from_str::<SignRequest>(r#"{"image":"x"}"#).is_err());
+    }
+}
