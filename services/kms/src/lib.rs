@@ -1,0 +1,1 @@
+//! signet-kms (being written)

@@ -1,0 +1,13 @@
+//! Test helpers shared by signet's integration tests: a real `docker-registry` on a free
+//! loopback port, fresh PostgreSQL databases, and small test images pushed over the wire.
+//! A helper that cannot reach or start the service it needs fails with a message naming
+//! that service; it never skips.
+//!
+//! Layout:
+//! - [`registry`]: start and stop a real CNCF distribution registry (Debian `docker-registry`).
+//! - [`image`]: build random OCI images and push them (directly, or with skopeo).
+//! - [`postgres`]: create a throwaway PostgreSQL database on the local server.
+
+pub mod image;
+pub mod postgres;
+pub mod registry;
