@@ -1,0 +1,19 @@
+//! What every signet service shares at run time.
+//!
+//! Layout:
+//! - [`config`]: load a service's `Config` from a TOML file and `SIGNET_*` environment
+//!   variables, and report every invalid setting at once.
+//! - [`secret`]: secrets read from files or environment, never printed.
+//! - [`logging`]: structured JSON logs in a cluster, readable text on a terminal, with a
+//!   level that can be changed while running.
+//! - [`shutdown`]: one root cancellation token fired by SIGTERM or SIGINT.
+
+pub mod config;
+pub mod logging;
+pub mod secret;
+pub mod shutdown;
+
+pub use config::{load, ConfigError, Validate};
+pub use logging::{LogFormat, LogHandle};
+pub use secret::SecretString;
+pub use shutdown::shutdown_on_signals;
