@@ -7,16 +7,19 @@
 //! - [`digest`]: validated `sha256:` digests and attachment-tag detection.
 //! - [`payload`]: the cosign simple-signing payload, built and parsed strictly.
 //! - [`crypto`]: RSA public keys, fingerprints and signature verification.
+//! - [`events`]: the event types signet emits and where they are published.
 //! - [`model`]: witnesses, jobs, signature records, roles, audit entries.
 
 pub mod crypto;
 pub mod digest;
+pub mod events;
 pub mod model;
 pub mod payload;
 pub mod reference;
 
 pub use crypto::{CryptoError, PublicKey, SignatureAlgorithm};
 pub use digest::{Digest, DigestError};
+pub use events::EventKind;
 pub use model::*;
 pub use payload::{PayloadError, SimpleSigning};
 pub use reference::{ImageRef, ReferenceError};
