@@ -6,14 +6,17 @@
 //! - [`secret`]: secrets read from files or environment, never printed.
 //! - [`logging`]: structured JSON logs in a cluster, readable text on a terminal, with a
 //!   level that can be changed while running.
+//! - [`settings`]: every setting of every service, one file for a whole deployment.
 //! - [`shutdown`]: one root cancellation token fired by SIGTERM or SIGINT.
 
 pub mod config;
 pub mod logging;
 pub mod secret;
+pub mod settings;
 pub mod shutdown;
 
 pub use config::{load, ConfigError, Validate};
 pub use logging::{LogFormat, LogHandle};
 pub use secret::SecretString;
+pub use settings::Settings;
 pub use shutdown::shutdown_on_signals;
