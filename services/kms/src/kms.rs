@@ -1,0 +1,157 @@
+//! Opening providers by key URI.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use crate::error::{KmsError, KmsErrorKind};
+use crate::local::LocalProvider;
+use crate::KeyProvider;
+
+/// How long a KMS call may take when nobody says otherwise.
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Settings shared by every provider. Build it with [`KmsConfig::new`] and then set fields:
+/// it is `non_exhaustive` so that provider settings can be added without breaking callers.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct KmsConfig {
+    /// The service's data dir; the local KMS keeps its keys under `<data_dir>/kms/`.
+    pub data_dir: PathBuf,
+    /// Upper bound on every outbound KMS call.
+    pub timeout: Duration,
+}
+
+impl KmsConfig {
+    pub fn new(data_dir: impl Into<PathBuf>) -> Self {
+        Self {
+            data_dir: data_dir.into(),
+            timeout: DEFAULT_TIMEOUT,
+        }
+    }
+}
+
+/// Opens providers by URI and caches them (one per URI), so parsed keys, HTTP connection
+/// pools and credentials are shared by every witness using the same key.
+#[derive(Debug)]
+pub struct Kms {
+    config: KmsConfig,
+    providers: Mutex<HashMap<String, Arc<dyn KeyProvider>>>,
+}
+
+impl Kms {
+    pub fn new(config: KmsConfig) -> Self {
+        Self {
+            config,
+            providers: Mutex::new(HashMap::new()),
+        }
+    }
+
+    pub fn config(&self) -> &KmsConfig {
+        &self.config
+    }
+
+    /// The provider for `uri`, created on first use. Fails with
+    /// [`KmsErrorKind::InvalidUri`] for a malformed URI and [`KmsErrorKind::Unsupported`]
+    /// for a scheme signet has no provider for.
+    pub fn open(&self, uri: &str) -> Result<Arc<dyn KeyProvider>, KmsError> {
+        // A poisoned map only means another thread panicked while inserting; the map
+        // itself is still a valid cache.
+        let mut providers = self
+            .providers
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some(p) = providers.get(uri) {
+            return Ok(Arc::clone(p));
+        }
+        let provider = self.create(uri)?;
+        providers.insert(uri.to_owned(), Arc::clone(&provider));
+        Ok(provider)
+    }
+
+    fn create(&self, uri: &str) -> Result<Arc<dyn KeyProvider>, KmsError> {
+        let Some((scheme, rest)) = uri.split_once("://") else {
+            return Err(KmsError::new(
+                "kms",
+                redact_uri(uri),
+                KmsErrorKind::InvalidUri(format!(
+                    "expected <provider>://<key>, one of {SUPPORTED}"
+                )),
+            ));
+        };
+        match scheme {
+            "local" => Ok(Arc::new(LocalProvider::open(
+                uri,
+                rest,
+                &self.config.data_dir,
+            )?)),
+            "awskms" | "hashivault" | "alikms" | "gcpkms" | "azurekms" => Err(KmsError::new(
+                "kms",
+                redact_uri(uri),
+                KmsErrorKind::Unsupported(format!(
+                    "this build of signet has no {scheme} provider; use one of {SUPPORTED}"
+                )),
+            )),
+            _ => Err(KmsError::new(
+                "kms",
+                redact_uri(uri),
+                KmsErrorKind::Unsupported(format!(
+                    "unknown KMS scheme {scheme:?}; use one of {SUPPORTED}"
+                )),
+            )),
+        }
+    }
+}
+
+const SUPPORTED: &str = "local://NAME";
+
+/// A URI fit for an error message: userinfo (`user:secret@`) is cut out, because someone
+/// may have pasted credentials into a key URI and errors end up in logs.
+pub(crate) fn redact_uri(uri: &str) -> String {
+    let Some((scheme, rest)) = uri.split_once("://") else {
+        return if uri.contains('@') {
+            "<redacted>".to_owned()
+        } else {
+            uri.to_owned()
+        };
+    };
+    let authority_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    match rest[..authority_end].rfind('@') {
+        Some(at) => format!("{scheme}://<redacted>@{}", &rest[at + 1..]),
+        None => uri.to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn redacts_userinfo() {
+        assert_eq!(redact_uri("local://a"), "local://a");
+        assert_eq!(
+            redact_uri("awskms://AKIA:secret@localhost:4566/alias/x"),
+            "awskms://<redacted>@localhost:4566/alias/x"
+        );
+        assert_eq!(redact_uri("user:secret@host"), "<redacted>");
+        assert_eq!(
+            redact_uri("hashivault://key@v2"),
+            "hashivault://<redacted>@v2"
+        );
+    }
+
+    #[test]
+    fn unknown_and_malformed_uris() {
+        let kms = Kms::new(KmsConfig::new("/nonexistent"));
+        let e = kms.open("no-scheme").expect_err("no scheme");
+        assert!(matches!(e.kind, KmsErrorKind::InvalidUri(_)), "{e}");
+        let e = kms.open("foo://bar").expect_err("unknown scheme");
+        assert!(matches!(e.kind, KmsErrorKind::Unsupported(_)), "{e}");
+        assert!(e.to_string().contains("unknown KMS scheme \"foo\""), "{e}");
+        let e = kms
+            .open("gcpkms://projects/p/locations/l/keyRings/r/cryptoKeys/k")
+            .expect_err("gcpkms is not built");
+        assert!(matches!(e.kind, KmsErrorKind::Unsupported(_)), "{e}");
+    }
+}
