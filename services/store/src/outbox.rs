@@ -1,0 +1,132 @@
+//! The event outbox. Every state change a verifier cares about is written here in the
+//! transaction that makes it; a relay publishes pending events to the bus and marks them.
+//! Ids are gap-free and appear in commit order, so an id doubles as the trust bundle's
+//! revision: a verifier that has seen revision N has seen every event up to N.
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use signet_core::EventKind;
+use sqlx::any::AnyRow;
+use sqlx::AnyConnection;
+
+use crate::audit::next_id;
+use crate::codec::{self, col};
+use crate::error::{db, StoreError};
+use crate::Store;
+
+/// An event to publish once the change it announces has committed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OutboxEvent {
+    /// The CloudEvents type, `dev.signet.<noun>.<verb>.v1` ([`EventKind::cloudevent_type`]).
+    pub event_type: String,
+    /// What it is about: a witness name, an image digest.
+    pub subject: String,
+    pub data: serde_json::Value,
+}
+
+impl OutboxEvent {
+    pub fn new(kind: EventKind, subject: impl Into<String>, data: serde_json::Value) -> Self {
+        Self {
+            event_type: kind.cloudevent_type(),
+            subject: subject.into(),
+            data,
+        }
+    }
+}
+
+/// A stored event. `id` is its revision.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OutboxRecord {
+    pub id: i64,
+    pub event: OutboxEvent,
+    pub created_at: DateTime<Utc>,
+}
+
+impl Store {
+    /// Unpublished events, oldest first.
+    pub async fn outbox_pending(&self, limit: u32) -> Result<Vec<OutboxRecord>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT id, event_type, subject, data, created_at FROM outbox \
+             WHERE published_at IS NULL ORDER BY id LIMIT $1",
+        )
+        .bind(i64::from(limit))
+        .fetch_all(&self.read)
+        .await
+        .map_err(db("reading pending events"))?;
+        rows.iter().map(outbox_from_row).collect()
+    }
+
+    /// Marks events as published. Marking one twice, or an unknown id, is harmless: a relay
+    /// that crashed between publishing and marking publishes again (at-least-once).
+    pub async fn outbox_mark_published(&self, ids: &[i64]) -> Result<(), StoreError> {
+        const OP: &str = "marking events published";
+        if ids.is_empty() {
+            return Ok(());
+        }
+        let now = codec::now_millis();
+        let mut tx = self.begin_write(OP).await?;
+        // Bounded IN lists: SQLite caps a statement at 32766 parameters.
+        for chunk in ids.chunks(500) {
+            let placeholders: Vec<String> = (2..chunk.len() + 2).map(|i| format!("${i}")).collect();
+            let sql = format!(
+                "UPDATE outbox SET published_at = $1 WHERE published_at IS NULL AND id IN ({})",
+                placeholders.join(", ")
+            );
+            let mut q = sqlx::query(&sql).bind(now);
+            for id in chunk {
+                q = q.bind(*id);
+            }
+            q.execute(&mut *tx).await.map_err(db(OP))?;
+        }
+        tx.commit().await.map_err(db(OP))?;
+        Ok(())
+    }
+
+    /// The highest event id written so far (0 when there is none).
+    pub async fn outbox_revision(&self) -> Result<i64, StoreError> {
+        let row = sqlx::query("SELECT value FROM counters WHERE name = 'outbox'")
+            .fetch_optional(&self.read)
+            .await
+            .map_err(db("reading the outbox revision"))?
+            .ok_or_else(|| StoreError::corrupt("counters", "counter \"outbox\" is missing"))?;
+        col(&row, "counters", "value")
+    }
+}
+
+/// Writes one event inside the caller's transaction; returns its id.
+pub(crate) async fn insert_outbox(
+    conn: &mut AnyConnection,
+    event: &OutboxEvent,
+    at: i64,
+) -> Result<i64, StoreError> {
+    const OP: &str = "writing an event to the outbox";
+    let id = next_id(conn, "outbox", OP).await?;
+    let data = codec::json_text("event data", &event.data)?;
+    sqlx::query(
+        "INSERT INTO outbox (id, event_type, subject, data, created_at) VALUES ($1, $2, $3, $4, $5)",
+    )
+    .bind(id)
+    .bind(event.event_type.as_str())
+    .bind(event.subject.as_str())
+    .bind(data)
+    .bind(at)
+    .execute(&mut *conn)
+    .await
+    .map_err(db(OP))?;
+    Ok(id)
+}
+
+fn outbox_from_row(row: &AnyRow) -> Result<OutboxRecord, StoreError> {
+    let id: i64 = col(row, "outbox event", "id")?;
+    let what = format!("outbox event {id}");
+    let data: String = col(row, &what, "data")?;
+    Ok(OutboxRecord {
+        id,
+        event: OutboxEvent {
+            event_type: col(row, &what, "event_type")?,
+            subject: col(row, &what, "subject")?,
+            data: codec::from_json(&what, &data)?,
+        },
+        created_at: codec::time(&what, col(row, &what, "created_at")?)?,
+    })
+}

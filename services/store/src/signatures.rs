@@ -1,0 +1,214 @@
+//! Signature records: one per (repository, digest, witness).
+
+use signet_core::{Digest, NewAudit, SignatureAlgorithm, SignatureRecord};
+use sqlx::any::AnyRow;
+use sqlx::AnyConnection;
+
+use crate::audit::insert_audit;
+use crate::codec::{self, col, Bind, Filter};
+use crate::error::{db, StoreError};
+use crate::outbox::{insert_outbox, OutboxEvent};
+use crate::Store;
+
+const COLUMNS: &str = "id, repository, digest, witness, key_version, key_fingerprint, algorithm, \
+                       payload, signature, artifact, job_id, created_at";
+
+/// Which signature records to list (newest first). Unset fields match everything.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SignatureFilter {
+    pub repository: Option<String>,
+    pub digest: Option<Digest>,
+    pub witness: Option<String>,
+    pub limit: u32,
+}
+
+impl Default for SignatureFilter {
+    fn default() -> Self {
+        Self {
+            repository: None,
+            digest: None,
+            witness: None,
+            limit: 100,
+        }
+    }
+}
+
+impl Store {
+    /// Records a signature, marks its job succeeded (if `job_id`), and writes the audit
+    /// entry and the event, all in one transaction.
+    ///
+    /// Idempotent: if the (repository, digest, witness) triple is already recorded, nothing
+    /// new is written except that the job (if any) is marked succeeded with the existing
+    /// signature, and the existing record is returned. `NotFound` if the witness or the job
+    /// is not stored.
+    pub async fn record_signature(
+        &self,
+        rec: &SignatureRecord,
+        audit: &NewAudit,
+        event: Option<&OutboxEvent>,
+    ) -> Result<SignatureRecord, StoreError> {
+        const OP: &str = "recording a signature";
+        let now = codec::now_millis();
+        let mut tx = self.begin_write(OP).await?;
+
+        // Checked here rather than left to the foreign keys, for a message that says which.
+        let witness = sqlx::query("SELECT name FROM witnesses WHERE name = $1")
+            .bind(rec.witness.as_str())
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(db(OP))?;
+        if witness.is_none() {
+            return Err(StoreError::NotFound(format!("witness {:?}", rec.witness)));
+        }
+
+        let inserted = sqlx::query(&format!(
+            "INSERT INTO signatures ({COLUMNS}) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12) \
+             ON CONFLICT (repository, digest, witness) DO NOTHING"
+        ))
+        .bind(rec.id.to_string())
+        .bind(rec.repository.as_str())
+        .bind(rec.digest.as_str())
+        .bind(rec.witness.as_str())
+        .bind(rec.key_version.as_str())
+        .bind(rec.key_fingerprint.as_str())
+        .bind(rec.algorithm.as_str())
+        .bind(rec.payload.clone())
+        .bind(rec.signature.clone())
+        .bind(rec.artifact.as_str())
+        .bind(rec.job_id.map(|id| id.to_string()))
+        .bind(codec::millis(rec.created_at))
+        .execute(&mut *tx)
+        .await
+        .map_err(|e| match &e {
+            sqlx::Error::Database(d) if d.is_foreign_key_violation() => {
+                StoreError::NotFound(format!(
+                    "job {}",
+                    rec.job_id.map(|j| j.to_string()).unwrap_or_default()
+                ))
+            }
+            _ => StoreError::from_sqlx(OP, e),
+        })?
+        .rows_affected();
+
+        // On PostgreSQL a concurrent insert of the same triple makes ours wait for its
+        // commit and then do nothing; this read (a fresh snapshot) then sees the winner.
+        let stored = select_one(&mut tx, &rec.repository, &rec.digest, &rec.witness)
+            .await?
+            .ok_or_else(|| {
+                StoreError::corrupt(
+                    format!("signature for {}@{}", rec.repository, rec.digest),
+                    "the record vanished inside its own transaction",
+                )
+            })?;
+
+        if let Some(job_id) = rec.job_id {
+            let marked = sqlx::query(
+                "UPDATE jobs SET state = 'succeeded', signature_id = $2, digest = $3, \
+                 error = NULL, updated_at = $4 WHERE id = $1",
+            )
+            .bind(job_id.to_string())
+            .bind(stored.id.to_string())
+            .bind(stored.digest.as_str())
+            .bind(now)
+            .execute(&mut *tx)
+            .await
+            .map_err(db(OP))?
+            .rows_affected();
+            if marked == 0 {
+                return Err(StoreError::NotFound(format!("job {job_id}")));
+            }
+        }
+
+        if inserted > 0 {
+            insert_audit(&mut tx, audit, now).await?;
+            if let Some(event) = event {
+                insert_outbox(&mut tx, event, now).await?;
+            }
+        }
+        tx.commit().await.map_err(db(OP))?;
+        Ok(stored)
+    }
+
+    pub async fn find_signature(
+        &self,
+        repository: &str,
+        digest: &Digest,
+        witness: &str,
+    ) -> Result<Option<SignatureRecord>, StoreError> {
+        let mut conn = self
+            .read
+            .acquire()
+            .await
+            .map_err(db("reading a signature"))?;
+        select_one(&mut conn, repository, digest, witness).await
+    }
+
+    pub async fn list_signatures(
+        &self,
+        filter: &SignatureFilter,
+    ) -> Result<Vec<SignatureRecord>, StoreError> {
+        let mut f = Filter::default();
+        if let Some(repository) = &filter.repository {
+            f.and("repository = {}", Bind::Text(repository.clone()));
+        }
+        if let Some(digest) = &filter.digest {
+            f.and("digest = {}", Bind::Text(digest.as_str().to_owned()));
+        }
+        if let Some(witness) = &filter.witness {
+            f.and("witness = {}", Bind::Text(witness.clone()));
+        }
+        let (sql, binds) = f.finish(
+            &format!("SELECT {COLUMNS} FROM signatures"),
+            "ORDER BY created_at DESC, id DESC LIMIT {}",
+            Bind::Int(i64::from(filter.limit)),
+        );
+        let rows = codec::bind_all(sqlx::query(&sql), binds)
+            .fetch_all(&self.read)
+            .await
+            .map_err(db("listing signatures"))?;
+        rows.iter().map(signature_from_row).collect()
+    }
+}
+
+async fn select_one(
+    conn: &mut AnyConnection,
+    repository: &str,
+    digest: &Digest,
+    witness: &str,
+) -> Result<Option<SignatureRecord>, StoreError> {
+    let row = sqlx::query(&format!(
+        "SELECT {COLUMNS} FROM signatures WHERE repository = $1 AND digest = $2 AND witness = $3"
+    ))
+    .bind(repository)
+    .bind(digest.as_str())
+    .bind(witness)
+    .fetch_optional(&mut *conn)
+    .await
+    .map_err(db("reading a signature"))?;
+    row.as_ref().map(signature_from_row).transpose()
+}
+
+fn signature_from_row(row: &AnyRow) -> Result<SignatureRecord, StoreError> {
+    let id: String = col(row, "signature", "id")?;
+    let what = format!("signature {id}");
+    let digest: String = col(row, &what, "digest")?;
+    let algorithm: String = col(row, &what, "algorithm")?;
+    let job_id: Option<String> = col(row, &what, "job_id")?;
+    Ok(SignatureRecord {
+        id: codec::uuid(&what, &id)?,
+        repository: col(row, &what, "repository")?,
+        digest: Digest::parse(&digest).map_err(|e| StoreError::corrupt(&what, e))?,
+        witness: col(row, &what, "witness")?,
+        key_version: col(row, &what, "key_version")?,
+        key_fingerprint: col(row, &what, "key_fingerprint")?,
+        algorithm: SignatureAlgorithm::parse(&algorithm).ok_or_else(|| {
+            StoreError::corrupt(&what, format!("unknown algorithm {algorithm:?}"))
+        })?,
+        payload: col(row, &what, "payload")?,
+        signature: col(row, &what, "signature")?,
+        artifact: col(row, &what, "artifact")?,
+        job_id: job_id.map(|j| codec::uuid(&what, &j)).transpose()?,
+        created_at: codec::time(&what, col(row, &what, "created_at")?)?,
+    })
+}

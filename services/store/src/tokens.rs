@@ -1,0 +1,82 @@
+//! API tokens. Only a SHA-256 hash of each secret is stored, and never logged.
+
+use signet_core::{ApiToken, NewAudit, Role};
+use sqlx::any::AnyRow;
+use uuid::Uuid;
+
+use crate::audit::insert_audit;
+use crate::codec::{self, col};
+use crate::error::{db, StoreError};
+use crate::Store;
+
+impl Store {
+    /// Stores a token with its audit entry. `Conflict` if the name (or id) is taken.
+    pub async fn create_token(
+        &self,
+        token: &ApiToken,
+        secret_hash: &[u8],
+        audit: &NewAudit,
+    ) -> Result<(), StoreError> {
+        const OP: &str = "creating an API token";
+        let now = codec::now_millis();
+        let mut tx = self.begin_write(OP).await?;
+        // No conflict target: a taken name and a taken id are both a conflict.
+        let inserted = sqlx::query(
+            "INSERT INTO api_tokens (id, name, role, secret_hash, revoked, created_at) \
+             VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT DO NOTHING",
+        )
+        .bind(token.id.to_string())
+        .bind(token.name.as_str())
+        .bind(token.role.as_str())
+        .bind(secret_hash.to_vec())
+        .bind(codec::flag(token.revoked))
+        .bind(codec::millis(token.created_at))
+        .execute(&mut *tx)
+        .await
+        .map_err(db(OP))?
+        .rows_affected();
+        if inserted == 0 {
+            return Err(StoreError::Conflict(format!("API token {:?}", token.name)));
+        }
+        insert_audit(&mut tx, audit, now).await?;
+        tx.commit().await.map_err(db(OP))?;
+        Ok(())
+    }
+
+    /// The token and the stored hash of its secret.
+    pub async fn get_token(&self, id: Uuid) -> Result<Option<(ApiToken, Vec<u8>)>, StoreError> {
+        let row = sqlx::query(
+            "SELECT id, name, role, secret_hash, revoked, created_at FROM api_tokens WHERE id = $1",
+        )
+        .bind(id.to_string())
+        .fetch_optional(&self.read)
+        .await
+        .map_err(db("reading an API token"))?;
+        row.as_ref().map(token_from_row).transpose()
+    }
+
+    /// How many tokens exist, revoked ones included (decides whether to bootstrap one).
+    pub async fn count_tokens(&self) -> Result<u64, StoreError> {
+        let row = sqlx::query("SELECT COUNT(*) AS n FROM api_tokens")
+            .fetch_one(&self.read)
+            .await
+            .map_err(db("counting API tokens"))?;
+        codec::count("API token count", col(&row, "API token count", "n")?)
+    }
+}
+
+fn token_from_row(row: &AnyRow) -> Result<(ApiToken, Vec<u8>), StoreError> {
+    let id: String = col(row, "API token", "id")?;
+    let what = format!("API token {id}");
+    let role: String = col(row, &what, "role")?;
+    let revoked: i64 = col(row, &what, "revoked")?;
+    let token = ApiToken {
+        id: codec::uuid(&what, &id)?,
+        name: col(row, &what, "name")?,
+        role: Role::parse(&role)
+            .ok_or_else(|| StoreError::corrupt(&what, format!("unknown role {role:?}")))?,
+        created_at: codec::time(&what, col(row, &what, "created_at")?)?,
+        revoked: revoked != 0,
+    };
+    Ok((token, col(row, &what, "secret_hash")?))
+}
