@@ -5,6 +5,8 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use crate::aws::AwsProvider;
+use crate::env::Environment;
 use crate::error::{KmsError, KmsErrorKind};
 use crate::local::LocalProvider;
 use crate::KeyProvider;
@@ -19,8 +21,11 @@ pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
 pub struct KmsConfig {
     /// The service's data dir; the local KMS keeps its keys under `<data_dir>/kms/`.
     pub data_dir: PathBuf,
-    /// Upper bound on every outbound KMS call.
+    /// Upper bound on every outbound KMS call (connect, send, read the answer).
     pub timeout: Duration,
+    /// Where provider settings and credentials are read from (see `docs/kms.md` for the
+    /// variables); the process environment unless set.
+    pub environment: Environment,
 }
 
 impl KmsConfig {
@@ -28,6 +33,7 @@ impl KmsConfig {
         Self {
             data_dir: data_dir.into(),
             timeout: DEFAULT_TIMEOUT,
+            environment: Environment::Process,
         }
     }
 }
@@ -37,14 +43,21 @@ impl KmsConfig {
 #[derive(Debug)]
 pub struct Kms {
     config: KmsConfig,
-    providers: Mutex<HashMap<String, Arc<dyn KeyProvider>>>,
+    state: Mutex<State>,
+}
+
+#[derive(Debug, Default)]
+struct State {
+    providers: HashMap<String, Arc<dyn KeyProvider>>,
+    /// Built on first use by an HTTP provider; a development setup never needs it.
+    client: Option<reqwest::Client>,
 }
 
 impl Kms {
     pub fn new(config: KmsConfig) -> Self {
         Self {
             config,
-            providers: Mutex::new(HashMap::new()),
+            state: Mutex::new(State::default()),
         }
     }
 
@@ -58,19 +71,36 @@ impl Kms {
     pub fn open(&self, uri: &str) -> Result<Arc<dyn KeyProvider>, KmsError> {
         // A poisoned map only means another thread panicked while inserting; the map
         // itself is still a valid cache.
-        let mut providers = self
-            .providers
+        let mut state = self
+            .state
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
-        if let Some(p) = providers.get(uri) {
+        if let Some(p) = state.providers.get(uri) {
             return Ok(Arc::clone(p));
         }
-        let provider = self.create(uri)?;
-        providers.insert(uri.to_owned(), Arc::clone(&provider));
+        let provider = self.create(uri, &mut state)?;
+        state
+            .providers
+            .insert(uri.to_owned(), Arc::clone(&provider));
         Ok(provider)
     }
 
-    fn create(&self, uri: &str) -> Result<Arc<dyn KeyProvider>, KmsError> {
+    fn client(
+        &self,
+        state: &mut State,
+        provider: &'static str,
+        uri: &str,
+    ) -> Result<reqwest::Client, KmsError> {
+        if let Some(c) = &state.client {
+            return Ok(c.clone());
+        }
+        let client = crate::http::client(self.config.timeout)
+            .map_err(|m| KmsError::new(provider, uri, KmsErrorKind::Failed(m)))?;
+        state.client = Some(client.clone());
+        Ok(client)
+    }
+
+    fn create(&self, uri: &str, state: &mut State) -> Result<Arc<dyn KeyProvider>, KmsError> {
         let Some((scheme, rest)) = uri.split_once("://") else {
             return Err(KmsError::new(
                 "kms",
@@ -86,7 +116,15 @@ impl Kms {
                 rest,
                 &self.config.data_dir,
             )?)),
-            "awskms" | "hashivault" | "alikms" | "gcpkms" | "azurekms" => Err(KmsError::new(
+            "awskms" => {
+                let client = self.client(state, "awskms", uri)?;
+                Ok(Arc::new(AwsProvider::open(
+                    uri,
+                    &self.config.environment,
+                    client,
+                )?))
+            }
+            "hashivault" | "alikms" | "gcpkms" | "azurekms" => Err(KmsError::new(
                 "kms",
                 redact_uri(uri),
                 KmsErrorKind::Unsupported(format!(
@@ -104,7 +142,7 @@ impl Kms {
     }
 }
 
-const SUPPORTED: &str = "local://NAME";
+const SUPPORTED: &str = "local://NAME, awskms://[ENDPOINT]/KEY";
 
 /// A URI fit for an error message: userinfo (`user:secret@`) is cut out, because someone
 /// may have pasted credentials into a key URI and errors end up in logs.

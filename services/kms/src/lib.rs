@@ -9,14 +9,21 @@
 //! Layout:
 //! - [`error`]: [`KmsError`] and [`KmsErrorKind`], shared by every provider.
 //! - [`kms`]: [`KmsConfig`] and [`Kms`], which parses URIs and caches one provider per URI.
+//! - [`env`]: the environment variables and CLI credential files providers read.
 //! - `local`: `local://NAME`, the development KMS that keeps PKCS#8 keys in the data dir.
+//! - `http`: the HTTP client and transport-error classification the cloud providers share.
+//! - `aws`: `awskms://[ENDPOINT]/KEY`, AWS KMS with SigV4 (`aws-sigv4`).
 
+mod aws;
+pub mod env;
 pub mod error;
+mod http;
 pub mod kms;
 mod local;
 
 use signet_core::{PublicKey, SignatureAlgorithm};
 
+pub use env::Environment;
 pub use error::{KmsError, KmsErrorKind};
 pub use kms::{Kms, KmsConfig};
 
