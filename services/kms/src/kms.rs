@@ -9,6 +9,7 @@ use crate::aws::AwsProvider;
 use crate::env::Environment;
 use crate::error::{KmsError, KmsErrorKind};
 use crate::local::LocalProvider;
+use crate::vault::VaultProvider;
 use crate::KeyProvider;
 
 /// How long a KMS call may take when nobody says otherwise.
@@ -124,7 +125,15 @@ impl Kms {
                     client,
                 )?))
             }
-            "hashivault" | "alikms" | "gcpkms" | "azurekms" => Err(KmsError::new(
+            "hashivault" => {
+                let client = self.client(state, "hashivault", uri)?;
+                Ok(Arc::new(VaultProvider::open(
+                    uri,
+                    &self.config.environment,
+                    client,
+                )?))
+            }
+            "alikms" | "gcpkms" | "azurekms" => Err(KmsError::new(
                 "kms",
                 redact_uri(uri),
                 KmsErrorKind::Unsupported(format!(
@@ -142,7 +151,7 @@ impl Kms {
     }
 }
 
-const SUPPORTED: &str = "local://NAME, awskms://[ENDPOINT]/KEY";
+const SUPPORTED: &str = "local://NAME, awskms://[ENDPOINT]/KEY, hashivault://KEY";
 
 /// A URI fit for an error message: userinfo (`user:secret@`) is cut out, because someone
 /// may have pasted credentials into a key URI and errors end up in logs.

@@ -13,6 +13,7 @@
 //! - `local`: `local://NAME`, the development KMS that keeps PKCS#8 keys in the data dir.
 //! - `http`: the HTTP client and transport-error classification the cloud providers share.
 //! - `aws`: `awskms://[ENDPOINT]/KEY`, AWS KMS with SigV4 (`aws-sigv4`).
+//! - `vault`: `hashivault://KEY`, HashiCorp Vault / OpenBao transit.
 
 mod aws;
 pub mod env;
@@ -20,6 +21,7 @@ pub mod error;
 mod http;
 pub mod kms;
 mod local;
+mod vault;
 
 use signet_core::{PublicKey, SignatureAlgorithm};
 

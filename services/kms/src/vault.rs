@@ -1,0 +1,513 @@
+//! `hashivault://KEY`: HashiCorp Vault or OpenBao transit keys.
+//!
+//! Settings: `VAULT_ADDR` (required), a token from `VAULT_TOKEN` or a token file
+//! (`SIGNET_VAULT_TOKEN_FILE`, else `~/.vault-token`, re-read on every call so an agent
+//! can renew it), `VAULT_NAMESPACE`, and `TRANSIT_SECRET_ENGINE_PATH` (the transit mount,
+//! `transit` by default, as in cosign). Signing is prehashed SHA-256, as cosign does, with
+//! the version pinned; versions and public keys come from `GET transit/keys/KEY`.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::path::PathBuf;
+
+use base64::engine::general_purpose::STANDARD as B64;
+use base64::Engine as _;
+use secrecy::{ExposeSecret, SecretString};
+use serde::Deserialize;
+use serde_json::json;
+use signet_core::{PublicKey, SignatureAlgorithm};
+
+use crate::env::Environment;
+use crate::error::{KmsError, KmsErrorKind};
+use crate::http::{snippet, status_text, transport_error};
+use crate::{KeyDescription, KeyProvider, KeyVersionInfo};
+
+const PROVIDER: &str = "hashivault";
+
+const RSA_TYPES: [&str; 3] = ["rsa-2048", "rsa-3072", "rsa-4096"];
+
+fn valid_segment(s: &str, allow_slash: bool) -> bool {
+    !s.is_empty()
+        && !s.split('/').any(|p| p.is_empty() || p == "." || p == "..")
+        && s.bytes().all(|b| {
+            b.is_ascii_alphanumeric()
+                || matches!(b, b'-' | b'_' | b'.')
+                || (allow_slash && b == b'/')
+        })
+}
+
+/// The key name from `hashivault://KEY`.
+pub(crate) fn parse_uri(uri: &str) -> Result<String, String> {
+    let key = uri
+        .strip_prefix("hashivault://")
+        .ok_or("Vault key URIs start with hashivault://")?;
+    if !valid_segment(key, false) {
+        return Err(format!(
+            "{key:?} is not a transit key name (letters, digits, '-', '_', '.'): expected hashivault://KEY"
+        ));
+    }
+    Ok(key.to_owned())
+}
+
+enum Token {
+    Fixed(SecretString),
+    File(PathBuf),
+}
+
+impl fmt::Debug for Token {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Fixed(_) => f.write_str("Token(<redacted>)"),
+            Self::File(p) => write!(f, "TokenFile({})", p.display()),
+        }
+    }
+}
+
+pub(crate) struct VaultProvider {
+    uri: String,
+    key: String,
+    /// `<VAULT_ADDR>/v1/<mount>/`.
+    base: url::Url,
+    namespace: Option<String>,
+    token: Token,
+    client: reqwest::Client,
+}
+
+impl VaultProvider {
+    pub(crate) fn open(
+        uri: &str,
+        env: &Environment,
+        client: reqwest::Client,
+    ) -> Result<Self, KmsError> {
+        let key = parse_uri(uri).map_err(|m| {
+            KmsError::new(
+                PROVIDER,
+                crate::kms::redact_uri(uri),
+                KmsErrorKind::InvalidUri(m),
+            )
+        })?;
+        let failed = |m: String| KmsError::new(PROVIDER, uri, KmsErrorKind::Failed(m));
+        let addr = env
+            .get("VAULT_ADDR")
+            .ok_or_else(|| failed("VAULT_ADDR is not set; set it to the Vault or OpenBao address, e.g. https://vault.example:8200".into()))?;
+        let mount = env
+            .get("TRANSIT_SECRET_ENGINE_PATH")
+            .unwrap_or_else(|| "transit".to_owned());
+        let mount = mount.trim_matches('/');
+        if !valid_segment(mount, true) {
+            return Err(failed(format!(
+                "TRANSIT_SECRET_ENGINE_PATH {mount:?} is not a mount path"
+            )));
+        }
+        let base = url::Url::parse(&format!("{}/v1/{mount}/", addr.trim_end_matches('/')))
+            .map_err(|e| failed(format!("VAULT_ADDR {addr:?} is not a URL: {e}")))?;
+        if !matches!(base.scheme(), "http" | "https") || base.host_str().is_none() {
+            return Err(failed(format!(
+                "VAULT_ADDR {addr:?} must be an http or https URL"
+            )));
+        }
+        let token = match env.get("VAULT_TOKEN") {
+            Some(t) => Token::Fixed(SecretString::from(t.trim().to_owned())),
+            None => {
+                let path = env
+                    .get("SIGNET_VAULT_TOKEN_FILE")
+                    .map(PathBuf::from)
+                    .or_else(|| env.home().map(|h| h.join(".vault-token")))
+                    .filter(|p| p.is_file())
+                    .ok_or_else(|| {
+                        KmsError::new(
+                            PROVIDER,
+                            uri,
+                            KmsErrorKind::PermissionDenied(
+                                "no Vault token: set VAULT_TOKEN, or SIGNET_VAULT_TOKEN_FILE to a token file, or log in so ~/.vault-token exists".into(),
+                            ),
+                        )
+                    })?;
+                Token::File(path)
+            }
+        };
+        Ok(Self {
+            uri: uri.to_owned(),
+            key,
+            base,
+            namespace: env.get("VAULT_NAMESPACE"),
+            token,
+            client,
+        })
+    }
+
+    fn error(&self, kind: KmsErrorKind) -> KmsError {
+        KmsError::new(PROVIDER, self.uri.as_str(), kind)
+    }
+
+    async fn token(&self) -> Result<SecretString, KmsError> {
+        match &self.token {
+            Token::Fixed(t) => Ok(t.clone()),
+            Token::File(path) => {
+                let text = tokio::fs::read_to_string(path).await.map_err(|e| {
+                    self.error(KmsErrorKind::PermissionDenied(format!(
+                        "cannot read the Vault token file {}: {e}",
+                        path.display()
+                    )))
+                })?;
+                Ok(SecretString::from(text.trim().to_owned()))
+            }
+        }
+    }
+
+    /// One transit call; `data` of the answer (or `None` for 204 No Content).
+    async fn call(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<serde_json::Value>,
+    ) -> Result<Option<serde_json::Value>, KmsError> {
+        let url = self
+            .base
+            .join(path)
+            .map_err(|e| self.error(KmsErrorKind::Failed(format!("cannot build the URL: {e}"))))?;
+        let token = self.token().await?;
+        let mut request = self
+            .client
+            .request(method, url)
+            .header("X-Vault-Token", token.expose_secret())
+            .header("X-Vault-Request", "true");
+        if let Some(ns) = &self.namespace {
+            request = request.header("X-Vault-Namespace", ns);
+        }
+        if let Some(body) = body {
+            request = request.json(&body);
+        }
+        let response = request
+            .send()
+            .await
+            .map_err(|e| transport_error(PROVIDER, &self.uri, &e))?;
+        let status = response.status();
+        let bytes = response
+            .bytes()
+            .await
+            .map_err(|e| transport_error(PROVIDER, &self.uri, &e))?;
+        if status == reqwest::StatusCode::NO_CONTENT {
+            return Ok(None);
+        }
+        #[derive(Deserialize, Default)]
+        struct Envelope {
+            #[serde(default)]
+            request_id: Option<String>,
+            #[serde(default)]
+            data: Option<serde_json::Value>,
+            #[serde(default)]
+            errors: Vec<String>,
+        }
+        let envelope: Envelope = serde_json::from_slice(&bytes).unwrap_or_default();
+        let request_id = envelope.request_id.filter(|r| !r.is_empty());
+        if status.is_success() {
+            return Ok(envelope.data);
+        }
+        let message = if envelope.errors.is_empty() {
+            format!("HTTP {}: {}", status_text(status), snippet(&bytes))
+        } else {
+            envelope
+                .errors
+                .iter()
+                .map(|e| e.split_whitespace().collect::<Vec<_>>().join(" "))
+                .collect::<Vec<_>>()
+                .join("; ")
+        };
+        Err(self
+            .error(classify(status.as_u16(), &message))
+            .with_request_id(request_id))
+    }
+
+    async fn read_key(&self) -> Result<TransitKey, KmsError> {
+        let data = self
+            .call(reqwest::Method::GET, &format!("keys/{}", self.key), None)
+            .await?
+            .ok_or_else(|| self.error(KmsErrorKind::Failed("Vault returned no key data".into())))?;
+        serde_json::from_value(data).map_err(|e| {
+            self.error(KmsErrorKind::Failed(format!(
+                "unexpected transit key description: {e}"
+            )))
+        })
+    }
+}
+
+/// What a Vault status and its `errors` mean for signet.
+pub(crate) fn classify(status: u16, message: &str) -> KmsErrorKind {
+    let m = message.to_owned();
+    // OpenBao answers 500 when asked to sign with a version newer than the latest one.
+    if m.contains("higher than the latest key version") {
+        return KmsErrorKind::NotFound(m);
+    }
+    match status {
+        401 | 403 => KmsErrorKind::PermissionDenied(m),
+        404 => KmsErrorKind::NotFound(if m.is_empty() || m.starts_with("HTTP") {
+            "no such transit key (or the transit engine is not mounted at this path)".into()
+        } else {
+            m
+        }),
+        429 => KmsErrorKind::Throttled(m),
+        412 | 500..=599 => KmsErrorKind::Unavailable(m),
+        _ if m.contains("not found") => KmsErrorKind::NotFound(m),
+        _ => KmsErrorKind::Failed(m),
+    }
+}
+
+#[derive(Deserialize)]
+struct TransitKey {
+    #[serde(rename = "type")]
+    key_type: String,
+    #[serde(default)]
+    supports_signing: bool,
+    latest_version: u64,
+    #[serde(default)]
+    min_decryption_version: u64,
+    keys: BTreeMap<String, serde_json::Value>,
+}
+
+/// The versions and public keys of a transit key signet may use, oldest first.
+fn versions(key: &TransitKey) -> Result<Vec<KeyVersionInfo>, KmsErrorKind> {
+    if !RSA_TYPES.contains(&key.key_type.as_str()) || !key.supports_signing {
+        return Err(KmsErrorKind::WrongKeyType(format!(
+            "transit key type is {}; signet needs an RSA signing key (rsa-2048, rsa-3072 or rsa-4096)",
+            key.key_type
+        )));
+    }
+    let mut out: Vec<(u64, KeyVersionInfo)> = Vec::new();
+    for (version, entry) in &key.keys {
+        let Ok(n) = version.parse::<u64>() else {
+            continue;
+        };
+        if n < key.min_decryption_version {
+            continue;
+        }
+        let pem = entry
+            .get("public_key")
+            .and_then(|p| p.as_str())
+            .ok_or_else(|| KmsErrorKind::Failed(format!("version {version} has no public key")))?;
+        let public_key = PublicKey::parse(pem.as_bytes())
+            .map_err(|e| KmsErrorKind::WrongKeyType(format!("version {version}: {e}")))?;
+        out.push((
+            n,
+            KeyVersionInfo {
+                version: n.to_string(),
+                public_key,
+            },
+        ));
+    }
+    out.sort_by_key(|(n, _)| *n);
+    Ok(out.into_iter().map(|(_, v)| v).collect())
+}
+
+/// The raw signature from `vault:v<N>:<base64>`, checking it was made by `version`.
+pub(crate) fn parse_signature(text: &str, version: u64) -> Result<Vec<u8>, String> {
+    let rest = text
+        .strip_prefix("vault:v")
+        .ok_or_else(|| format!("signature {text:?} does not start with vault:v"))?;
+    let (made_by, b64) = rest
+        .split_once(':')
+        .ok_or_else(|| "signature lacks its version prefix".to_owned())?;
+    if made_by != version.to_string() {
+        return Err(format!(
+            "asked for version {version} but Vault signed with version {made_by}"
+        ));
+    }
+    B64.decode(b64)
+        .map_err(|e| format!("signature is not base64: {e}"))
+}
+
+#[async_trait::async_trait]
+impl KeyProvider for VaultProvider {
+    fn uri(&self) -> &str {
+        &self.uri
+    }
+
+    fn provider(&self) -> &'static str {
+        PROVIDER
+    }
+
+    async fn describe(&self) -> Result<KeyDescription, KmsError> {
+        let key = self.read_key().await?;
+        let versions = versions(&key).map_err(|k| self.error(k))?;
+        let primary = key.latest_version.to_string();
+        if !versions.iter().any(|v| v.version == primary) {
+            return Err(self.error(KmsErrorKind::Failed(format!(
+                "the latest version {primary} is not among the key's versions"
+            ))));
+        }
+        Ok(KeyDescription {
+            algorithm: SignatureAlgorithm::RsaPkcs1Sha256,
+            versions,
+            primary_version: primary,
+        })
+    }
+
+    async fn sign(
+        &self,
+        key_version: &str,
+        algorithm: SignatureAlgorithm,
+        payload: &[u8],
+    ) -> Result<Vec<u8>, KmsError> {
+        let version: u64 = key_version.parse().ok().filter(|v| *v > 0).ok_or_else(|| {
+            self.error(KmsErrorKind::NotFound(format!(
+                "key version {key_version:?} does not exist: transit versions are numbers such as \"1\""
+            )))
+        })?;
+        let digest = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, payload);
+        let signature_algorithm = match algorithm {
+            SignatureAlgorithm::RsaPkcs1Sha256 => "pkcs1v15",
+            SignatureAlgorithm::RsaPssSha256 => "pss",
+        };
+        let data = self
+            .call(
+                reqwest::Method::POST,
+                &format!("sign/{}/sha2-256", self.key),
+                Some(json!({
+                    "input": B64.encode(digest.as_ref()),
+                    "prehashed": true,
+                    "signature_algorithm": signature_algorithm,
+                    "key_version": version,
+                })),
+            )
+            .await?
+            .ok_or_else(|| {
+                self.error(KmsErrorKind::Failed("Vault returned no signature".into()))
+            })?;
+        let text = data
+            .get("signature")
+            .and_then(|s| s.as_str())
+            .ok_or_else(|| {
+                self.error(KmsErrorKind::Failed(
+                    "Vault's answer has no signature".into(),
+                ))
+            })?;
+        parse_signature(text, version).map_err(|m| self.error(KmsErrorKind::Failed(m)))
+    }
+
+    async fn rotate(&self) -> Result<String, KmsError> {
+        // Check first: rotating a key signet cannot use would still change it.
+        let before = self.read_key().await?;
+        versions(&before).map_err(|k| self.error(k))?;
+        self.call(
+            reqwest::Method::POST,
+            &format!("keys/{}/rotate", self.key),
+            Some(json!({})),
+        )
+        .await?;
+        let after = self.read_key().await?;
+        if after.latest_version <= before.latest_version {
+            return Err(self.error(KmsErrorKind::Failed(format!(
+                "rotation left the latest version at {}",
+                after.latest_version
+            ))));
+        }
+        Ok(after.latest_version.to_string())
+    }
+}
+
+impl fmt::Debug for VaultProvider {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("VaultProvider")
+            .field("uri", &self.uri)
+            .field("base", &self.base.as_str())
+            .field("namespace", &self.namespace)
+            .field("token", &self.token)
+            .finish()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn uris() {
+        assert_eq!(
+            parse_uri("hashivault://signet-prod").expect("ok"),
+            "signet-prod"
+        );
+        for bad in [
+            "hashivault://",
+            "hashivault://a/b",
+            "hashivault://..",
+            "hashivault://a b",
+            "hashivault://a?x",
+        ] {
+            assert!(parse_uri(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn signatures() {
+        assert_eq!(parse_signature("vault:v2:AQID", 2).expect("ok"), [1, 2, 3]);
+        assert!(parse_signature("vault:v1:AQID", 2).is_err());
+        assert!(parse_signature("AQID", 2).is_err());
+        assert!(parse_signature("vault:v2:!!", 2).is_err());
+    }
+
+    #[test]
+    fn classification() {
+        assert!(matches!(
+            classify(403, "permission denied"),
+            KmsErrorKind::PermissionDenied(_)
+        ));
+        assert!(matches!(classify(404, ""), KmsErrorKind::NotFound(_)));
+        assert!(matches!(
+            classify(400, "signing key not found"),
+            KmsErrorKind::NotFound(_)
+        ));
+        assert!(matches!(
+            classify(429, "rate limit quota exceeded"),
+            KmsErrorKind::Throttled(_)
+        ));
+        assert!(matches!(
+            classify(503, "Vault is sealed"),
+            KmsErrorKind::Unavailable(_)
+        ));
+        assert!(matches!(
+            classify(400, "invalid input"),
+            KmsErrorKind::Failed(_)
+        ));
+        assert!(matches!(
+            classify(500, "1 error occurred: * requested version for signing is higher than the latest key version"),
+            KmsErrorKind::NotFound(_)
+        ));
+    }
+
+    #[test]
+    fn open_needs_address_and_token() {
+        let client = reqwest::Client::new();
+        let e = VaultProvider::open(
+            "hashivault://k",
+            &Environment::fixed([("VAULT_TOKEN", "t")]),
+            client.clone(),
+        )
+        .expect_err("no address");
+        assert!(e.to_string().contains("VAULT_ADDR"), "{e}");
+        let e = VaultProvider::open(
+            "hashivault://k",
+            &Environment::fixed([
+                ("VAULT_ADDR", "http://127.0.0.1:8200"),
+                ("HOME", "/nonexistent"),
+            ]),
+            client.clone(),
+        )
+        .expect_err("no token");
+        assert!(matches!(e.kind, KmsErrorKind::PermissionDenied(_)), "{e}");
+
+        let dir = tempfile::tempdir().expect("tempdir");
+        std::fs::write(dir.path().join(".vault-token"), "s.filetoken\n").expect("write");
+        let p = VaultProvider::open(
+            "hashivault://k",
+            &Environment::fixed([
+                ("VAULT_ADDR", "http://127.0.0.1:8200/".to_owned()),
+                ("HOME", dir.path().to_string_lossy().into_owned()),
+                ("TRANSIT_SECRET_ENGINE_PATH", "/team/transit/".to_owned()),
+            ]),
+            client,
+        )
+        .expect("token file");
+        assert_eq!(p.base.as_str(), "http://127.0.0.1:8200/v1/team/transit/");
+        assert!(!format!("{p:?}").contains("filetoken"));
+    }
+}
