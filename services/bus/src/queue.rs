@@ -1,0 +1,89 @@
+//! The job queue contract every backend fulfils.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+use crate::BusError;
+
+/// A message on the jobs queue: the sign-request JSON, plus headers (job id, trace context).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Message {
+    pub body: Vec<u8>,
+    pub headers: BTreeMap<String, String>,
+}
+
+/// A durable queue of sign jobs.
+#[async_trait]
+pub trait JobQueue: Send + Sync + fmt::Debug {
+    /// `embedded`, `amqp` or `nats`.
+    fn backend(&self) -> &'static str;
+    /// Returns only once the message is durable: a broker confirm or a committed write.
+    async fn publish(&self, message: Message) -> Result<(), BusError>;
+    /// Starts delivering messages; at most `prefetch` are unsettled at any time.
+    /// Deliveries stop when `shutdown` fires; the backend reconnects by itself after
+    /// a broker restart.
+    async fn consume(
+        &self,
+        prefetch: usize,
+        shutdown: CancellationToken,
+    ) -> Result<mpsc::Receiver<Delivery>, BusError>;
+    /// Messages waiting, when the backend can tell.
+    async fn depth(&self) -> Result<Option<u64>, BusError>;
+    /// Fails when the bus cannot take messages now (readiness).
+    async fn check(&self) -> Result<(), BusError>;
+}
+
+/// How a backend settles one delivery.
+#[async_trait]
+pub trait Settle: Send {
+    async fn ack(self: Box<Self>) -> Result<(), BusError>;
+    /// Makes the message available again after `delay`.
+    async fn retry(self: Box<Self>, delay: Duration) -> Result<(), BusError>;
+    /// Moves the message to the dead letters for good.
+    async fn dead_letter(self: Box<Self>, reason: &str) -> Result<(), BusError>;
+}
+
+/// One delivery of a message. Dropping it unsettled returns the message to the queue
+/// (after the lease or when the channel closes), which is what a crash does too.
+pub struct Delivery {
+    pub message: Message,
+    /// 1 on first delivery; counts redeliveries after crashes and retries.
+    pub delivery_count: u32,
+    settle: Box<dyn Settle>,
+}
+
+impl fmt::Debug for Delivery {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Delivery")
+            .field("headers", &self.message.headers)
+            .field("delivery_count", &self.delivery_count)
+            .finish()
+    }
+}
+
+impl Delivery {
+    pub fn new(message: Message, delivery_count: u32, settle: Box<dyn Settle>) -> Self {
+        Self {
+            message,
+            delivery_count,
+            settle,
+        }
+    }
+
+    pub async fn ack(self) -> Result<(), BusError> {
+        self.settle.ack().await
+    }
+
+    pub async fn retry(self, delay: Duration) -> Result<(), BusError> {
+        self.settle.retry(delay).await
+    }
+
+    pub async fn dead_letter(self, reason: &str) -> Result<(), BusError> {
+        self.settle.dead_letter(reason).await
+    }
+}
