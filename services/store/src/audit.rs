@@ -37,6 +37,7 @@ impl Default for AuditFilter {
 
 impl Store {
     /// Appends one entry and returns its id. Ids grow in commit order without gaps.
+    #[tracing::instrument(name = "store.append_audit", level = "debug", skip_all, fields(action = %entry.action))]
     pub async fn append_audit(&self, entry: &NewAudit) -> Result<i64, StoreError> {
         const OP: &str = "appending to the audit log";
         let mut tx = self.begin_write(OP).await?;
@@ -45,6 +46,7 @@ impl Store {
         Ok(id)
     }
 
+    #[tracing::instrument(name = "store.list_audit", level = "debug", skip_all)]
     pub async fn list_audit(&self, filter: &AuditFilter) -> Result<Vec<AuditEntry>, StoreError> {
         let mut f = Filter::default();
         if let Some(prefix) = &filter.action_prefix {

@@ -11,6 +11,12 @@ use crate::Store;
 impl Store {
     /// True if `holder` now holds the claim on `key` until `lease` from now: nobody held it,
     /// the previous lease ran out, or `holder` already held it (renewed).
+    #[tracing::instrument(
+        name = "store.claim_signing",
+        level = "debug",
+        skip_all,
+        fields(key = %key, holder = %holder),
+    )]
     pub async fn claim_signing(
         &self,
         key: &str,
@@ -39,6 +45,12 @@ impl Store {
     }
 
     /// Gives up the claim if `holder` holds it; a claim held by someone else is left alone.
+    #[tracing::instrument(
+        name = "store.release_signing",
+        level = "debug",
+        skip_all,
+        fields(key = %key, holder = %holder),
+    )]
     pub async fn release_signing(&self, key: &str, holder: &str) -> Result<(), StoreError> {
         sqlx::query("DELETE FROM signing_claims WHERE claim_key = $1 AND holder = $2")
             .bind(key)

@@ -13,6 +13,7 @@ const COLUMNS: &str =
 
 impl Store {
     /// `Conflict` if a job with this id exists.
+    #[tracing::instrument(name = "store.create_job", level = "debug", skip_all, fields(job = %job.id))]
     pub async fn create_job(&self, job: &Job) -> Result<(), StoreError> {
         const OP: &str = "creating a job";
         let request = codec::json_text("sign request", &job.request)?;
@@ -40,6 +41,7 @@ impl Store {
         Ok(())
     }
 
+    #[tracing::instrument(name = "store.get_job", level = "debug", skip_all, fields(job = %id))]
     pub async fn get_job(&self, id: Uuid) -> Result<Option<Job>, StoreError> {
         let row = sqlx::query(&format!("SELECT {COLUMNS} FROM jobs WHERE id = $1"))
             .bind(id.to_string())
@@ -50,6 +52,7 @@ impl Store {
     }
 
     /// Replaces everything but the id and creation time. `NotFound` if there is no such job.
+    #[tracing::instrument(name = "store.update_job", level = "debug", skip_all, fields(job = %job.id, state = %job.state))]
     pub async fn update_job(&self, job: &Job) -> Result<(), StoreError> {
         const OP: &str = "updating a job";
         let request = codec::json_text("sign request", &job.request)?;
@@ -77,6 +80,7 @@ impl Store {
     }
 
     /// Jobs, newest first, optionally only those in one state.
+    #[tracing::instrument(name = "store.list_jobs", level = "debug", skip_all)]
     pub async fn list_jobs(
         &self,
         state: Option<JobState>,

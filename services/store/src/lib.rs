@@ -204,6 +204,7 @@ impl Store {
     }
 
     /// One round trip to the database, for `/readyz`.
+    #[tracing::instrument(name = "store.ping", level = "debug", skip_all)]
     pub async fn ping(&self) -> Result<(), StoreError> {
         sqlx::query("SELECT 1")
             .execute(&self.read)

@@ -44,6 +44,7 @@ pub struct OutboxRecord {
 
 impl Store {
     /// Unpublished events, oldest first.
+    #[tracing::instrument(name = "store.outbox_pending", level = "debug", skip_all)]
     pub async fn outbox_pending(&self, limit: u32) -> Result<Vec<OutboxRecord>, StoreError> {
         let rows = sqlx::query(
             "SELECT id, event_type, subject, data, created_at FROM outbox \
@@ -58,6 +59,7 @@ impl Store {
 
     /// Marks events as published. Marking one twice, or an unknown id, is harmless: a relay
     /// that crashed between publishing and marking publishes again (at-least-once).
+    #[tracing::instrument(name = "store.outbox_mark_published", level = "debug", skip_all, fields(count = ids.len()))]
     pub async fn outbox_mark_published(&self, ids: &[i64]) -> Result<(), StoreError> {
         const OP: &str = "marking events published";
         if ids.is_empty() {
@@ -83,6 +85,7 @@ impl Store {
     }
 
     /// The highest event id written so far (0 when there is none).
+    #[tracing::instrument(name = "store.outbox_revision", level = "debug", skip_all)]
     pub async fn outbox_revision(&self) -> Result<i64, StoreError> {
         let row = sqlx::query("SELECT value FROM counters WHERE name = 'outbox'")
             .fetch_optional(&self.read)

@@ -54,6 +54,12 @@ const LEASE_TAIL: &str = ") RETURNING id, queue, body, headers, deliveries, enqu
 
 impl Store {
     /// Appends a message; it is available at once. Returns its id.
+    #[tracing::instrument(
+        name = "store.queue_push",
+        level = "debug",
+        skip_all,
+        fields(queue = %queue),
+    )]
     pub async fn queue_push(
         &self,
         queue: &str,
@@ -78,6 +84,12 @@ impl Store {
 
     /// Leases the oldest available message for `lease` and counts the delivery; `None` if
     /// none is available. Safe with any number of concurrent consumers.
+    #[tracing::instrument(
+        name = "store.queue_lease",
+        level = "debug",
+        skip_all,
+        fields(queue = %queue),
+    )]
     pub async fn queue_lease(
         &self,
         queue: &str,
@@ -101,6 +113,12 @@ impl Store {
 
     /// Done with a message: deletes it. Acking a message that is already gone is not an
     /// error: after a lease ran out, two consumers may both finish the same message.
+    #[tracing::instrument(
+        name = "store.queue_ack",
+        level = "debug",
+        skip_all,
+        fields(id = id),
+    )]
     pub async fn queue_ack(&self, id: i64) -> Result<(), StoreError> {
         sqlx::query("DELETE FROM queue_messages WHERE id = $1")
             .bind(id)
@@ -111,6 +129,12 @@ impl Store {
     }
 
     /// Ends the lease; the message becomes available again after `delay`.
+    #[tracing::instrument(
+        name = "store.queue_retry",
+        level = "debug",
+        skip_all,
+        fields(id = id),
+    )]
     pub async fn queue_retry(&self, id: i64, delay: Duration) -> Result<(), StoreError> {
         let at = codec::now_millis().saturating_add(codec::duration_millis(delay));
         let updated = sqlx::query("UPDATE queue_messages SET available_at = $2 WHERE id = $1")
@@ -127,6 +151,12 @@ impl Store {
     }
 
     /// Moves a message to its queue's dead letters, with the reason.
+    #[tracing::instrument(
+        name = "store.queue_dead_letter",
+        level = "debug",
+        skip_all,
+        fields(id = id, reason = %reason),
+    )]
     pub async fn queue_dead_letter(&self, id: i64, reason: &str) -> Result<(), StoreError> {
         const OP: &str = "dead-lettering a message";
         let now = codec::now_millis();
@@ -157,6 +187,12 @@ impl Store {
     }
 
     /// Messages on the queue not yet acked or dead-lettered, leased ones included.
+    #[tracing::instrument(
+        name = "store.queue_depth",
+        level = "debug",
+        skip_all,
+        fields(queue = %queue),
+    )]
     pub async fn queue_depth(&self, queue: &str) -> Result<u64, StoreError> {
         let row = sqlx::query("SELECT COUNT(*) AS n FROM queue_messages WHERE queue = $1")
             .bind(queue)
@@ -167,6 +203,12 @@ impl Store {
     }
 
     /// The queue's dead letters, newest first.
+    #[tracing::instrument(
+        name = "store.queue_dead",
+        level = "debug",
+        skip_all,
+        fields(queue = %queue),
+    )]
     pub async fn queue_dead(&self, queue: &str, limit: u32) -> Result<Vec<DeadLetter>, StoreError> {
         let rows = sqlx::query(
             "SELECT id, message_id, queue, body, headers, deliveries, reason, enqueued_at, dead_at \

@@ -41,6 +41,7 @@ impl Store {
     /// new is written except that the job (if any) is marked succeeded with the existing
     /// signature, and the existing record is returned. `NotFound` if the witness or the job
     /// is not stored.
+    #[tracing::instrument(name = "store.record_signature", level = "debug", skip_all, fields(repository = %rec.repository, digest = %rec.digest, witness = %rec.witness))]
     pub async fn record_signature(
         &self,
         rec: &SignatureRecord,
@@ -130,6 +131,7 @@ impl Store {
         Ok(stored)
     }
 
+    #[tracing::instrument(name = "store.find_signature", level = "debug", skip_all, fields(repository = %repository, digest = %digest, witness = %witness))]
     pub async fn find_signature(
         &self,
         repository: &str,
@@ -144,6 +146,7 @@ impl Store {
         select_one(&mut conn, repository, digest, witness).await
     }
 
+    #[tracing::instrument(name = "store.list_signatures", level = "debug", skip_all)]
     pub async fn list_signatures(
         &self,
         filter: &SignatureFilter,

@@ -11,6 +11,7 @@ use crate::Store;
 
 impl Store {
     /// Stores a token with its audit entry. `Conflict` if the name (or id) is taken.
+    #[tracing::instrument(name = "store.create_token", level = "debug", skip_all, fields(token = %token.name))]
     pub async fn create_token(
         &self,
         token: &ApiToken,
@@ -44,6 +45,7 @@ impl Store {
     }
 
     /// The token and the stored hash of its secret.
+    #[tracing::instrument(name = "store.get_token", level = "debug", skip_all, fields(token = %id))]
     pub async fn get_token(&self, id: Uuid) -> Result<Option<(ApiToken, Vec<u8>)>, StoreError> {
         let row = sqlx::query(
             "SELECT id, name, role, secret_hash, revoked, created_at FROM api_tokens WHERE id = $1",
@@ -56,6 +58,7 @@ impl Store {
     }
 
     /// How many tokens exist, revoked ones included (decides whether to bootstrap one).
+    #[tracing::instrument(name = "store.count_tokens", level = "debug", skip_all)]
     pub async fn count_tokens(&self) -> Result<u64, StoreError> {
         let row = sqlx::query("SELECT COUNT(*) AS n FROM api_tokens")
             .fetch_one(&self.read)

@@ -19,6 +19,7 @@ const COLUMNS: &str = "name, kms_key, algorithm, description, state, key_version
 impl Store {
     /// Stores a new witness with its audit entry and a `witness.created` event.
     /// `Conflict` if the name is taken.
+    #[tracing::instrument(name = "store.create_witness", level = "debug", skip_all, fields(witness = %w.name))]
     pub async fn create_witness(&self, w: &Witness, audit: &NewAudit) -> Result<(), StoreError> {
         const OP: &str = "creating a witness";
         let key_versions = codec::json_text("witness key versions", &w.key_versions)?;
@@ -52,6 +53,7 @@ impl Store {
         Ok(())
     }
 
+    #[tracing::instrument(name = "store.get_witness", level = "debug", skip_all, fields(witness = %name))]
     pub async fn get_witness(&self, name: &str) -> Result<Option<Witness>, StoreError> {
         let row = sqlx::query(&format!("SELECT {COLUMNS} FROM witnesses WHERE name = $1"))
             .bind(name)
@@ -62,6 +64,7 @@ impl Store {
     }
 
     /// All witnesses, by name.
+    #[tracing::instrument(name = "store.list_witnesses", level = "debug", skip_all)]
     pub async fn list_witnesses(&self) -> Result<Vec<Witness>, StoreError> {
         let rows = sqlx::query(&format!("SELECT {COLUMNS} FROM witnesses ORDER BY name"))
             .fetch_all(&self.read)
@@ -74,6 +77,7 @@ impl Store {
     /// (rotation, revocation), with its audit entry and an event named after what changed:
     /// `witness.revoked`, `witness.key_revoked` or `witness.rotated` (any other change).
     /// The creation time is kept. `NotFound` if there is no such witness.
+    #[tracing::instrument(name = "store.update_witness", level = "debug", skip_all, fields(witness = %w.name))]
     pub async fn update_witness(&self, w: &Witness, audit: &NewAudit) -> Result<(), StoreError> {
         const OP: &str = "updating a witness";
         let key_versions = codec::json_text("witness key versions", &w.key_versions)?;
