@@ -14,13 +14,18 @@
 //! - `http`: the HTTP client and transport-error classification the cloud providers share.
 //! - `aws`: `awskms://[ENDPOINT]/KEY`, AWS KMS with SigV4 (`aws-sigv4`).
 //! - `vault`: `hashivault://KEY`, HashiCorp Vault / OpenBao transit.
+//! - `alibaba`: `alikms://REGION/KEY_ID[?version=V]`, Alibaba Cloud KMS.
+//! - [`acs3`]: Alibaba's ACS3-HMAC-SHA256 request signing as pure functions.
 
+pub mod acs3;
+mod alibaba;
 mod aws;
 pub mod env;
 pub mod error;
 mod http;
 pub mod kms;
 mod local;
+mod settings;
 mod vault;
 
 use signet_core::{PublicKey, SignatureAlgorithm};
