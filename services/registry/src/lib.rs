@@ -1,1 +1,33 @@
-//! signet-registry (being written)
+//! signet's OCI registry client: resolve tags to digests, read manifests (and tell image
+//! indexes apart), and publish and fetch cosign signature artifacts
+//! (`<repo>:sha256-<hex>.sig`) the way cosign, policy-controller, Kyverno and
+//! containers/image expect them. The signer publishes with it, the verifier fetches with it
+//! on a trust-cache miss, and the CLI uses both.
+//!
+//! Plain HTTP is used for loopback hosts and configured insecure registries, HTTPS
+//! otherwise. Credentials come from signet's config or a docker `config.json`; registries
+//! that need none are read with one request per manifest or blob.
+//!
+//! Layout:
+//! - [`client`]: [`RegistryClient`] and the wire operations.
+//! - [`config`]: [`RegistryConfig`], credentials, which hosts speak plain HTTP.
+//! - [`cosign`]: the signature artifact format, built and parsed without I/O.
+//! - [`manifest`]: manifests as stored, media types, index platform entries.
+//! - [`error`]: [`RegistryError`] and which failures are retryable.
+//! - `locks`: per-artifact async locks that keep in-process publishers from racing.
+
+pub mod client;
+pub mod config;
+pub mod cosign;
+pub mod error;
+mod locks;
+pub mod manifest;
+mod settings;
+
+pub use client::RegistryClient;
+pub use config::{Credential, RegistryConfig, RegistryCredential};
+pub use cosign::{
+    PublishOutcome, Published, SignatureLayer, SIGNATURE_ANNOTATION, SIMPLESIGNING_MEDIA_TYPE,
+};
+pub use error::RegistryError;
+pub use manifest::Manifest;
