@@ -786,3 +786,65 @@ async fn authenticated_reads_reuse_credentials_without_reprobing() {
         "{added:#?}"
     );
 }
+
+#[tokio::test]
+async fn a_registry_that_never_answers_times_out() {
+    // The kernel completes TCP handshakes for a listener that nobody accepts from, so the
+    // request is sent and then no answer ever comes.
+    let silent = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let host = silent.local_addr().expect("addr").to_string();
+    let timeout = std::time::Duration::from_millis(300);
+    let s = client_with(RegistryConfig {
+        timeout,
+        ..RegistryConfig::default()
+    });
+    let repo = ImageRef::parse(&format!("{host}/demo/app:v1")).expect("ref");
+    let err = s.client.resolve(&repo).await.expect_err("no answer");
+    assert!(matches!(err, RegistryError::Timeout { .. }), "{err:?}");
+    assert!(err.retryable());
+    assert!(err.to_string().contains(&host), "{err}");
+}
+
+#[tokio::test]
+async fn server_errors_are_retryable_and_say_so() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let host = listener.local_addr().expect("addr").to_string();
+    let server = tokio::spawn(async move {
+        loop {
+            let Ok((mut conn, _)) = listener.accept().await else {
+                return;
+            };
+            tokio::spawn(async move {
+                let mut buf = [0u8; 4096];
+                let _ = conn.read(&mut buf).await;
+                let body = r#"{"errors":[{"code":"UNKNOWN","message":"storage backend down"}]}"#;
+                let resp = format!(
+                    "HTTP/1.1 503 Service Unavailable\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+                    body.len()
+                );
+                let _ = conn.write_all(resp.as_bytes()).await;
+            });
+        }
+    });
+    let s = client();
+    let repo = ImageRef::parse(&format!("{host}/demo/app:v1")).expect("ref");
+    let err = s
+        .client
+        .fetch_signatures(&repo, &Digest::of(b"x"))
+        .await
+        .expect_err("503");
+    assert!(
+        matches!(err, RegistryError::Server { status: 503, .. }),
+        "{err:?}"
+    );
+    assert!(err.retryable());
+    let msg = err.to_string();
+    assert!(
+        msg.contains(&host) && msg.contains("demo/app") && msg.contains("retried"),
+        "{msg}"
+    );
+    server.abort();
+}
