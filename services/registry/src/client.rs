@@ -16,12 +16,12 @@
 //! - A one-request NotFound for HEAD (oci-client retries a failed HEAD as a GET), the
 //!   manifest's Content-Type, and size caps on what a registry may send back.
 
+use futures::StreamExt;
 use std::collections::HashMap;
 use std::future::Future;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use futures::{StreamExt, TryStreamExt};
 use oci_client::client::{ClientConfig, ClientProtocol};
 use oci_client::secrets::RegistryAuth;
 use oci_client::Reference;
@@ -45,7 +45,6 @@ const MAX_PAYLOAD_BYTES: usize = 1 << 20;
 /// Read-modify-write rounds before giving up on a contended `.sig` tag.
 const PUBLISH_ATTEMPTS: u32 = 5;
 /// Payload blobs fetched at once for one signature artifact.
-const FETCH_CONCURRENCY: usize = 8;
 const USER_AGENT: &str = concat!("signet-registry/", env!("CARGO_PKG_VERSION"));
 
 /// A registry client shared by the signer, verifier and CLI. Cheap to clone; clones share
@@ -243,30 +242,18 @@ impl RegistryClient {
                 }
             }
             let host = &host;
-            let payloads: HashMap<&Digest, Vec<u8>> = futures::stream::iter(wanted)
-                .map(|(digest, size)| async move {
-                    if size > MAX_PAYLOAD_BYTES as u64 {
-                        tracing::warn!(%digest, size, "signature payload is too large; skipped");
-                        return Ok(None);
-                    }
-                    let what = format!("signature payload blob {digest}");
-                    let blob_ctx = Ctx { what: &what, ..ctx };
-                    match self
-                        .read_blob(host, access, repo, digest, MAX_PAYLOAD_BYTES, blob_ctx)
-                        .await
-                    {
-                        Ok(payload) => Ok(Some((digest, payload))),
-                        Err(e) if e.is_not_found() => {
-                            tracing::warn!(%digest, "signature payload blob is missing; skipped");
-                            Ok(None)
-                        }
-                        Err(e) => Err(e),
-                    }
-                })
-                .buffer_unordered(FETCH_CONCURRENCY)
-                .try_filter_map(|found| async move { Ok(found) })
-                .try_collect()
-                .await?;
+            // Built as a Vec of futures rather than a stream of closures: a stream whose
+            // closures borrow `host` and `access` makes the whole operation non-Send
+            // (rust-lang/rust#102211), and callers spawn it. `wanted` is one or two blobs.
+            let fetches: Vec<_> = wanted
+                .into_iter()
+                .map(|(digest, size)| self.fetch_payload(host, access, repo, digest, size, ctx))
+                .collect();
+            let payloads: HashMap<&Digest, Vec<u8>> = futures::future::try_join_all(fetches)
+                .await?
+                .into_iter()
+                .flatten()
+                .collect();
             Ok(signatures
                 .iter()
                 .filter_map(|s| {
@@ -279,6 +266,35 @@ impl RegistryClient {
                 .collect())
         })
         .await
+    }
+
+    /// One signature payload blob; `None` when it is too large or missing (skipped).
+    async fn fetch_payload<'d>(
+        &self,
+        host: &Host,
+        access: &Access,
+        repo: &str,
+        digest: &'d Digest,
+        size: u64,
+        ctx: Ctx<'_>,
+    ) -> Result<Option<(&'d Digest, Vec<u8>)>, RegistryError> {
+        if size > MAX_PAYLOAD_BYTES as u64 {
+            tracing::warn!(%digest, size, "signature payload is too large; skipped");
+            return Ok(None);
+        }
+        let what = format!("signature payload blob {digest}");
+        let blob_ctx = Ctx { what: &what, ..ctx };
+        match self
+            .read_blob(host, access, repo, digest, MAX_PAYLOAD_BYTES, blob_ctx)
+            .await
+        {
+            Ok(payload) => Ok(Some((digest, payload))),
+            Err(e) if e.is_not_found() => {
+                tracing::warn!(%digest, "signature payload blob is missing; skipped");
+                Ok(None)
+            }
+            Err(e) => Err(e),
+        }
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -736,4 +752,20 @@ async fn read_capped(
         body.extend_from_slice(&chunk);
     }
     Ok(body)
+}
+
+/// Callers spawn these operations on tokio's multi-threaded runtime, so their futures
+/// must be `Send`; this fails to compile if one stops being so.
+#[allow(dead_code)]
+fn operations_are_send(
+    c: &'static RegistryClient,
+    i: &'static ImageRef,
+    d: &'static Digest,
+    l: &'static SignatureLayer,
+) {
+    fn is_send<T: Send>(_: T) {}
+    is_send(c.resolve(i));
+    is_send(c.manifest(i));
+    is_send(c.fetch_signatures(i, d));
+    is_send(c.publish_signature(i, d, l));
 }
