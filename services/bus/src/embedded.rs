@@ -11,24 +11,31 @@ use tokio::sync::{broadcast, mpsc, Notify, Semaphore};
 use tokio_util::sync::CancellationToken;
 
 use crate::event::{Event, EventBus};
-use crate::queue::{Delivery, JobQueue, Message, Settle};
-use crate::{Bus, BusError, JOBS_QUEUE};
+use crate::queue::{enforce_max_deliver, DeadLetter, Delivery, JobQueue, Message, Settle};
+use crate::{Bus, BusError, BusOptions, Names};
 
 const BACKEND: &str = "embedded";
-/// How long a leased message stays invisible to other consumers. A crashed process's
-/// messages come back after this; workers settle well within it because every KMS and
-/// registry call has its own shorter timeout.
-const LEASE: Duration = Duration::from_secs(30);
 /// How often an idle consumer looks for messages whose retry delay or lease has passed;
 /// new messages from this process wake it at once.
 const IDLE_POLL: Duration = Duration::from_millis(250);
 const EVENT_BUFFER: usize = 4096;
 
-/// Opens the embedded job queue and event bus on `store`.
+/// Opens the embedded job queue and event bus on `store`, with default options.
 pub fn open(store: Store) -> Bus {
+    open_with(store, Names::default(), BusOptions::default())
+}
+
+/// Opens the embedded job queue and event bus on `store`. The queue is named after
+/// `names.jobs()`; `options.ack_wait` is the lease: how long a message taken by a
+/// process that then died stays invisible. Workers settle well within it because every
+/// KMS and registry call has its own shorter timeout.
+pub fn open_with(store: Store, names: Names, options: BusOptions) -> Bus {
     Bus {
         jobs: Arc::new(EmbeddedQueue {
             store,
+            queue: names.jobs(),
+            lease: options.ack_wait,
+            max_deliver: options.max_deliver,
             wake: Arc::new(Notify::new()),
         }),
         events: Arc::new(EmbeddedEvents {
@@ -40,6 +47,9 @@ pub fn open(store: Store) -> Bus {
 #[derive(Debug)]
 struct EmbeddedQueue {
     store: Store,
+    queue: String,
+    lease: Duration,
+    max_deliver: u32,
     wake: Arc<Notify>,
 }
 
@@ -58,7 +68,7 @@ impl JobQueue for EmbeddedQueue {
 
     async fn publish(&self, message: Message) -> Result<(), BusError> {
         self.store
-            .queue_push(JOBS_QUEUE, &message.body, &message.headers)
+            .queue_push(&self.queue, &message.body, &message.headers)
             .await
             .map_err(unavailable)?;
         self.wake.notify_waiters();
@@ -75,6 +85,7 @@ impl JobQueue for EmbeddedQueue {
         let store = self.store.clone();
         let wake = self.wake.clone();
         let permits = Arc::new(Semaphore::new(prefetch));
+        let (queue, lease, max_deliver) = (self.queue.clone(), self.lease, self.max_deliver);
         tokio::spawn(async move {
             loop {
                 let permit = tokio::select! {
@@ -89,12 +100,13 @@ impl JobQueue for EmbeddedQueue {
                 let notified = wake.notified();
                 tokio::pin!(notified);
                 notified.as_mut().enable();
-                match store.queue_lease(JOBS_QUEUE, LEASE).await {
+                match store.queue_lease(&queue, lease).await {
                     Ok(Some(m)) => {
                         let settle = Box::new(EmbeddedSettle {
                             store: store.clone(),
                             id: m.id,
                             wake: wake.clone(),
+                            settled: false,
                             _permit: permit,
                         });
                         let delivery = Delivery::new(
@@ -105,6 +117,10 @@ impl JobQueue for EmbeddedQueue {
                             m.deliveries,
                             settle,
                         );
+                        let Some(delivery) = enforce_max_deliver(delivery, max_deliver).await
+                        else {
+                            continue;
+                        };
                         if tx.send(delivery).await.is_err() {
                             return;
                         }
@@ -133,7 +149,7 @@ impl JobQueue for EmbeddedQueue {
 
     async fn depth(&self) -> Result<Option<u64>, BusError> {
         self.store
-            .queue_depth(JOBS_QUEUE)
+            .queue_depth(&self.queue)
             .await
             .map(Some)
             .map_err(unavailable)
@@ -142,23 +158,46 @@ impl JobQueue for EmbeddedQueue {
     async fn check(&self) -> Result<(), BusError> {
         self.store.ping().await.map_err(unavailable)
     }
+
+    async fn dead_letters(&self, limit: usize) -> Result<Vec<DeadLetter>, BusError> {
+        let limit = u32::try_from(limit).unwrap_or(u32::MAX);
+        let dead = self
+            .store
+            .queue_dead(&self.queue, limit)
+            .await
+            .map_err(unavailable)?;
+        Ok(dead
+            .into_iter()
+            .map(|d| DeadLetter {
+                message: Message {
+                    body: d.body,
+                    headers: d.headers,
+                },
+                reason: d.reason,
+                delivery_count: d.deliveries,
+            })
+            .collect())
+    }
 }
 
 struct EmbeddedSettle {
     store: Store,
     id: i64,
     wake: Arc<Notify>,
+    settled: bool,
     /// Held until settled, so no more than `prefetch` deliveries are outstanding.
     _permit: tokio::sync::OwnedSemaphorePermit,
 }
 
 #[async_trait]
 impl Settle for EmbeddedSettle {
-    async fn ack(self: Box<Self>) -> Result<(), BusError> {
+    async fn ack(mut self: Box<Self>) -> Result<(), BusError> {
+        self.settled = true;
         self.store.queue_ack(self.id).await.map_err(unavailable)
     }
 
-    async fn retry(self: Box<Self>, delay: Duration) -> Result<(), BusError> {
+    async fn retry(mut self: Box<Self>, delay: Duration) -> Result<(), BusError> {
+        self.settled = true;
         self.store
             .queue_retry(self.id, delay)
             .await
@@ -169,11 +208,34 @@ impl Settle for EmbeddedSettle {
         Ok(())
     }
 
-    async fn dead_letter(self: Box<Self>, reason: &str) -> Result<(), BusError> {
+    async fn dead_letter(mut self: Box<Self>, reason: &str) -> Result<(), BusError> {
+        self.settled = true;
         self.store
             .queue_dead_letter(self.id, reason)
             .await
             .map_err(unavailable)
+    }
+}
+
+impl Drop for EmbeddedSettle {
+    /// A delivery dropped unsettled in a live process (a worker that panicked) is
+    /// released at once rather than after its lease; a dead process relies on the lease.
+    fn drop(&mut self) {
+        if self.settled {
+            return;
+        }
+        let Ok(rt) = tokio::runtime::Handle::try_current() else {
+            return;
+        };
+        let (store, id, wake) = (self.store.clone(), self.id, self.wake.clone());
+        rt.spawn(async move {
+            match store.queue_retry(id, Duration::ZERO).await {
+                Ok(()) => wake.notify_waiters(),
+                Err(e) => {
+                    tracing::warn!(error = %e, "could not release a dropped delivery; it comes back when its lease ends")
+                }
+            }
+        });
     }
 }
 

@@ -32,10 +32,28 @@ pub trait JobQueue: Send + Sync + fmt::Debug {
         prefetch: usize,
         shutdown: CancellationToken,
     ) -> Result<mpsc::Receiver<Delivery>, BusError>;
-    /// Messages waiting, when the backend can tell.
+    /// Messages waiting, when the backend can tell: not yet acked or dead-lettered.
+    /// Embedded and NATS count deliveries in progress too; RabbitMQ counts messages
+    /// ready in the jobs queue and waiting in its retry delay queues.
     async fn depth(&self) -> Result<Option<u64>, BusError>;
     /// Fails when the bus cannot take messages now (readiness).
     async fn check(&self) -> Result<(), BusError>;
+    /// Up to `limit` dead letters, for an operator to look at; reading them leaves them
+    /// where they are. Which ones a backend returns first when there are more differs:
+    /// the newest (embedded), the oldest (RabbitMQ, NATS).
+    async fn dead_letters(&self, limit: usize) -> Result<Vec<DeadLetter>, BusError>;
+}
+
+/// A message the bus gave up on.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeadLetter {
+    /// The message as it was published (bookkeeping headers removed).
+    pub message: Message,
+    /// Why it was given up on: the reason passed to [`Delivery::dead_letter`], or the
+    /// broker's when it dead-lettered the message itself.
+    pub reason: String,
+    /// Deliveries it had, when known.
+    pub delivery_count: u32,
 }
 
 /// How a backend settles one delivery.
@@ -86,4 +104,22 @@ impl Delivery {
     pub async fn dead_letter(self, reason: &str) -> Result<(), BusError> {
         self.settle.dead_letter(reason).await
     }
+}
+
+/// Hands `delivery` on, unless it has been delivered more than `max_deliver` times: then
+/// it goes to the dead letters here and `None` comes back. A message that kills every
+/// worker that takes it never gets settled by one, so only the bus can stop it; the
+/// brokers' own delivery limits would drop it or leave it where nobody looks.
+pub(crate) async fn enforce_max_deliver(delivery: Delivery, max_deliver: u32) -> Option<Delivery> {
+    if delivery.delivery_count <= max_deliver {
+        return Some(delivery);
+    }
+    let count = delivery.delivery_count;
+    let reason =
+        format!("delivered {count} times without being settled (the limit is {max_deliver})");
+    tracing::warn!(deliveries = count, "{reason}; dead-lettering the message");
+    if let Err(e) = delivery.dead_letter(&reason).await {
+        tracing::warn!(error = %e, "could not dead-letter an over-delivered message; it will come back");
+    }
+    None
 }
