@@ -147,7 +147,9 @@ impl PublicKey {
         {
             return Ok(());
         }
-        if algorithm == SignatureAlgorithm::RsaPssSha256 && self.verify_pss_any_salt(message, signature) {
+        if algorithm == SignatureAlgorithm::RsaPssSha256
+            && self.verify_pss_any_salt(message, signature)
+        {
             return Ok(());
         }
         Err(CryptoError::BadSignature(algorithm))
@@ -161,8 +163,12 @@ impl PublicKey {
         // Maximum salt for SHA-256: emLen - hLen - 2.
         let em_len = self.bits.div_ceil(8);
         let max_salt = em_len.saturating_sub(32 + 2);
-        key.verify(rsa::Pss::new_with_salt::<Sha256>(max_salt), &hashed, signature)
-            .is_ok()
+        key.verify(
+            rsa::Pss::new_with_salt::<Sha256>(max_salt),
+            &hashed,
+            signature,
+        )
+        .is_ok()
     }
 }
 
@@ -217,15 +223,22 @@ mod tests {
         let mut sig = vec![0; kp.public_modulus_len()];
         kp.sign(&lc::RSA_PKCS1_SHA256, &SystemRandom::new(), msg, &mut sig)
             .expect("sign");
-        pk.verify(SignatureAlgorithm::RsaPkcs1Sha256, msg, &sig).expect("verifies");
+        pk.verify(SignatureAlgorithm::RsaPkcs1Sha256, msg, &sig)
+            .expect("verifies");
         assert_eq!(
             pk.verify(SignatureAlgorithm::RsaPkcs1Sha256, b"payloaX", &sig),
-            Err(CryptoError::BadSignature(SignatureAlgorithm::RsaPkcs1Sha256))
+            Err(CryptoError::BadSignature(
+                SignatureAlgorithm::RsaPkcs1Sha256
+            ))
         );
         let other = public(&keypair());
-        assert!(other.verify(SignatureAlgorithm::RsaPkcs1Sha256, msg, &sig).is_err());
+        assert!(other
+            .verify(SignatureAlgorithm::RsaPkcs1Sha256, msg, &sig)
+            .is_err());
         // a PKCS#1 signature is not a PSS one
-        assert!(pk.verify(SignatureAlgorithm::RsaPssSha256, msg, &sig).is_err());
+        assert!(pk
+            .verify(SignatureAlgorithm::RsaPssSha256, msg, &sig)
+            .is_err());
     }
 
     #[test]
@@ -235,7 +248,8 @@ mod tests {
         let mut sig = vec![0; kp.public_modulus_len()];
         kp.sign(&lc::RSA_PSS_SHA256, &SystemRandom::new(), b"m", &mut sig)
             .expect("sign");
-        pk.verify(SignatureAlgorithm::RsaPssSha256, b"m", &sig).expect("verifies");
+        pk.verify(SignatureAlgorithm::RsaPssSha256, b"m", &sig)
+            .expect("verifies");
     }
 
     #[test]
@@ -252,7 +266,10 @@ mod tests {
 
     #[test]
     fn rejects_garbage_and_small_keys() {
-        assert!(matches!(PublicKey::parse(b"nope"), Err(CryptoError::UnparsableKey(_))));
+        assert!(matches!(
+            PublicKey::parse(b"nope"),
+            Err(CryptoError::UnparsableKey(_))
+        ));
         let small = rsa::RsaPrivateKey::new(&mut rand_core_rng(), 1024).expect("keygen");
         let der = small.to_public_key().to_public_key_der().expect("der");
         assert_eq!(

@@ -36,7 +36,10 @@ impl Digest {
         if hex.len() != 64 {
             return Err(DigestError::WrongLength(s.to_owned(), hex.len()));
         }
-        if !hex.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)) {
+        if !hex
+            .bytes()
+            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+        {
             return Err(DigestError::NotLowercaseHex(s.to_owned()));
         }
         Ok(Self(s.to_owned()))
@@ -103,7 +106,9 @@ pub fn is_attachment_tag(tag: &str) -> bool {
     };
     let (hex, suffix) = rest.split_at(rest.len().min(64));
     hex.len() == 64
-        && hex.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+        && hex
+            .bytes()
+            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
         && matches!(suffix, "" | ".sig" | ".att" | ".sbom")
 }
 
@@ -122,12 +127,18 @@ mod tests {
 
     #[test]
     fn rejects_bad_digests_with_reason() {
-        assert!(matches!(Digest::parse(HEX), Err(DigestError::MissingAlgorithm(_))));
+        assert!(matches!(
+            Digest::parse(HEX),
+            Err(DigestError::MissingAlgorithm(_))
+        ));
         assert!(matches!(
             Digest::parse(&format!("sha512:{HEX}")),
             Err(DigestError::UnsupportedAlgorithm(_))
         ));
-        assert!(matches!(Digest::parse("sha256:abc"), Err(DigestError::WrongLength(_, 3))));
+        assert!(matches!(
+            Digest::parse("sha256:abc"),
+            Err(DigestError::WrongLength(_, 3))
+        ));
         assert!(matches!(
             Digest::parse(&format!("sha256:{}", HEX.to_uppercase())),
             Err(DigestError::NotLowercaseHex(_))
@@ -154,6 +165,9 @@ mod tests {
         assert!(!is_attachment_tag(&format!("sha256-{HEX}.txt")));
         assert!(!is_attachment_tag("sha256-abc.sig"));
         assert!(!is_attachment_tag("v1.2.3"));
-        assert!(!is_attachment_tag(&format!("sha256-{}.sig", HEX.to_uppercase())));
+        assert!(!is_attachment_tag(&format!(
+            "sha256-{}.sig",
+            HEX.to_uppercase()
+        )));
     }
 }

@@ -89,7 +89,10 @@ mod tests {
     fn names_round_trip() {
         for k in EventKind::ALL {
             assert_eq!(EventKind::from_name(k.name()), Some(k));
-            assert_eq!(EventKind::from_cloudevent_type(&k.cloudevent_type()), Some(k));
+            assert_eq!(
+                EventKind::from_cloudevent_type(&k.cloudevent_type()),
+                Some(k)
+            );
         }
         assert_eq!(
             EventKind::SignaturePublished.cloudevent_type(),

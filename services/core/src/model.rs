@@ -26,9 +26,9 @@ pub fn validate_name(kind: &'static str, name: &str) -> Result<(), NameError> {
     let ok = !b.is_empty()
         && b.len() <= 63
         && (b[0].is_ascii_lowercase() || b[0].is_ascii_digit())
-        && b
-            .iter()
-            .all(|&c| c.is_ascii_lowercase() || c.is_ascii_digit() || matches!(c, b'-' | b'_' | b'.'));
+        && b.iter().all(|&c| {
+            c.is_ascii_lowercase() || c.is_ascii_digit() || matches!(c, b'-' | b'_' | b'.')
+        });
     if ok {
         Ok(())
     } else {
@@ -316,7 +316,10 @@ mod tests {
         let r: SignRequest =
             serde_json::from_str(r#"{"image":"ghcr.io/a/b:v1","witness":"prod"}"#).expect("parse");
         assert!(r.annotations.is_empty());
-        assert!(serde_json::from_str::<SignRequest>(r#"{"image":"x","witness":"p","extra":1}"#).is_err());
+        assert!(
+            serde_json::from_str::<SignRequest>(r#"{"image":"x","witness":"p","extra":1}"#)
+                .is_err()
+        );
         assert!(serde_json::from_str::<SignRequest>(r#"{"image":"x"}"#).is_err());
     }
 }

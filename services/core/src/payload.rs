@@ -39,7 +39,10 @@ pub enum PayloadError {
     #[error("payload field {field} has unexpected key {key:?}")]
     UnexpectedKey { field: &'static str, key: String },
     #[error("payload field {field} is missing key {key:?}")]
-    MissingKey { field: &'static str, key: &'static str },
+    MissingKey {
+        field: &'static str,
+        key: &'static str,
+    },
     #[error("payload field {field} must be a string")]
     NotString { field: &'static str },
     #[error("payload has unrecognised signature type {0:?}")]
@@ -124,7 +127,8 @@ impl SimpleSigning {
                     serde_json::Value::Number(n) => {
                         n.is_i64()
                             || n.is_u64()
-                            || n.as_f64().is_some_and(|f| f.fract() == 0.0 && f.is_finite())
+                            || n.as_f64()
+                                .is_some_and(|f| f.fract() == 0.0 && f.is_finite())
                     }
                     _ => false,
                 };
@@ -141,8 +145,8 @@ impl SimpleSigning {
             }
             let mut map = BTreeMap::new();
             for (k, v) in obj.entries {
-                let v: serde_json::Value = serde_json::from_str(v.get())
-                    .map_err(|e| PayloadError::Json(e.to_string()))?;
+                let v: serde_json::Value =
+                    serde_json::from_str(v.get()).map_err(|e| PayloadError::Json(e.to_string()))?;
                 map.insert(k, v);
             }
             Some(map)
@@ -184,28 +188,38 @@ impl StrictObject {
             return Err(PayloadError::NotObject { field });
         }
         let mut de = serde_json::Deserializer::from_str(trimmed);
-        let obj = de
-            .deserialize_map(ObjectVisitor { field })
-            .map_err(|e| {
-                let msg = e.to_string();
-                match msg.strip_prefix(DUPLICATE_MARK) {
-                    Some(key) => PayloadError::DuplicateKey {
-                        field,
-                        key: key.split(" at line").next().unwrap_or(key).to_owned(),
-                    },
-                    None => PayloadError::Json(msg),
-                }
-            })?;
-        de.end().map_err(|e| PayloadError::Json(format!("trailing data after object: {e}")))?;
+        let obj = de.deserialize_map(ObjectVisitor { field }).map_err(|e| {
+            let msg = e.to_string();
+            match msg.strip_prefix(DUPLICATE_MARK) {
+                Some(key) => PayloadError::DuplicateKey {
+                    field,
+                    key: key.split(" at line").next().unwrap_or(key).to_owned(),
+                },
+                None => PayloadError::Json(msg),
+            }
+        })?;
+        de.end()
+            .map_err(|e| PayloadError::Json(format!("trailing data after object: {e}")))?;
         Ok(obj)
     }
 
     fn get(&self, key: &str) -> Option<&RawValue> {
-        self.entries.iter().find(|(k, _)| k == key).map(|(_, v)| v.as_ref())
+        self.entries
+            .iter()
+            .find(|(k, _)| k == key)
+            .map(|(_, v)| v.as_ref())
     }
 
-    fn expect_exactly(&self, field: &'static str, keys: &[&'static str]) -> Result<(), PayloadError> {
-        if let Some((k, _)) = self.entries.iter().find(|(k, _)| !keys.contains(&k.as_str())) {
+    fn expect_exactly(
+        &self,
+        field: &'static str,
+        keys: &[&'static str],
+    ) -> Result<(), PayloadError> {
+        if let Some((k, _)) = self
+            .entries
+            .iter()
+            .find(|(k, _)| !keys.contains(&k.as_str()))
+        {
             return Err(PayloadError::UnexpectedKey {
                 field,
                 key: k.clone(),
@@ -221,7 +235,9 @@ impl StrictObject {
     }
 
     fn string(&self, field: &'static str, key: &'static str) -> Result<String, PayloadError> {
-        let raw = self.get(key).ok_or(PayloadError::MissingKey { field, key })?;
+        let raw = self
+            .get(key)
+            .ok_or(PayloadError::MissingKey { field, key })?;
         serde_json::from_str::<String>(raw.get()).map_err(|_| PayloadError::NotString {
             field: leak_path(field, key),
         })
@@ -233,7 +249,9 @@ impl StrictObject {
         key: &'static str,
         path: &'static str,
     ) -> Result<StrictObject, PayloadError> {
-        let raw = self.get(key).ok_or(PayloadError::MissingKey { field, key })?;
+        let raw = self
+            .get(key)
+            .ok_or(PayloadError::MissingKey { field, key })?;
         StrictObject::parse(raw.get().as_bytes(), path)
     }
 }
@@ -307,14 +325,20 @@ mod tests {
         o.insert("a".to_owned(), serde_json::json!("2"));
         p.optional = Some(o);
         let s = String::from_utf8(p.to_bytes()).expect("utf8");
-        assert!(s.ends_with("\"optional\":{\"a\":\"2\",\"z\":\"1\"}}"), "{s}");
+        assert!(
+            s.ends_with("\"optional\":{\"a\":\"2\",\"z\":\"1\"}}"),
+            "{s}"
+        );
         assert_eq!(SimpleSigning::parse_strict(s.as_bytes()).expect("parse"), p);
     }
 
     #[test]
     fn round_trips() {
         let p = SimpleSigning::new("ghcr.io/org/app", digest());
-        assert_eq!(SimpleSigning::parse_strict(&p.to_bytes()).expect("parse"), p);
+        assert_eq!(
+            SimpleSigning::parse_strict(&p.to_bytes()).expect("parse"),
+            p
+        );
     }
 
     fn body(critical: &str, optional: &str) -> String {
@@ -331,31 +355,75 @@ mod tests {
 
         // optional is required
         let e = SimpleSigning::parse_strict(format!("{{\"critical\":{}}}", crit("")).as_bytes());
-        assert!(matches!(e, Err(PayloadError::MissingKey { key: "optional", .. })), "{e:?}");
+        assert!(
+            matches!(
+                e,
+                Err(PayloadError::MissingKey {
+                    key: "optional",
+                    ..
+                })
+            ),
+            "{e:?}"
+        );
         // unknown top-level key
         let e = SimpleSigning::parse_strict(
             format!("{{\"critical\":{},\"optional\":null,\"x\":1}}", crit("")).as_bytes(),
         );
-        assert!(matches!(e, Err(PayloadError::UnexpectedKey { .. })), "{e:?}");
+        assert!(
+            matches!(e, Err(PayloadError::UnexpectedKey { .. })),
+            "{e:?}"
+        );
         // keys are case-sensitive
         let e = SimpleSigning::parse_strict(
             format!("{{\"Critical\":{},\"optional\":null}}", crit("")).as_bytes(),
         );
-        assert!(matches!(e, Err(PayloadError::UnexpectedKey { .. })), "{e:?}");
+        assert!(
+            matches!(e, Err(PayloadError::UnexpectedKey { .. })),
+            "{e:?}"
+        );
         // duplicate keys
         let e = SimpleSigning::parse_strict(
-            format!("{{\"critical\":{},\"optional\":null,\"optional\":null}}", crit("")).as_bytes(),
+            format!(
+                "{{\"critical\":{},\"optional\":null,\"optional\":null}}",
+                crit("")
+            )
+            .as_bytes(),
         );
         assert!(matches!(e, Err(PayloadError::DuplicateKey { .. })), "{e:?}");
         let e = SimpleSigning::parse_strict(
-            body(&crit(",\"type\":\"cosign container image signature\""), "null").as_bytes(),
+            body(
+                &crit(",\"type\":\"cosign container image signature\""),
+                "null",
+            )
+            .as_bytes(),
         );
-        assert!(matches!(e, Err(PayloadError::DuplicateKey { field: "critical", .. })), "{e:?}");
+        assert!(
+            matches!(
+                e,
+                Err(PayloadError::DuplicateKey {
+                    field: "critical",
+                    ..
+                })
+            ),
+            "{e:?}"
+        );
         // extra key in critical
         let e = SimpleSigning::parse_strict(body(&crit(",\"extra\":1"), "null").as_bytes());
-        assert!(matches!(e, Err(PayloadError::UnexpectedKey { field: "critical", .. })), "{e:?}");
+        assert!(
+            matches!(
+                e,
+                Err(PayloadError::UnexpectedKey {
+                    field: "critical",
+                    ..
+                })
+            ),
+            "{e:?}"
+        );
         // wrong type
-        let bad = crit("").replace("cosign container image signature", "atomic container signature");
+        let bad = crit("").replace(
+            "cosign container image signature",
+            "atomic container signature",
+        );
         let e = SimpleSigning::parse_strict(body(&bad, "null").as_bytes());
         assert!(matches!(e, Err(PayloadError::WrongType(_))), "{e:?}");
         // bad digest
@@ -367,9 +435,20 @@ mod tests {
         assert_eq!(e, Err(PayloadError::TimestampNotInteger));
         let e = SimpleSigning::parse_strict(body(&crit(""), "{\"timestamp\":\"1\"}").as_bytes());
         assert_eq!(e, Err(PayloadError::TimestampNotInteger));
-        assert!(SimpleSigning::parse_strict(body(&crit(""), "{\"timestamp\":1700000000}").as_bytes()).is_ok());
+        assert!(SimpleSigning::parse_strict(
+            body(&crit(""), "{\"timestamp\":1700000000}").as_bytes()
+        )
+        .is_ok());
         let e = SimpleSigning::parse_strict(body(&crit(""), "{\"creator\":5}").as_bytes());
-        assert!(matches!(e, Err(PayloadError::NotString { field: "optional.creator" })), "{e:?}");
+        assert!(
+            matches!(
+                e,
+                Err(PayloadError::NotString {
+                    field: "optional.creator"
+                })
+            ),
+            "{e:?}"
+        );
         // digest must be a string
         let bad = crit("").replace(&format!("\"{D}\""), "5");
         let e = SimpleSigning::parse_strict(body(&bad, "null").as_bytes());
@@ -382,6 +461,9 @@ mod tests {
         assert!(matches!(e, Err(PayloadError::NotObject { .. })), "{e:?}");
         // optional must be an object or null
         let e = SimpleSigning::parse_strict(body(&crit(""), "[]").as_bytes());
-        assert!(matches!(e, Err(PayloadError::NotObject { field: "optional" })), "{e:?}");
+        assert!(
+            matches!(e, Err(PayloadError::NotObject { field: "optional" })),
+            "{e:?}"
+        );
     }
 }

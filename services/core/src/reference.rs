@@ -42,7 +42,10 @@ pub enum ReferenceError {
     #[error("repository name {0:?} is longer than {MAX_NAME_LEN} characters")]
     NameTooLong(String),
     #[error("repository path component {component:?} in {reference:?} is invalid: components are lowercase letters and digits, separated by '.', '_', '__' or dashes, and must start and end with a letter or digit")]
-    BadComponent { reference: String, component: String },
+    BadComponent {
+        reference: String,
+        component: String,
+    },
     #[error("registry host {0:?} is invalid")]
     BadRegistry(String),
     #[error("tag {tag:?} in {reference:?} is invalid: tags are at most {MAX_TAG_LEN} characters of letters, digits, '_', '.' and '-', and cannot start with '.' or '-'")]
@@ -53,7 +56,9 @@ pub enum ReferenceError {
         #[source]
         source: DigestError,
     },
-    #[error("repository name {0:?} is a 64-character hex string, which docker reserves for image ids")]
+    #[error(
+        "repository name {0:?} is a 64-character hex string, which docker reserves for image ids"
+    )]
     HexName(String),
 }
 
@@ -219,9 +224,7 @@ fn split_registry(name: &str) -> (Option<&str>, &str) {
         }
         // docker treats an uppercase first component as a host too (it cannot be a
         // repository component), which gives "must be lowercase" only for real paths.
-        Some((first, rest)) if first.chars().any(|c| c.is_ascii_uppercase()) => {
-            (Some(first), rest)
-        }
+        Some((first, rest)) if first.chars().any(|c| c.is_ascii_uppercase()) => (Some(first), rest),
         _ => (None, name),
     }
 }
@@ -255,7 +258,9 @@ fn valid_registry(host: &str) -> bool {
     !h.is_empty()
         && h.split('.').all(|label| {
             !label.is_empty()
-                && label.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+                && label
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-')
                 && !label.starts_with('-')
                 && !label.ends_with('-')
         })
@@ -361,7 +366,10 @@ mod tests {
             ("localhost:5000/app:v1", "localhost:5000/app:v1"),
             ("127.0.0.1:5000/demo/app:v1", "127.0.0.1:5000/demo/app:v1"),
             ("[::1]:5000/demo/app", "[::1]:5000/demo/app:latest"),
-            ("registry.example.com/a/b/c:x.y-z_1", "registry.example.com/a/b/c:x.y-z_1"),
+            (
+                "registry.example.com/a/b/c:x.y-z_1",
+                "registry.example.com/a/b/c:x.y-z_1",
+            ),
             ("a__b/c--d", "docker.io/a__b/c--d:latest"),
         ];
         for (input, want) in cases {
@@ -385,22 +393,58 @@ mod tests {
         assert_eq!(ImageRef::parse(""), Err(ReferenceError::Empty));
         // docker reads an uppercase first component as a registry host
         assert_eq!(p("Foo/bar").registry(), "Foo");
-        assert!(matches!(ImageRef::parse("docker.io/Foo/bar"), Err(ReferenceError::Uppercase(_))));
-        assert!(matches!(ImageRef::parse("foo/Bar"), Err(ReferenceError::Uppercase(_))));
-        assert!(matches!(ImageRef::parse("a b"), Err(ReferenceError::Whitespace(_))));
-        assert!(matches!(ImageRef::parse("app:"), Err(ReferenceError::BadTag { .. })));
-        assert!(matches!(ImageRef::parse("app:-x"), Err(ReferenceError::BadTag { .. })));
+        assert!(matches!(
+            ImageRef::parse("docker.io/Foo/bar"),
+            Err(ReferenceError::Uppercase(_))
+        ));
+        assert!(matches!(
+            ImageRef::parse("foo/Bar"),
+            Err(ReferenceError::Uppercase(_))
+        ));
+        assert!(matches!(
+            ImageRef::parse("a b"),
+            Err(ReferenceError::Whitespace(_))
+        ));
+        assert!(matches!(
+            ImageRef::parse("app:"),
+            Err(ReferenceError::BadTag { .. })
+        ));
+        assert!(matches!(
+            ImageRef::parse("app:-x"),
+            Err(ReferenceError::BadTag { .. })
+        ));
         assert!(matches!(
             ImageRef::parse(&format!("app:{}", "a".repeat(129))),
             Err(ReferenceError::BadTag { .. })
         ));
-        assert!(matches!(ImageRef::parse("app@sha256:abc"), Err(ReferenceError::BadDigest { .. })));
-        assert!(matches!(ImageRef::parse("a/-b"), Err(ReferenceError::BadComponent { .. })));
-        assert!(matches!(ImageRef::parse("a//b"), Err(ReferenceError::BadComponent { .. })));
-        assert!(matches!(ImageRef::parse("a/b."), Err(ReferenceError::BadComponent { .. })));
-        assert!(matches!(ImageRef::parse("a/b...c"), Err(ReferenceError::BadComponent { .. })));
-        assert!(matches!(ImageRef::parse("host:99999/a"), Err(ReferenceError::BadRegistry(_))));
-        assert!(matches!(ImageRef::parse("-host.io/a"), Err(ReferenceError::BadRegistry(_))));
+        assert!(matches!(
+            ImageRef::parse("app@sha256:abc"),
+            Err(ReferenceError::BadDigest { .. })
+        ));
+        assert!(matches!(
+            ImageRef::parse("a/-b"),
+            Err(ReferenceError::BadComponent { .. })
+        ));
+        assert!(matches!(
+            ImageRef::parse("a//b"),
+            Err(ReferenceError::BadComponent { .. })
+        ));
+        assert!(matches!(
+            ImageRef::parse("a/b."),
+            Err(ReferenceError::BadComponent { .. })
+        ));
+        assert!(matches!(
+            ImageRef::parse("a/b...c"),
+            Err(ReferenceError::BadComponent { .. })
+        ));
+        assert!(matches!(
+            ImageRef::parse("host:99999/a"),
+            Err(ReferenceError::BadRegistry(_))
+        ));
+        assert!(matches!(
+            ImageRef::parse("-host.io/a"),
+            Err(ReferenceError::BadRegistry(_))
+        ));
         assert!(matches!(
             ImageRef::parse(&"a".repeat(64)),
             Err(ReferenceError::HexName(_))

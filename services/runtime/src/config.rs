@@ -65,9 +65,10 @@ where
         let top = key.as_str().split('.').next().unwrap_or_default();
         known.iter().any(|k| k.eq_ignore_ascii_case(top))
     });
-    let config: T = figment.merge(env).extract().map_err(|e| {
-        ConfigError::Invalid(e.into_iter().map(|e| describe(&e)).collect())
-    })?;
+    let config: T = figment
+        .merge(env)
+        .extract()
+        .map_err(|e| ConfigError::Invalid(e.into_iter().map(|e| describe(&e)).collect()))?;
     let problems = config.validate();
     if problems.is_empty() {
         Ok(config)
@@ -93,7 +94,9 @@ fn describe(e: &figment::Error) -> String {
 /// A `host:port` listen address, checked at load time.
 pub fn check_socket_addr(problems: &mut Vec<String>, key: &str, value: &str) {
     if value.parse::<std::net::SocketAddr>().is_err() {
-        problems.push(format!("{key}: {value:?} is not an address like 127.0.0.1:7700"));
+        problems.push(format!(
+            "{key}: {value:?} is not an address like 127.0.0.1:7700"
+        ));
     }
 }
 

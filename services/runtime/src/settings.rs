@@ -183,9 +183,9 @@ pub fn default_data_dir() -> PathBuf {
 impl Settings {
     /// The store URL, defaulting to SQLite in the data dir.
     pub fn store_url(&self) -> String {
-        self.store.clone().unwrap_or_else(|| {
-            format!("sqlite://{}", self.data_dir.join("signet.db").display())
-        })
+        self.store
+            .clone()
+            .unwrap_or_else(|| format!("sqlite://{}", self.data_dir.join("signet.db").display()))
     }
 
     /// The file the first admin token is written to by `signet up`.
@@ -308,7 +308,10 @@ mod tests {
 
     #[test]
     fn redacts_passwords() {
-        assert_eq!(redact_url("amqp://guest:guest@h:5672/%2f"), "amqp://guest:***@h:5672/%2f");
+        assert_eq!(
+            redact_url("amqp://guest:guest@h:5672/%2f"),
+            "amqp://guest:***@h:5672/%2f"
+        );
         assert_eq!(redact_url("nats://h:4222"), "nats://h:4222");
     }
 }

@@ -1,0 +1,24 @@
+# Everyday recipes. `just --list` shows them.
+
+# Run signet on embedded defaults (SQLite, embedded queue, local dev KMS).
+up:
+    cargo run -q -p signet-cli --bin signet -- up
+
+# The whole test suite; installs and starts what it needs.
+test *ARGS:
+    scripts/test.sh {{ARGS}}
+
+# What CI runs.
+ci:
+    .ci/run
+
+# Format, lint.
+fmt:
+    cargo fmt --all
+
+lint:
+    cargo clippy --workspace --all-targets -- -D warnings
+
+# Build release binaries: signet, signet-gateway, signet-signer, signet-verifier.
+build:
+    cargo build --release --workspace --bins

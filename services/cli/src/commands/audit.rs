@@ -1,0 +1,57 @@
+//! `signet audit`: who did what, and when.
+
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::Args;
+use reqwest::Method;
+use serde_json::Value;
+
+use super::Context;
+use crate::output::{self, s, Format};
+
+#[derive(Debug, Args)]
+pub struct AuditArgs {
+    /// Only actions starting with this, e.g. `witness.` or `signature.publish`.
+    #[arg(long)]
+    action: Option<String>,
+    /// Only entries about this subject (a witness name, `repo@digest`, a job id).
+    #[arg(long)]
+    subject: Option<String>,
+    #[arg(long, default_value_t = 50)]
+    limit: u32,
+}
+
+pub async fn run(ctx: &Context, a: AuditArgs) -> anyhow::Result<ExitCode> {
+    let mut path = format!("/v1/audit?limit={}", a.limit);
+    for (k, v) in [("action", &a.action), ("subject", &a.subject)] {
+        if let Some(v) = v {
+            path.push_str(&format!("&{k}={}", urlencode(v)));
+        }
+    }
+    let (_, v): (_, Value) = ctx
+        .client
+        .call::<(), _>(Method::GET, &path, None, Duration::from_secs(30))
+        .await?;
+    match ctx.format {
+        Format::Json => output::json(&v),
+        Format::Text => {
+            for e in v["entries"].as_array().into_iter().flatten() {
+                println!(
+                    "{} {:<8} {:<20} {:<22} {}",
+                    s(&e["at"]),
+                    s(&e["id"]),
+                    s(&e["actor"]),
+                    s(&e["action"]),
+                    s(&e["subject"])
+                );
+            }
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Percent-encodes a query value.
+pub fn urlencode(v: &str) -> String {
+    url::form_urlencoded::byte_serialize(v.as_bytes()).collect()
+}

@@ -1,0 +1,105 @@
+//! `signet up`: every service in one process on embedded defaults — SQLite store and
+//! durable queue in the data dir, in-process event bus, local development KMS. For a
+//! laptop, a demo or a CI job; production runs the services apart (see docs/operate.md).
+
+use std::path::Path;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use anyhow::Context as _;
+use clap::Args;
+use signet_gateway::AppState;
+use signet_kms::{Kms, KmsConfig};
+use signet_registry::{RegistryClient, RegistryConfig};
+use signet_runtime::Settings;
+use signet_signer::sign::SignContext;
+use signet_signer::{Signer, SignerOptions};
+use signet_store::Store;
+use tokio::sync::Notify;
+use tokio_util::sync::CancellationToken;
+
+use super::{Context, SERVER_FILE};
+
+#[derive(Debug, Args)]
+pub struct UpArgs {
+    /// Gateway listen address (overrides gateway.listen).
+    #[arg(long)]
+    listen: Option<String>,
+}
+
+pub async fn run(ctx: &Context, args: UpArgs) -> anyhow::Result<ExitCode> {
+    let mut settings = ctx.settings.clone();
+    if let Some(listen) = args.listen {
+        settings.gateway.listen = listen;
+    }
+    let _log = signet_runtime::logging::init(settings.log.format, &settings.log.level)?;
+    let shutdown = signet_runtime::shutdown_on_signals();
+    up(settings, shutdown).await?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Runs gateway and signer until `shutdown`, then drains both.
+pub async fn up(settings: Settings, shutdown: CancellationToken) -> anyhow::Result<()> {
+    create_private_dir(&settings.data_dir)?;
+    let store = Store::connect(&settings.store_url())
+        .await
+        .with_context(|| format!("opening the store in {}", settings.data_dir.display()))?;
+    let bus = signet_bus::connect(&settings.bus, &store).await?;
+    let kms = Arc::new(Kms::new(KmsConfig::from_settings(&settings)));
+    let registry = RegistryClient::new(RegistryConfig::from_settings(&settings)?)?;
+    let token_path = settings.admin_token_path();
+    if let Some(issued) = signet_gateway::auth::bootstrap_admin(&store, &token_path).await? {
+        tracing::info!(path = %token_path.display(), token = %issued.name, "first run: admin token written (mode 0600); the CLI reads it from there");
+    }
+
+    let listener = tokio::net::TcpListener::bind(&settings.gateway.listen)
+        .await
+        .with_context(|| format!("cannot listen on {}", settings.gateway.listen))?;
+    let url = format!("http://{}", listener.local_addr()?);
+    std::fs::write(settings.data_dir.join(SERVER_FILE), format!("{url}\n"))?;
+
+    let kick = Arc::new(Notify::new());
+    let relay = tokio::spawn(signet_bus::outbox::run(
+        store.clone(),
+        bus.events.clone(),
+        kick.clone(),
+        shutdown.clone(),
+    ));
+    let signer = Arc::new(Signer::new(
+        SignContext::new(
+            store.clone(),
+            kms.clone(),
+            registry.clone(),
+            settings.signer.kms_rate_per_witness,
+        ),
+        bus.clone(),
+        SignerOptions::from_settings(&settings.signer),
+        kick.clone(),
+    ));
+    let signer_task = tokio::spawn(signer.run(shutdown.clone()));
+    let state = AppState {
+        store: store.clone(),
+        bus,
+        kms,
+        registry,
+        settings: Arc::new(settings.gateway.clone()),
+        outbox_kick: kick,
+    };
+    tracing::info!(%url, data_dir = %settings.data_dir.display(), "signet is up (embedded mode; the local KMS is for development only)");
+    signet_gateway::serve(listener, state, shutdown.clone()).await?;
+    signer_task.await??;
+    relay.await?;
+    store.close().await;
+    tracing::info!("signet stopped");
+    Ok(())
+}
+
+#[cfg(unix)]
+fn create_private_dir(dir: &Path) -> anyhow::Result<()> {
+    use std::os::unix::fs::DirBuilderExt;
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)
+        .with_context(|| format!("cannot create the data dir {}", dir.display()))
+}

@@ -1,0 +1,178 @@
+//! `signet verify IMAGE (--witness W | --key PEM)`: fetches the cosign signatures from
+//! the registry and checks each one here, the way a cosign verifier does: the payload is
+//! parsed strictly, it must name this digest and this repository, and the signature must
+//! verify under one of the keys.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use clap::Args;
+use reqwest::Method;
+use serde_json::{json, Value};
+use signet_core::{Digest, ImageRef, PublicKey, SignatureAlgorithm, SimpleSigning};
+use signet_registry::{RegistryClient, SignatureLayer};
+
+use super::Context;
+use crate::output::{self, field, s, Format};
+
+#[derive(Debug, Args)]
+pub struct VerifyArgs {
+    image: String,
+    /// Verify against this witness's live key versions (fetched from the gateway).
+    #[arg(long, required_unless_present = "key", conflicts_with = "key")]
+    witness: Option<String>,
+    /// Verify against a PEM public key file instead.
+    #[arg(long)]
+    key: Option<PathBuf>,
+    /// Signature algorithm for --key: RSA_PKCS1_SHA256 (default) or RSA_PSS_SHA256.
+    #[arg(long, requires = "key")]
+    algorithm: Option<String>,
+}
+
+/// A key to check against, with a name for the report.
+struct TrustedKey {
+    label: String,
+    key: PublicKey,
+    algorithm: SignatureAlgorithm,
+}
+
+pub async fn run(ctx: &Context, a: VerifyArgs) -> anyhow::Result<ExitCode> {
+    let image = ImageRef::parse(&a.image)?;
+    let keys = load_keys(ctx, &a).await?;
+    let registry = RegistryClient::new(signet_registry::RegistryConfig::from_settings(
+        &ctx.settings,
+    )?)?;
+    let digest = match image.digest() {
+        Some(d) => d.clone(),
+        None => registry.resolve(&image).await?,
+    };
+    let layers = registry.fetch_signatures(&image, &digest).await?;
+    let checks: Vec<_> = layers
+        .iter()
+        .enumerate()
+        .map(|(i, layer)| check_layer(i, layer, &image, &digest, &keys))
+        .collect();
+    let verified: Vec<_> = checks.iter().filter_map(|c| c.as_ref().ok()).collect();
+    match ctx.format {
+        Format::Json => output::json(&json!({
+            "image": image.to_string(),
+            "digest": digest,
+            "verified": !verified.is_empty(),
+            "signatures": checks.iter().map(|c| match c {
+                Ok(v) => v.clone(),
+                Err(e) => json!({"verified": false, "reason": e}),
+            }).collect::<Vec<_>>(),
+        })),
+        Format::Text => {
+            field("image:", &image);
+            field("digest:", &digest);
+            if layers.is_empty() {
+                println!(
+                    "no signatures found at {}:{}",
+                    image.repository_ref(),
+                    digest.signature_tag()
+                );
+            }
+            for c in &checks {
+                match c {
+                    Ok(v) => println!("verified: signature {} by {}", s(&v["layer"]), s(&v["key"])),
+                    Err(e) => println!("rejected: {e}"),
+                }
+            }
+        }
+    }
+    if verified.is_empty() {
+        eprintln!(
+            "verification failed: no valid signature on {image} ({digest}) from the given key(s)"
+        );
+        return Ok(ExitCode::FAILURE);
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn load_keys(ctx: &Context, a: &VerifyArgs) -> anyhow::Result<Vec<TrustedKey>> {
+    if let Some(path) = &a.key {
+        let pem = std::fs::read(path)
+            .with_context(|| format!("cannot read key file {}", path.display()))?;
+        let key = PublicKey::parse(&pem).with_context(|| format!("key file {}", path.display()))?;
+        let algorithm = match &a.algorithm {
+            Some(name) => SignatureAlgorithm::parse(name).with_context(|| {
+                format!("algorithm {name:?} is not RSA_PKCS1_SHA256 or RSA_PSS_SHA256")
+            })?,
+            None => SignatureAlgorithm::RsaPkcs1Sha256,
+        };
+        return Ok(vec![TrustedKey {
+            label: format!("{} ({})", path.display(), key.fingerprint()),
+            key,
+            algorithm,
+        }]);
+    }
+    let name = a.witness.as_deref().unwrap_or_default();
+    let (_, w): (_, Value) = ctx
+        .client
+        .call::<(), _>(
+            Method::GET,
+            &format!("/v1/witnesses/{name}"),
+            None,
+            Duration::from_secs(30),
+        )
+        .await?;
+    let witness: signet_core::Witness =
+        serde_json::from_value(w).context("the gateway sent a witness this CLI cannot read")?;
+    let keys: Vec<_> = witness
+        .live_versions()
+        .map(|v| TrustedKey {
+            label: format!(
+                "witness {} key version {} ({})",
+                witness.name, v.version, v.fingerprint
+            ),
+            key: v.public_key.clone(),
+            algorithm: witness.algorithm,
+        })
+        .collect();
+    if keys.is_empty() {
+        anyhow::bail!("witness {name:?} has no live key versions (revoked?)");
+    }
+    Ok(keys)
+}
+
+fn check_layer(
+    index: usize,
+    layer: &SignatureLayer,
+    image: &ImageRef,
+    digest: &Digest,
+    keys: &[TrustedKey],
+) -> Result<Value, String> {
+    let n = index + 1;
+    let payload =
+        SimpleSigning::parse_strict(&layer.payload).map_err(|e| format!("signature {n}: {e}"))?;
+    if &payload.manifest_digest != digest {
+        return Err(format!(
+            "signature {n}: payload is for {}, not {digest}",
+            payload.manifest_digest
+        ));
+    }
+    if payload.docker_reference != image.repository_ref() {
+        return Err(format!(
+            "signature {n}: payload names repository {}, not {}",
+            payload.docker_reference,
+            image.repository_ref()
+        ));
+    }
+    let key = keys
+        .iter()
+        .find(|k| {
+            k.key
+                .verify(k.algorithm, &layer.payload, &layer.signature)
+                .is_ok()
+        })
+        .ok_or_else(|| format!("signature {n}: does not verify under any given key"))?;
+    Ok(json!({
+        "verified": true,
+        "layer": n,
+        "key": key.label,
+        "annotations": payload.optional,
+    }))
+}

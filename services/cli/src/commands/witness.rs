@@ -1,0 +1,126 @@
+//! `signet witness create|list|show|export-key`.
+
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::{Args, Subcommand};
+use reqwest::Method;
+use serde_json::{json, Value};
+
+use super::Context;
+use crate::output::{self, field, s, Format};
+
+#[derive(Debug, Subcommand)]
+pub enum WitnessCommand {
+    /// Create a witness bound to a KMS key (the key must be asymmetric RSA >= 2048, sign/verify).
+    Create(CreateArgs),
+    /// List witnesses.
+    List,
+    /// Show one witness with its key versions.
+    Show { name: String },
+    /// Print a witness's primary public key as PEM (for `cosign verify --key`).
+    ExportKey { name: String },
+}
+
+#[derive(Debug, Args)]
+pub struct CreateArgs {
+    #[arg(long)]
+    name: String,
+    /// Key URI: local://NAME (development only), awskms://[ENDPOINT]/KEY, hashivault://KEY, alikms://REGION/KEY_ID.
+    #[arg(long)]
+    kms_key: String,
+    #[arg(long, default_value = "")]
+    description: String,
+    /// RSA_PKCS1_SHA256 (default; what cosign verifiers expect) or RSA_PSS_SHA256.
+    #[arg(long)]
+    algorithm: Option<String>,
+}
+
+const TIMEOUT: Duration = Duration::from_secs(60);
+
+pub async fn run(ctx: &Context, cmd: WitnessCommand) -> anyhow::Result<ExitCode> {
+    match cmd {
+        WitnessCommand::Create(a) => {
+            let body = json!({"name": a.name, "kms_key": a.kms_key, "description": a.description, "algorithm": a.algorithm});
+            let (_, w): (_, Value) = ctx
+                .client
+                .call(Method::POST, "/v1/witnesses", Some(&body), TIMEOUT)
+                .await?;
+            match ctx.format {
+                Format::Json => output::json(&w),
+                Format::Text => {
+                    println!("witness {} created", s(&w["name"]));
+                    print_witness(&w);
+                }
+            }
+        }
+        WitnessCommand::List => {
+            let (_, v): (_, Value) = ctx
+                .client
+                .call::<(), _>(Method::GET, "/v1/witnesses", None, TIMEOUT)
+                .await?;
+            match ctx.format {
+                Format::Json => output::json(&v),
+                Format::Text => {
+                    println!(
+                        "{:<20} {:<8} {:<10} {:<32} FINGERPRINT",
+                        "NAME", "STATE", "VERSIONS", "KMS KEY"
+                    );
+                    for w in v["witnesses"].as_array().into_iter().flatten() {
+                        println!(
+                            "{:<20} {:<8} {:<10} {:<32} {}",
+                            s(&w["name"]),
+                            s(&w["state"]),
+                            w["key_versions"].as_array().map_or(0, Vec::len),
+                            s(&w["kms_key"]),
+                            s(&w["fingerprint"])
+                        );
+                    }
+                }
+            }
+        }
+        WitnessCommand::Show { name } => {
+            let (_, w): (_, Value) = ctx
+                .client
+                .call::<(), _>(Method::GET, &format!("/v1/witnesses/{name}"), None, TIMEOUT)
+                .await?;
+            match ctx.format {
+                Format::Json => output::json(&w),
+                Format::Text => print_witness(&w),
+            }
+        }
+        WitnessCommand::ExportKey { name } => {
+            let pem = ctx
+                .client
+                .text(&format!("/v1/witnesses/{name}/public-key"))
+                .await?;
+            print!("{pem}");
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn print_witness(w: &Value) {
+    field("name:", s(&w["name"]));
+    field("state:", s(&w["state"]));
+    field("kms key:", s(&w["kms_key"]));
+    field("algorithm:", s(&w["algorithm"]));
+    field("description:", s(&w["description"]));
+    field("fingerprint:", s(&w["fingerprint"]));
+    for v in w["key_versions"].as_array().into_iter().flatten() {
+        field(
+            "key version:",
+            format!(
+                "{} {}{} {}",
+                s(&v["version"]),
+                s(&v["state"]),
+                if v["primary"].as_bool() == Some(true) {
+                    " (primary)"
+                } else {
+                    ""
+                },
+                s(&v["fingerprint"])
+            ),
+        );
+    }
+}

@@ -1,0 +1,100 @@
+//! `signet`: the operator and pipeline command line, and `signet up`, which runs the
+//! gateway and the signer in one process on embedded defaults (SQLite store, embedded
+//! queue, local development KMS).
+//!
+//! Layout:
+//! - [`client`]: the gateway API client (server, token, JSON errors).
+//! - [`commands`]: one module per command group.
+//! - [`output`]: human-readable or `--output json` printing.
+
+mod client;
+mod commands;
+mod output;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+use crate::output::Format;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "signet",
+    version,
+    about = "Sign container images with KMS-held keys and enforce the signatures at admission."
+)]
+pub struct Cli {
+    /// Gateway URL. Default: the one `signet up` recorded in the data dir, else http://127.0.0.1:7700.
+    #[arg(long, global = true, env = "SIGNET_SERVER")]
+    server: Option<String>,
+    /// API token. Default: the admin token `signet up` wrote into the data dir.
+    #[arg(long, global = true, env = "SIGNET_TOKEN", hide_env_values = true)]
+    token: Option<String>,
+    /// Data dir of `signet up` (store, dev KMS keys, admin token).
+    #[arg(long, global = true, env = "SIGNET_DATA_DIR")]
+    data_dir: Option<PathBuf>,
+    /// Settings file (TOML); SIGNET_* environment variables override it.
+    #[arg(long, global = true, env = "SIGNET_CONFIG")]
+    config: Option<PathBuf>,
+    /// Output for people (`text`) or scripts (`json`).
+    #[arg(long, short, global = true, value_enum, default_value_t = Format::Text)]
+    output: Format,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run gateway and signer in one process on embedded defaults (for a laptop or a demo).
+    Up(commands::up::UpArgs),
+    /// Manage witnesses: named signing identities bound to KMS keys.
+    #[command(subcommand)]
+    Witness(commands::witness::WitnessCommand),
+    /// Ask for a signature on an image.
+    Sign(commands::sign::SignArgs),
+    /// Check an image's signatures in its registry against a witness or a public key.
+    Verify(commands::verify::VerifyArgs),
+    /// Inspect and replay sign jobs.
+    #[command(subcommand)]
+    Jobs(commands::jobs::JobsCommand),
+    /// Manage API tokens.
+    #[command(subcommand)]
+    Token(commands::token::TokenCommand),
+    /// Query the audit log.
+    Audit(commands::audit::AuditArgs),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(cli)) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    let ctx = commands::Context::new(&cli)?;
+    match cli.command {
+        Command::Up(args) => commands::up::run(&ctx, args).await,
+        Command::Witness(c) => commands::witness::run(&ctx, c).await,
+        Command::Sign(args) => commands::sign::run(&ctx, args).await,
+        Command::Verify(args) => commands::verify::run(&ctx, args).await,
+        Command::Jobs(c) => commands::jobs::run(&ctx, c).await,
+        Command::Token(c) => commands::token::run(&ctx, c).await,
+        Command::Audit(args) => commands::audit::run(&ctx, args).await,
+    }
+}

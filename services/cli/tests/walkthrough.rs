@@ -1,0 +1,522 @@
+//! The README walkthrough, end to end over the wire: a real `signet up`, a real
+//! docker-registry, the real CLI. The signature must then be accepted by verifiers
+//! signet did not write: OpenSSL over the artifact's payload, and the `sigstore` crate's
+//! cosign verification.
+
+use std::path::Path;
+use std::process::Output;
+
+use base64::engine::general_purpose::STANDARD;
+use base64::Engine;
+use signet_core::{Digest, ImageRef};
+use signet_registry::{RegistryClient, RegistryConfig, SignatureLayer};
+use signet_testkit::image::TestImage;
+use signet_testkit::registry::TestRegistry;
+use signet_testkit::signet::SignetUp;
+
+fn bin() -> &'static Path {
+    Path::new(env!("CARGO_BIN_EXE_signet"))
+}
+
+fn ok(out: &Output, what: &str) -> String {
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success(),
+        "{what} failed ({}):\nstdout: {stdout}\nstderr: {}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    stdout
+}
+
+fn fails(out: &Output, what: &str) -> String {
+    assert!(
+        !out.status.success(),
+        "{what} should have failed:\nstdout: {}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
+
+/// The `.sig` manifest as the registry stores it, fetched with plain HTTP.
+async fn sig_manifest(registry: &TestRegistry, repo: &str, digest: &Digest) -> serde_json::Value {
+    let url = format!(
+        "{}/v2/{repo}/manifests/{}",
+        registry.url(),
+        digest.signature_tag()
+    );
+    let resp = reqwest::Client::new()
+        .get(url)
+        .header("Accept", "application/vnd.oci.image.manifest.v1+json")
+        .send()
+        .await
+        .expect("get .sig manifest");
+    assert!(
+        resp.status().is_success(),
+        "no .sig manifest: {}",
+        resp.status()
+    );
+    resp.json().await.expect("manifest json")
+}
+
+async fn blob(registry: &TestRegistry, repo: &str, digest: &str) -> Vec<u8> {
+    let url = format!("{}/v2/{repo}/blobs/{digest}", registry.url());
+    reqwest::get(url)
+        .await
+        .expect("get blob")
+        .bytes()
+        .await
+        .expect("blob")
+        .to_vec()
+}
+
+/// Verifies every layer of the `.sig` artifact with `openssl dgst -sha256 -verify`.
+async fn openssl_verifies(
+    registry: &TestRegistry,
+    repo: &str,
+    digest: &Digest,
+    key: &Path,
+) -> usize {
+    let manifest = sig_manifest(registry, repo, digest).await;
+    let layers = manifest["layers"].as_array().expect("layers");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut verified = 0;
+    for layer in layers {
+        let payload = blob(registry, repo, layer["digest"].as_str().expect("digest")).await;
+        let sig_b64 = layer["annotations"]["dev.cosignproject.cosign/signature"]
+            .as_str()
+            .expect("signature annotation");
+        let sig = STANDARD.decode(sig_b64).expect("padded standard base64");
+        std::fs::write(dir.path().join("payload.json"), &payload).expect("write");
+        std::fs::write(dir.path().join("sig.bin"), &sig).expect("write");
+        let out = std::process::Command::new("openssl")
+            .args(["dgst", "-sha256", "-verify"])
+            .arg(key)
+            .arg("-signature")
+            .arg(dir.path().join("sig.bin"))
+            .arg(dir.path().join("payload.json"))
+            .output()
+            .expect("run openssl");
+        if out.status.success() && String::from_utf8_lossy(&out.stdout).contains("Verified OK") {
+            verified += 1;
+        }
+    }
+    verified
+}
+
+/// The `sigstore` crate's cosign verification with a public key, as `cosign verify --key`.
+async fn sigstore_verifies(image: &str, key_pem: &[u8]) -> Result<usize, String> {
+    use sigstore::cosign::verification_constraint::{PublicKeyVerifier, VerificationConstraintVec};
+    use sigstore::cosign::{ClientBuilder, CosignCapabilities};
+    use sigstore::crypto::SigningScheme;
+    use sigstore::registry::{Auth, ClientConfig, ClientProtocol, OciReference};
+
+    let mut client = ClientBuilder::default()
+        .with_oci_client_config(ClientConfig {
+            protocol: ClientProtocol::Http,
+            ..Default::default()
+        })
+        .build()
+        .map_err(|e| e.to_string())?;
+    let reference: OciReference = image
+        .parse()
+        .map_err(|e: sigstore::errors::SigstoreError| e.to_string())?;
+    let layers = client
+        .trusted_signature_layers(&Auth::Anonymous, &reference)
+        .await
+        .map_err(|e| e.to_string())?;
+    if layers.is_empty() {
+        return Err("no signature layers found".into());
+    }
+    let verifier = PublicKeyVerifier::new(key_pem, &SigningScheme::RSA_PKCS1_SHA256(0))
+        .map_err(|e| e.to_string())?;
+    let constraints: VerificationConstraintVec = vec![Box::new(verifier)];
+    sigstore::cosign::verify_constraints(&layers, constraints.iter())
+        .map_err(|e| format!("{e:?}"))?;
+    Ok(layers.len())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn readme_walkthrough_and_independent_verifiers() {
+    let registry = TestRegistry::start().await.expect("docker-registry");
+    let host = registry.host();
+    let pushed = TestImage::random()
+        .push(&host, "demo/app", "v1")
+        .await
+        .expect("push image");
+    let image = format!("{host}/demo/app:v1");
+    let up = SignetUp::start(bin(), &[]).await.expect("signet up");
+    let tmp = tempfile::tempdir().expect("tempdir");
+
+    // The admin token file is private.
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(up.data_dir().join("admin.token"))
+            .expect("token file")
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o600, "admin token mode");
+        assert!(
+            !up.log().contains(&up.admin_token().expect("token")),
+            "the token must never be logged"
+        );
+    }
+
+    ok(
+        &up.cli(&[
+            "witness",
+            "create",
+            "--name",
+            "prod",
+            "--kms-key",
+            "local://prod",
+            "--description",
+            "release key",
+        ])
+        .expect("cli"),
+        "witness create",
+    );
+    let pem = ok(
+        &up.cli(&["witness", "export-key", "prod"]).expect("cli"),
+        "export-key",
+    );
+    assert!(pem.starts_with("-----BEGIN PUBLIC KEY-----"), "{pem}");
+    let key = tmp.path().join("prod.pub");
+    std::fs::write(&key, &pem).expect("write key");
+
+    let out = ok(
+        &up.cli(&["sign", &image, "--witness", "prod", "--wait"])
+            .expect("cli"),
+        "sign --wait",
+    );
+    assert!(
+        out.contains(pushed.as_str()),
+        "sign output names the digest: {out}"
+    );
+    ok(
+        &up.cli(&["verify", &image, "--witness", "prod"])
+            .expect("cli"),
+        "verify --witness",
+    );
+    ok(
+        &up.cli(&["verify", &image, "--key", key.to_str().expect("utf8")])
+            .expect("cli"),
+        "verify --key",
+    );
+
+    // Independent verifiers.
+    assert_eq!(
+        openssl_verifies(&registry, "demo/app", &pushed, &key).await,
+        1,
+        "openssl verifies the one layer"
+    );
+    assert_eq!(
+        sigstore_verifies(&image, pem.as_bytes()).await,
+        Ok(1),
+        "sigstore-rs cosign verification"
+    );
+    let manifest = sig_manifest(&registry, "demo/app", &pushed).await;
+    assert_eq!(
+        manifest["mediaType"],
+        "application/vnd.oci.image.manifest.v1+json"
+    );
+    assert_eq!(
+        manifest["layers"][0]["mediaType"],
+        "application/vnd.dev.cosign.simplesigning.v1+json"
+    );
+
+    // Signing again adds no layer, under the same tag or a new one for the same digest.
+    ok(
+        &up.cli(&["sign", &image, "--witness", "prod", "--wait"])
+            .expect("cli"),
+        "sign again",
+    );
+    TestImage::random()
+        .push(&host, "demo/other", "x")
+        .await
+        .expect("push");
+    let by_digest = format!("{host}/demo/app@{pushed}");
+    ok(
+        &up.cli(&["sign", &by_digest, "--witness", "prod", "--wait"])
+            .expect("cli"),
+        "sign by digest",
+    );
+    assert_eq!(
+        sig_manifest(&registry, "demo/app", &pushed).await["layers"]
+            .as_array()
+            .map(Vec::len),
+        Some(1)
+    );
+
+    // A second witness adds a second layer, and both verify independently.
+    ok(
+        &up.cli(&[
+            "witness",
+            "create",
+            "--name",
+            "qa",
+            "--kms-key",
+            "local://qa",
+        ])
+        .expect("cli"),
+        "witness create qa",
+    );
+    let qa_pem = ok(
+        &up.cli(&["witness", "export-key", "qa"]).expect("cli"),
+        "export qa",
+    );
+    let qa_key = tmp.path().join("qa.pub");
+    std::fs::write(&qa_key, &qa_pem).expect("write");
+    ok(
+        &up.cli(&["sign", &image, "--witness", "qa", "--wait"])
+            .expect("cli"),
+        "sign qa",
+    );
+    assert_eq!(
+        sig_manifest(&registry, "demo/app", &pushed).await["layers"]
+            .as_array()
+            .map(Vec::len),
+        Some(2)
+    );
+    assert_eq!(
+        openssl_verifies(&registry, "demo/app", &pushed, &qa_key).await,
+        1
+    );
+    assert_eq!(
+        openssl_verifies(&registry, "demo/app", &pushed, &key).await,
+        1
+    );
+
+    // JSON output for scripts.
+    let json = ok(
+        &up.cli(&["--output", "json", "jobs", "list"]).expect("cli"),
+        "jobs list",
+    );
+    let v: serde_json::Value = serde_json::from_str(&json).expect("json output");
+    assert!(v["jobs"].as_array().is_some_and(|j| j.len() >= 4), "{v}");
+    // Every signature is audited.
+    let audit = ok(
+        &up.cli(&["--output", "json", "audit", "--action", "signature.publish"])
+            .expect("cli"),
+        "audit",
+    );
+    let v: serde_json::Value = serde_json::from_str(&audit).expect("json");
+    assert_eq!(
+        v["entries"].as_array().map(Vec::len),
+        Some(2),
+        "two signatures made: {v}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn wrong_keys_tampering_and_bad_input_get_precise_errors() {
+    let mut registry = TestRegistry::start().await.expect("docker-registry");
+    let host = registry.host();
+    let digest = TestImage::random()
+        .push(&host, "neg/app", "v1")
+        .await
+        .expect("push");
+    let image = format!("{host}/neg/app:v1");
+    let up = SignetUp::start(
+        bin(),
+        &[
+            ("SIGNET_SIGNER__MAX_ATTEMPTS", "2"),
+            ("SIGNET_SIGNER__RETRY_BASE", "50ms"),
+            ("SIGNET_SIGNER__RETRY_MAX", "100ms"),
+            ("SIGNET_REGISTRY__TIMEOUT", "2s"),
+        ],
+    )
+    .await
+    .expect("signet up");
+    let tmp = tempfile::tempdir().expect("tempdir");
+    ok(
+        &up.cli(&[
+            "witness",
+            "create",
+            "--name",
+            "prod",
+            "--kms-key",
+            "local://prod",
+        ])
+        .expect("cli"),
+        "witness create",
+    );
+    ok(
+        &up.cli(&[
+            "witness",
+            "create",
+            "--name",
+            "other",
+            "--kms-key",
+            "local://other",
+        ])
+        .expect("cli"),
+        "witness create",
+    );
+    let other_key = tmp.path().join("other.pub");
+    std::fs::write(
+        &other_key,
+        ok(
+            &up.cli(&["witness", "export-key", "other"]).expect("cli"),
+            "export",
+        ),
+    )
+    .expect("write");
+
+    // Unknown witness, malformed references, unknown image.
+    let msg = fails(
+        &up.cli(&["sign", &image, "--witness", "nobody"])
+            .expect("cli"),
+        "unknown witness",
+    );
+    assert!(msg.contains("witness \"nobody\" does not exist"), "{msg}");
+    let msg = fails(
+        &up.cli(&["sign", "Bad/Repo:x", "--witness", "prod"])
+            .expect("cli"),
+        "bad reference",
+    );
+    assert!(msg.contains("must be lowercase"), "{msg}");
+    let msg = fails(
+        &up.cli(&[
+            "sign",
+            &format!("{host}/neg/app@sha256:abc"),
+            "--witness",
+            "prod",
+        ])
+        .expect("cli"),
+        "bad digest",
+    );
+    assert!(msg.contains("64 hex"), "{msg}");
+    let msg = fails(
+        &up.cli(&[
+            "sign",
+            &format!("{host}/neg/missing:v1"),
+            "--witness",
+            "prod",
+            "--wait",
+        ])
+        .expect("cli"),
+        "missing image",
+    );
+    assert!(msg.contains("does not exist"), "{msg}");
+    let msg = fails(
+        &up.cli(&[
+            "witness",
+            "create",
+            "--name",
+            "x",
+            "--kms-key",
+            "gcpkms://nope",
+        ])
+        .expect("cli"),
+        "unsupported kms",
+    );
+    assert!(msg.contains("gcpkms"), "{msg}");
+
+    // A signature by prod does not verify under other's key.
+    ok(
+        &up.cli(&["sign", &image, "--witness", "prod", "--wait"])
+            .expect("cli"),
+        "sign",
+    );
+    let msg = fails(
+        &up.cli(&["verify", &image, "--key", other_key.to_str().expect("utf8")])
+            .expect("cli"),
+        "wrong key",
+    );
+    assert!(msg.contains("does not verify under any given key"), "{msg}");
+
+    // Tampered payloads and digests in the registry are rejected by `signet verify`.
+    let client = RegistryClient::new(RegistryConfig::default()).expect("client");
+    let img = ImageRef::parse(&image).expect("ref");
+    let good = client
+        .fetch_signatures(&img, &digest)
+        .await
+        .expect("fetch")
+        .remove(0);
+    let mut tampered = good.payload.clone();
+    let pos = tampered
+        .iter()
+        .position(|&b| b == b'n')
+        .expect("a byte to flip");
+    tampered[pos] = b'm';
+    client
+        .publish_signature(
+            &img,
+            &digest,
+            &SignatureLayer::new(tampered, good.signature.clone()),
+        )
+        .await
+        .expect("publish tampered payload");
+    let other_digest = Digest::of(b"another image");
+    let wrong_digest = String::from_utf8(good.payload.clone())
+        .expect("utf8")
+        .replace(digest.as_str(), other_digest.as_str());
+    client
+        .publish_signature(
+            &img,
+            &digest,
+            &SignatureLayer::new(wrong_digest.into_bytes(), good.signature.clone()),
+        )
+        .await
+        .expect("publish payload for another digest");
+    let json = ok(
+        &up.cli(&["--output", "json", "verify", &image, "--witness", "prod"])
+            .expect("cli"),
+        "verify still passes on the good layer",
+    );
+    let v: serde_json::Value = serde_json::from_str(&json).expect("json");
+    let reasons: Vec<String> = v["signatures"]
+        .as_array()
+        .expect("signatures")
+        .iter()
+        .filter_map(|s| s["reason"].as_str().map(str::to_owned))
+        .collect();
+    assert_eq!(reasons.len(), 2, "{v}");
+    assert!(
+        reasons.iter().any(|r| r.contains("does not verify")
+            || r.contains("not valid JSON")
+            || r.contains("unexpected key")),
+        "{reasons:?}"
+    );
+    assert!(
+        reasons
+            .iter()
+            .any(|r| r.contains(&format!("payload is for {other_digest}"))),
+        "{reasons:?}"
+    );
+
+    // Registry down: the job retries, then fails with a reason naming the registry.
+    let second = TestImage::random()
+        .push(&host, "neg/app", "v2")
+        .await
+        .expect("push");
+    registry.stop().expect("stop registry");
+    let msg = fails(
+        &up.cli(&[
+            "sign",
+            &format!("{host}/neg/app@{second}"),
+            "--witness",
+            "prod",
+            "--wait",
+            "--timeout",
+            "60s",
+        ])
+        .expect("cli"),
+        "registry down",
+    );
+    assert!(
+        msg.contains(&host) && msg.contains("gave up after 2 attempts"),
+        "{msg}"
+    );
+    let failed = ok(
+        &up.cli(&["jobs", "list", "--failed"]).expect("cli"),
+        "jobs list --failed",
+    );
+    assert!(failed.contains(&format!("neg/app@{second}")), "{failed}");
+}

@@ -1,0 +1,240 @@
+//! Bearer API tokens.
+//!
+//! A token reads `sgt_<id>_<secret>`: the id (a UUID in hex) finds the stored record,
+//! and the SHA-256 of the secret is compared with the stored hash in constant time.
+//! Only the hash is stored; the secret is shown once, when the token is created. The
+//! secret is 32 random bytes, so a plain SHA-256 (not a password hash) is enough.
+
+use axum::extract::FromRequestParts;
+use axum::http::request::Parts;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine;
+use chrono::Utc;
+use rand::RngCore;
+use sha2::{Digest, Sha256};
+use signet_core::{validate_name, ApiToken, NewAudit, Role};
+use signet_store::Store;
+use subtle::ConstantTimeEq;
+use uuid::Uuid;
+
+use crate::error::ApiError;
+use crate::AppState;
+
+const PREFIX: &str = "sgt_";
+
+/// Who is calling.
+#[derive(Debug, Clone)]
+pub struct Caller {
+    pub token_id: Uuid,
+    pub name: String,
+    pub role: Role,
+}
+
+impl Caller {
+    /// The audit log's "who".
+    pub fn actor(&self) -> String {
+        format!("token:{}", self.name)
+    }
+
+    /// Fails unless the caller has one of `roles` (admin may do everything).
+    pub fn require(&self, roles: &[Role]) -> Result<(), ApiError> {
+        if self.role == Role::Admin || roles.contains(&self.role) {
+            Ok(())
+        } else {
+            Err(ApiError::Forbidden(format!(
+                "token {:?} has role {}; this needs {}",
+                self.name,
+                self.role,
+                roles
+                    .iter()
+                    .map(|r| r.as_str())
+                    .chain(std::iter::once("admin"))
+                    .collect::<Vec<_>>()
+                    .join(" or ")
+            )))
+        }
+    }
+
+    pub fn require_admin(&self) -> Result<(), ApiError> {
+        self.require(&[])
+    }
+}
+
+impl FromRequestParts<AppState> for Caller {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &AppState,
+    ) -> Result<Self, Self::Rejection> {
+        let header = parts.headers.get(axum::http::header::AUTHORIZATION).ok_or(
+            ApiError::Unauthenticated("send Authorization: Bearer <token>"),
+        )?;
+        let value = header
+            .to_str()
+            .map_err(|_| ApiError::Unauthenticated("the Authorization header is not ASCII"))?;
+        let token = value
+            .strip_prefix("Bearer ")
+            .or_else(|| value.strip_prefix("bearer "))
+            .ok_or(ApiError::Unauthenticated("use the Bearer scheme"))?;
+        authenticate(&state.store, token.trim()).await
+    }
+}
+
+/// Checks a presented token against the store.
+pub async fn authenticate(store: &Store, token: &str) -> Result<Caller, ApiError> {
+    let (id, secret) = parse(token).ok_or(ApiError::Unauthenticated(
+        "the token is not a signet token (sgt_…)",
+    ))?;
+    let Some((record, stored_hash)) = store.get_token(id).await? else {
+        return Err(ApiError::Unauthenticated("unknown or revoked token"));
+    };
+    let presented = Sha256::digest(secret.as_bytes());
+    let matches: bool = presented.as_slice().ct_eq(&stored_hash).into();
+    if !matches || record.revoked {
+        return Err(ApiError::Unauthenticated("unknown or revoked token"));
+    }
+    Ok(Caller {
+        token_id: record.id,
+        name: record.name,
+        role: record.role,
+    })
+}
+
+fn parse(token: &str) -> Option<(Uuid, &str)> {
+    let rest = token.strip_prefix(PREFIX)?;
+    let (id, secret) = rest.split_once('_')?;
+    if secret.is_empty() {
+        return None;
+    }
+    Some((Uuid::try_parse(id).ok()?, secret))
+}
+
+/// A newly minted token; `secret` is the only copy of the full token.
+pub struct IssuedToken {
+    pub token: ApiToken,
+    pub secret: String,
+}
+
+impl std::fmt::Debug for IssuedToken {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("IssuedToken")
+            .field("token", &self.token)
+            .field("secret", &"[REDACTED]")
+            .finish()
+    }
+}
+
+/// Creates a token, stores its hash, audits it and returns the secret once.
+pub async fn issue(
+    store: &Store,
+    name: &str,
+    role: Role,
+    actor: &str,
+) -> Result<IssuedToken, ApiError> {
+    validate_name("token", name).map_err(|e| ApiError::BadRequest(e.to_string()))?;
+    let id = Uuid::new_v4();
+    let mut raw = [0u8; 32];
+    rand::rngs::OsRng.fill_bytes(&mut raw);
+    let secret = URL_SAFE_NO_PAD.encode(raw);
+    let hash = Sha256::digest(secret.as_bytes()).to_vec();
+    let token = ApiToken {
+        id,
+        name: name.to_owned(),
+        role,
+        created_at: Utc::now(),
+        revoked: false,
+    };
+    store
+        .create_token(
+            &token,
+            &hash,
+            &NewAudit::new(
+                actor,
+                "token.create",
+                name,
+                serde_json::json!({"role": role, "id": id}),
+            ),
+        )
+        .await?;
+    Ok(IssuedToken {
+        secret: format!("{PREFIX}{}_{secret}", id.simple()),
+        token,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_token_shape() {
+        let id = Uuid::new_v4();
+        let t = format!("sgt_{}_abc", id.simple());
+        assert_eq!(parse(&t), Some((id, "abc")));
+        assert_eq!(parse("sgt_nothex_abc"), None);
+        assert_eq!(parse(&format!("sgt_{}_", id.simple())), None);
+        assert_eq!(parse("Bearer x"), None);
+    }
+}
+
+/// On a store with no tokens at all, mints the first admin token and writes it to
+/// `path` with mode 0600 (created fresh, never widened). Returns the token record —
+/// never the secret — so the caller can say where it went. Does nothing when tokens
+/// exist.
+pub async fn bootstrap_admin(
+    store: &Store,
+    path: &std::path::Path,
+) -> Result<Option<ApiToken>, BootstrapError> {
+    if store
+        .count_tokens()
+        .await
+        .map_err(|e| BootstrapError::Store(e.to_string()))?
+        > 0
+    {
+        return Ok(None);
+    }
+    let issued = issue(store, "admin", Role::Admin, "system")
+        .await
+        .map_err(|e| BootstrapError::Store(e.to_string()))?;
+    write_private(path, format!("{}\n", issued.secret).as_bytes()).map_err(|source| {
+        BootstrapError::Write {
+            path: path.display().to_string(),
+            source,
+        }
+    })?;
+    Ok(Some(issued.token))
+}
+
+/// Why the first admin token could not be set up.
+#[derive(Debug, thiserror::Error)]
+pub enum BootstrapError {
+    #[error("cannot create the first admin token: {0}")]
+    Store(String),
+    #[error("cannot write the admin token to {path}")]
+    Write {
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// Writes a secret file readable by its owner only.
+pub fn write_private(path: &std::path::Path, contents: &[u8]) -> std::io::Result<()> {
+    use std::io::Write;
+    #[cfg(unix)]
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    options.mode(0o600);
+    let mut f = options.open(path)?;
+    // An existing file keeps its old mode on open; make sure it is private.
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        f.set_permissions(std::fs::Permissions::from_mode(0o600))?;
+    }
+    f.write_all(contents)?;
+    f.sync_all()
+}

@@ -1,0 +1,82 @@
+//! signet's gateway: the HTTP front door. Pipelines call the sign API, registries send
+//! push webhooks, operators manage witnesses and tokens, and everything is audited.
+//! Sign requests become jobs on the bus; the gateway answers only once a job is durably
+//! enqueued.
+//!
+//! Layout:
+//! - [`routes`]: one module per resource (witnesses, sign and jobs, signatures and audit,
+//!   tokens, health).
+//! - [`auth`]: bearer API tokens and roles.
+//! - [`error`]: the JSON error answer every handler uses.
+
+pub mod auth;
+pub mod error;
+pub mod routes;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::http::{HeaderName, Request};
+use axum::Router;
+use signet_bus::Bus;
+use signet_kms::Kms;
+use signet_registry::RegistryClient;
+use signet_runtime::settings::GatewaySettings;
+use signet_store::Store;
+use tokio::net::TcpListener;
+use tokio::sync::Notify;
+use tokio_util::sync::CancellationToken;
+use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
+use tower_http::trace::TraceLayer;
+
+/// What every handler can reach.
+#[derive(Clone, Debug)]
+pub struct AppState {
+    pub store: Store,
+    pub bus: Bus,
+    pub kms: Arc<Kms>,
+    pub registry: RegistryClient,
+    pub settings: Arc<GatewaySettings>,
+    /// Wakes this process's outbox relay after a write that carries an event.
+    pub outbox_kick: Arc<Notify>,
+}
+
+const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+
+/// The gateway's routes with request ids, tracing and the body limit.
+pub fn router(state: AppState) -> Router {
+    let limit = state.settings.body_limit_bytes;
+    routes::router()
+        .layer(axum::extract::DefaultBodyLimit::max(limit))
+        .layer(PropagateRequestIdLayer::new(REQUEST_ID))
+        .layer(
+            TraceLayer::new_for_http().make_span_with(|req: &Request<_>| {
+                let id = req
+                    .headers()
+                    .get(&REQUEST_ID)
+                    .and_then(|v| v.to_str().ok())
+                    .unwrap_or_default();
+                tracing::info_span!("http", method = %req.method(), path = %req.uri().path(), request_id = %id)
+            }),
+        )
+        .layer(SetRequestIdLayer::new(REQUEST_ID, MakeRequestUuid))
+        .with_state(state)
+}
+
+/// Serves until `shutdown`, then lets in-flight requests finish.
+pub async fn serve(
+    listener: TcpListener,
+    state: AppState,
+    shutdown: CancellationToken,
+) -> std::io::Result<()> {
+    let addr = listener.local_addr()?;
+    tracing::info!(%addr, "gateway listening");
+    axum::serve(listener, router(state))
+        .with_graceful_shutdown(async move { shutdown.cancelled().await })
+        .await
+}
+
+/// Upper bound for `?wait=`; also what a client waits when it asks for more.
+pub fn clamp_wait(settings: &GatewaySettings, asked: Duration) -> Duration {
+    asked.min(settings.max_wait)
+}

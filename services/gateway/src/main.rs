@@ -1,0 +1,57 @@
+//! `signet-gateway`: the API and webhook receivers as their own process (production mode).
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use anyhow::Context;
+use clap::Parser;
+use signet_gateway::AppState;
+use signet_kms::{Kms, KmsConfig};
+use signet_registry::{RegistryClient, RegistryConfig};
+use signet_runtime::Settings;
+use signet_store::Store;
+use tokio::sync::Notify;
+
+#[derive(Parser)]
+#[command(
+    name = "signet-gateway",
+    version,
+    about = "signet's API gateway and webhook receivers"
+)]
+struct Args {
+    /// Settings file (TOML); SIGNET_* environment variables override it.
+    #[arg(long, env = "SIGNET_CONFIG")]
+    config: Option<PathBuf>,
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let args = Args::parse();
+    let settings: Settings = signet_runtime::load(args.config.as_deref())?;
+    let _log = signet_runtime::logging::init(settings.log.format, &settings.log.level)?;
+    let shutdown = signet_runtime::shutdown_on_signals();
+    let store = Store::connect(&settings.store_url()).await?;
+    let bus = signet_bus::connect(&settings.bus, &store).await?;
+    let kick = Arc::new(Notify::new());
+    let relay = tokio::spawn(signet_bus::outbox::run(
+        store.clone(),
+        bus.events.clone(),
+        kick.clone(),
+        shutdown.clone(),
+    ));
+    let state = AppState {
+        store: store.clone(),
+        bus,
+        kms: Arc::new(Kms::new(KmsConfig::from_settings(&settings))),
+        registry: RegistryClient::new(RegistryConfig::from_settings(&settings)?)?,
+        settings: Arc::new(settings.gateway.clone()),
+        outbox_kick: kick,
+    };
+    let listener = tokio::net::TcpListener::bind(&settings.gateway.listen)
+        .await
+        .with_context(|| format!("cannot listen on {}", settings.gateway.listen))?;
+    signet_gateway::serve(listener, state, shutdown).await?;
+    relay.await?;
+    store.close().await;
+    Ok(())
+}

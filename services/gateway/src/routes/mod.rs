@@ -1,0 +1,35 @@
+//! The gateway's HTTP API, one module per resource.
+
+mod health;
+mod jobs;
+mod records;
+mod sign;
+mod tokens;
+mod witnesses;
+
+use axum::routing::{get, post};
+use axum::Router;
+
+use crate::AppState;
+
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/healthz", get(health::healthz))
+        .route("/readyz", get(health::readyz))
+        .route(
+            "/v1/witnesses",
+            post(witnesses::create).get(witnesses::list),
+        )
+        .route("/v1/witnesses/{name}", get(witnesses::show))
+        .route(
+            "/v1/witnesses/{name}/public-key",
+            get(witnesses::public_key),
+        )
+        .route("/v1/sign", post(sign::sign))
+        .route("/v1/jobs", get(jobs::list))
+        .route("/v1/jobs/{id}", get(jobs::show))
+        .route("/v1/jobs/{id}/retry", post(jobs::retry))
+        .route("/v1/signatures", get(records::signatures))
+        .route("/v1/audit", get(records::audit))
+        .route("/v1/tokens", post(tokens::create))
+}

@@ -1,0 +1,140 @@
+//! `POST /v1/sign`: a pipeline asks for a signature. The request is checked, written as
+//! a job, and put on the bus; the answer comes only after the bus has it durably.
+//! With `?wait=SECONDS` the answer waits for the signature itself.
+
+use std::time::Duration;
+
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use chrono::Utc;
+use serde::Deserialize;
+use signet_bus::{Message, JOB_ID_HEADER};
+use signet_core::{ImageRef, Job, JobState, Role, SignRequest, WitnessState};
+use uuid::Uuid;
+
+use crate::auth::Caller;
+use crate::error::{ApiError, ApiJson, ApiQuery, ApiResult};
+use crate::routes::jobs::JobView;
+use crate::AppState;
+
+#[derive(Debug, Deserialize)]
+pub struct SignQuery {
+    /// Seconds to wait for the signature; absent means answer as soon as enqueued.
+    pub wait: Option<u64>,
+}
+
+const POLL: Duration = Duration::from_millis(20);
+
+pub async fn sign(
+    State(state): State<AppState>,
+    caller: Caller,
+    ApiQuery(query): ApiQuery<SignQuery>,
+    ApiJson(request): ApiJson<SignRequest>,
+) -> ApiResult<Response> {
+    caller.require(&[Role::Signer])?;
+    let job = enqueue(&state, request, "api", &caller.actor()).await?;
+    let Some(wait) = query.wait else {
+        return Ok((StatusCode::ACCEPTED, Json(JobView::new(&job, None))).into_response());
+    };
+    let deadline =
+        tokio::time::Instant::now() + crate::clamp_wait(&state.settings, Duration::from_secs(wait));
+    loop {
+        let current = state
+            .store
+            .get_job(job.id)
+            .await?
+            .ok_or_else(|| ApiError::Internal(format!("job {} vanished", job.id)))?;
+        match current.state {
+            JobState::Succeeded => {
+                let signature = crate::routes::jobs::signature_of(&state, &current).await?;
+                return Ok(
+                    (StatusCode::OK, Json(JobView::new(&current, signature))).into_response()
+                );
+            }
+            JobState::Failed => {
+                let detail = current
+                    .error
+                    .clone()
+                    .unwrap_or_else(|| "signing failed".into());
+                let body = serde_json::json!({
+                    "error": "sign_failed",
+                    "detail": detail,
+                    "job": JobView::new(&current, None),
+                });
+                return Ok((StatusCode::UNPROCESSABLE_ENTITY, Json(body)).into_response());
+            }
+            _ if tokio::time::Instant::now() >= deadline => {
+                return Ok(
+                    (StatusCode::ACCEPTED, Json(JobView::new(&current, None))).into_response()
+                );
+            }
+            _ => tokio::time::sleep(POLL).await,
+        }
+    }
+}
+
+/// Checks a sign request, records its job and enqueues it. Shared by the sign API and
+/// the webhook receivers: both answer 2xx only after this returns.
+pub async fn enqueue(
+    state: &AppState,
+    request: SignRequest,
+    source: &str,
+    actor: &str,
+) -> ApiResult<Job> {
+    ImageRef::parse(&request.image).map_err(|e| ApiError::BadRequest(format!("image: {e}")))?;
+    let witness = state
+        .store
+        .get_witness(&request.witness)
+        .await?
+        .ok_or_else(|| {
+            ApiError::NotFound(format!(
+                "witness {:?} does not exist; list witnesses with `signet witness list`",
+                request.witness
+            ))
+        })?;
+    if witness.state == WitnessState::Revoked {
+        return Err(ApiError::Conflict(format!(
+            "witness {:?} is revoked and signs nothing",
+            witness.name
+        )));
+    }
+    let now = Utc::now();
+    let mut job = Job {
+        id: Uuid::now_v7(),
+        request,
+        source: source.to_owned(),
+        state: JobState::Queued,
+        attempts: 0,
+        digest: None,
+        signature_id: None,
+        error: None,
+        created_at: now,
+        updated_at: now,
+    };
+    state.store.create_job(&job).await?;
+    let body = serde_json::to_vec(&job.request).map_err(|e| ApiError::Internal(e.to_string()))?;
+    let mut message = Message {
+        body,
+        ..Default::default()
+    };
+    message
+        .headers
+        .insert(JOB_ID_HEADER.into(), job.id.to_string());
+    if let Err(e) = state.bus.jobs.publish(message).await {
+        // Not enqueued means not accepted: the job is closed so nobody waits on it, and
+        // the caller (a registry, a pipeline) is told to try again.
+        job.state = JobState::Failed;
+        job.error = Some(format!("not enqueued: {e}"));
+        job.updated_at = Utc::now();
+        if let Err(se) = state.store.update_job(&job).await {
+            tracing::warn!(error = %se, job_id = %job.id, "cannot close a job that was not enqueued");
+        }
+        return Err(ApiError::Unavailable(format!(
+            "the job queue did not accept the job ({e}); try again"
+        )));
+    }
+    tracing::info!(job_id = %job.id, image = %job.request.image, witness = %job.request.witness, %actor, "sign job enqueued");
+    Ok(job)
+}

@@ -1,0 +1,165 @@
+//! Witnesses: named signing identities bound to a KMS key. Creating one asks the KMS
+//! for the key, checks it is an asymmetric RSA signing key, and pins every version's
+//! public key by fingerprint.
+
+use axum::extract::{Path, State};
+use axum::http::{header, StatusCode};
+use axum::response::IntoResponse;
+use axum::Json;
+use chrono::Utc;
+use serde::{Deserialize, Serialize};
+use signet_core::{
+    validate_name, KeyVersion, KeyVersionState, NewAudit, SignatureAlgorithm, Witness, WitnessState,
+};
+
+use crate::auth::Caller;
+use crate::error::{ApiError, ApiJson, ApiResult};
+use crate::AppState;
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CreateWitness {
+    pub name: String,
+    pub kms_key: String,
+    #[serde(default)]
+    pub description: String,
+    /// `RSA_PKCS1_SHA256` (default, what cosign verifiers expect) or `RSA_PSS_SHA256`.
+    pub algorithm: Option<String>,
+}
+
+/// A witness as the API shows it: the record plus its primary key, for convenience.
+#[derive(Debug, Serialize)]
+pub struct WitnessView<'a> {
+    #[serde(flatten)]
+    pub witness: &'a Witness,
+    pub fingerprint: Option<&'a str>,
+    pub public_key: Option<String>,
+}
+
+impl<'a> WitnessView<'a> {
+    pub fn new(witness: &'a Witness) -> Self {
+        let primary = witness.primary();
+        Self {
+            witness,
+            fingerprint: primary.map(|v| v.fingerprint.as_str()),
+            public_key: primary.map(|v| v.public_key.to_pem()),
+        }
+    }
+}
+
+pub async fn create(
+    State(state): State<AppState>,
+    caller: Caller,
+    ApiJson(req): ApiJson<CreateWitness>,
+) -> ApiResult<impl IntoResponse> {
+    caller.require_admin()?;
+    validate_name("witness", &req.name).map_err(|e| ApiError::BadRequest(e.to_string()))?;
+    let provider = state.kms.open(&req.kms_key)?;
+    let description = provider.describe().await?;
+    let algorithm = match &req.algorithm {
+        Some(a) => SignatureAlgorithm::parse(a).ok_or_else(|| {
+            ApiError::BadRequest(format!(
+                "algorithm {a:?} is not supported; use RSA_PKCS1_SHA256 or RSA_PSS_SHA256"
+            ))
+        })?,
+        None => description.algorithm,
+    };
+    if description.versions.is_empty() {
+        return Err(ApiError::Unprocessable(format!(
+            "KMS key {} has no enabled versions to sign with",
+            req.kms_key
+        )));
+    }
+    let now = Utc::now();
+    let key_versions = description
+        .versions
+        .iter()
+        .map(|v| KeyVersion {
+            version: v.version.clone(),
+            fingerprint: v.public_key.fingerprint(),
+            public_key: v.public_key.clone(),
+            primary: v.version == description.primary_version,
+            state: KeyVersionState::Active,
+            created_at: now,
+        })
+        .collect();
+    let witness = Witness {
+        name: req.name.clone(),
+        kms_key: req.kms_key.clone(),
+        algorithm,
+        description: req.description.clone(),
+        state: WitnessState::Active,
+        key_versions,
+        created_at: now,
+    };
+    let audit = NewAudit::new(
+        caller.actor(),
+        "witness.create",
+        &witness.name,
+        serde_json::json!({
+            "kms_key": witness.kms_key,
+            "algorithm": witness.algorithm,
+            "fingerprint": witness.primary().map(|v| v.fingerprint.clone()),
+        }),
+    );
+    // The store writes the witness.created event in the same transaction.
+    state.store.create_witness(&witness, &audit).await?;
+    state.outbox_kick.notify_one();
+    tracing::info!(witness = %witness.name, kms_key = %witness.kms_key, "witness created");
+    Ok((
+        StatusCode::CREATED,
+        Json(
+            serde_json::to_value(WitnessView::new(&witness))
+                .map_err(|e| ApiError::Internal(e.to_string()))?,
+        ),
+    ))
+}
+
+pub async fn list(
+    State(state): State<AppState>,
+    caller: Caller,
+) -> ApiResult<Json<serde_json::Value>> {
+    caller.require_admin()?;
+    let witnesses = state.store.list_witnesses().await?;
+    let views: Vec<_> = witnesses.iter().map(WitnessView::new).collect();
+    Ok(Json(serde_json::json!({ "witnesses": views })))
+}
+
+async fn load(state: &AppState, name: &str) -> ApiResult<Witness> {
+    state
+        .store
+        .get_witness(name)
+        .await?
+        .ok_or_else(|| ApiError::NotFound(format!("witness {name:?} does not exist")))
+}
+
+pub async fn show(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(name): Path<String>,
+) -> ApiResult<Json<serde_json::Value>> {
+    caller.require(&[signet_core::Role::Verifier])?;
+    let witness = load(&state, &name).await?;
+    serde_json::to_value(WitnessView::new(&witness))
+        .map(Json)
+        .map_err(|e| ApiError::Internal(e.to_string()))
+}
+
+/// The primary public key as PEM: what `cosign verify --key` reads.
+pub async fn public_key(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(name): Path<String>,
+) -> ApiResult<impl IntoResponse> {
+    caller.require(&[signet_core::Role::Verifier, signet_core::Role::Signer])?;
+    let witness = load(&state, &name).await?;
+    let primary = witness.primary().ok_or_else(|| {
+        ApiError::NotFound(format!(
+            "witness {name:?} has no active primary key version"
+        ))
+    })?;
+    Ok((
+        [(header::CONTENT_TYPE, "application/x-pem-file")],
+        primary.public_key.to_pem(),
+    ))
+}

@@ -1,0 +1,59 @@
+//! `signet-signer`: the worker pool as its own process (production mode).
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use clap::Parser;
+use signet_kms::{Kms, KmsConfig};
+use signet_registry::{RegistryClient, RegistryConfig};
+use signet_runtime::Settings;
+use signet_signer::sign::SignContext;
+use signet_signer::{Signer, SignerOptions};
+use signet_store::Store;
+use tokio::sync::Notify;
+
+#[derive(Parser)]
+#[command(
+    name = "signet-signer",
+    version,
+    about = "signet's signing worker pool"
+)]
+struct Args {
+    /// Settings file (TOML); SIGNET_* environment variables override it.
+    #[arg(long, env = "SIGNET_CONFIG")]
+    config: Option<PathBuf>,
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let args = Args::parse();
+    let settings: Settings = signet_runtime::load(args.config.as_deref())?;
+    let _log = signet_runtime::logging::init(settings.log.format, &settings.log.level)?;
+    let shutdown = signet_runtime::shutdown_on_signals();
+    let store = Store::connect(&settings.store_url()).await?;
+    let bus = signet_bus::connect(&settings.bus, &store).await?;
+    let kms = Arc::new(Kms::new(KmsConfig::from_settings(&settings)));
+    let registry = RegistryClient::new(RegistryConfig::from_settings(&settings)?)?;
+    let kick = Arc::new(Notify::new());
+    let relay = tokio::spawn(signet_bus::outbox::run(
+        store.clone(),
+        bus.events.clone(),
+        kick.clone(),
+        shutdown.clone(),
+    ));
+    let signer = Arc::new(Signer::new(
+        SignContext::new(
+            store.clone(),
+            kms,
+            registry,
+            settings.signer.kms_rate_per_witness,
+        ),
+        bus,
+        SignerOptions::from_settings(&settings.signer),
+        kick,
+    ));
+    signer.run(shutdown).await?;
+    relay.await?;
+    store.close().await;
+    Ok(())
+}

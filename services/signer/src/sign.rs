@@ -1,0 +1,363 @@
+//! Signing one job: resolve, deduplicate, sign, check, publish, record.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use chrono::Utc;
+use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
+use signet_core::{
+    Digest, EventKind, ImageRef, Job, NewAudit, SignatureRecord, SimpleSigning, Witness,
+    WitnessState,
+};
+use signet_kms::Kms;
+use signet_registry::{RegistryClient, RegistryError, SignatureLayer};
+use signet_store::{OutboxEvent, Store, StoreError};
+use uuid::Uuid;
+
+/// Why a job could not be signed (this time).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{message}")]
+pub struct SignError {
+    pub kind: SignErrorKind,
+    /// A short, stable label for metrics and the job record (`unknown_witness`, ...).
+    pub reason: &'static str,
+    pub message: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SignErrorKind {
+    /// Worth another attempt later: throttling, timeouts, 5xx, a busy claim.
+    Retryable,
+    /// Will never succeed as asked: straight to the dead letters.
+    Permanent,
+}
+
+impl SignError {
+    pub fn retryable(reason: &'static str, message: impl Into<String>) -> Self {
+        Self {
+            kind: SignErrorKind::Retryable,
+            reason,
+            message: message.into(),
+        }
+    }
+
+    pub fn permanent(reason: &'static str, message: impl Into<String>) -> Self {
+        Self {
+            kind: SignErrorKind::Permanent,
+            reason,
+            message: message.into(),
+        }
+    }
+
+    pub fn is_retryable(&self) -> bool {
+        self.kind == SignErrorKind::Retryable
+    }
+}
+
+fn from_store(e: StoreError) -> SignError {
+    if e.retryable() {
+        SignError::retryable("store_unavailable", e.to_string())
+    } else {
+        SignError::permanent("store_error", e.to_string())
+    }
+}
+
+fn from_registry(e: RegistryError, image: &ImageRef) -> SignError {
+    match &e {
+        RegistryError::NotFound { .. } => SignError::permanent(
+            "image_not_found",
+            format!("image {image} does not exist in its registry: {e}"),
+        ),
+        _ if e.retryable() => SignError::retryable("registry_unavailable", e.to_string()),
+        _ => SignError::permanent("registry_error", e.to_string()),
+    }
+}
+
+/// How a signature came to be recorded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SignOutcome {
+    /// A new signature was made and published.
+    Signed,
+    /// The signature was already recorded: no KMS call, no new layer.
+    AlreadyRecorded,
+    /// A valid signature was already in the registry (a crash between publish and
+    /// record): recorded without a new KMS call.
+    Adopted,
+}
+
+/// What signing needs, shared by every worker.
+#[derive(Debug)]
+pub struct SignContext {
+    pub store: Store,
+    pub kms: Arc<Kms>,
+    pub registry: RegistryClient,
+    /// Per-witness token buckets that keep KMS calls under the KMS quota.
+    pub limiter: DefaultKeyedRateLimiter<String>,
+    /// Names this process's claims, so a crashed replica's claims are told apart.
+    pub holder: String,
+    /// How long a claim on (repository, digest, witness) lasts if never released.
+    pub claim_lease: std::time::Duration,
+}
+
+impl SignContext {
+    pub fn new(
+        store: Store,
+        kms: Arc<Kms>,
+        registry: RegistryClient,
+        kms_rate_per_witness: u32,
+    ) -> Self {
+        let rate =
+            std::num::NonZeroU32::new(kms_rate_per_witness).unwrap_or(std::num::NonZeroU32::MIN);
+        Self {
+            store,
+            kms,
+            registry,
+            limiter: RateLimiter::keyed(Quota::per_second(rate)),
+            holder: format!("signer-{}", Uuid::now_v7()),
+            claim_lease: std::time::Duration::from_secs(120),
+        }
+    }
+
+    /// Signs one image for `job` (or finds it already signed) and records it. The digest
+    /// is resolved first when the request names a tag.
+    pub async fn sign(&self, job: &mut Job) -> Result<(SignatureRecord, SignOutcome), SignError> {
+        let image = ImageRef::parse(&job.request.image)
+            .map_err(|e| SignError::permanent("invalid_request", e.to_string()))?;
+        let witness = self
+            .store
+            .get_witness(&job.request.witness)
+            .await
+            .map_err(from_store)?
+            .ok_or_else(|| {
+                SignError::permanent(
+                    "unknown_witness",
+                    format!(
+                        "witness {:?} does not exist; create it with `signet witness create`",
+                        job.request.witness
+                    ),
+                )
+            })?;
+        if witness.state == WitnessState::Revoked {
+            return Err(SignError::permanent(
+                "witness_revoked",
+                format!("witness {:?} is revoked and signs nothing", witness.name),
+            ));
+        }
+        let digest = match image.digest() {
+            Some(d) => d.clone(),
+            None => self
+                .registry
+                .resolve(&image)
+                .await
+                .map_err(|e| from_registry(e, &image))?,
+        };
+        job.digest = Some(digest.clone());
+        self.sign_digest(job, &image, &digest, &witness).await
+    }
+
+    async fn sign_digest(
+        &self,
+        job: &Job,
+        image: &ImageRef,
+        digest: &Digest,
+        witness: &Witness,
+    ) -> Result<(SignatureRecord, SignOutcome), SignError> {
+        let repository = image.repository_ref();
+        if let Some(existing) = self
+            .store
+            .find_signature(&repository, digest, &witness.name)
+            .await
+            .map_err(from_store)?
+        {
+            return Ok((existing, SignOutcome::AlreadyRecorded));
+        }
+
+        let claim = format!("{repository}@{digest}#{}", witness.name);
+        let claimed = self
+            .store
+            .claim_signing(&claim, &self.holder, self.claim_lease)
+            .await
+            .map_err(from_store)?;
+        if !claimed {
+            return Err(SignError::retryable(
+                "claimed_elsewhere",
+                format!(
+                    "{repository}@{digest} is being signed by {} in another signer",
+                    witness.name
+                ),
+            ));
+        }
+        let result = self
+            .sign_claimed(job, image, digest, witness, &repository)
+            .await;
+        if let Err(e) = self.store.release_signing(&claim, &self.holder).await {
+            // The claim expires on its own; the signature itself is already safe.
+            tracing::warn!(error = %e, claim, "could not release signing claim");
+        }
+        result
+    }
+
+    async fn sign_claimed(
+        &self,
+        job: &Job,
+        image: &ImageRef,
+        digest: &Digest,
+        witness: &Witness,
+        repository: &str,
+    ) -> Result<(SignatureRecord, SignOutcome), SignError> {
+        // Another replica may have finished between our lookup and our claim.
+        if let Some(existing) = self
+            .store
+            .find_signature(repository, digest, &witness.name)
+            .await
+            .map_err(from_store)?
+        {
+            return Ok((existing, SignOutcome::AlreadyRecorded));
+        }
+        let primary = witness.primary().ok_or_else(|| {
+            SignError::permanent(
+                "no_primary_key",
+                format!(
+                    "witness {:?} has no active primary key version",
+                    witness.name
+                ),
+            )
+        })?;
+
+        let mut payload = SimpleSigning::new(repository, digest.clone());
+        if !job.request.annotations.is_empty() {
+            payload.optional = Some(
+                job.request
+                    .annotations
+                    .iter()
+                    .map(|(k, v)| (k.clone(), serde_json::Value::String(v.clone())))
+                    .collect::<BTreeMap<_, _>>(),
+            );
+        }
+        let payload = payload.to_bytes();
+
+        // A crash after publishing but before recording leaves a valid layer in the
+        // registry; adopting it costs no KMS call and adds no layer.
+        let existing = self
+            .registry
+            .fetch_signatures(image, digest)
+            .await
+            .map_err(|e| from_registry(e, image))?;
+        let adopted = existing.into_iter().find_map(|layer| {
+            (layer.payload == payload)
+                .then(|| {
+                    witness.live_versions().find(|v| {
+                        v.public_key
+                            .verify(witness.algorithm, &layer.payload, &layer.signature)
+                            .is_ok()
+                    })
+                })
+                .flatten()
+                .map(|v| (layer, v.clone()))
+        });
+
+        let (signature, version, outcome, artifact) = match adopted {
+            Some((layer, version)) => {
+                let artifact = format!("{repository}:{}", digest.signature_tag());
+                (layer.signature, version, SignOutcome::Adopted, artifact)
+            }
+            None => {
+                let signature = self.kms_sign(witness, &primary.version, &payload).await?;
+                // Never publish what the pinned key does not verify: a KMS that answered
+                // with another key's signature would otherwise poison the registry.
+                primary
+                    .public_key
+                    .verify(witness.algorithm, &payload, &signature)
+                    .map_err(|_| {
+                        SignError::permanent(
+                            "signature_mismatch",
+                            format!(
+                                "KMS key {} returned a signature that does not verify under witness {:?}'s pinned key {} (version {}); nothing was published",
+                                witness.kms_key, witness.name, primary.fingerprint, primary.version
+                            ),
+                        )
+                    })?;
+                let layer = SignatureLayer {
+                    payload: payload.clone(),
+                    signature: signature.clone(),
+                    annotations: BTreeMap::new(),
+                };
+                let published = self
+                    .registry
+                    .publish_signature(image, digest, &layer)
+                    .await
+                    .map_err(|e| from_registry(e, image))?;
+                (
+                    signature,
+                    primary.clone(),
+                    SignOutcome::Signed,
+                    published.artifact,
+                )
+            }
+        };
+
+        let record = SignatureRecord {
+            id: Uuid::now_v7(),
+            repository: repository.to_owned(),
+            digest: digest.clone(),
+            witness: witness.name.clone(),
+            key_version: version.version.clone(),
+            key_fingerprint: version.fingerprint.clone(),
+            algorithm: witness.algorithm,
+            payload,
+            signature,
+            artifact,
+            job_id: Some(job.id),
+            created_at: Utc::now(),
+        };
+        let audit = NewAudit::new(
+            "signer",
+            "signature.publish",
+            format!("{repository}@{digest}"),
+            serde_json::json!({
+                "witness": witness.name,
+                "key_version": version.version,
+                "key_fingerprint": version.fingerprint,
+                "artifact": record.artifact,
+                "job_id": job.id,
+                "adopted": outcome == SignOutcome::Adopted,
+            }),
+        );
+        let event_data = serde_json::to_value(&record)
+            .map_err(|e| SignError::permanent("internal", e.to_string()))?;
+        let event = OutboxEvent::new(
+            EventKind::SignaturePublished,
+            digest.to_string(),
+            event_data,
+        );
+        let stored = self
+            .store
+            .record_signature(&record, &audit, Some(&event))
+            .await
+            .map_err(from_store)?;
+        Ok((stored, outcome))
+    }
+
+    async fn kms_sign(
+        &self,
+        witness: &Witness,
+        version: &str,
+        payload: &[u8],
+    ) -> Result<Vec<u8>, SignError> {
+        let provider = self
+            .kms
+            .open(&witness.kms_key)
+            .map_err(|e| SignError::permanent("kms_error", e.to_string()))?;
+        self.limiter.until_key_ready(&witness.name).await;
+        provider
+            .sign(version, witness.algorithm, payload)
+            .await
+            .map_err(|e| {
+                if e.retryable() {
+                    SignError::retryable("kms_unavailable", e.to_string())
+                } else {
+                    SignError::permanent("kms_error", e.to_string())
+                }
+            })
+    }
+}
