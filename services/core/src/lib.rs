@@ -8,6 +8,7 @@
 //! - [`payload`]: the cosign simple-signing payload, built and parsed strictly.
 //! - [`crypto`]: RSA public keys, fingerprints and signature verification.
 //! - [`events`]: the event types signet emits and where they are published.
+//! - [`policy`]: security policies, signing rules and the trust bundle verifiers enforce.
 //! - [`model`]: witnesses, jobs, signature records, roles, audit entries.
 
 pub mod crypto;
@@ -15,6 +16,7 @@ pub mod digest;
 pub mod events;
 pub mod model;
 pub mod payload;
+pub mod policy;
 pub mod reference;
 
 pub use crypto::{CryptoError, PublicKey, SignatureAlgorithm};
@@ -22,4 +24,5 @@ pub use digest::{Digest, DigestError};
 pub use events::EventKind;
 pub use model::*;
 pub use payload::{PayloadError, SimpleSigning};
+pub use policy::{PolicyMode, SecurityPolicy, SigningRule, TrustBundle, TrustedKey};
 pub use reference::{ImageRef, ReferenceError};
