@@ -29,41 +29,10 @@ fn kms(endpoint: &str, timeout: Duration) -> Kms {
     Kms::new(config)
 }
 
-/// Calls moto's KMS API for setup; moto routes on the credential scope and does not check
-/// the signature.
-fn moto_call(url: &str, target: &str, body: &str) -> serde_json::Value {
-    let (status, text) = common::http_json(
-        "POST",
-        &format!("{url}/"),
-        &[
-            ("X-Amz-Target", &format!("TrentService.{target}")),
-            (
-                "Authorization",
-                "AWS4-HMAC-SHA256 Credential=AKIATESTING/20240101/us-east-1/kms/aws4_request, SignedHeaders=host, Signature=0",
-            ),
-        ],
-        body,
-    );
-    assert_eq!(status, 200, "moto {target} failed: {text}");
-    serde_json::from_str(&text).expect("moto answers JSON")
-}
-
-fn create_key(url: &str, spec: &str, usage: &str) -> String {
-    let created = moto_call(
-        url,
-        "CreateKey",
-        &format!(r#"{{"KeySpec":"{spec}","KeyUsage":"{usage}"}}"#),
-    );
-    created["KeyMetadata"]["KeyId"]
-        .as_str()
-        .expect("KeyId")
-        .to_owned()
-}
-
 #[tokio::test]
 async fn signs_with_moto_and_signatures_verify() {
     let moto = common::moto();
-    let key_id = create_key(&moto.url, "RSA_2048", "SIGN_VERIFY");
+    let key_id = moto.moto_create_key("RSA_2048", "SIGN_VERIFY");
     let kms = kms(&moto.url, Duration::from_secs(30));
     let key = kms.open(&format!("awskms:///{key_id}")).expect("open");
     assert_eq!(key.provider(), "awskms");
@@ -96,10 +65,9 @@ async fn signs_with_moto_and_signatures_verify() {
 #[tokio::test]
 async fn aliases_resolve_to_the_key_id() {
     let moto = common::moto();
-    let key_id = create_key(&moto.url, "RSA_3072", "SIGN_VERIFY");
+    let key_id = moto.moto_create_key("RSA_3072", "SIGN_VERIFY");
     let alias = format!("alias/{}", common::unique("signet"));
-    moto_call(
-        &moto.url,
+    moto.moto_call(
         "CreateAlias",
         &format!(r#"{{"AliasName":"{alias}","TargetKeyId":"{key_id}"}}"#),
     );
@@ -128,7 +96,7 @@ async fn aliases_resolve_to_the_key_id() {
 #[tokio::test]
 async fn payloads_over_4096_bytes_are_signed_as_digests() {
     let moto = common::moto();
-    let key_id = create_key(&moto.url, "RSA_2048", "SIGN_VERIFY");
+    let key_id = moto.moto_create_key("RSA_2048", "SIGN_VERIFY");
     let key = kms(&moto.url, Duration::from_secs(30))
         .open(&format!("awskms:///{key_id}"))
         .expect("open");
@@ -150,7 +118,7 @@ async fn symmetric_and_encrypt_only_keys_are_refused() {
         ("SYMMETRIC_DEFAULT", "ENCRYPT_DECRYPT"),
         ("RSA_2048", "ENCRYPT_DECRYPT"),
     ] {
-        let key_id = create_key(&moto.url, spec, usage);
+        let key_id = moto.moto_create_key(spec, usage);
         let e = kms
             .open(&format!("awskms:///{key_id}"))
             .expect("open")
@@ -192,7 +160,7 @@ async fn missing_keys_are_not_found_with_a_request_id() {
 #[tokio::test]
 async fn rotation_is_refused_with_advice() {
     let moto = common::moto();
-    let key_id = create_key(&moto.url, "RSA_2048", "SIGN_VERIFY");
+    let key_id = moto.moto_create_key("RSA_2048", "SIGN_VERIFY");
     let e = kms(&moto.url, Duration::from_secs(30))
         .open(&format!("awskms:///{key_id}"))
         .expect("open")

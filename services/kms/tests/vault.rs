@@ -30,16 +30,7 @@ fn kms(addr: &str, token: &str) -> Kms {
 
 fn create_key(bao: &common::Emulator, key_type: &str) -> String {
     let name = common::unique("witness");
-    let (status, body) = common::http_json(
-        "POST",
-        &format!("{}/v1/transit/keys/{name}", bao.url),
-        &[("X-Vault-Token", &bao.token)],
-        &format!(r#"{{"type":"{key_type}"}}"#),
-    );
-    assert!(
-        status == 200 || status == 204,
-        "creating {key_type} key in bao: {status} {body}"
-    );
+    bao.bao_create_key(&name, key_type);
     name
 }
 

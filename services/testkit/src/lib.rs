@@ -5,10 +5,12 @@
 //!
 //! Layout:
 //! - [`registry`]: start and stop a real CNCF distribution registry (Debian `docker-registry`).
+//! - [`emulators`]: moto (AWS KMS) and OpenBao (transit) on free loopback ports.
 //! - [`image`]: build random OCI images and push them (directly, or with skopeo).
 //! - [`signet`]: a real `signet up` process, driven over the wire and through the CLI.
 //! - [`postgres`]: create a throwaway PostgreSQL database on the local server.
 
+pub mod emulators;
 pub mod image;
 pub mod postgres;
 pub mod registry;
