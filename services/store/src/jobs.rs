@@ -1,11 +1,13 @@
 //! Sign jobs: one request to sign one image with one witness, and what became of it.
 
-use signet_core::{Digest, Job, JobState, SignRequest};
+use signet_core::{Digest, Job, JobState, NewAudit, SignRequest};
 use sqlx::any::AnyRow;
 use uuid::Uuid;
 
+use crate::audit::insert_audit;
 use crate::codec::{self, col, Bind, Filter};
 use crate::error::{db, StoreError};
+use crate::outbox::{insert_outbox, OutboxEvent};
 use crate::Store;
 
 const COLUMNS: &str =
@@ -76,6 +78,47 @@ impl Store {
         if updated == 0 {
             return Err(StoreError::NotFound(format!("job {}", job.id)));
         }
+        Ok(())
+    }
+
+    /// Saves a job that failed for good together with its audit entry and its
+    /// `signature.failed` event, in one transaction: the failure is never on record
+    /// without the event that announces it, nor announced without being on record.
+    /// `NotFound` if there is no such job.
+    #[tracing::instrument(name = "store.record_job_failure", level = "debug", skip_all, fields(job = %job.id))]
+    pub async fn record_job_failure(
+        &self,
+        job: &Job,
+        audit: &NewAudit,
+        event: &OutboxEvent,
+    ) -> Result<(), StoreError> {
+        const OP: &str = "recording a failed job";
+        let request = codec::json_text("sign request", &job.request)?;
+        let now = codec::now_millis();
+        let mut tx = self.begin_write(OP).await?;
+        let updated = sqlx::query(
+            "UPDATE jobs SET request = $2, source = $3, state = $4, attempts = $5, digest = $6, \
+             signature_id = $7, error = $8, updated_at = $9 WHERE id = $1",
+        )
+        .bind(job.id.to_string())
+        .bind(request)
+        .bind(job.source.as_str())
+        .bind(job.state.as_str())
+        .bind(i64::from(job.attempts))
+        .bind(job.digest.as_ref().map(|d| d.as_str().to_owned()))
+        .bind(job.signature_id.map(|id| id.to_string()))
+        .bind(job.error.clone())
+        .bind(codec::millis(job.updated_at))
+        .execute(&mut *tx)
+        .await
+        .map_err(db(OP))?
+        .rows_affected();
+        if updated == 0 {
+            return Err(StoreError::NotFound(format!("job {}", job.id)));
+        }
+        insert_audit(&mut tx, audit, now).await?;
+        insert_outbox(&mut tx, event, now).await?;
+        tx.commit().await.map_err(db(OP))?;
         Ok(())
     }
 

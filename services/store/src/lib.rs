@@ -11,6 +11,8 @@
 //! - [`error`]: [`StoreError`] and which failures are worth a retry.
 //! - `witnesses`, `jobs`, `signatures`, `tokens`: the records, each an `impl Store` block.
 //! - `claims`: short leases that keep two signer replicas off the same image and witness.
+//! - `rules`: signing rules (which pushed repositories are signed, by which witness).
+//! - `deliveries`: webhook delivery ids remembered for replay protection.
 //! - `audit`: the append-only audit log ([`AuditFilter`]).
 //! - `queue`: the embedded durable queue ([`QueuedMessage`], [`DeadLetter`]).
 //! - `outbox`: events written with the change they announce ([`OutboxEvent`], [`OutboxRecord`]).
@@ -19,10 +21,12 @@
 mod audit;
 mod claims;
 mod codec;
+mod deliveries;
 pub mod error;
 mod jobs;
 mod outbox;
 mod queue;
+mod rules;
 mod signatures;
 mod tokens;
 mod witnesses;
