@@ -9,8 +9,10 @@
 //! - [`crypto`]: RSA public keys, fingerprints and signature verification.
 //! - [`events`]: the event types signet emits and where they are published.
 //! - [`policy`]: security policies, signing rules and the trust bundle verifiers enforce.
+//! - [`admission`]: what a verifier decided about a workload, as it reports it.
 //! - [`model`]: witnesses, jobs, signature records, roles, audit entries.
 
+pub mod admission;
 pub mod crypto;
 pub mod digest;
 pub mod events;
@@ -19,10 +21,13 @@ pub mod payload;
 pub mod policy;
 pub mod reference;
 
+pub use admission::{AdmissionDecision, AdmissionOutcome, DenialReason, ImageVerdict};
 pub use crypto::{CryptoError, PublicKey, SignatureAlgorithm};
 pub use digest::{Digest, DigestError};
 pub use events::EventKind;
 pub use model::*;
 pub use payload::{PayloadError, SimpleSigning};
-pub use policy::{PolicyMode, SecurityPolicy, SigningRule, TrustBundle, TrustedKey};
+pub use policy::{
+    PolicyAction, PolicyMode, PolicyUpdate, SecurityPolicy, SigningRule, TrustBundle, TrustedKey,
+};
 pub use reference::{ImageRef, ReferenceError};

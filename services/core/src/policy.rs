@@ -100,4 +100,181 @@ pub struct TrustBundle {
     pub generated_at: DateTime<Utc>,
     pub policies: Vec<SecurityPolicy>,
     pub keys: Vec<TrustedKey>,
+    /// Keys of the same witnesses that no longer count (a revoked witness or key
+    /// version). Never trusted; they let a verifier say "signed, but by a revoked key"
+    /// instead of "unsigned".
+    #[serde(default)]
+    pub revoked_keys: Vec<TrustedKey>,
+}
+
+/// What changed about a policy; the data of a `policy.updated` event.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PolicyUpdate {
+    pub action: PolicyAction,
+    /// The policy after the change (before it, for `deleted`).
+    pub policy: SecurityPolicy,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PolicyAction {
+    Created,
+    Updated,
+    Enabled,
+    Disabled,
+    Deleted,
+}
+
+impl PolicyAction {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Created => "created",
+            Self::Updated => "updated",
+            Self::Enabled => "enabled",
+            Self::Disabled => "disabled",
+            Self::Deleted => "deleted",
+        }
+    }
+}
+
+/// Compiles a namespace or image glob the way policies match them: `*` and `?` match any
+/// characters (`/` included), `[...]` a class. The same rules in the control plane,
+/// which refuses a bad glob, and in the verifier, which matches with it.
+pub fn compile_glob(pattern: &str) -> Result<globset::GlobMatcher, String> {
+    globset::GlobBuilder::new(pattern)
+        .literal_separator(false)
+        .build()
+        .map(|g| g.compile_matcher())
+        .map_err(|e| format!("{pattern:?} is not a valid glob: {}", e.kind()))
+}
+
+impl SecurityPolicy {
+    /// Everything wrong with the policy, so the caller can report it all at once.
+    pub fn problems(&self) -> Vec<String> {
+        let mut p = Vec::new();
+        if let Err(e) = crate::validate_name("policy", &self.name) {
+            p.push(e.to_string());
+        }
+        if let Err(e) = crate::validate_name("cluster", &self.cluster) {
+            p.push(e.to_string());
+        }
+        if self.witnesses.is_empty() {
+            p.push("a policy needs at least one witness".to_owned());
+        }
+        for (i, w) in self.witnesses.iter().enumerate() {
+            if self.witnesses[..i].contains(w) {
+                p.push(format!("witness {w:?} is listed twice"));
+            }
+        }
+        let m = self.witnesses.len();
+        if m > 0 && (self.require < 1 || self.require as usize > m) {
+            p.push(format!(
+                "require must be between 1 and the number of witnesses ({m}), not {}",
+                self.require
+            ));
+        }
+        if self.namespace.trim().is_empty() {
+            p.push("namespace must be a namespace name or a glob such as team-*".to_owned());
+        } else if let Err(e) = compile_glob(&self.namespace) {
+            p.push(format!("namespace {e}"));
+        }
+        for e in &self.exemptions {
+            if e.trim().is_empty() {
+                p.push("an image exemption must not be empty".to_owned());
+            } else if let Err(e) = compile_glob(e) {
+                p.push(format!("image exemption {e}"));
+            }
+        }
+        p
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn policy() -> SecurityPolicy {
+        let t = DateTime::from_timestamp_millis(0).unwrap_or_default();
+        SecurityPolicy {
+            name: "prod-images".into(),
+            witnesses: vec!["release".into(), "qa".into()],
+            require: 1,
+            cluster: "c1".into(),
+            namespace: "prod".into(),
+            mode: PolicyMode::Enforce,
+            enabled: false,
+            exemptions: vec!["registry.k8s.io/pause:*".into()],
+            require_digest: false,
+            allow_break_glass: false,
+            note: String::new(),
+            created_at: t,
+            updated_at: t,
+        }
+    }
+
+    #[test]
+    fn a_sound_policy_has_no_problems() {
+        assert!(policy().problems().is_empty(), "{:?}", policy().problems());
+        let mut p = policy();
+        p.require = 2;
+        p.namespace = "team-*".into();
+        assert!(p.problems().is_empty(), "{:?}", p.problems());
+    }
+
+    #[test]
+    fn every_problem_is_reported() {
+        let mut p = policy();
+        p.name = "Bad Name".into();
+        p.require = 4;
+        p.namespace = "team-[".into();
+        p.exemptions.push(String::new());
+        p.witnesses.push("qa".into());
+        let problems = p.problems();
+        assert_eq!(problems.len(), 5, "{problems:?}");
+        assert!(problems.iter().any(|m| m.contains("between 1 and")));
+        assert!(problems.iter().any(|m| m.contains("listed twice")));
+        assert!(problems
+            .iter()
+            .any(|m| m.starts_with("namespace \"team-[\"")));
+        let mut none = policy();
+        none.witnesses.clear();
+        assert_eq!(none.problems(), vec!["a policy needs at least one witness"]);
+        let mut zero = policy();
+        zero.require = 0;
+        assert_eq!(zero.problems().len(), 1);
+    }
+
+    #[test]
+    fn globs_cross_slashes() {
+        let g = compile_glob("registry.k8s.io/*").expect("glob");
+        assert!(g.is_match("registry.k8s.io/pause:3.9"));
+        assert!(g.is_match("registry.k8s.io/a/b@sha256:00"));
+        assert!(!compile_glob("team-*").expect("glob").is_match("prod"));
+        assert!(compile_glob("a[").is_err());
+    }
+
+    #[test]
+    fn policy_json_contract() {
+        let v = serde_json::to_value(PolicyUpdate {
+            action: PolicyAction::Enabled,
+            policy: policy(),
+        })
+        .expect("json");
+        assert_eq!(v["action"], "enabled");
+        assert_eq!(v["policy"]["mode"], "enforce");
+        assert_eq!(v["policy"]["enabled"], false);
+        let mut p = policy();
+        p.mode = PolicyMode::DryRun;
+        assert_eq!(serde_json::to_value(&p).expect("json")["mode"], "dry-run");
+    }
+
+    #[test]
+    fn bundles_without_revoked_keys_still_parse() {
+        let b: TrustBundle = serde_json::from_str(
+            r#"{"cluster":"c1","revision":7,"generated_at":"2024-01-01T00:00:00Z","policies":[],"keys":[]}"#,
+        )
+        .expect("bundle");
+        assert!(b.revoked_keys.is_empty());
+        assert_eq!(b.revision, 7);
+    }
 }
