@@ -46,7 +46,7 @@ fn known_keys<T: Serialize + Default>() -> Vec<String> {
     }
 }
 
-fn load_from<T>(file: Option<&Path>, env: Env) -> Result<T, ConfigError>
+pub(crate) fn load_from<T>(file: Option<&Path>, env: Env) -> Result<T, ConfigError>
 where
     T: Serialize + DeserializeOwned + Default + Validate,
 {

@@ -24,11 +24,32 @@ pub struct Settings {
     pub store: Option<String>,
     /// Bus: `embedded`, `amqp://…` or `nats://…`.
     pub bus: String,
+    /// How the bus behaves: namespace, redelivery and delivery limits.
+    pub bus_options: BusOptionSettings,
     pub log: LogSettings,
     pub kms: KmsSettings,
     pub registry: RegistrySettings,
     pub gateway: GatewaySettings,
     pub signer: SignerSettings,
+    /// Registry webhook receivers and how each authenticates its sender.
+    pub webhooks: WebhookSettings,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct BusOptionSettings {
+    /// Appended (as `-<namespace>`) to every queue, exchange, stream and subject, so that
+    /// several signet installations (or test runs) can share one broker. Production
+    /// leaves it unset and gets the documented names (`signet.jobs.sign`, ...).
+    pub namespace: Option<String>,
+    /// How long a job taken by a worker that then died stays invisible before it is
+    /// delivered again (NATS `ack_wait`, the embedded queue's lease). A live worker keeps
+    /// its jobs however long they take.
+    #[serde(with = "humantime_serde")]
+    pub ack_wait: Duration,
+    /// Deliveries without a settlement (a job that crashes every worker) before the bus
+    /// dead-letters the message itself.
+    pub max_deliver: u32,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -100,8 +121,60 @@ pub struct SignerSettings {
     #[serde(with = "humantime_serde")]
     pub retry_max: Duration,
     /// KMS sign calls per second per witness, to stay under the KMS quota
-    /// (AWS: 1,000/s per account for RSA; Alibaba: 200-750/s).
+    /// (AWS: 1,000/s per account for RSA; Alibaba: 200-750/s). Each signer replica has
+    /// its own budget: divide the quota by the number of replicas.
     pub kms_rate_per_witness: u32,
+    /// How long a worker's claim on (repository, digest, witness) lasts without renewal.
+    /// A live worker renews it while it signs; a crashed one blocks that image for at
+    /// most this long.
+    #[serde(with = "humantime_serde")]
+    pub claim_lease: Duration,
+    /// For an image index: sign the index and each platform manifest in it.
+    pub sign_platforms: bool,
+}
+
+/// The registry webhook receivers. A receiver that is not configured is off (its URL
+/// answers 404); one that is configured must say how it authenticates its sender.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct WebhookSettings {
+    /// Largest webhook body accepted; registries send a few kilobytes per event.
+    pub body_limit_bytes: usize,
+    /// How long the delivery ids of HMAC-signed webhooks are remembered: the same
+    /// delivery id within this window is refused as a replay.
+    #[serde(with = "humantime_serde")]
+    pub replay_window: Duration,
+    /// `POST /v1/webhooks/distribution`: CNCF distribution (docker-registry) notifications.
+    pub distribution: Option<ReceiverSettings>,
+    /// `POST /v1/webhooks/harbor`: Harbor `PUSH_ARTIFACT`, default or CloudEvents format.
+    pub harbor: Option<ReceiverSettings>,
+    /// `POST /v1/webhooks/acr[/SECRET]`: Alibaba Cloud Container Registry triggers.
+    pub acr: Option<ReceiverSettings>,
+    /// `POST /v1/webhooks/generic`: the sign-request JSON of `POST /v1/sign`.
+    pub generic: Option<ReceiverSettings>,
+}
+
+/// How one receiver authenticates its sender (exactly one way), and where its images live.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ReceiverSettings {
+    /// A static token the sender puts in `token_header` (as `Bearer TOKEN` or bare).
+    pub token_file: Option<PathBuf>,
+    /// The header carrying the token. Default: `Authorization`.
+    pub token_header: Option<String>,
+    /// An HMAC-SHA256 key: the sender signs the raw body into `X-Hub-Signature-256` and
+    /// names each delivery in `X-Delivery-Id` (or `X-GitHub-Delivery`); repeats are refused.
+    pub hmac_secret_file: Option<PathBuf>,
+    /// ACR only: a secret in the URL (`/v1/webhooks/acr/SECRET` or `?secret=SECRET`).
+    /// Weaker than a header: URLs end up in logs and consoles.
+    pub url_secret_file: Option<PathBuf>,
+    /// Accept unauthenticated requests. Anyone who reaches the URL can then have signet
+    /// sign whatever its signing rules allow; only for a network nobody else can reach.
+    pub insecure_no_auth: bool,
+    /// The registry host to put in image references (`registry.example.com`), instead of
+    /// the one the event names. Set it when the registry is reached under another name
+    /// than the one its clients push to, and for ACR Enterprise instances.
+    pub registry: Option<String>,
 }
 
 impl Default for Settings {
@@ -115,7 +188,46 @@ impl Default for Settings {
             registry: RegistrySettings::default(),
             gateway: GatewaySettings::default(),
             signer: SignerSettings::default(),
+            bus_options: BusOptionSettings::default(),
+            webhooks: WebhookSettings::default(),
         }
+    }
+}
+
+impl Default for BusOptionSettings {
+    fn default() -> Self {
+        Self {
+            namespace: None,
+            ack_wait: Duration::from_secs(30),
+            max_deliver: 25,
+        }
+    }
+}
+
+impl Default for WebhookSettings {
+    fn default() -> Self {
+        Self {
+            body_limit_bytes: 256 * 1024,
+            replay_window: Duration::from_secs(24 * 3600),
+            distribution: None,
+            harbor: None,
+            acr: None,
+            generic: None,
+        }
+    }
+}
+
+impl WebhookSettings {
+    /// Every configured receiver with its name.
+    pub fn receivers(&self) -> impl Iterator<Item = (&'static str, &ReceiverSettings)> {
+        [
+            ("distribution", &self.distribution),
+            ("harbor", &self.harbor),
+            ("acr", &self.acr),
+            ("generic", &self.generic),
+        ]
+        .into_iter()
+        .filter_map(|(name, r)| r.as_ref().map(|r| (name, r)))
     }
 }
 
@@ -165,6 +277,8 @@ impl Default for SignerSettings {
             retry_base: Duration::from_millis(500),
             retry_max: Duration::from_secs(300),
             kms_rate_per_witness: 500,
+            claim_lease: Duration::from_secs(30),
+            sign_platforms: true,
         }
     }
 }
@@ -264,7 +378,89 @@ impl Validate for Settings {
         if self.signer.kms_rate_per_witness == 0 {
             p.push("signer.kms_rate_per_witness: must be at least 1".into());
         }
+        if self.signer.claim_lease < Duration::from_secs(1) {
+            p.push("signer.claim_lease: must be at least 1s".into());
+        }
+        if let Some(ns) = &self.bus_options.namespace {
+            let ok = !ns.is_empty()
+                && ns.len() <= 64
+                && ns
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_');
+            if !ok {
+                p.push(format!(
+                    "bus_options.namespace: {ns:?} must be 1 to 64 letters, digits, '-' or '_'"
+                ));
+            }
+        }
+        if self.bus_options.ack_wait < Duration::from_millis(100) {
+            p.push("bus_options.ack_wait: must be at least 100ms".into());
+        }
+        if self.bus_options.max_deliver == 0 {
+            p.push("bus_options.max_deliver: must be at least 1".into());
+        }
+        validate_webhooks(&self.webhooks, &mut p);
         p
+    }
+}
+
+fn validate_webhooks(w: &WebhookSettings, p: &mut Vec<String>) {
+    if w.body_limit_bytes < 1024 {
+        p.push("webhooks.body_limit_bytes: must be at least 1024".into());
+    }
+    if w.replay_window.is_zero() {
+        p.push("webhooks.replay_window: must be more than 0s".into());
+    }
+    for (name, r) in w.receivers() {
+        let key = format!("webhooks.{name}");
+        let modes = [
+            r.token_file.is_some(),
+            r.hmac_secret_file.is_some(),
+            r.url_secret_file.is_some(),
+            r.insecure_no_auth,
+        ]
+        .into_iter()
+        .filter(|&m| m)
+        .count();
+        match modes {
+            0 => p.push(format!(
+                "{key}: the receiver has no authentication; set token_file, hmac_secret_file{} (or insecure_no_auth = true on a network nobody else can reach)",
+                if name == "acr" { " or url_secret_file" } else { "" }
+            )),
+            1 => {}
+            _ => p.push(format!(
+                "{key}: set exactly one of token_file, hmac_secret_file, url_secret_file and insecure_no_auth"
+            )),
+        }
+        if r.url_secret_file.is_some() && name != "acr" {
+            p.push(format!(
+                "{key}.url_secret_file: only the acr receiver takes a secret in the URL; use token_file or hmac_secret_file"
+            ));
+        }
+        if r.token_header.is_some() && r.token_file.is_none() {
+            p.push(format!("{key}.token_header: only applies with token_file"));
+        }
+        if let Some(h) = &r.token_header {
+            let ok = !h.is_empty()
+                && h.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+            if !ok {
+                p.push(format!(
+                    "{key}.token_header: {h:?} is not an HTTP header name (letters, digits, '-')"
+                ));
+            }
+        }
+        if let Some(host) = &r.registry {
+            let ok = !host.is_empty()
+                && !host.contains('/')
+                && !host.contains("://")
+                && !host.chars().any(char::is_whitespace);
+            if !ok {
+                p.push(format!(
+                    "{key}.registry: {host:?} must be a registry host such as registry.example.com or 127.0.0.1:5000"
+                ));
+            }
+        }
     }
 }
 
@@ -304,6 +500,79 @@ mod tests {
         let p = s.validate();
         assert_eq!(p.len(), 4, "{p:?}");
         assert!(p.iter().all(|m| !m.contains("secret")), "{p:?}");
+    }
+
+    #[test]
+    fn receivers_need_exactly_one_way_to_authenticate() {
+        let mut s = Settings::default();
+        s.webhooks.distribution = Some(ReceiverSettings::default());
+        s.webhooks.harbor = Some(ReceiverSettings {
+            token_file: Some("/t".into()),
+            hmac_secret_file: Some("/h".into()),
+            ..ReceiverSettings::default()
+        });
+        s.webhooks.generic = Some(ReceiverSettings {
+            url_secret_file: Some("/u".into()),
+            ..ReceiverSettings::default()
+        });
+        s.webhooks.acr = Some(ReceiverSettings {
+            url_secret_file: Some("/u".into()),
+            registry: Some("https://x/y".into()),
+            ..ReceiverSettings::default()
+        });
+        let p = s.validate();
+        assert_eq!(p.len(), 4, "{p:#?}");
+        assert!(p[0].starts_with("webhooks.distribution: the receiver has no authentication"));
+        assert!(p[1].starts_with("webhooks.harbor: set exactly one of"));
+        assert!(p[2].starts_with("webhooks.acr.registry"), "{p:#?}");
+        assert!(
+            p[3].starts_with("webhooks.generic.url_secret_file"),
+            "{p:#?}"
+        );
+
+        let mut ok = Settings::default();
+        ok.webhooks.distribution = Some(ReceiverSettings {
+            insecure_no_auth: true,
+            ..ReceiverSettings::default()
+        });
+        ok.webhooks.generic = Some(ReceiverSettings {
+            hmac_secret_file: Some("/h".into()),
+            ..ReceiverSettings::default()
+        });
+        assert!(ok.validate().is_empty(), "{:?}", ok.validate());
+        let names: Vec<_> = ok.webhooks.receivers().map(|(n, _)| n).collect();
+        assert_eq!(names, ["distribution", "generic"]);
+    }
+
+    #[test]
+    fn receivers_and_bus_options_come_from_file_and_environment() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let file = dir.path().join("signet.toml");
+        std::fs::write(
+            &file,
+            "[webhooks.harbor]\ntoken_file = \"/run/secrets/harbor\"\n[bus_options]\nnamespace = \"t1\"\nack_wait = \"2s\"\n",
+        )
+        .expect("write");
+        // Env vars are process-global; a prefix unique to this test keeps tests independent.
+        std::env::set_var(
+            "SIGTEST9_WEBHOOKS__GENERIC__HMAC_SECRET_FILE",
+            "/run/secrets/hmac",
+        );
+        std::env::set_var("SIGTEST9_SIGNER__SIGN_PLATFORMS", "false");
+        let env = figment::providers::Env::prefixed("SIGTEST9_").split("__");
+        let s: Settings = crate::config::load_from(Some(&file), env).expect("load");
+        assert_eq!(
+            s.webhooks.harbor.and_then(|h| h.token_file),
+            Some(PathBuf::from("/run/secrets/harbor"))
+        );
+        assert_eq!(
+            s.webhooks.generic.and_then(|g| g.hmac_secret_file),
+            Some(PathBuf::from("/run/secrets/hmac"))
+        );
+        assert!(s.webhooks.distribution.is_none());
+        assert_eq!(s.bus_options.namespace.as_deref(), Some("t1"));
+        assert_eq!(s.bus_options.ack_wait, Duration::from_secs(2));
+        assert!(!s.signer.sign_platforms);
     }
 
     #[test]
