@@ -20,6 +20,18 @@ pub enum WitnessCommand {
     Show { name: String },
     /// Print a witness's primary public key as PEM (for `cosign verify --key`).
     ExportKey { name: String },
+    /// Give a witness a new primary key version; older versions stay valid until revoked.
+    Rotate {
+        name: String,
+        /// Rotate to another key (AWS KMS keys cannot get new versions); default: a new
+        /// version of the current key.
+        #[arg(long)]
+        kms_key: Option<String>,
+    },
+    /// Revoke one key version: its signatures are no longer accepted.
+    RevokeVersion { name: String, version: String },
+    /// Revoke a witness: it signs nothing more and none of its signatures is accepted.
+    Revoke { name: String },
 }
 
 #[derive(Debug, Args)]
@@ -89,6 +101,39 @@ pub async fn run(ctx: &Context, cmd: WitnessCommand) -> anyhow::Result<ExitCode>
                 Format::Text => print_witness(&w),
             }
         }
+        WitnessCommand::Rotate { name, kms_key } => {
+            let body = json!({ "kms_key": kms_key });
+            let (_, w): (_, Value) = ctx
+                .client
+                .call(
+                    Method::POST,
+                    &format!("/v1/witnesses/{name}/rotate"),
+                    Some(&body),
+                    TIMEOUT,
+                )
+                .await?;
+            report(ctx, &w, &format!("witness {name} rotated"));
+        }
+        WitnessCommand::RevokeVersion { name, version } => {
+            let path = format!("/v1/witnesses/{name}/versions/{version}/revoke");
+            let (_, w): (_, Value) = ctx
+                .client
+                .call::<(), _>(Method::POST, &path, None, TIMEOUT)
+                .await?;
+            report(
+                ctx,
+                &w,
+                &format!("key version {version} of witness {name} revoked"),
+            );
+        }
+        WitnessCommand::Revoke { name } => {
+            let path = format!("/v1/witnesses/{name}/revoke");
+            let (_, w): (_, Value) = ctx
+                .client
+                .call::<(), _>(Method::POST, &path, None, TIMEOUT)
+                .await?;
+            report(ctx, &w, &format!("witness {name} revoked"));
+        }
         WitnessCommand::ExportKey { name } => {
             let pem = ctx
                 .client
@@ -98,6 +143,16 @@ pub async fn run(ctx: &Context, cmd: WitnessCommand) -> anyhow::Result<ExitCode>
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+fn report(ctx: &Context, w: &Value, headline: &str) {
+    match ctx.format {
+        Format::Json => output::json(w),
+        Format::Text => {
+            println!("{headline}");
+            print_witness(w);
+        }
+    }
 }
 
 fn print_witness(w: &Value) {

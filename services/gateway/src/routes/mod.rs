@@ -25,6 +25,12 @@ pub fn router() -> Router<AppState> {
             "/v1/witnesses/{name}/public-key",
             get(witnesses::public_key),
         )
+        .route("/v1/witnesses/{name}/rotate", post(witnesses::rotate))
+        .route("/v1/witnesses/{name}/revoke", post(witnesses::revoke))
+        .route(
+            "/v1/witnesses/{name}/versions/{version}/revoke",
+            post(witnesses::revoke_version),
+        )
         .route("/v1/sign", post(sign::sign))
         .route("/v1/jobs", get(jobs::list))
         .route("/v1/jobs/{id}", get(jobs::show))

@@ -163,3 +163,156 @@ pub async fn public_key(
         primary.public_key.to_pem(),
     ))
 }
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RotateWitness {
+    /// Rotate to another KMS key (for KMSs that cannot add versions to a key, such as
+    /// AWS KMS asymmetric keys). Without it, the KMS creates a new version of the key.
+    pub kms_key: Option<String>,
+}
+
+/// Gives the witness a new primary key version. Older versions stay valid for
+/// verification until revoked.
+pub async fn rotate(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(name): Path<String>,
+    body: axum::body::Bytes,
+) -> ApiResult<Json<serde_json::Value>> {
+    caller.require_admin()?;
+    // The body is optional: an empty POST asks the KMS for a new version.
+    let req: RotateWitness = if body.iter().all(u8::is_ascii_whitespace) {
+        RotateWitness::default()
+    } else {
+        serde_json::from_slice(&body)
+            .map_err(|e| ApiError::BadRequest(format!("request body is not valid: {e}")))?
+    };
+    let mut witness = load(&state, &name).await?;
+    if witness.state == WitnessState::Revoked {
+        return Err(ApiError::Conflict(format!(
+            "witness {name:?} is revoked; create a new witness instead"
+        )));
+    }
+    let (uri, new_version) = match &req.kms_key {
+        Some(uri) => {
+            let description = state.kms.open(uri)?.describe().await?;
+            (uri.clone(), description)
+        }
+        None => {
+            let provider = state.kms.open(&witness.kms_key)?;
+            provider.rotate().await?;
+            (witness.kms_key.clone(), provider.describe().await?)
+        }
+    };
+    let primary = new_version.primary().ok_or_else(|| {
+        ApiError::Unprocessable(format!(
+            "KMS key {uri} reports no primary version after rotation"
+        ))
+    })?;
+    if witness
+        .key_versions
+        .iter()
+        .any(|v| v.version == primary.version)
+    {
+        return Err(ApiError::Conflict(format!(
+            "witness {name:?} already has key version {}; the KMS did not create a new one",
+            primary.version
+        )));
+    }
+    for v in &mut witness.key_versions {
+        v.primary = false;
+    }
+    let fingerprint = primary.public_key.fingerprint();
+    witness.key_versions.push(KeyVersion {
+        version: primary.version.clone(),
+        fingerprint: fingerprint.clone(),
+        public_key: primary.public_key.clone(),
+        primary: true,
+        state: KeyVersionState::Active,
+        created_at: Utc::now(),
+    });
+    witness.kms_key = uri;
+    let audit = NewAudit::new(
+        caller.actor(),
+        "witness.rotate",
+        &name,
+        serde_json::json!({"version": primary.version, "fingerprint": fingerprint, "kms_key": witness.kms_key}),
+    );
+    // The store emits witness.rotated in the same transaction.
+    state.store.update_witness(&witness, &audit).await?;
+    state.outbox_kick.notify_one();
+    tracing::info!(witness = %name, version = %primary.version, "witness rotated");
+    view(&witness)
+}
+
+/// Revokes one key version: signatures made with it stop being accepted.
+pub async fn revoke_version(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path((name, version)): Path<(String, String)>,
+) -> ApiResult<Json<serde_json::Value>> {
+    caller.require_admin()?;
+    let mut witness = load(&state, &name).await?;
+    let target = witness
+        .key_versions
+        .iter_mut()
+        .find(|v| v.version == version)
+        .ok_or_else(|| {
+            ApiError::NotFound(format!("witness {name:?} has no key version {version:?}"))
+        })?;
+    if target.state == KeyVersionState::Revoked {
+        return Err(ApiError::Conflict(format!(
+            "key version {version:?} of witness {name:?} is already revoked"
+        )));
+    }
+    if target.primary {
+        return Err(ApiError::Conflict(format!(
+            "key version {version:?} is witness {name:?}'s primary; rotate first (`signet witness rotate {name}`), or revoke the whole witness"
+        )));
+    }
+    target.state = KeyVersionState::Revoked;
+    let fingerprint = target.fingerprint.clone();
+    let audit = NewAudit::new(
+        caller.actor(),
+        "witness.revoke_version",
+        &name,
+        serde_json::json!({"version": version, "fingerprint": fingerprint}),
+    );
+    state.store.update_witness(&witness, &audit).await?;
+    state.outbox_kick.notify_one();
+    tracing::warn!(witness = %name, %version, "witness key version revoked");
+    view(&witness)
+}
+
+/// Revokes the witness: it signs nothing more, and none of its signatures is accepted.
+pub async fn revoke(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(name): Path<String>,
+) -> ApiResult<Json<serde_json::Value>> {
+    caller.require_admin()?;
+    let mut witness = load(&state, &name).await?;
+    if witness.state == WitnessState::Revoked {
+        return Err(ApiError::Conflict(format!(
+            "witness {name:?} is already revoked"
+        )));
+    }
+    witness.state = WitnessState::Revoked;
+    let audit = NewAudit::new(
+        caller.actor(),
+        "witness.revoke",
+        &name,
+        serde_json::json!({}),
+    );
+    state.store.update_witness(&witness, &audit).await?;
+    state.outbox_kick.notify_one();
+    tracing::warn!(witness = %name, "witness revoked");
+    view(&witness)
+}
+
+fn view(witness: &Witness) -> ApiResult<Json<serde_json::Value>> {
+    serde_json::to_value(WitnessView::new(witness))
+        .map(Json)
+        .map_err(|e| ApiError::Internal(e.to_string()))
+}

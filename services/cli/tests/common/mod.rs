@@ -1,0 +1,142 @@
+//! Helpers for the CLI's end-to-end tests: run the real binary, read the registry's
+//! `.sig` artifacts over plain HTTP, and check signatures with verifiers signet did not
+//! write (OpenSSL, and the `sigstore` crate's cosign verification).
+#![allow(dead_code)] // each test binary uses a different part of this module
+
+use std::path::Path;
+use std::process::Output;
+
+use base64::engine::general_purpose::STANDARD;
+use base64::Engine;
+use signet_core::Digest;
+use signet_testkit::registry::TestRegistry;
+
+pub fn bin() -> &'static Path {
+    Path::new(env!("CARGO_BIN_EXE_signet"))
+}
+
+pub fn ok(out: &Output, what: &str) -> String {
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success(),
+        "{what} failed ({}):\nstdout: {stdout}\nstderr: {}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    stdout
+}
+
+pub fn fails(out: &Output, what: &str) -> String {
+    assert!(
+        !out.status.success(),
+        "{what} should have failed:\nstdout: {}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
+
+/// The `.sig` manifest as the registry stores it, fetched with plain HTTP.
+pub async fn sig_manifest(
+    registry: &TestRegistry,
+    repo: &str,
+    digest: &Digest,
+) -> serde_json::Value {
+    let url = format!(
+        "{}/v2/{repo}/manifests/{}",
+        registry.url(),
+        digest.signature_tag()
+    );
+    let resp = reqwest::Client::new()
+        .get(url)
+        .header("Accept", "application/vnd.oci.image.manifest.v1+json")
+        .send()
+        .await
+        .expect("get .sig manifest");
+    assert!(
+        resp.status().is_success(),
+        "no .sig manifest: {}",
+        resp.status()
+    );
+    resp.json().await.expect("manifest json")
+}
+
+pub async fn blob(registry: &TestRegistry, repo: &str, digest: &str) -> Vec<u8> {
+    let url = format!("{}/v2/{repo}/blobs/{digest}", registry.url());
+    reqwest::get(url)
+        .await
+        .expect("get blob")
+        .bytes()
+        .await
+        .expect("blob")
+        .to_vec()
+}
+
+/// Verifies every layer of the `.sig` artifact with `openssl dgst -sha256 -verify`.
+pub async fn openssl_verifies(
+    registry: &TestRegistry,
+    repo: &str,
+    digest: &Digest,
+    key: &Path,
+) -> usize {
+    let manifest = sig_manifest(registry, repo, digest).await;
+    let layers = manifest["layers"].as_array().expect("layers");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut verified = 0;
+    for layer in layers {
+        let payload = blob(registry, repo, layer["digest"].as_str().expect("digest")).await;
+        let sig_b64 = layer["annotations"]["dev.cosignproject.cosign/signature"]
+            .as_str()
+            .expect("signature annotation");
+        let sig = STANDARD.decode(sig_b64).expect("padded standard base64");
+        std::fs::write(dir.path().join("payload.json"), &payload).expect("write");
+        std::fs::write(dir.path().join("sig.bin"), &sig).expect("write");
+        let out = std::process::Command::new("openssl")
+            .args(["dgst", "-sha256", "-verify"])
+            .arg(key)
+            .arg("-signature")
+            .arg(dir.path().join("sig.bin"))
+            .arg(dir.path().join("payload.json"))
+            .output()
+            .expect("run openssl");
+        if out.status.success() && String::from_utf8_lossy(&out.stdout).contains("Verified OK") {
+            verified += 1;
+        }
+    }
+    verified
+}
+
+/// The `sigstore` crate's cosign verification with a public key, as `cosign verify --key`.
+pub async fn sigstore_verifies(image: &str, key_pem: &[u8]) -> Result<usize, String> {
+    use sigstore::cosign::verification_constraint::{PublicKeyVerifier, VerificationConstraintVec};
+    use sigstore::cosign::{ClientBuilder, CosignCapabilities};
+    use sigstore::crypto::SigningScheme;
+    use sigstore::registry::{Auth, ClientConfig, ClientProtocol, OciReference};
+
+    let mut client = ClientBuilder::default()
+        .with_oci_client_config(ClientConfig {
+            protocol: ClientProtocol::Http,
+            ..Default::default()
+        })
+        .build()
+        .map_err(|e| e.to_string())?;
+    let reference: OciReference = image
+        .parse()
+        .map_err(|e: sigstore::errors::SigstoreError| e.to_string())?;
+    let layers = client
+        .trusted_signature_layers(&Auth::Anonymous, &reference)
+        .await
+        .map_err(|e| e.to_string())?;
+    if layers.is_empty() {
+        return Err("no signature layers found".into());
+    }
+    let verifier = PublicKeyVerifier::new(key_pem, &SigningScheme::RSA_PKCS1_SHA256(0))
+        .map_err(|e| e.to_string())?;
+    let constraints: VerificationConstraintVec = vec![Box::new(verifier)];
+    sigstore::cosign::verify_constraints(&layers, constraints.iter())
+        .map_err(|e| format!("{e:?}"))?;
+    Ok(layers.len())
+}
