@@ -13,12 +13,16 @@
 //! queue can ask for a signature; no headers are needed:
 //!
 //! ```text
-//! # RabbitMQ: default exchange, routing key = the queue name, persistent
+//! # RabbitMQ: default exchange, routing key = the queue name, persistent (amqp-tools)
+//! amqp-publish --url='amqp://guest:guest@127.0.0.1:5672/%2f' -r signet.jobs.sign -p \
+//!     -C application/json -b '{"image":"registry.example/app@sha256:<64 hex>","witness":"prod"}'
+//! # or, with the management plugin enabled:
 //! rabbitmqadmin publish exchange=amq.default routing_key=signet.jobs.sign \
 //!     properties='{"delivery_mode":2}' \
 //!     payload='{"image":"registry.example/app@sha256:<64 hex>","witness":"prod"}'
-//! # NATS: the SIGNET_JOBS stream captures the subject
-//! nats pub signet.jobs.sign '{"image":"registry.example/app@sha256:<64 hex>","witness":"prod"}'
+//! # NATS (natscli): a plain publish; the SIGNET_JOBS stream captures the subject
+//! nats --server nats://127.0.0.1:4222 pub signet.jobs.sign \
+//!     '{"image":"registry.example/app@sha256:<64 hex>","witness":"prod"}'
 //! ```
 //!
 //! Layout:
@@ -119,7 +123,7 @@ pub async fn connect_with(url: &str, store: &Store, options: BusOptions) -> Resu
     match url.split_once("://").map(|(scheme, _)| scheme) {
         None if url == "embedded" => Ok(embedded::open_with(store.clone(), names, options)),
         Some("amqp" | "amqps") => amqp::open(url, names, options).await,
-        Some("nats" | "tls") => nats::open(url, names, options).await,
+        Some("nats") => nats::open(url, names, options).await,
         _ => Err(BusError::BadUrl(redact(url))),
     }
 }

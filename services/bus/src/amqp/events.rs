@@ -44,6 +44,7 @@ impl EventBus for AmqpEvents {
         BACKEND
     }
 
+    #[tracing::instrument(name = "bus.publish_event", level = "debug", skip_all, fields(backend = "amqp", kind = event.kind.name()))]
     async fn publish(&self, event: &Event) -> Result<(), BusError> {
         let body = event.to_json()?;
         let props = properties(FieldTable::default(), CLOUDEVENTS_JSON).with_message_id(

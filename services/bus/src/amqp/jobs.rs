@@ -57,6 +57,12 @@ impl JobQueue for AmqpJobs {
         BACKEND
     }
 
+    #[tracing::instrument(
+        name = "bus.publish_job",
+        level = "debug",
+        skip_all,
+        fields(backend = "amqp")
+    )]
     async fn publish(&self, message: Message) -> Result<(), BusError> {
         let headers = encode_headers(&message.headers)?;
         self.link
@@ -387,15 +393,28 @@ impl AmqpSettle {
 
 #[async_trait]
 impl Settle for AmqpSettle {
+    #[tracing::instrument(name = "bus.ack", level = "debug", skip_all, fields(backend = "amqp"))]
     async fn ack(mut self: Box<Self>) -> Result<(), BusError> {
         self.ack_now().await
     }
 
+    #[tracing::instrument(
+        name = "bus.retry",
+        level = "debug",
+        skip_all,
+        fields(backend = "amqp")
+    )]
     async fn retry(mut self: Box<Self>, delay: Duration) -> Result<(), BusError> {
         let count = self.count;
         self.park(delay, count, None).await
     }
 
+    #[tracing::instrument(
+        name = "bus.dead_letter",
+        level = "debug",
+        skip_all,
+        fields(backend = "amqp")
+    )]
     async fn dead_letter(mut self: Box<Self>, reason: &str) -> Result<(), BusError> {
         let cfg = self.session.cfg.clone();
         let headers = republish_headers(&self.table, self.count, None, Some(reason));

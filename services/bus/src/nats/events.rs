@@ -36,6 +36,7 @@ impl EventBus for NatsEvents {
         BACKEND
     }
 
+    #[tracing::instrument(name = "bus.publish_event", level = "debug", skip_all, fields(backend = "nats", kind = event.kind.name()))]
     async fn publish(&self, event: &Event) -> Result<(), BusError> {
         let body = event.to_json()?;
         let mut headers = HeaderMap::new();

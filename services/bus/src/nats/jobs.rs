@@ -36,6 +36,12 @@ impl JobQueue for NatsJobs {
         BACKEND
     }
 
+    #[tracing::instrument(
+        name = "bus.publish_job",
+        level = "debug",
+        skip_all,
+        fields(backend = "nats")
+    )]
     async fn publish(&self, message: Message) -> Result<(), BusError> {
         let headers = encode_headers(&message.headers);
         self.shared
@@ -300,15 +306,28 @@ impl NatsSettle {
 
 #[async_trait]
 impl Settle for NatsSettle {
+    #[tracing::instrument(name = "bus.ack", level = "debug", skip_all, fields(backend = "nats"))]
     async fn ack(mut self: Box<Self>) -> Result<(), BusError> {
         self.answer(AckKind::Ack, "ack").await
     }
 
+    #[tracing::instrument(
+        name = "bus.retry",
+        level = "debug",
+        skip_all,
+        fields(backend = "nats")
+    )]
     async fn retry(mut self: Box<Self>, delay: Duration) -> Result<(), BusError> {
         let delay = (!delay.is_zero()).then_some(delay);
         self.answer(AckKind::Nak(delay), "retry (nak)").await
     }
 
+    #[tracing::instrument(
+        name = "bus.dead_letter",
+        level = "debug",
+        skip_all,
+        fields(backend = "nats")
+    )]
     async fn dead_letter(mut self: Box<Self>, reason: &str) -> Result<(), BusError> {
         let mut headers = decode_headers(self.msg.message.headers.as_ref());
         headers.insert(
