@@ -24,6 +24,8 @@ pub enum ApiError {
     #[error("{0}")]
     Unprocessable(String),
     #[error("{0}")]
+    TooLarge(String),
+    #[error("{0}")]
     BadGateway(String),
     #[error("{0}")]
     Unavailable(String),
@@ -47,6 +49,7 @@ impl ApiError {
             Self::NotFound(_) => StatusCode::NOT_FOUND,
             Self::Conflict(_) => StatusCode::CONFLICT,
             Self::Unprocessable(_) => StatusCode::UNPROCESSABLE_ENTITY,
+            Self::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             Self::BadGateway(_) => StatusCode::BAD_GATEWAY,
             Self::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
@@ -61,6 +64,7 @@ impl ApiError {
             Self::NotFound(_) => "not_found",
             Self::Conflict(_) => "conflict",
             Self::Unprocessable(_) => "unprocessable",
+            Self::TooLarge(_) => "too_large",
             Self::BadGateway(_) => "bad_gateway",
             Self::Unavailable(_) => "unavailable",
             Self::Internal(_) => "internal",
@@ -134,6 +138,10 @@ impl From<JsonRejection> for ApiError {
             JsonRejection::MissingJsonContentType(_) => {
                 Self::BadRequest("send the body as JSON with Content-Type: application/json".into())
             }
+            other if other.status() == StatusCode::PAYLOAD_TOO_LARGE => Self::TooLarge(
+                "the request body is larger than the gateway accepts (gateway.body_limit_bytes)"
+                    .into(),
+            ),
             other => Self::BadRequest(format!("request body is not valid: {}", other.body_text())),
         }
     }
