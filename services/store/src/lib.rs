@@ -10,6 +10,9 @@
 //! - [`Store`] (here): connecting, migrations, pools, health.
 //! - [`error`]: [`StoreError`] and which failures are worth a retry.
 //! - `witnesses`, `jobs`, `signatures`, `tokens`: the records, each an `impl Store` block.
+//! - `policies`: security policies and the trust bundle built from them.
+//! - `admissions`: admission decisions reported by verifiers ([`DecisionFilter`],
+//!   [`PolicyImpact`]).
 //! - `claims`: short leases that keep two signer replicas off the same image and witness.
 //! - `rules`: signing rules (which pushed repositories are signed, by which witness).
 //! - `deliveries`: webhook delivery ids remembered for replay protection.
@@ -18,6 +21,7 @@
 //! - `outbox`: events written with the change they announce ([`OutboxEvent`], [`OutboxRecord`]).
 //! - `codec`: column conversions and the optional-filter query builder.
 
+mod admissions;
 mod audit;
 mod claims;
 mod codec;
@@ -25,6 +29,7 @@ mod deliveries;
 pub mod error;
 mod jobs;
 mod outbox;
+mod policies;
 mod queue;
 mod rules;
 mod signatures;
@@ -38,6 +43,7 @@ use sqlx::any::{Any, AnyConnectOptions, AnyPoolOptions};
 use sqlx::migrate::Migrator;
 use sqlx::{AnyPool, Executor, Transaction};
 
+pub use admissions::{DecisionFilter, ImpactImage, PolicyImpact};
 pub use audit::AuditFilter;
 pub use error::StoreError;
 pub use outbox::{OutboxEvent, OutboxRecord};

@@ -127,6 +127,19 @@ impl Store {
     }
 }
 
+/// One witness, read on the caller's connection (inside its transaction).
+pub(crate) async fn select_witness(
+    conn: &mut sqlx::AnyConnection,
+    name: &str,
+) -> Result<Option<Witness>, StoreError> {
+    let row = sqlx::query(&format!("SELECT {COLUMNS} FROM witnesses WHERE name = $1"))
+        .bind(name)
+        .fetch_optional(&mut *conn)
+        .await
+        .map_err(db("reading a witness"))?;
+    row.as_ref().map(witness_from_row).transpose()
+}
+
 /// The event a verifier needs for a witness change, most severe first.
 fn change_kind(before: &Witness, after: &Witness) -> EventKind {
     let revoked_versions = |w: &Witness| {
