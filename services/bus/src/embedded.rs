@@ -109,6 +109,13 @@ impl JobQueue for EmbeddedQueue {
                             settled: false,
                             _permit: permit,
                         });
+                        // Row ids are never reused; the enqueue time also tells apart the
+                        // rows of a database that was recreated.
+                        let id = format!(
+                            "embedded:{queue}:{}:{}",
+                            m.id,
+                            m.enqueued_at.timestamp_millis()
+                        );
                         let delivery = Delivery::new(
                             Message {
                                 body: m.body,
@@ -116,7 +123,8 @@ impl JobQueue for EmbeddedQueue {
                             },
                             m.deliveries,
                             settle,
-                        );
+                        )
+                        .with_message_id(id);
                         let Some(delivery) = enforce_max_deliver(delivery, max_deliver).await
                         else {
                             continue;

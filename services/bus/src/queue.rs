@@ -72,6 +72,12 @@ pub struct Delivery {
     pub message: Message,
     /// 1 on first delivery; counts redeliveries after crashes and retries.
     pub delivery_count: u32,
+    /// An id the broker gives the message, the same on every redelivery, so a consumer
+    /// can name the work it stands for (the signer derives the job id of an external
+    /// producer's message from it). Embedded and NATS always have one (queue row, stream
+    /// sequence); RabbitMQ has none of its own and uses the AMQP `message_id` property
+    /// when the producer set one.
+    pub message_id: Option<String>,
     settle: Box<dyn Settle>,
 }
 
@@ -80,6 +86,7 @@ impl fmt::Debug for Delivery {
         f.debug_struct("Delivery")
             .field("headers", &self.message.headers)
             .field("delivery_count", &self.delivery_count)
+            .field("message_id", &self.message_id)
             .finish()
     }
 }
@@ -89,8 +96,15 @@ impl Delivery {
         Self {
             message,
             delivery_count,
+            message_id: None,
             settle,
         }
+    }
+
+    /// Sets [`Delivery::message_id`].
+    pub fn with_message_id(mut self, id: String) -> Self {
+        self.message_id = Some(id);
+        self
     }
 
     pub async fn ack(self) -> Result<(), BusError> {

@@ -27,6 +27,8 @@ use crate::queue::{enforce_max_deliver, DeadLetter, Delivery, JobQueue, Message,
 use crate::{reconnect, BusError, DEAD_REASON_HEADER};
 
 const JSON: &str = "application/json";
+/// Where the AMQP `message_id` travels through retries; see [`Delivery::message_id`].
+const MESSAGE_ID_HEADER: &str = "signet-message-id";
 
 #[derive(Debug)]
 pub(crate) struct AmqpJobs {
@@ -302,7 +304,15 @@ async fn to_delivery(
     session: &Arc<ConsumerSession>,
     d: lapin::message::Delivery,
 ) -> Option<Delivery> {
-    let table = d.properties.headers().clone().unwrap_or_default();
+    let mut table = d.properties.headers().clone().unwrap_or_default();
+    if let Some(id) = d.properties.message_id() {
+        // Kept in the headers too: retries republished through the delay queues carry
+        // the headers, not the properties.
+        table.insert(
+            MESSAGE_ID_HEADER.into(),
+            lapin::types::AMQPValue::LongString(id.as_str().into()),
+        );
+    }
     let count = delivery_count(&table, d.redelivered);
     let mut settle = AmqpSettle {
         session: session.clone(),
@@ -324,11 +334,19 @@ async fn to_delivery(
             return None;
         }
     }
+    let mut headers = decode_headers(&settle.table);
+    let id = headers
+        .remove(MESSAGE_ID_HEADER)
+        .map(|id| format!("amqp:{id}"));
     let message = Message {
-        headers: decode_headers(&settle.table),
+        headers,
         body: settle.body.clone(),
     };
-    Some(Delivery::new(message, count, Box::new(settle)))
+    let delivery = Delivery::new(message, count, Box::new(settle));
+    Some(match id {
+        Some(id) => delivery.with_message_id(id),
+        None => delivery,
+    })
 }
 
 struct AmqpSettle {

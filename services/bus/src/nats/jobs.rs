@@ -246,6 +246,16 @@ fn to_delivery(
         body: msg.message.payload.to_vec(),
         headers: decode_headers(msg.message.headers.as_ref()),
     };
+    // The stream sequence stays with the message through redeliveries; the time it was
+    // stored tells apart the messages of a stream that was recreated.
+    let id = msg.info().ok().map(|info| {
+        format!(
+            "nats:{}:{}:{}",
+            info.stream,
+            info.stream_sequence,
+            info.published.unix_timestamp_nanos()
+        )
+    });
     let progress = keep_alive(shared, &msg);
     let settle = NatsSettle {
         shared: shared.clone(),
@@ -255,7 +265,11 @@ fn to_delivery(
         settled: false,
         _permit: permit,
     };
-    Delivery::new(message, count, Box::new(settle))
+    let delivery = Delivery::new(message, count, Box::new(settle));
+    match id {
+        Some(id) => delivery.with_message_id(id),
+        None => delivery,
+    }
 }
 
 /// Tells the server, every third of `ack_wait`, that the delivery is still being worked
