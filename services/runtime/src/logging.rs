@@ -27,6 +27,8 @@ pub enum LoggingError {
     BadLevel(String),
     #[error("logging is already initialised in this process")]
     AlreadyInitialised,
+    #[error("{0}")]
+    Telemetry(String),
 }
 
 /// Changes the log filter of a running process.
@@ -50,8 +52,48 @@ impl LogHandle {
     }
 }
 
-/// Installs the global subscriber. Call once, at the top of a binary's `main`.
+/// Installs the global subscriber without trace export. Call once, at the top of a
+/// binary's `main`.
 pub fn init(format: LogFormat, level: &str) -> Result<LogHandle, LoggingError> {
+    install(format, level, None)
+}
+
+/// Logging plus OpenTelemetry spans for `service`; keep the returned guard alive for the
+/// life of the process (dropping it flushes pending spans).
+pub fn init_with_tracing(
+    format: LogFormat,
+    level: &str,
+    service: &str,
+    telemetry: &crate::telemetry::TelemetrySettings,
+) -> Result<(LogHandle, TracingGuard), LoggingError> {
+    let provider = crate::telemetry::tracer_provider(service, telemetry)
+        .map_err(|e| LoggingError::Telemetry(e.to_string()))?;
+    let handle = install(format, level, Some((&provider, service)))?;
+    Ok((handle, TracingGuard { provider }))
+}
+
+/// Flushes and shuts down span export when dropped.
+pub struct TracingGuard {
+    provider: opentelemetry_sdk::trace::SdkTracerProvider,
+}
+
+impl std::fmt::Debug for TracingGuard {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("TracingGuard")
+    }
+}
+
+impl Drop for TracingGuard {
+    fn drop(&mut self) {
+        let _ = self.provider.shutdown();
+    }
+}
+
+fn install(
+    format: LogFormat,
+    level: &str,
+    otel: Option<(&opentelemetry_sdk::trace::SdkTracerProvider, &str)>,
+) -> Result<LogHandle, LoggingError> {
     let filter = EnvFilter::try_new(level).map_err(|_| LoggingError::BadLevel(level.into()))?;
     let (filter, handle) = reload::Layer::new(filter);
     let json = match format {
@@ -59,7 +101,8 @@ pub fn init(format: LogFormat, level: &str) -> Result<LogHandle, LoggingError> {
         LogFormat::Text => false,
         LogFormat::Auto => !std::io::stderr().is_terminal(),
     };
-    let registry = tracing_subscriber::registry().with(filter);
+    let otel_layer = otel.map(|(provider, service)| crate::telemetry::layer(provider, service));
+    let registry = tracing_subscriber::registry().with(filter).with(otel_layer);
     let result = if json {
         registry
             .with(

@@ -1,0 +1,295 @@
+//! Prometheus metrics, one registry per process ([`metrics()`]), served as text on the
+//! admin port's `/metrics`. Every service records into the same families; a family a
+//! process never touches shows no series.
+//!
+//! Label values are bounded sets (outcomes, reasons, providers, operations, policy names,
+//! modes), never image names or digests, so series do not grow without limit.
+
+use std::sync::OnceLock;
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::Histogram;
+use prometheus_client::registry::Registry;
+
+/// Latency buckets from 250 µs to 30 s, for calls that span a local signature check to a
+/// slow KMS or registry.
+const LATENCY_BUCKETS: [f64; 16] = [
+    0.00025, 0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+    30.0,
+];
+
+fn latency() -> Histogram {
+    Histogram::new(LATENCY_BUCKETS)
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct JobLabels {
+    /// `succeeded`, `retried`, `failed`, `duplicate`.
+    pub outcome: String,
+    /// A short reason (`unknown_witness`, `kms_unavailable`, ...), or `none`.
+    pub reason: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ProviderLabels {
+    pub provider: String,
+    /// `ok`, `throttled`, `error`.
+    pub outcome: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ProviderLabel {
+    pub provider: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct OperationLabels {
+    /// `resolve`, `manifest`, `publish`, `fetch_signatures`.
+    pub operation: String,
+    /// `ok`, `not_found`, `error`.
+    pub outcome: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct OperationLabel {
+    pub operation: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct AdmissionLabels {
+    /// `allowed`, `denied`, `warned`, `dry_run_denied`, `exempt`, `break_glass`, `error`.
+    pub outcome: String,
+    pub policy: String,
+    pub mode: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct CacheLabels {
+    /// `trust`, `tag`, `negative`.
+    pub cache: String,
+    /// `hit`, `miss`, `eviction`.
+    pub event: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct WebhookLabels {
+    pub receiver: String,
+    /// `enqueued`, `unmatched`, `filtered`, `rejected`, `unavailable`.
+    pub outcome: String,
+}
+
+/// Every series signet exposes.
+pub struct Metrics {
+    registry: Registry,
+    /// Sign jobs by outcome and reason.
+    pub jobs: Family<JobLabels, Counter>,
+    /// Seconds from enqueue to the signature being published and recorded.
+    pub sign_latency: Histogram,
+    pub kms_calls: Family<ProviderLabels, Counter>,
+    pub kms_latency: Family<ProviderLabel, Histogram>,
+    pub registry_calls: Family<OperationLabels, Counter>,
+    pub registry_latency: Family<OperationLabel, Histogram>,
+    pub admission_decisions: Family<AdmissionLabels, Counter>,
+    pub admission_latency: Histogram,
+    pub cache: Family<CacheLabels, Counter>,
+    /// Jobs waiting on the queue, sampled.
+    pub queue_depth: Gauge,
+    /// Seconds the oldest waiting job has waited, sampled.
+    pub queue_lag_seconds: Gauge,
+    /// Seconds from an event's publication to a verifier applying it.
+    pub event_lag: Histogram,
+    pub webhooks: Family<WebhookLabels, Counter>,
+}
+
+impl Metrics {
+    fn new() -> Self {
+        let mut registry = Registry::with_prefix("signet");
+        let m = Self {
+            jobs: Family::default(),
+            sign_latency: latency(),
+            kms_calls: Family::default(),
+            kms_latency: Family::new_with_constructor(latency),
+            registry_calls: Family::default(),
+            registry_latency: Family::new_with_constructor(latency),
+            admission_decisions: Family::default(),
+            admission_latency: latency(),
+            cache: Family::default(),
+            queue_depth: Gauge::default(),
+            queue_lag_seconds: Gauge::default(),
+            event_lag: latency(),
+            webhooks: Family::default(),
+            registry: Registry::default(),
+        };
+        registry.register("jobs", "Sign jobs by outcome and reason", m.jobs.clone());
+        registry.register(
+            "sign_latency_seconds",
+            "Seconds from enqueue to a published and recorded signature",
+            m.sign_latency.clone(),
+        );
+        registry.register(
+            "kms_calls",
+            "KMS calls by provider and outcome",
+            m.kms_calls.clone(),
+        );
+        registry.register(
+            "kms_call_duration_seconds",
+            "KMS call latency by provider",
+            m.kms_latency.clone(),
+        );
+        registry.register(
+            "registry_requests",
+            "Registry operations by operation and outcome",
+            m.registry_calls.clone(),
+        );
+        registry.register(
+            "registry_request_duration_seconds",
+            "Registry operation latency",
+            m.registry_latency.clone(),
+        );
+        registry.register(
+            "admission_decisions",
+            "Admission decisions by outcome, policy and mode",
+            m.admission_decisions.clone(),
+        );
+        registry.register(
+            "admission_duration_seconds",
+            "Time to answer an AdmissionReview",
+            m.admission_latency.clone(),
+        );
+        registry.register(
+            "cache_events",
+            "Verifier cache hits, misses and evictions",
+            m.cache.clone(),
+        );
+        registry.register(
+            "queue_depth",
+            "Sign jobs waiting on the queue",
+            m.queue_depth.clone(),
+        );
+        registry.register(
+            "queue_lag_seconds",
+            "Seconds the oldest waiting sign job has waited",
+            m.queue_lag_seconds.clone(),
+        );
+        registry.register(
+            "event_lag_seconds",
+            "Seconds from an event's publication to a verifier applying it",
+            m.event_lag.clone(),
+        );
+        registry.register(
+            "webhook_events",
+            "Registry webhook events by receiver and outcome",
+            m.webhooks.clone(),
+        );
+        Self { registry, ..m }
+    }
+
+    /// The Prometheus text exposition of every series.
+    pub fn encode(&self) -> String {
+        let mut out = String::new();
+        // Writing into a String cannot fail.
+        let _ = prometheus_client::encoding::text::encode(&mut out, &self.registry);
+        out
+    }
+
+    pub fn job(&self, outcome: &str, reason: &str) {
+        self.jobs
+            .get_or_create(&JobLabels {
+                outcome: outcome.to_owned(),
+                reason: reason.to_owned(),
+            })
+            .inc();
+    }
+
+    pub fn kms_call(&self, provider: &str, outcome: &str, seconds: f64) {
+        self.kms_calls
+            .get_or_create(&ProviderLabels {
+                provider: provider.to_owned(),
+                outcome: outcome.to_owned(),
+            })
+            .inc();
+        self.kms_latency
+            .get_or_create(&ProviderLabel {
+                provider: provider.to_owned(),
+            })
+            .observe(seconds);
+    }
+
+    pub fn registry_call(&self, operation: &str, outcome: &str, seconds: f64) {
+        self.registry_calls
+            .get_or_create(&OperationLabels {
+                operation: operation.to_owned(),
+                outcome: outcome.to_owned(),
+            })
+            .inc();
+        self.registry_latency
+            .get_or_create(&OperationLabel {
+                operation: operation.to_owned(),
+            })
+            .observe(seconds);
+    }
+
+    pub fn admission(&self, outcome: &str, policy: &str, mode: &str) {
+        self.admission_decisions
+            .get_or_create(&AdmissionLabels {
+                outcome: outcome.to_owned(),
+                policy: policy.to_owned(),
+                mode: mode.to_owned(),
+            })
+            .inc();
+    }
+
+    pub fn cache_event(&self, cache: &str, event: &str) {
+        self.cache
+            .get_or_create(&CacheLabels {
+                cache: cache.to_owned(),
+                event: event.to_owned(),
+            })
+            .inc();
+    }
+
+    pub fn webhook(&self, receiver: &str, outcome: &str) {
+        self.webhooks
+            .get_or_create(&WebhookLabels {
+                receiver: receiver.to_owned(),
+                outcome: outcome.to_owned(),
+            })
+            .inc();
+    }
+}
+
+/// This process's metrics.
+pub fn metrics() -> &'static Metrics {
+    static METRICS: OnceLock<Metrics> = OnceLock::new();
+    METRICS.get_or_init(Metrics::new)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn exposes_recorded_series() {
+        let m = metrics();
+        m.job("succeeded", "none");
+        m.kms_call("local", "ok", 0.001);
+        m.admission("denied", "prod", "enforce");
+        m.cache_event("trust", "hit");
+        let text = m.encode();
+        assert!(
+            text.contains("signet_jobs_total{outcome=\"succeeded\",reason=\"none\"}"),
+            "{text}"
+        );
+        assert!(
+            text.contains(
+                "signet_kms_call_duration_seconds_bucket{le=\"0.001\",provider=\"local\"}"
+            ),
+            "{text}"
+        );
+        assert!(text.contains("signet_admission_decisions_total{outcome=\"denied\",policy=\"prod\",mode=\"enforce\"}"), "{text}");
+        assert!(text.contains("# TYPE signet_queue_depth gauge"), "{text}");
+    }
+}
