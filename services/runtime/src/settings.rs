@@ -33,6 +33,8 @@ pub struct Settings {
     pub signer: SignerSettings,
     /// Registry webhook receivers and how each authenticates its sender.
     pub webhooks: WebhookSettings,
+    /// The cluster-side verifier (admission webhook).
+    pub verifier: VerifierSettings,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -133,6 +135,54 @@ pub struct SignerSettings {
     pub sign_platforms: bool,
 }
 
+/// The cluster-side verifier: the admission webhook, its trust cache and how it reaches
+/// the control plane.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct VerifierSettings {
+    /// HTTPS listener for `POST /validate` and `POST /mutate`.
+    pub listen: String,
+    /// The cluster name policies are bound to.
+    pub cluster: String,
+    /// The control plane (gateway) URL. Default under `signet up`: its own gateway.
+    pub gateway: Option<String>,
+    /// A file holding an API token with the verifier role. `signet up` mints one.
+    pub token_file: Option<PathBuf>,
+    /// PEM certificate (chain) and private key, re-read when either file changes.
+    /// `signet up` generates a self-signed pair in the data dir when they are unset.
+    pub tls_cert: Option<PathBuf>,
+    pub tls_key: Option<PathBuf>,
+    /// How often the certificate files are checked for changes.
+    #[serde(with = "humantime_serde")]
+    pub tls_reload_interval: Duration,
+    /// How long one admission may take; past it, enforced namespaces fail closed. Keep
+    /// it well under the webhook's `timeoutSeconds` (10 s by default).
+    #[serde(with = "humantime_serde")]
+    pub decision_budget: Duration,
+    /// Most (digest, witness key) verdicts held; the least recently used go first.
+    pub cache_capacity: u64,
+    /// How long a verified signature stays trusted without being seen again.
+    #[serde(with = "humantime_serde")]
+    pub trust_ttl: Duration,
+    /// How long "no valid signature in the registry" is remembered before asking again.
+    #[serde(with = "humantime_serde")]
+    pub negative_ttl: Duration,
+    /// How long a tag stays resolved to the digest the registry named.
+    #[serde(with = "humantime_serde")]
+    pub tag_ttl: Duration,
+    /// How often the trust bundle is fetched even when events say nothing changed.
+    #[serde(with = "humantime_serde")]
+    pub resync_interval: Duration,
+    /// How often admission decisions are reported to the control plane.
+    #[serde(with = "humantime_serde")]
+    pub report_interval: Duration,
+    /// Most decisions in one report.
+    pub report_batch: usize,
+    /// Where the last trust bundle is kept, so a restarted verifier can decide while the
+    /// control plane is unreachable. Unset: kept in memory only.
+    pub state_dir: Option<PathBuf>,
+}
+
 /// The registry webhook receivers. A receiver that is not configured is off (its URL
 /// answers 404); one that is configured must say how it authenticates its sender.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -190,6 +240,7 @@ impl Default for Settings {
             signer: SignerSettings::default(),
             bus_options: BusOptionSettings::default(),
             webhooks: WebhookSettings::default(),
+            verifier: VerifierSettings::default(),
         }
     }
 }
@@ -265,6 +316,29 @@ impl Default for GatewaySettings {
             listen: "127.0.0.1:7700".into(),
             body_limit_bytes: 1024 * 1024,
             max_wait: Duration::from_secs(120),
+        }
+    }
+}
+
+impl Default for VerifierSettings {
+    fn default() -> Self {
+        Self {
+            listen: "127.0.0.1:7443".into(),
+            cluster: "local".into(),
+            gateway: None,
+            token_file: None,
+            tls_cert: None,
+            tls_key: None,
+            tls_reload_interval: Duration::from_secs(5),
+            decision_budget: Duration::from_secs(3),
+            cache_capacity: 100_000,
+            trust_ttl: Duration::from_secs(3600),
+            negative_ttl: Duration::from_secs(5),
+            tag_ttl: Duration::from_secs(30),
+            resync_interval: Duration::from_secs(60),
+            report_interval: Duration::from_secs(2),
+            report_batch: 500,
+            state_dir: None,
         }
     }
 }
@@ -400,7 +474,63 @@ impl Validate for Settings {
             p.push("bus_options.max_deliver: must be at least 1".into());
         }
         validate_webhooks(&self.webhooks, &mut p);
+        validate_verifier(&self.verifier, &mut p);
         p
+    }
+}
+
+fn validate_verifier(v: &VerifierSettings, p: &mut Vec<String>) {
+    check_socket_addr(p, "verifier.listen", &v.listen);
+    let cluster_ok = !v.cluster.is_empty()
+        && v.cluster.len() <= 63
+        && v.cluster
+            .starts_with(|c: char| c.is_ascii_lowercase() || c.is_ascii_digit())
+        && v.cluster
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || matches!(c, '-' | '_' | '.'));
+    if !cluster_ok {
+        p.push(format!(
+            "verifier.cluster: {:?} must be 1 to 63 lowercase letters, digits, '-', '_' or '.'",
+            v.cluster
+        ));
+    }
+    if let Some(g) = &v.gateway {
+        if !(g.starts_with("http://") || g.starts_with("https://")) {
+            p.push(format!(
+                "verifier.gateway: {:?} must be an http:// or https:// URL",
+                redact_url(g)
+            ));
+        }
+    }
+    if v.tls_cert.is_some() != v.tls_key.is_some() {
+        p.push("verifier.tls_cert and verifier.tls_key go together".into());
+    }
+    if v.tls_reload_interval < Duration::from_millis(100) {
+        p.push("verifier.tls_reload_interval: must be at least 100ms".into());
+    }
+    if v.decision_budget < Duration::from_millis(100) || v.decision_budget > Duration::from_secs(25)
+    {
+        p.push(
+            "verifier.decision_budget: must be between 100ms and 25s (the API server waits 30s at most)"
+                .into(),
+        );
+    }
+    if v.cache_capacity == 0 {
+        p.push("verifier.cache_capacity: must be at least 1".into());
+    }
+    for (key, d) in [
+        ("trust_ttl", v.trust_ttl),
+        ("negative_ttl", v.negative_ttl),
+        ("tag_ttl", v.tag_ttl),
+        ("resync_interval", v.resync_interval),
+        ("report_interval", v.report_interval),
+    ] {
+        if d.is_zero() {
+            p.push(format!("verifier.{key}: must be more than 0s"));
+        }
+    }
+    if v.report_batch == 0 || v.report_batch > 5_000 {
+        p.push("verifier.report_batch: must be between 1 and 5000".into());
     }
 }
 
@@ -500,6 +630,19 @@ mod tests {
         let p = s.validate();
         assert_eq!(p.len(), 4, "{p:?}");
         assert!(p.iter().all(|m| !m.contains("secret")), "{p:?}");
+    }
+
+    #[test]
+    fn verifier_settings_are_checked() {
+        let mut s = Settings::default();
+        s.verifier.cluster = "C 1".into();
+        s.verifier.gateway = Some("ftp://x".into());
+        s.verifier.tls_cert = Some("/c.pem".into());
+        s.verifier.decision_budget = Duration::from_secs(60);
+        s.verifier.negative_ttl = Duration::ZERO;
+        let p = s.validate();
+        assert_eq!(p.len(), 5, "{p:?}");
+        assert!(p.iter().all(|m| m.starts_with("verifier.")), "{p:?}");
     }
 
     #[test]
