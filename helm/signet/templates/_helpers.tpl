@@ -1,0 +1,316 @@
+{{/*
+Names, labels and the pieces every workload shares. Paths inside the pods are fixed here
+so the ConfigMap and the volume mounts cannot disagree.
+*/}}
+
+{{- define "signet.name" -}}
+{{- default .Chart.Name .Values.nameOverride | trunc 63 | trimSuffix "-" -}}
+{{- end -}}
+
+{{- define "signet.fullname" -}}
+{{- if .Values.fullnameOverride -}}
+{{- .Values.fullnameOverride | trunc 63 | trimSuffix "-" -}}
+{{- else -}}
+{{- $name := default .Chart.Name .Values.nameOverride -}}
+{{- if contains $name .Release.Name -}}
+{{- .Release.Name | trunc 63 | trimSuffix "-" -}}
+{{- else -}}
+{{- printf "%s-%s" .Release.Name $name | trunc 63 | trimSuffix "-" -}}
+{{- end -}}
+{{- end -}}
+{{- end -}}
+
+{{/* A component's object name: <fullname>-gateway. Input: dict "root" $ "component" "gateway". */}}
+{{- define "signet.componentName" -}}
+{{- printf "%s-%s" (include "signet.fullname" .root | trunc 52 | trimSuffix "-") .component -}}
+{{- end -}}
+
+{{- define "signet.labels" -}}
+helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" | trunc 63 | trimSuffix "-" }}
+app.kubernetes.io/name: {{ include "signet.name" . }}
+app.kubernetes.io/instance: {{ .Release.Name }}
+app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
+app.kubernetes.io/managed-by: {{ .Release.Service }}
+app.kubernetes.io/part-of: signet
+{{- with .Values.commonLabels }}
+{{ toYaml . }}
+{{- end }}
+{{- end -}}
+
+{{/* Input: dict "root" $ "component" "gateway". */}}
+{{- define "signet.selectorLabels" -}}
+app.kubernetes.io/name: {{ include "signet.name" .root }}
+app.kubernetes.io/instance: {{ .root.Release.Name }}
+app.kubernetes.io/component: {{ .component }}
+{{- end -}}
+
+{{/* Input: dict "root" $ "component" "gateway". */}}
+{{- define "signet.componentLabels" -}}
+{{ include "signet.labels" .root }}
+app.kubernetes.io/component: {{ .component }}
+{{- end -}}
+
+{{/* Input: dict "root" $ "component" "gateway". */}}
+{{- define "signet.serviceAccountName" -}}
+{{- $c := index .root.Values .component -}}
+{{- if $c.serviceAccount.create -}}
+{{- default (include "signet.componentName" .) $c.serviceAccount.name -}}
+{{- else -}}
+{{- default "default" $c.serviceAccount.name -}}
+{{- end -}}
+{{- end -}}
+
+{{- define "signet.image" -}}
+{{- $repo := required "image.repository: set it to where you pushed the signet image (docs/operate.md, \"Build the image\")" .Values.image.repository -}}
+{{- if .Values.image.digest -}}
+{{- printf "%s@%s" $repo .Values.image.digest -}}
+{{- else -}}
+{{- printf "%s:%s" $repo (default .Chart.AppVersion .Values.image.tag) -}}
+{{- end -}}
+{{- end -}}
+
+{{/* Where things live inside every pod. */}}
+{{- define "signet.paths.config" -}}/etc/signet/config{{- end -}}
+{{- define "signet.paths.tls" -}}/etc/signet/tls{{- end -}}
+{{- define "signet.paths.secrets" -}}/var/run/secrets/signet{{- end -}}
+{{- define "signet.paths.kms" -}}/var/run/secrets/signet-kms{{- end -}}
+{{- define "signet.paths.data" -}}/var/lib/signet{{- end -}}
+
+{{- define "signet.storeSecret" -}}
+{{- required "store.existingSecret: name the Secret that holds the PostgreSQL URL (the gateway and the signer need it)" .Values.store.existingSecret -}}
+{{- end -}}
+
+{{- define "signet.busSecret" -}}
+{{- required "bus.existingSecret: name the Secret that holds the bus URL (amqp://, amqps:// or nats://)" .Values.bus.existingSecret -}}
+{{- end -}}
+
+{{/* The gateway URL verifiers use. */}}
+{{- define "signet.gatewayUrl" -}}
+{{- if .Values.verifier.gateway.url -}}
+{{- .Values.verifier.gateway.url -}}
+{{- else if .Values.gateway.enabled -}}
+{{- printf "http://%s.%s.svc:%v" (include "signet.componentName" (dict "root" . "component" "gateway")) .Release.Namespace .Values.gateway.port -}}
+{{- else -}}
+{{- fail "verifier.gateway.url: a verifier without this release's gateway must name the gateway it reads trust bundles from" -}}
+{{- end -}}
+{{- end -}}
+
+{{/* Everything a pod of this component reads from files, as projected-volume sources.
+Input: dict "root" $ "component" "gateway". Empty when there is nothing to mount. */}}
+{{- define "signet.secretSources" -}}
+{{- $root := .root -}}
+{{- $v := $root.Values -}}
+{{- if eq .component "gateway" }}
+{{- range $name := list "distribution" "harbor" "acr" "generic" }}
+{{- $r := index $v.webhooks $name }}
+{{- if and $r.enabled (ne $r.auth "insecure-no-auth") }}
+- secret:
+    name: {{ required (printf "webhooks.%s.secretName: name the Secret holding the receiver's %s" $name $r.auth) $r.secretName }}
+    items:
+      - key: {{ $r.secretKey }}
+        path: webhooks/{{ $name }}/{{ $r.auth }}
+{{- end }}
+{{- end }}
+{{- end }}
+{{- if eq .component "verifier" }}
+- secret:
+    name: {{ required "verifier.gateway.tokenSecret.name: name the Secret holding the verifier-role API token" $v.verifier.gateway.tokenSecret.name }}
+    items:
+      - key: {{ $v.verifier.gateway.tokenSecret.key }}
+        path: verifier/token
+{{- end }}
+{{- if $v.registry.dockerConfigSecret }}
+- secret:
+    name: {{ $v.registry.dockerConfigSecret }}
+    items:
+      - key: .dockerconfigjson
+        path: docker/config.json
+{{- end }}
+{{- range $i, $c := $v.registry.credentials }}
+{{- if $c.passwordSecret }}
+- secret:
+    name: {{ $c.passwordSecret.name }}
+    items:
+      - key: {{ $c.passwordSecret.key }}
+        path: registry/{{ $i }}/password
+{{- end }}
+{{- if $c.tokenSecret }}
+- secret:
+    name: {{ $c.tokenSecret.name }}
+    items:
+      - key: {{ $c.tokenSecret.key }}
+        path: registry/{{ $i }}/token
+{{- end }}
+{{- end }}
+{{- if $v.adminToken.secretName }}
+- secret:
+    name: {{ $v.adminToken.secretName }}
+    items:
+      - key: {{ $v.adminToken.secretKey }}
+        path: admin/token
+{{- end }}
+{{- end -}}
+
+{{/* Container environment for a component. Input: dict "root" $ "component" "gateway". */}}
+{{- define "signet.env" -}}
+{{- $v := .root.Values -}}
+{{- $c := index $v .component -}}
+{{- if has .component (list "gateway" "signer") }}
+- name: SIGNET_STORE
+  valueFrom:
+    secretKeyRef:
+      name: {{ include "signet.storeSecret" .root }}
+      key: {{ $v.store.key }}
+{{- end }}
+- name: SIGNET_BUS
+  valueFrom:
+    secretKeyRef:
+      name: {{ include "signet.busSecret" .root }}
+      key: {{ $v.bus.key }}
+{{- if has .component (list "gateway" "signer") }}
+{{- range $k := keys $v.kms.env | sortAlpha }}
+- name: {{ $k }}
+  value: {{ index $v.kms.env $k | toString | quote }}
+{{- end }}
+{{- end }}
+{{- with $c.extraEnv }}
+{{ toYaml . }}
+{{- end }}
+{{- end -}}
+
+{{/* Volumes every pod has; input as above. */}}
+{{- define "signet.volumes" -}}
+{{- $v := .root.Values -}}
+- name: config
+  configMap:
+    name: {{ include "signet.fullname" .root }}
+- name: tmp
+  emptyDir:
+    sizeLimit: 64Mi
+- name: data
+  emptyDir:
+    sizeLimit: 64Mi
+{{- $sources := include "signet.secretSources" . | trim }}
+{{- if $sources }}
+- name: secrets
+  projected:
+    defaultMode: 0440
+    sources:
+{{ $sources | indent 6 }}
+{{- end }}
+{{- if and (has .component (list "gateway" "signer")) $v.kms.filesSecret }}
+- name: kms
+  secret:
+    secretName: {{ $v.kms.filesSecret }}
+    defaultMode: 0440
+{{- end }}
+{{- if eq .component "verifier" }}
+- name: tls
+  secret:
+    secretName: {{ include "signet.verifier.tlsSecret" .root }}
+    defaultMode: 0440
+{{- end }}
+{{- end -}}
+
+{{- define "signet.volumeMounts" -}}
+{{- $v := .root.Values -}}
+- name: config
+  mountPath: {{ include "signet.paths.config" .root }}
+  readOnly: true
+- name: tmp
+  mountPath: /tmp
+- name: data
+  mountPath: {{ include "signet.paths.data" .root }}
+{{- if include "signet.secretSources" . | trim }}
+- name: secrets
+  mountPath: {{ include "signet.paths.secrets" .root }}
+  readOnly: true
+{{- end }}
+{{- if and (has .component (list "gateway" "signer")) $v.kms.filesSecret }}
+- name: kms
+  mountPath: {{ include "signet.paths.kms" .root }}
+  readOnly: true
+{{- end }}
+{{- if eq .component "verifier" }}
+- name: tls
+  mountPath: {{ include "signet.paths.tls" .root }}
+  readOnly: true
+{{- end }}
+{{- end -}}
+
+{{- define "signet.verifier.tlsSecret" -}}
+{{- if .Values.verifier.tls.certManager.enabled -}}
+{{- printf "%s-tls" (include "signet.componentName" (dict "root" . "component" "verifier")) -}}
+{{- else -}}
+{{- required "verifier.tls.existingSecret: without cert-manager, name a kubernetes.io/tls Secret for the verifier's Service" .Values.verifier.tls.existingSecret -}}
+{{- end -}}
+{{- end -}}
+
+{{/* Pod spec parts that do not depend on the component's ports. Input as above. */}}
+{{- define "signet.podCommon" -}}
+{{- $root := .root -}}
+{{- $c := index $root.Values .component -}}
+serviceAccountName: {{ include "signet.serviceAccountName" . }}
+# signet calls no Kubernetes API: no token in the pod.
+automountServiceAccountToken: false
+{{- with $root.Values.imagePullSecrets }}
+imagePullSecrets:
+{{ toYaml . }}
+{{- end }}
+securityContext:
+{{ toYaml $root.Values.podSecurityContext | indent 2 }}
+{{- with $c.priorityClassName }}
+priorityClassName: {{ . }}
+{{- end }}
+{{- with $c.nodeSelector }}
+nodeSelector:
+{{ toYaml . | indent 2 }}
+{{- end }}
+{{- with $c.tolerations }}
+tolerations:
+{{ toYaml . | indent 2 }}
+{{- end }}
+{{- with $c.affinity }}
+affinity:
+{{ toYaml . | indent 2 }}
+{{- end }}
+topologySpreadConstraints:
+{{- if $c.topologySpreadConstraints }}
+{{ toYaml $c.topologySpreadConstraints | indent 2 }}
+{{- else }}
+  - maxSkew: 1
+    topologyKey: kubernetes.io/hostname
+    whenUnsatisfiable: ScheduleAnyway
+    labelSelector:
+      matchLabels:
+{{ include "signet.selectorLabels" . | indent 8 }}
+{{- end }}
+volumes:
+{{ include "signet.volumes" . | indent 2 }}
+{{- end -}}
+
+{{/* Probes on the named port. Input: dict "port" "admin" "scheme" "HTTP". */}}
+{{- define "signet.probes" -}}
+startupProbe:
+  httpGet: {path: /healthz, port: {{ .port }}, scheme: {{ .scheme }}}
+  periodSeconds: 2
+  failureThreshold: 60
+livenessProbe:
+  httpGet: {path: /healthz, port: {{ .port }}, scheme: {{ .scheme }}}
+  periodSeconds: 10
+  timeoutSeconds: 2
+  failureThreshold: 3
+readinessProbe:
+  httpGet: {path: /readyz, port: {{ .port }}, scheme: {{ .scheme }}}
+  periodSeconds: 5
+  timeoutSeconds: 2
+  failureThreshold: 2
+{{- end -}}
+
+{{/* Pod annotations: roll pods when the settings change. */}}
+{{- define "signet.podAnnotations" -}}
+checksum/config: {{ include "signet.settingsToml" .root | sha256sum }}
+{{- with (index .root.Values .component).podAnnotations }}
+{{ toYaml . }}
+{{- end }}
+{{- end -}}

@@ -1,0 +1,114 @@
+{{/*
+signet.toml: the user's tunables (.Values.settings) plus what the chart owns — listen
+addresses, file paths of mounted secrets, the verifier's identity. The names of the keys
+the binaries read are all in "signet.settings"; the store and the bus come from
+SIGNET_STORE / SIGNET_BUS environment variables instead (their URLs carry passwords).
+
+Helm's own toToml is not used: Helm 4 reads numbers in values.yaml as floats and toToml
+then writes `16.0`, which a Rust integer setting refuses. "signet.toml.value" writes
+whole numbers as integers.
+*/}}
+
+{{- define "signet.settings" -}}
+{{- $v := .Values -}}
+{{- $s := deepCopy $v.settings -}}
+{{- $secrets := include "signet.paths.secrets" . -}}
+{{- $_ := set $s "data_dir" (include "signet.paths.data" .) -}}
+{{- range $section := list "gateway" "signer" "verifier" "registry" "webhooks" }}
+{{- if not (hasKey $s $section) }}{{ $_ := set $s $section dict }}{{ end }}
+{{- end }}
+{{- if $v.adminToken.secretName }}
+{{- $_ := set $s "admin_token_file" (printf "%s/admin/token" $secrets) -}}
+{{- end }}
+{{- if $v.gateway.enabled }}
+{{- $_ := set $s.gateway "listen" (printf "0.0.0.0:%v" $v.gateway.port) -}}
+{{- $_ := set $s.gateway "admin_listen" (printf "0.0.0.0:%v" $v.gateway.adminPort) -}}
+{{- end }}
+{{- if $v.signer.enabled }}
+{{- $_ := set $s.signer "admin_listen" (printf "0.0.0.0:%v" $v.signer.adminPort) -}}
+{{- end }}
+{{- if $v.verifier.enabled }}
+{{- $_ := set $s.verifier "listen" (printf "0.0.0.0:%v" $v.verifier.port) -}}
+{{- $_ := set $s.verifier "admin_listen" (printf "0.0.0.0:%v" $v.verifier.adminPort) -}}
+{{- $_ := set $s.verifier "cluster" (required "verifier.cluster: name the cluster this verifier enforces policies for (as in `signet policy create --cluster`)" $v.verifier.cluster) -}}
+{{- $_ := set $s.verifier "gateway_url" (include "signet.gatewayUrl" .) -}}
+{{- $_ := set $s.verifier "token_file" (printf "%s/verifier/token" $secrets) -}}
+{{- $_ := set $s.verifier "tls_cert_file" (printf "%s/tls.crt" (include "signet.paths.tls" .)) -}}
+{{- $_ := set $s.verifier "tls_key_file" (printf "%s/tls.key" (include "signet.paths.tls" .)) -}}
+{{- end }}
+{{- if $v.registry.dockerConfigSecret }}
+{{- $_ := set $s.registry "docker_config" (printf "%s/docker/config.json" $secrets) -}}
+{{- end }}
+{{- $creds := list -}}
+{{- range $i, $c := $v.registry.credentials }}
+{{- $entry := dict "host" $c.host -}}
+{{- if $c.username }}{{ $_ := set $entry "username" $c.username }}{{ end -}}
+{{- if $c.passwordSecret }}{{ $_ := set $entry "password_file" (printf "%s/registry/%d/password" $secrets $i) }}{{ end -}}
+{{- if $c.tokenSecret }}{{ $_ := set $entry "token_file" (printf "%s/registry/%d/token" $secrets $i) }}{{ end -}}
+{{- $creds = append $creds $entry -}}
+{{- end }}
+{{- if $creds }}{{ $_ := set $s.registry "credentials" $creds }}{{ end -}}
+{{- if $v.gateway.enabled }}
+{{- range $name := list "distribution" "harbor" "acr" "generic" }}
+{{- $r := index $v.webhooks $name }}
+{{- if $r.enabled }}
+{{- $rs := dict -}}
+{{- $file := printf "%s/webhooks/%s/%s" $secrets $name $r.auth -}}
+{{- if eq $r.auth "token" }}{{ $_ := set $rs "token_file" $file }}{{ end -}}
+{{- if eq $r.auth "hmac" }}{{ $_ := set $rs "hmac_secret_file" $file }}{{ end -}}
+{{- if eq $r.auth "url-secret" }}{{ $_ := set $rs "url_secret_file" $file }}{{ end -}}
+{{- if eq $r.auth "insecure-no-auth" }}{{ $_ := set $rs "insecure_no_auth" true }}{{ end -}}
+{{- if and $r.tokenHeader (eq $r.auth "token") }}{{ $_ := set $rs "token_header" $r.tokenHeader }}{{ end -}}
+{{- if $r.registry }}{{ $_ := set $rs "registry" $r.registry }}{{ end -}}
+{{- $_ := set $s.webhooks $name $rs -}}
+{{- end }}
+{{- end }}
+{{- end }}
+{{- toJson $s -}}
+{{- end -}}
+
+{{- define "signet.settingsToml" -}}
+# Rendered by the signet Helm chart; change values.yaml, not this file.
+{{ include "signet.toml.table" (dict "path" list "map" (include "signet.settings" . | fromJson)) }}
+{{- end -}}
+
+{{/* A TOML table: its plain keys first, then one [header] per nested table.
+Input: dict "path" (list of keys) "map" (the table). Keys with null values are left out. */}}
+{{- define "signet.toml.table" -}}
+{{- $path := .path -}}
+{{- $m := .map -}}
+{{- range $k := keys $m | sortAlpha }}
+{{- $val := index $m $k }}
+{{- if not (or (kindIs "map" $val) (kindIs "invalid" $val)) }}
+{{ include "signet.toml.key" $k }} = {{ include "signet.toml.value" $val }}
+{{- end }}
+{{- end }}
+{{- range $k := keys $m | sortAlpha }}
+{{- $val := index $m $k }}
+{{- if and (kindIs "map" $val) $val }}
+{{- $p := append $path $k }}
+
+[{{ range $i, $part := $p }}{{ if $i }}.{{ end }}{{ include "signet.toml.key" $part }}{{ end }}]
+{{- include "signet.toml.table" (dict "path" $p "map" $val) }}
+{{- end }}
+{{- end }}
+{{- end -}}
+
+{{- define "signet.toml.key" -}}
+{{- if regexMatch "^[A-Za-z0-9_-]+$" . -}}{{ . }}{{- else -}}{{ toJson . }}{{- end -}}
+{{- end -}}
+
+{{/* One TOML value. JSON string escapes are valid TOML basic-string escapes. */}}
+{{- define "signet.toml.value" -}}
+{{- $x := . -}}
+{{- if kindIs "string" $x -}}{{ toJson $x }}
+{{- else if kindIs "bool" $x -}}{{ $x }}
+{{- else if or (kindIs "float64" $x) (kindIs "float32" $x) -}}
+{{- if eq (floor $x) (float64 $x) -}}{{ int64 $x }}{{- else -}}{{ $x }}{{- end -}}
+{{- else if kindIs "slice" $x -}}
+[{{ range $i, $e := $x }}{{ if $i }}, {{ end }}{{ include "signet.toml.value" $e }}{{ end }}]
+{{- else if kindIs "map" $x -}}
+{ {{- range $i, $k := keys $x | sortAlpha }}{{ if $i }},{{ end }} {{ include "signet.toml.key" $k }} = {{ include "signet.toml.value" (index $x $k) }}{{ end }} }
+{{- else -}}{{ $x }}
+{{- end -}}
+{{- end -}}
