@@ -216,7 +216,9 @@ for path in sorted(glob.glob(f"{out}/*.helm{h3}.yaml")):
     if bad:
         print(f"    {name}: integral numbers written as floats: {bad}")
         failed = True
-    # Every file the settings name is mounted in the pods that read it.
+    # Every file or directory the settings name is on a volume of the pods that read
+    # it (the root file system is read-only).
+    PATH_KEYS = {"docker_config", "tls_cert", "tls_key", "state_dir", "data_dir"}
     mounts = set()
     for (kind, _), d in a.items():
         if kind == "Deployment":
@@ -225,14 +227,14 @@ for path in sorted(glob.glob(f"{out}/*.helm{h3}.yaml")):
     def files(node):
         if isinstance(node, dict):
             for k, v in node.items():
-                if isinstance(v, str) and (k.endswith("_file") or k == "docker_config"):
+                if isinstance(v, str) and (k.endswith("_file") or k in PATH_KEYS):
                     yield v
                 else:
                     yield from files(v)
         elif isinstance(node, list):
             for v in node:
                 yield from files(v)
-    unmounted = [f for f in files(toml) if not any(f.startswith(m + "/") for m in mounts)]
+    unmounted = [f for f in files(toml) if not any(f == m or f.startswith(m + "/") for m in mounts)]
     if unmounted:
         print(f"    {name}: settings name files no pod mounts: {unmounted}")
         failed = True

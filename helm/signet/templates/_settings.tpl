@@ -31,10 +31,12 @@ whole numbers as integers.
 {{- $_ := set $s.verifier "listen" (printf "0.0.0.0:%v" $v.verifier.port) -}}
 {{- $_ := set $s.verifier "admin_listen" (printf "0.0.0.0:%v" $v.verifier.adminPort) -}}
 {{- $_ := set $s.verifier "cluster" (required "verifier.cluster: name the cluster this verifier enforces policies for (as in `signet policy create --cluster`)" $v.verifier.cluster) -}}
-{{- $_ := set $s.verifier "gateway_url" (include "signet.gatewayUrl" .) -}}
+{{- $_ := set $s.verifier "gateway" (include "signet.gatewayUrl" .) -}}
 {{- $_ := set $s.verifier "token_file" (printf "%s/verifier/token" $secrets) -}}
-{{- $_ := set $s.verifier "tls_cert_file" (printf "%s/tls.crt" (include "signet.paths.tls" .)) -}}
-{{- $_ := set $s.verifier "tls_key_file" (printf "%s/tls.key" (include "signet.paths.tls" .)) -}}
+{{- $_ := set $s.verifier "tls_cert" (printf "%s/tls.crt" (include "signet.paths.tls" .)) -}}
+{{- $_ := set $s.verifier "tls_key" (printf "%s/tls.key" (include "signet.paths.tls" .)) -}}
+{{- /* The last trust bundle survives a container restart (not a pod replacement). */ -}}
+{{- $_ := set $s.verifier "state_dir" (include "signet.paths.data" .) -}}
 {{- end }}
 {{- if $v.registry.dockerConfigSecret }}
 {{- $_ := set $s.registry "docker_config" (printf "%s/docker/config.json" $secrets) -}}

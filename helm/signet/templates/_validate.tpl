@@ -65,6 +65,16 @@ Every template includes it first, so whichever Helm renders first reports the li
 {{- $p = append $p "verifier.tls.caBundle: without cert-manager, give the base64 PEM of the CA that signed the verifier's certificate" -}}
 {{- end -}}
 {{- end -}}
+{{- /* The verifier must answer before the API server gives up, or the API server's
+failurePolicy decides instead of the policy's mode. Plain "Ns"/"Nms" budgets are checked. */ -}}
+{{- $budget := toString (dig "verifier" "decision_budget" "3s" $v.settings) -}}
+{{- $ms := 0 -}}
+{{- if regexMatch "^[0-9]+ms$" $budget -}}{{- $ms = trimSuffix "ms" $budget | int -}}
+{{- else if regexMatch "^[0-9]+s$" $budget -}}{{- $ms = mul (trimSuffix "s" $budget | int) 1000 -}}
+{{- end -}}
+{{- if ge (int $ms) (mul (int $vf.webhook.timeoutSeconds) 1000 | int) -}}
+{{- $p = append $p (printf "verifier.webhook.timeoutSeconds: %v must be more than settings.verifier.decision_budget (%s), so the verifier decides before the API server gives up" $vf.webhook.timeoutSeconds $budget) -}}
+{{- end -}}
 {{- if and $vf.replicas (lt (int $vf.replicas) 2) (eq $vf.webhook.failurePolicy "Fail") -}}
 {{- $p = append $p "verifier.replicas: with webhook.failurePolicy Fail, run at least 2 verifiers, or one restart blocks every matching workload" -}}
 {{- end -}}
