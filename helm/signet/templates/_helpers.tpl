@@ -119,9 +119,13 @@ Input: dict "root" $ "component" "gateway". Empty when there is nothing to mount
       - key: {{ $v.verifier.gateway.tokenSecret.key }}
         path: verifier/token
 {{- end }}
-{{- if $v.registry.dockerConfigSecret }}
+{{- $dockerConfig := $v.registry.dockerConfigSecret }}
+{{- if and (eq .component "verifier") $v.registry.verifierDockerConfigSecret }}
+{{- $dockerConfig = $v.registry.verifierDockerConfigSecret }}
+{{- end }}
+{{- if $dockerConfig }}
 - secret:
-    name: {{ $v.registry.dockerConfigSecret }}
+    name: {{ $dockerConfig }}
     items:
       - key: .dockerconfigjson
         path: docker/config.json
@@ -165,7 +169,7 @@ Input: dict "root" $ "component" "gateway". Empty when there is nothing to mount
 - name: SIGNET_BUS
   valueFrom:
     secretKeyRef:
-      name: {{ include "signet.busSecret" .root }}
+      name: {{ (and (eq .component "verifier") $v.bus.verifierExistingSecret) | default (include "signet.busSecret" .root) }}
       key: {{ $v.bus.key }}
 {{- if has .component (list "gateway" "signer") }}
 {{- range $k := keys $v.kms.env | sortAlpha }}
@@ -198,10 +202,11 @@ Input: dict "root" $ "component" "gateway". Empty when there is nothing to mount
     sources:
 {{ $sources | indent 6 }}
 {{- end }}
-{{- if and (has .component (list "gateway" "signer")) $v.kms.filesSecret }}
+{{- $kmsFiles := include "signet.kmsFilesSecret" . }}
+{{- if $kmsFiles }}
 - name: kms
   secret:
-    secretName: {{ $v.kms.filesSecret }}
+    secretName: {{ $kmsFiles }}
     defaultMode: 0440
 {{- end }}
 {{- if eq .component "verifier" }}
@@ -226,7 +231,7 @@ Input: dict "root" $ "component" "gateway". Empty when there is nothing to mount
   mountPath: {{ include "signet.paths.secrets" .root }}
   readOnly: true
 {{- end }}
-{{- if and (has .component (list "gateway" "signer")) $v.kms.filesSecret }}
+{{- if include "signet.kmsFilesSecret" . }}
 - name: kms
   mountPath: {{ include "signet.paths.kms" .root }}
   readOnly: true
@@ -236,6 +241,21 @@ Input: dict "root" $ "component" "gateway". Empty when there is nothing to mount
   mountPath: {{ include "signet.paths.tls" .root }}
   readOnly: true
 {{- end }}
+{{- end -}}
+
+{{/* The KMS Secrets a component gets: none for the verifier, the gateway's own if set. */}}
+{{- define "signet.kmsFilesSecret" -}}
+{{- $k := .root.Values.kms -}}
+{{- if eq .component "gateway" }}{{ default $k.filesSecret $k.gatewayFilesSecret }}
+{{- else if eq .component "signer" }}{{ $k.filesSecret }}
+{{- end -}}
+{{- end -}}
+
+{{- define "signet.kmsEnvSecret" -}}
+{{- $k := .root.Values.kms -}}
+{{- if eq .component "gateway" }}{{ default $k.envFromSecret $k.gatewayEnvFromSecret }}
+{{- else if eq .component "signer" }}{{ $k.envFromSecret }}
+{{- end -}}
 {{- end -}}
 
 {{- define "signet.verifier.tlsSecret" -}}

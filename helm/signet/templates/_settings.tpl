@@ -38,7 +38,7 @@ whole numbers as integers.
 {{- /* The last trust bundle survives a container restart (not a pod replacement). */ -}}
 {{- $_ := set $s.verifier "state_dir" (include "signet.paths.data" .) -}}
 {{- end }}
-{{- if $v.registry.dockerConfigSecret }}
+{{- if or $v.registry.dockerConfigSecret $v.registry.verifierDockerConfigSecret }}
 {{- $_ := set $s.registry "docker_config" (printf "%s/docker/config.json" $secrets) -}}
 {{- end }}
 {{- $creds := list -}}

@@ -32,6 +32,9 @@ Every template includes it first, so whichever Helm renders first reports the li
 {{- end -}}
 {{- end -}}
 {{- end -}}
+{{- if and (or $v.gateway.enabled $v.signer.enabled) $v.registry.verifierDockerConfigSecret (not $v.registry.dockerConfigSecret) -}}
+{{- $p = append $p "registry.dockerConfigSecret: the gateway and signer read the docker config too; set it when verifierDockerConfigSecret is set" -}}
+{{- end -}}
 {{- range $i, $c := $v.registry.credentials -}}
 {{- $basic := or $c.username $c.passwordSecret -}}
 {{- if and $basic $c.tokenSecret -}}
