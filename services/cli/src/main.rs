@@ -63,6 +63,12 @@ enum Command {
     Token(commands::token::TokenCommand),
     /// Query the audit log.
     Audit(commands::audit::AuditArgs),
+    /// Manage security policies: which witnesses must have signed what runs where.
+    #[command(subcommand)]
+    Policy(commands::policy::PolicyCommand),
+    /// List trusted images.
+    #[command(subcommand)]
+    Images(commands::images::ImagesCommand),
 }
 
 fn main() -> ExitCode {
@@ -96,5 +102,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Jobs(c) => commands::jobs::run(&ctx, c).await,
         Command::Token(c) => commands::token::run(&ctx, c).await,
         Command::Audit(args) => commands::audit::run(&ctx, args).await,
+        Command::Policy(c) => commands::policy::run(&ctx, c).await,
+        Command::Images(c) => commands::images::run(&ctx, c).await,
     }
 }

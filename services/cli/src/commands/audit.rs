@@ -1,4 +1,5 @@
-//! `signet audit`: who did what, and when.
+//! `signet audit`: who did what, and when; with `--admissions`, what cluster verifiers
+//! decided.
 
 use std::process::ExitCode;
 use std::time::Duration;
@@ -20,9 +21,27 @@ pub struct AuditArgs {
     subject: Option<String>,
     #[arg(long, default_value_t = 50)]
     limit: u32,
+    /// Show the admission decisions cluster verifiers reported instead.
+    #[arg(long)]
+    admissions: bool,
+    /// With --admissions: only this policy's decisions.
+    #[arg(long, requires = "admissions")]
+    policy: Option<String>,
+    /// With --admissions: only this cluster's.
+    #[arg(long, requires = "admissions")]
+    cluster: Option<String>,
+    /// With --admissions: only this namespace's.
+    #[arg(long, requires = "admissions")]
+    namespace: Option<String>,
+    /// With --admissions: allowed, denied, warned, would_deny or break_glass.
+    #[arg(long, requires = "admissions")]
+    outcome: Option<String>,
 }
 
 pub async fn run(ctx: &Context, a: AuditArgs) -> anyhow::Result<ExitCode> {
+    if a.admissions {
+        return admissions(ctx, a).await;
+    }
     let mut path = format!("/v1/audit?limit={}", a.limit);
     for (k, v) in [("action", &a.action), ("subject", &a.subject)] {
         if let Some(v) = v {
@@ -44,6 +63,51 @@ pub async fn run(ctx: &Context, a: AuditArgs) -> anyhow::Result<ExitCode> {
                     s(&e["actor"]),
                     s(&e["action"]),
                     s(&e["subject"])
+                );
+            }
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Admission decisions, newest first: one line per workload and policy.
+async fn admissions(ctx: &Context, a: AuditArgs) -> anyhow::Result<ExitCode> {
+    let mut path = format!("/v1/admission-decisions?limit={}", a.limit);
+    for (k, v) in [
+        ("policy", &a.policy),
+        ("cluster", &a.cluster),
+        ("namespace", &a.namespace),
+        ("outcome", &a.outcome),
+    ] {
+        if let Some(v) = v {
+            path.push_str(&format!("&{k}={}", urlencode(v)));
+        }
+    }
+    let (_, v): (_, Value) = ctx
+        .client
+        .call::<(), _>(Method::GET, &path, None, Duration::from_secs(30))
+        .await?;
+    match ctx.format {
+        Format::Json => output::json(&v),
+        Format::Text => {
+            for d in v["decisions"].as_array().into_iter().flatten() {
+                let failing: Vec<String> = d["images"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .filter(|i| !i["reason"].is_null())
+                    .map(|i| format!("{} ({})", s(&i["image"]), s(&i["reason"])))
+                    .collect();
+                println!(
+                    "{} {:<11} {:<16} {}/{}/{}/{} {}",
+                    s(&d["at"]),
+                    s(&d["outcome"]),
+                    s(&d["policy"]),
+                    s(&d["cluster"]),
+                    s(&d["namespace"]),
+                    s(&d["kind"]),
+                    s(&d["name"]),
+                    failing.join(", ")
                 );
             }
         }

@@ -1,7 +1,9 @@
 //! One module per command group; [`Context`] carries what they share.
 
 pub mod audit;
+pub mod images;
 pub mod jobs;
+pub mod policy;
 pub mod sign;
 pub mod token;
 pub mod up;

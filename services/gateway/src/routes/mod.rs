@@ -2,9 +2,11 @@
 
 mod health;
 mod jobs;
+mod policies;
 mod records;
 mod sign;
 mod tokens;
+mod trust;
 mod witnesses;
 
 use axum::routing::{get, post};
@@ -38,4 +40,18 @@ pub fn router() -> Router<AppState> {
         .route("/v1/signatures", get(records::signatures))
         .route("/v1/audit", get(records::audit))
         .route("/v1/tokens", post(tokens::create))
+        .route("/v1/policies", post(policies::create).get(policies::list))
+        .route(
+            "/v1/policies/{name}",
+            get(policies::show)
+                .patch(policies::patch)
+                .delete(policies::delete),
+        )
+        .route("/v1/policies/{name}/impact", get(policies::impact))
+        .route("/v1/trust-bundle", get(trust::bundle))
+        .route("/v1/images", get(trust::images))
+        .route(
+            "/v1/admission-decisions",
+            post(trust::report).get(trust::decisions),
+        )
 }

@@ -1,0 +1,68 @@
+//! `signet images list`: trusted images, each a digest with a valid signature from a
+//! witness, and where the signature lives.
+
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::Subcommand;
+use reqwest::Method;
+use serde_json::Value;
+
+use super::Context;
+use crate::commands::audit::urlencode;
+use crate::output::{self, s, Format};
+
+#[derive(Debug, Subcommand)]
+pub enum ImagesCommand {
+    /// List trusted images, newest signature first.
+    List {
+        /// Only images signed by this witness.
+        #[arg(long)]
+        witness: Option<String>,
+        /// Only this repository (`registry/repository`).
+        #[arg(long)]
+        repository: Option<String>,
+        #[arg(long, default_value_t = 100)]
+        limit: u32,
+    },
+}
+
+pub async fn run(ctx: &Context, cmd: ImagesCommand) -> anyhow::Result<ExitCode> {
+    match cmd {
+        ImagesCommand::List {
+            witness,
+            repository,
+            limit,
+        } => {
+            let mut path = format!("/v1/images?trusted=true&limit={limit}");
+            for (k, v) in [("witness", &witness), ("repository", &repository)] {
+                if let Some(v) = v {
+                    path.push_str(&format!("&{k}={}", urlencode(v)));
+                }
+            }
+            let (_, v): (_, Value) = ctx
+                .client
+                .call::<(), _>(Method::GET, &path, None, Duration::from_secs(30))
+                .await?;
+            match ctx.format {
+                Format::Json => output::json(&v),
+                Format::Text => {
+                    println!(
+                        "{:<16} {:<24} {:<80} SIGNATURE",
+                        "WITNESS", "SIGNED", "IMAGE"
+                    );
+                    for i in v["images"].as_array().into_iter().flatten() {
+                        println!(
+                            "{:<16} {:<24} {:<80} {}",
+                            s(&i["witness"]),
+                            s(&i["signed_at"]),
+                            s(&i["image"]),
+                            s(&i["artifact"])
+                        );
+                    }
+                }
+            }
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,349 @@
+//! Security policies: which witnesses must have signed the images that start in a cluster
+//! and namespace. Policies are created disabled; every change is stored with its
+//! `policy.updated` event in one transaction, so verifiers learn about it at once.
+
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::Json;
+use chrono::{DateTime, Utc};
+use serde::Deserialize;
+use signet_core::{NewAudit, PolicyAction, PolicyMode, SecurityPolicy};
+use signet_store::StoreError;
+
+use crate::auth::Caller;
+use crate::error::{ApiError, ApiJson, ApiQuery, ApiResult};
+use crate::AppState;
+
+/// How often a PATCH re-reads and re-applies itself when another change won the race.
+const PATCH_ATTEMPTS: usize = 3;
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CreatePolicy {
+    pub name: String,
+    pub witnesses: Vec<String>,
+    /// N of the M witnesses must have signed; default 1 (any of them).
+    pub require: Option<u32>,
+    pub cluster: String,
+    pub namespace: String,
+    /// `enforce` (default), `warn` or `dry-run`.
+    pub mode: Option<String>,
+    /// Policies start disabled unless this says otherwise.
+    #[serde(default)]
+    pub enabled: bool,
+    #[serde(default)]
+    pub exemptions: Vec<String>,
+    #[serde(default)]
+    pub require_digest: bool,
+    #[serde(default)]
+    pub allow_break_glass: bool,
+    #[serde(default)]
+    pub note: String,
+}
+
+/// A partial change: only the fields present are changed.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PatchPolicy {
+    pub witnesses: Option<Vec<String>>,
+    pub require: Option<u32>,
+    pub cluster: Option<String>,
+    pub namespace: Option<String>,
+    pub mode: Option<String>,
+    pub enabled: Option<bool>,
+    pub exemptions: Option<Vec<String>>,
+    pub require_digest: Option<bool>,
+    pub allow_break_glass: Option<bool>,
+    pub note: Option<String>,
+}
+
+fn parse_mode(mode: Option<&str>) -> ApiResult<Option<PolicyMode>> {
+    mode.map(|m| {
+        PolicyMode::parse(m).ok_or_else(|| {
+            ApiError::BadRequest(format!(
+                "mode {m:?} is not a policy mode; use enforce, warn or dry-run"
+            ))
+        })
+    })
+    .transpose()
+}
+
+fn check(p: &SecurityPolicy) -> ApiResult<()> {
+    let problems = p.problems();
+    if problems.is_empty() {
+        Ok(())
+    } else {
+        Err(ApiError::BadRequest(problems.join("; ")))
+    }
+}
+
+/// A missing witness is a problem with the request, not a missing policy; a conflict
+/// says what already exists.
+fn witness_error(e: StoreError) -> ApiError {
+    match e {
+        StoreError::NotFound(what) if what.starts_with("witness ") => ApiError::Unprocessable(
+            format!("{what} does not exist; create it first with `signet witness create`"),
+        ),
+        e @ StoreError::Conflict(_) => ApiError::Conflict(e.to_string()),
+        e => e.into(),
+    }
+}
+
+pub async fn create(
+    State(state): State<AppState>,
+    caller: Caller,
+    ApiJson(req): ApiJson<CreatePolicy>,
+) -> ApiResult<(StatusCode, Json<SecurityPolicy>)> {
+    caller.require_admin()?;
+    let now = Utc::now();
+    let policy = SecurityPolicy {
+        name: req.name,
+        require: req.require.unwrap_or(1),
+        witnesses: req.witnesses,
+        cluster: req.cluster,
+        namespace: req.namespace,
+        mode: parse_mode(req.mode.as_deref())?.unwrap_or_default(),
+        enabled: req.enabled,
+        exemptions: req.exemptions,
+        require_digest: req.require_digest,
+        allow_break_glass: req.allow_break_glass,
+        note: req.note,
+        // Stored with millisecond precision: answer with what a read returns.
+        created_at: DateTime::from_timestamp_millis(now.timestamp_millis()).unwrap_or(now),
+        updated_at: DateTime::from_timestamp_millis(now.timestamp_millis()).unwrap_or(now),
+    };
+    check(&policy)?;
+    let audit = NewAudit::new(
+        caller.actor(),
+        "policy.create",
+        &policy.name,
+        serde_json::to_value(&policy).map_err(|e| ApiError::Internal(e.to_string()))?,
+    );
+    state
+        .store
+        .create_policy(&policy, &audit)
+        .await
+        .map_err(witness_error)?;
+    state.outbox_kick.notify_one();
+    tracing::info!(policy = %policy.name, cluster = %policy.cluster, namespace = %policy.namespace, mode = policy.mode.as_str(), enabled = policy.enabled, "policy created");
+    Ok((StatusCode::CREATED, Json(policy)))
+}
+
+#[derive(Debug, Deserialize)]
+pub struct ListQuery {
+    pub cluster: Option<String>,
+}
+
+pub async fn list(
+    State(state): State<AppState>,
+    caller: Caller,
+    ApiQuery(q): ApiQuery<ListQuery>,
+) -> ApiResult<Json<serde_json::Value>> {
+    caller.require_admin()?;
+    let policies = state.store.list_policies(q.cluster.as_deref()).await?;
+    Ok(Json(serde_json::json!({ "policies": policies })))
+}
+
+async fn load(state: &AppState, name: &str) -> ApiResult<SecurityPolicy> {
+    state
+        .store
+        .get_policy(name)
+        .await?
+        .ok_or_else(|| ApiError::NotFound(format!("policy {name:?} does not exist")))
+}
+
+pub async fn show(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(name): Path<String>,
+) -> ApiResult<Json<SecurityPolicy>> {
+    caller.require_admin()?;
+    Ok(Json(load(&state, &name).await?))
+}
+
+/// Applies `patch` to `p`; returns what kind of change it was.
+fn apply(p: &mut SecurityPolicy, patch: &PatchPolicy) -> ApiResult<PolicyAction> {
+    let before = p.clone();
+    if let Some(w) = &patch.witnesses {
+        p.witnesses = w.clone();
+    }
+    if let Some(r) = patch.require {
+        p.require = r;
+    }
+    if let Some(c) = &patch.cluster {
+        p.cluster = c.clone();
+    }
+    if let Some(n) = &patch.namespace {
+        p.namespace = n.clone();
+    }
+    if let Some(m) = parse_mode(patch.mode.as_deref())? {
+        p.mode = m;
+    }
+    if let Some(e) = patch.enabled {
+        p.enabled = e;
+    }
+    if let Some(e) = &patch.exemptions {
+        p.exemptions = e.clone();
+    }
+    if let Some(d) = patch.require_digest {
+        p.require_digest = d;
+    }
+    if let Some(b) = patch.allow_break_glass {
+        p.allow_break_glass = b;
+    }
+    if let Some(n) = &patch.note {
+        p.note = n.clone();
+    }
+    let mut only_toggle = before.clone();
+    only_toggle.enabled = p.enabled;
+    Ok(if *p == only_toggle && before.enabled != p.enabled {
+        if p.enabled {
+            PolicyAction::Enabled
+        } else {
+            PolicyAction::Disabled
+        }
+    } else {
+        PolicyAction::Updated
+    })
+}
+
+pub async fn patch(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(name): Path<String>,
+    ApiJson(req): ApiJson<PatchPolicy>,
+) -> ApiResult<Json<SecurityPolicy>> {
+    caller.require_admin()?;
+    let mut attempt = 0;
+    loop {
+        attempt += 1;
+        let current = load(&state, &name).await?;
+        let mut next = current.clone();
+        let action = apply(&mut next, &req)?;
+        check(&next)?;
+        if next == current {
+            return Ok(Json(current));
+        }
+        let audit = NewAudit::new(
+            caller.actor(),
+            format!("policy.{}", action_verb(action)),
+            &name,
+            serde_json::to_value(&next).map_err(|e| ApiError::Internal(e.to_string()))?,
+        );
+        match state
+            .store
+            .update_policy(&current, &next, action, &audit)
+            .await
+        {
+            Ok(stored) => {
+                state.outbox_kick.notify_one();
+                tracing::info!(policy = %name, action = action.as_str(), enabled = stored.enabled, mode = stored.mode.as_str(), "policy changed");
+                return Ok(Json(stored));
+            }
+            Err(StoreError::Conflict(_)) if attempt < PATCH_ATTEMPTS => continue,
+            Err(e) => return Err(witness_error(e)),
+        }
+    }
+}
+
+fn action_verb(a: PolicyAction) -> &'static str {
+    match a {
+        PolicyAction::Created => "create",
+        PolicyAction::Updated => "update",
+        PolicyAction::Enabled => "enable",
+        PolicyAction::Disabled => "disable",
+        PolicyAction::Deleted => "delete",
+    }
+}
+
+pub async fn delete(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(name): Path<String>,
+) -> ApiResult<Json<serde_json::Value>> {
+    caller.require_admin()?;
+    let audit = NewAudit::new(
+        caller.actor(),
+        "policy.delete",
+        &name,
+        serde_json::json!({}),
+    );
+    let deleted = state.store.delete_policy(&name, &audit).await?;
+    state.outbox_kick.notify_one();
+    tracing::info!(policy = %name, "policy deleted");
+    Ok(Json(serde_json::json!({ "deleted": deleted })))
+}
+
+#[derive(Debug, Deserialize)]
+pub struct ImpactQuery {
+    /// Only decisions at or after this time (RFC 3339).
+    pub since: Option<DateTime<Utc>>,
+}
+
+/// What the policy did, or in dry-run would have done: decisions by outcome, and the
+/// namespaces, images and reasons that enforcing it would block.
+pub async fn impact(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(name): Path<String>,
+    ApiQuery(q): ApiQuery<ImpactQuery>,
+) -> ApiResult<Json<serde_json::Value>> {
+    caller.require_admin()?;
+    let policy = load(&state, &name).await?;
+    let impact = state.store.policy_impact(&name, q.since).await?;
+    Ok(Json(
+        serde_json::json!({ "policy": policy, "impact": impact }),
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn policy() -> SecurityPolicy {
+        let t = DateTime::from_timestamp_millis(0).unwrap_or_default();
+        SecurityPolicy {
+            name: "p".into(),
+            witnesses: vec!["w".into()],
+            require: 1,
+            cluster: "c1".into(),
+            namespace: "prod".into(),
+            mode: PolicyMode::Enforce,
+            enabled: false,
+            exemptions: vec![],
+            require_digest: false,
+            allow_break_glass: false,
+            note: String::new(),
+            created_at: t,
+            updated_at: t,
+        }
+    }
+
+    #[test]
+    fn a_lone_toggle_is_named_as_such() {
+        let mut p = policy();
+        let on = PatchPolicy {
+            enabled: Some(true),
+            ..Default::default()
+        };
+        assert_eq!(apply(&mut p, &on).ok(), Some(PolicyAction::Enabled));
+        let off = PatchPolicy {
+            enabled: Some(false),
+            note: Some("paused".into()),
+            ..Default::default()
+        };
+        assert_eq!(apply(&mut p, &off).ok(), Some(PolicyAction::Updated));
+        assert!(!p.enabled);
+        let mode = PatchPolicy {
+            mode: Some("dry-run".into()),
+            ..Default::default()
+        };
+        assert_eq!(apply(&mut p, &mode).ok(), Some(PolicyAction::Updated));
+        assert_eq!(p.mode, PolicyMode::DryRun);
+        let bad = PatchPolicy {
+            mode: Some("audit".into()),
+            ..Default::default()
+        };
+        assert!(matches!(apply(&mut p, &bad), Err(ApiError::BadRequest(_))));
+    }
+}

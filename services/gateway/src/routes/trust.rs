@@ -1,0 +1,186 @@
+//! What cluster verifiers read and report: the trust bundle, trusted images, and the
+//! admission decisions they made.
+
+use std::collections::HashSet;
+
+use axum::extract::State;
+use axum::Json;
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use signet_core::{validate_name, AdmissionDecision, AdmissionOutcome, Role, TrustBundle};
+use signet_store::{DecisionFilter, SignatureFilter};
+
+use crate::auth::Caller;
+use crate::error::{ApiError, ApiJson, ApiQuery, ApiResult};
+use crate::AppState;
+
+/// The most decisions one report may carry; verifiers send smaller batches.
+pub const MAX_DECISIONS_PER_REPORT: usize = 5_000;
+
+#[derive(Debug, Deserialize)]
+pub struct BundleQuery {
+    pub cluster: String,
+}
+
+/// The cluster's policies (enabled or not) and every live key of their witnesses, with
+/// the outbox revision they were read at.
+pub async fn bundle(
+    State(state): State<AppState>,
+    caller: Caller,
+    ApiQuery(q): ApiQuery<BundleQuery>,
+) -> ApiResult<Json<TrustBundle>> {
+    caller.require(&[Role::Verifier])?;
+    validate_name("cluster", &q.cluster).map_err(|e| ApiError::BadRequest(e.to_string()))?;
+    Ok(Json(state.store.trust_bundle(&q.cluster).await?))
+}
+
+#[derive(Debug, Deserialize)]
+pub struct ImagesQuery {
+    /// Only trusted images are listed; `trusted=true` says so explicitly.
+    pub trusted: Option<bool>,
+    pub witness: Option<String>,
+    /// `registry/repository`.
+    pub repository: Option<String>,
+    pub limit: Option<u32>,
+}
+
+/// A trusted image: a digest with a valid signature from a witness whose key is live.
+#[derive(Debug, Serialize)]
+pub struct TrustedImage {
+    /// `registry/repository@sha256:…`
+    pub image: String,
+    pub repository: String,
+    pub digest: String,
+    pub witness: String,
+    pub key_version: String,
+    pub key_fingerprint: String,
+    pub signed_at: DateTime<Utc>,
+    /// Where the signature lives: `registry/repository:sha256-<hex>.sig`.
+    pub artifact: String,
+}
+
+pub async fn images(
+    State(state): State<AppState>,
+    caller: Caller,
+    ApiQuery(q): ApiQuery<ImagesQuery>,
+) -> ApiResult<Json<serde_json::Value>> {
+    caller.require(&[Role::Verifier])?;
+    if q.trusted == Some(false) {
+        return Err(ApiError::BadRequest(
+            "only trusted images are listed: use trusted=true or leave it out; \
+             `signet verify IMAGE` checks any other image"
+                .into(),
+        ));
+    }
+    // A signature by a revoked witness or key version is not a trusted image any more.
+    let live: HashSet<(String, String)> = state
+        .store
+        .list_witnesses()
+        .await?
+        .iter()
+        .flat_map(|w| {
+            w.live_versions()
+                .map(|v| (w.name.clone(), v.fingerprint.clone()))
+                .collect::<Vec<_>>()
+        })
+        .collect();
+    let records = state
+        .store
+        .list_signatures(&SignatureFilter {
+            repository: q.repository,
+            witness: q.witness,
+            limit: q.limit.unwrap_or(100).min(1000),
+            ..Default::default()
+        })
+        .await?;
+    let images: Vec<TrustedImage> = records
+        .into_iter()
+        .filter(|r| live.contains(&(r.witness.clone(), r.key_fingerprint.clone())))
+        .map(|r| TrustedImage {
+            image: format!("{}@{}", r.repository, r.digest),
+            digest: r.digest.to_string(),
+            repository: r.repository,
+            witness: r.witness,
+            key_version: r.key_version,
+            key_fingerprint: r.key_fingerprint,
+            signed_at: r.created_at,
+            artifact: r.artifact,
+        })
+        .collect();
+    Ok(Json(serde_json::json!({ "images": images })))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DecisionReport {
+    pub decisions: Vec<AdmissionDecision>,
+}
+
+/// A verifier's batch of decisions. Sending the same batch twice is harmless.
+pub async fn report(
+    State(state): State<AppState>,
+    caller: Caller,
+    ApiJson(req): ApiJson<DecisionReport>,
+) -> ApiResult<Json<serde_json::Value>> {
+    caller.require(&[Role::Verifier])?;
+    if req.decisions.len() > MAX_DECISIONS_PER_REPORT {
+        return Err(ApiError::BadRequest(format!(
+            "a report carries at most {MAX_DECISIONS_PER_REPORT} decisions, not {}; send smaller batches",
+            req.decisions.len()
+        )));
+    }
+    let (recorded, break_glass) = state
+        .store
+        .record_admission_decisions(&req.decisions, &caller.actor())
+        .await?;
+    if break_glass > 0 {
+        state.outbox_kick.notify_one();
+        tracing::warn!(count = break_glass, verifier = %caller.name, "break-glass admissions reported");
+    }
+    Ok(Json(serde_json::json!({
+        "recorded": recorded,
+        "duplicates": req.decisions.len() as u64 - recorded,
+    })))
+}
+
+#[derive(Debug, Deserialize)]
+pub struct DecisionsQuery {
+    pub cluster: Option<String>,
+    pub namespace: Option<String>,
+    pub policy: Option<String>,
+    /// `allowed`, `denied`, `warned`, `would_deny` or `break_glass`.
+    pub outcome: Option<String>,
+    pub since: Option<DateTime<Utc>>,
+    pub limit: Option<u32>,
+}
+
+pub async fn decisions(
+    State(state): State<AppState>,
+    caller: Caller,
+    ApiQuery(q): ApiQuery<DecisionsQuery>,
+) -> ApiResult<Json<serde_json::Value>> {
+    caller.require_admin()?;
+    let outcome = q
+        .outcome
+        .as_deref()
+        .map(|o| {
+            AdmissionOutcome::parse(o).ok_or_else(|| {
+                ApiError::BadRequest(format!(
+                    "outcome {o:?} is unknown; use allowed, denied, warned, would_deny or break_glass"
+                ))
+            })
+        })
+        .transpose()?;
+    let decisions = state
+        .store
+        .list_admission_decisions(&DecisionFilter {
+            cluster: q.cluster,
+            namespace: q.namespace,
+            policy: q.policy,
+            outcome,
+            since: q.since,
+            limit: q.limit.unwrap_or(100).min(1000),
+        })
+        .await?;
+    Ok(Json(serde_json::json!({ "decisions": decisions })))
+}

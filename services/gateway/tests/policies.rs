@@ -1,0 +1,604 @@
+//! Security policies, trust bundles, trusted images and admission decisions over the
+//! wire, against a gateway on a free port with a SQLite store in a temp dir.
+
+use std::sync::Arc;
+
+use chrono::Utc;
+use reqwest::{Method, StatusCode};
+use serde_json::{json, Value};
+use signet_core::{
+    AdmissionDecision, AdmissionOutcome, DenialReason, Digest, EventKind, ImageVerdict, NewAudit,
+    PolicyMode, Role, SignatureRecord,
+};
+use signet_gateway::{auth, AppState};
+use signet_kms::{Kms, KmsConfig};
+use signet_registry::{RegistryClient, RegistryConfig};
+use signet_runtime::settings::GatewaySettings;
+use signet_store::Store;
+use tokio_util::sync::CancellationToken;
+
+struct Gateway {
+    url: String,
+    store: Store,
+    admin: String,
+    signer: String,
+    verifier: String,
+    http: reqwest::Client,
+    _dir: tempfile::TempDir,
+    _shutdown: tokio_util::sync::DropGuard,
+}
+
+async fn start() -> Gateway {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = Store::connect(&format!(
+        "sqlite://{}",
+        dir.path().join("signet.db").display()
+    ))
+    .await
+    .expect("store");
+    let bus = signet_bus::connect("embedded", &store).await.expect("bus");
+    let state = AppState {
+        store: store.clone(),
+        bus,
+        kms: Arc::new(Kms::new(KmsConfig::new(dir.path()))),
+        registry: RegistryClient::new(RegistryConfig::default()).expect("registry client"),
+        settings: Arc::new(GatewaySettings::default()),
+        outbox_kick: Arc::new(tokio::sync::Notify::new()),
+        webhooks: Arc::default(),
+    };
+    let mut tokens = Vec::new();
+    for (name, role) in [
+        ("root", Role::Admin),
+        ("ci", Role::Signer),
+        ("c1", Role::Verifier),
+    ] {
+        tokens.push(
+            auth::issue(&store, name, role, "test")
+                .await
+                .expect("token")
+                .secret,
+        );
+    }
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let url = format!("http://{}", listener.local_addr().expect("addr"));
+    let shutdown = CancellationToken::new();
+    tokio::spawn(signet_gateway::serve(listener, state, shutdown.clone()));
+    Gateway {
+        url,
+        store,
+        admin: tokens[0].clone(),
+        signer: tokens[1].clone(),
+        verifier: tokens[2].clone(),
+        http: reqwest::Client::new(),
+        _dir: dir,
+        _shutdown: shutdown.drop_guard(),
+    }
+}
+
+impl Gateway {
+    async fn call(
+        &self,
+        method: Method,
+        path: &str,
+        token: &str,
+        body: Option<Value>,
+    ) -> (StatusCode, Value) {
+        let mut req = self
+            .http
+            .request(method, format!("{}{path}", self.url))
+            .bearer_auth(token);
+        if let Some(b) = body {
+            req = req.json(&b);
+        }
+        let resp = req.send().await.expect("request");
+        let status = resp.status();
+        let text = resp.text().await.expect("body");
+        (
+            status,
+            serde_json::from_str(&text).unwrap_or(Value::String(text)),
+        )
+    }
+
+    async fn witness(&self, name: &str) -> Value {
+        let (s, body) = self
+            .call(
+                Method::POST,
+                "/v1/witnesses",
+                &self.admin,
+                Some(json!({"name": name, "kms_key": format!("local://{name}")})),
+            )
+            .await;
+        assert_eq!(s, StatusCode::CREATED, "{body}");
+        body
+    }
+
+    async fn policy(&self, body: Value) -> Value {
+        let (s, p) = self
+            .call(Method::POST, "/v1/policies", &self.admin, Some(body))
+            .await;
+        assert_eq!(s, StatusCode::CREATED, "{p}");
+        p
+    }
+}
+
+fn assert_error(status: StatusCode, body: &Value, want: StatusCode, detail_has: &str) {
+    assert_eq!(status, want, "{body}");
+    let detail = body["detail"].as_str().unwrap_or_default();
+    assert!(
+        detail.contains(detail_has),
+        "detail {detail:?} should mention {detail_has:?}"
+    );
+}
+
+#[tokio::test]
+async fn policies_start_disabled_and_every_change_is_an_event() {
+    let gw = start().await;
+    gw.witness("release").await;
+    gw.witness("qa").await;
+    let p = gw
+        .policy(json!({
+            "name": "prod-images",
+            "witnesses": ["release", "qa"],
+            "require": 2,
+            "cluster": "c1",
+            "namespace": "prod",
+            "exemptions": ["registry.k8s.io/pause:*"],
+        }))
+        .await;
+    assert_eq!(p["enabled"], false, "policies are off by default");
+    assert_eq!(p["mode"], "enforce");
+    assert_eq!(p["require"], 2);
+
+    let (s, shown) = gw
+        .call(Method::GET, "/v1/policies/prod-images", &gw.admin, None)
+        .await;
+    assert_eq!(s, StatusCode::OK);
+    assert_eq!(shown, p, "what a create answers is what a read returns");
+
+    let (s, on) = gw
+        .call(
+            Method::PATCH,
+            "/v1/policies/prod-images",
+            &gw.admin,
+            Some(json!({"enabled": true})),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "{on}");
+    assert_eq!(on["enabled"], true);
+    assert_eq!(on["require"], 2, "a patch keeps what it does not name");
+    let (s, dry) = gw
+        .call(
+            Method::PATCH,
+            "/v1/policies/prod-images",
+            &gw.admin,
+            Some(json!({"mode": "dry-run", "namespace": "team-*"})),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "{dry}");
+    assert_eq!(dry["mode"], "dry-run");
+
+    let (_, list) = gw
+        .call(Method::GET, "/v1/policies?cluster=c1", &gw.admin, None)
+        .await;
+    assert_eq!(list["policies"].as_array().map(Vec::len), Some(1));
+    let (_, none) = gw
+        .call(Method::GET, "/v1/policies?cluster=c2", &gw.admin, None)
+        .await;
+    assert_eq!(none["policies"].as_array().map(Vec::len), Some(0));
+
+    let (s, gone) = gw
+        .call(Method::DELETE, "/v1/policies/prod-images", &gw.admin, None)
+        .await;
+    assert_eq!(s, StatusCode::OK);
+    assert_eq!(gone["deleted"]["name"], "prod-images");
+    let (s, b) = gw
+        .call(Method::GET, "/v1/policies/prod-images", &gw.admin, None)
+        .await;
+    assert_error(s, &b, StatusCode::NOT_FOUND, "does not exist");
+
+    let actions: Vec<String> = gw
+        .store
+        .outbox_pending(1000)
+        .await
+        .expect("outbox")
+        .into_iter()
+        .filter(|r| r.event.event_type == EventKind::PolicyUpdated.cloudevent_type())
+        .map(|r| {
+            r.event.data["action"]
+                .as_str()
+                .unwrap_or_default()
+                .to_owned()
+        })
+        .collect();
+    assert_eq!(actions, ["created", "enabled", "updated", "deleted"]);
+    let (_, audit) = gw
+        .call(Method::GET, "/v1/audit?action=policy.", &gw.admin, None)
+        .await;
+    let audited: Vec<&str> = audit["entries"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|e| e["action"].as_str())
+        .collect();
+    assert_eq!(
+        audited,
+        [
+            "policy.delete",
+            "policy.update",
+            "policy.enable",
+            "policy.create"
+        ]
+    );
+}
+
+#[tokio::test]
+async fn bad_policies_are_refused_with_every_reason() {
+    let gw = start().await;
+    gw.witness("release").await;
+    let (s, b) = gw
+        .call(
+            Method::POST,
+            "/v1/policies",
+            &gw.admin,
+            Some(json!({
+                "name": "p", "witnesses": ["release"], "require": 2,
+                "cluster": "c1", "namespace": "team-[", "exemptions": [""],
+            })),
+        )
+        .await;
+    assert_error(
+        s,
+        &b,
+        StatusCode::BAD_REQUEST,
+        "require must be between 1 and",
+    );
+    let detail = b["detail"].as_str().unwrap_or_default();
+    assert!(detail.contains("namespace \"team-[\""), "{detail}");
+    assert!(detail.contains("exemption"), "{detail}");
+    let (s, b) = gw
+        .call(
+            Method::POST,
+            "/v1/policies",
+            &gw.admin,
+            Some(json!({
+                "name": "p", "witnesses": ["release", "ghost"],
+                "cluster": "c1", "namespace": "prod",
+            })),
+        )
+        .await;
+    assert_error(
+        s,
+        &b,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "witness \"ghost\" does not exist",
+    );
+    let (s, b) = gw
+        .call(
+            Method::POST,
+            "/v1/policies",
+            &gw.admin,
+            Some(json!({
+                "name": "p", "witnesses": ["release"], "cluster": "c1",
+                "namespace": "prod", "mode": "audit",
+            })),
+        )
+        .await;
+    assert_error(s, &b, StatusCode::BAD_REQUEST, "enforce, warn or dry-run");
+    gw.policy(json!({"name": "p", "witnesses": ["release"], "cluster": "c1", "namespace": "prod"}))
+        .await;
+    let (s, b) = gw
+        .call(
+            Method::POST,
+            "/v1/policies",
+            &gw.admin,
+            Some(json!({"name": "p", "witnesses": ["release"], "cluster": "c1", "namespace": "prod"})),
+        )
+        .await;
+    assert_error(s, &b, StatusCode::CONFLICT, "already exists");
+    let (s, b) = gw
+        .call(
+            Method::PATCH,
+            "/v1/policies/p",
+            &gw.admin,
+            Some(json!({"witnesses": []})),
+        )
+        .await;
+    assert_error(s, &b, StatusCode::BAD_REQUEST, "at least one witness");
+    // Only admins manage policies.
+    for token in [&gw.signer, &gw.verifier] {
+        let (s, _) = gw.call(Method::GET, "/v1/policies", token, None).await;
+        assert_eq!(s, StatusCode::FORBIDDEN);
+    }
+}
+
+#[tokio::test]
+async fn trust_bundle_carries_policies_and_live_keys_at_a_revision() {
+    let gw = start().await;
+    let release = gw.witness("release").await;
+    gw.witness("other").await;
+    gw.policy(json!({"name": "on", "witnesses": ["release"], "cluster": "c1", "namespace": "prod", "enabled": true}))
+        .await;
+    gw.policy(
+        json!({"name": "off", "witnesses": ["release"], "cluster": "c1", "namespace": "dev"}),
+    )
+    .await;
+    gw.policy(
+        json!({"name": "elsewhere", "witnesses": ["other"], "cluster": "c2", "namespace": "prod"}),
+    )
+    .await;
+    let (s, b) = gw
+        .call(
+            Method::GET,
+            "/v1/trust-bundle?cluster=c1",
+            &gw.verifier,
+            None,
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "{b}");
+    assert_eq!(b["cluster"], "c1");
+    assert_eq!(
+        b["revision"].as_i64(),
+        Some(gw.store.outbox_revision().await.expect("revision"))
+    );
+    let names: Vec<&str> = b["policies"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|p| p["name"].as_str())
+        .collect();
+    assert_eq!(
+        names,
+        ["off", "on"],
+        "disabled policies are in the bundle too"
+    );
+    let keys = b["keys"].as_array().expect("keys");
+    assert_eq!(keys.len(), 1);
+    assert_eq!(keys[0]["witness"], "release");
+    assert_eq!(keys[0]["fingerprint"], release["fingerprint"]);
+    assert_eq!(b["revoked_keys"].as_array().map(Vec::len), Some(0));
+
+    // Revoking the witness moves its keys out of the trusted set.
+    let (s, _) = gw
+        .call(
+            Method::POST,
+            "/v1/witnesses/release/revoke",
+            &gw.admin,
+            None,
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK);
+    let (_, b) = gw
+        .call(
+            Method::GET,
+            "/v1/trust-bundle?cluster=c1",
+            &gw.verifier,
+            None,
+        )
+        .await;
+    assert_eq!(b["keys"].as_array().map(Vec::len), Some(0));
+    assert_eq!(b["revoked_keys"].as_array().map(Vec::len), Some(1));
+
+    let (s, _) = gw
+        .call(Method::GET, "/v1/trust-bundle?cluster=c1", &gw.signer, None)
+        .await;
+    assert_eq!(s, StatusCode::FORBIDDEN);
+    let (s, b) = gw
+        .call(
+            Method::GET,
+            "/v1/trust-bundle?cluster=C%201",
+            &gw.verifier,
+            None,
+        )
+        .await;
+    assert_error(s, &b, StatusCode::BAD_REQUEST, "cluster name");
+    let (s, _) = gw
+        .call(Method::GET, "/v1/trust-bundle", &gw.verifier, None)
+        .await;
+    assert_eq!(s, StatusCode::BAD_REQUEST);
+}
+
+fn record(repo: &str, seed: &str, witness: &Value) -> SignatureRecord {
+    let digest = Digest::of(seed.as_bytes());
+    SignatureRecord {
+        id: uuid::Uuid::new_v4(),
+        repository: repo.to_owned(),
+        artifact: format!("{repo}:{}", digest.signature_tag()),
+        digest,
+        witness: witness["name"].as_str().unwrap_or_default().to_owned(),
+        key_version: "1".into(),
+        key_fingerprint: witness["fingerprint"]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned(),
+        algorithm: signet_core::SignatureAlgorithm::RsaPkcs1Sha256,
+        payload: b"{}".to_vec(),
+        signature: vec![1; 256],
+        job_id: None,
+        created_at: Utc::now(),
+    }
+}
+
+#[tokio::test]
+async fn trusted_images_exclude_revoked_witnesses() {
+    let gw = start().await;
+    let release = gw.witness("release").await;
+    let old = gw.witness("old").await;
+    for (rec, w) in [
+        (record("reg.local/team/app", "a", &release), "release"),
+        (record("reg.local/team/app", "b", &old), "old"),
+    ] {
+        gw.store
+            .record_signature(
+                &rec,
+                &NewAudit::new("signer", "signature.publish", w, json!({})),
+                None,
+            )
+            .await
+            .expect("record");
+    }
+    let (s, b) = gw
+        .call(Method::GET, "/v1/images?trusted=true", &gw.verifier, None)
+        .await;
+    assert_eq!(s, StatusCode::OK, "{b}");
+    assert_eq!(b["images"].as_array().map(Vec::len), Some(2));
+    let (s, _) = gw
+        .call(Method::POST, "/v1/witnesses/old/revoke", &gw.admin, None)
+        .await;
+    assert_eq!(s, StatusCode::OK);
+    let (_, b) = gw.call(Method::GET, "/v1/images", &gw.admin, None).await;
+    let images = b["images"].as_array().expect("images");
+    assert_eq!(images.len(), 1, "{b}");
+    let img = &images[0];
+    assert_eq!(img["witness"], "release");
+    assert_eq!(
+        img["image"],
+        format!("reg.local/team/app@{}", Digest::of(b"a"))
+    );
+    assert_eq!(
+        img["artifact"],
+        format!("reg.local/team/app:{}", Digest::of(b"a").signature_tag())
+    );
+    let (_, b) = gw
+        .call(Method::GET, "/v1/images?witness=old", &gw.admin, None)
+        .await;
+    assert_eq!(b["images"].as_array().map(Vec::len), Some(0));
+    let (s, b) = gw
+        .call(Method::GET, "/v1/images?trusted=false", &gw.admin, None)
+        .await;
+    assert_error(s, &b, StatusCode::BAD_REQUEST, "only trusted images");
+    let (s, _) = gw.call(Method::GET, "/v1/images", &gw.signer, None).await;
+    assert_eq!(s, StatusCode::FORBIDDEN);
+}
+
+fn decision(uid: &str, outcome: AdmissionOutcome) -> AdmissionDecision {
+    AdmissionDecision {
+        at: Utc::now(),
+        cluster: "c1".into(),
+        uid: uid.to_owned(),
+        namespace: "prod".into(),
+        kind: "Pod".into(),
+        name: format!("web-{uid}"),
+        operation: "CREATE".into(),
+        policy: "dry".into(),
+        mode: PolicyMode::DryRun,
+        outcome,
+        images: vec![ImageVerdict {
+            image: "reg.local/team/unsigned:v1".into(),
+            digest: None,
+            witnesses: vec![],
+            exempt: false,
+            reason: outcome.failed().then_some(DenialReason::Unsigned),
+            detail: String::new(),
+        }],
+        message: String::new(),
+        break_glass: None,
+        dry_run: false,
+    }
+}
+
+#[tokio::test]
+async fn verifiers_report_decisions_and_impact_sums_them_up() {
+    let gw = start().await;
+    gw.witness("release").await;
+    gw.policy(json!({"name": "dry", "witnesses": ["release"], "cluster": "c1", "namespace": "prod", "mode": "dry-run", "enabled": true}))
+        .await;
+    let mut glass = decision("g", AdmissionOutcome::BreakGlass);
+    glass.break_glass = Some("incident 7".into());
+    let batch = json!({"decisions": [
+        decision("a", AdmissionOutcome::Allowed),
+        decision("b", AdmissionOutcome::WouldDeny),
+        decision("c", AdmissionOutcome::WouldDeny),
+        glass,
+    ]});
+    let (s, b) = gw
+        .call(
+            Method::POST,
+            "/v1/admission-decisions",
+            &gw.verifier,
+            Some(batch.clone()),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "{b}");
+    assert_eq!(b["recorded"], 4);
+    let (_, b) = gw
+        .call(
+            Method::POST,
+            "/v1/admission-decisions",
+            &gw.verifier,
+            Some(batch),
+        )
+        .await;
+    assert_eq!(b["recorded"], 0);
+    assert_eq!(b["duplicates"], 4);
+    let (s, _) = gw
+        .call(
+            Method::POST,
+            "/v1/admission-decisions",
+            &gw.signer,
+            Some(json!({"decisions": []})),
+        )
+        .await;
+    assert_eq!(s, StatusCode::FORBIDDEN);
+
+    let (s, b) = gw
+        .call(
+            Method::GET,
+            "/v1/admission-decisions?policy=dry&outcome=would_deny",
+            &gw.admin,
+            None,
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK);
+    assert_eq!(b["decisions"].as_array().map(Vec::len), Some(2));
+    let (s, b) = gw
+        .call(
+            Method::GET,
+            "/v1/admission-decisions?outcome=maybe",
+            &gw.admin,
+            None,
+        )
+        .await;
+    assert_error(s, &b, StatusCode::BAD_REQUEST, "would_deny");
+
+    let (s, b) = gw
+        .call(Method::GET, "/v1/policies/dry/impact", &gw.admin, None)
+        .await;
+    assert_eq!(s, StatusCode::OK, "{b}");
+    assert_eq!(b["policy"]["mode"], "dry-run");
+    assert_eq!(b["impact"]["decisions"], 4);
+    assert_eq!(b["impact"]["would_block"], 3);
+    assert_eq!(b["impact"]["reasons"]["unsigned"], 3);
+    let (_, b) = gw
+        .call(
+            Method::GET,
+            "/v1/policies/dry/impact?since=2999-01-01T00:00:00Z",
+            &gw.admin,
+            None,
+        )
+        .await;
+    assert_eq!(b["impact"]["decisions"], 0);
+
+    // The break-glass admission is audited and announced.
+    let (_, audit) = gw
+        .call(
+            Method::GET,
+            "/v1/audit?action=admission.break_glass",
+            &gw.admin,
+            None,
+        )
+        .await;
+    let entries = audit["entries"].as_array().expect("entries");
+    assert_eq!(entries.len(), 1);
+    assert_eq!(entries[0]["actor"], "token:c1");
+    assert_eq!(entries[0]["detail"]["reason"], "incident 7");
+    let events = gw.store.outbox_pending(1000).await.expect("outbox");
+    assert_eq!(
+        events
+            .iter()
+            .filter(|r| r.event.event_type == EventKind::AdmissionBreakGlass.cloudevent_type())
+            .count(),
+        1
+    );
+}
