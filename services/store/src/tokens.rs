@@ -68,6 +68,52 @@ impl Store {
     }
 }
 
+impl Store {
+    /// Every token, oldest first (hashes are not returned).
+    #[tracing::instrument(name = "store.list_tokens", level = "debug", skip_all)]
+    pub async fn list_tokens(&self) -> Result<Vec<ApiToken>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT id, name, role, secret_hash, revoked, created_at FROM api_tokens ORDER BY created_at, name",
+        )
+        .fetch_all(&self.read)
+        .await
+        .map_err(db("listing API tokens"))?;
+        rows.iter()
+            .map(|r| token_from_row(r).map(|(t, _)| t))
+            .collect()
+    }
+
+    /// Revokes a token by name, with its audit entry; `NotFound` if no such token.
+    /// Revoked tokens stay in the table so their audit trail keeps a name.
+    #[tracing::instrument(name = "store.revoke_token", level = "debug", skip_all, fields(token = %name))]
+    pub async fn revoke_token(&self, name: &str, audit: &NewAudit) -> Result<ApiToken, StoreError> {
+        const OP: &str = "revoking an API token";
+        let now = codec::now_millis();
+        let mut tx = self.begin_write(OP).await?;
+        let updated = sqlx::query("UPDATE api_tokens SET revoked = $1 WHERE name = $2")
+            .bind(codec::flag(true))
+            .bind(name)
+            .execute(&mut *tx)
+            .await
+            .map_err(db(OP))?
+            .rows_affected();
+        if updated == 0 {
+            return Err(StoreError::NotFound(format!("API token {name:?}")));
+        }
+        let row = sqlx::query(
+            "SELECT id, name, role, secret_hash, revoked, created_at FROM api_tokens WHERE name = $1",
+        )
+        .bind(name)
+        .fetch_one(&mut *tx)
+        .await
+        .map_err(db(OP))?;
+        let (token, _) = token_from_row(&row)?;
+        insert_audit(&mut tx, audit, now).await?;
+        tx.commit().await.map_err(db(OP))?;
+        Ok(token)
+    }
+}
+
 fn token_from_row(row: &AnyRow) -> Result<(ApiToken, Vec<u8>), StoreError> {
     let id: String = col(row, "API token", "id")?;
     let what = format!("API token {id}");

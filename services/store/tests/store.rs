@@ -822,6 +822,33 @@ async fn tokens_store_only_the_hash(db: TestDb) {
         .expect("exists");
     assert_eq!(back, revoked);
     assert_eq!(store.count_tokens().await.expect("count"), 2);
+
+    // Revocation by name keeps the record (for the audit trail) and is audited.
+    let gone = store
+        .revoke_token("ci", &audit("token.revoke", "ci"))
+        .await
+        .expect("revoke");
+    assert!(gone.revoked);
+    let (after, _) = store.get_token(token.id).await.expect("get").expect("kept");
+    assert!(after.revoked);
+    let err = store
+        .revoke_token("nobody", &audit("token.revoke", "nobody"))
+        .await
+        .expect_err("unknown token");
+    assert!(matches!(err, StoreError::NotFound(_)), "{err}");
+    let names: Vec<String> = store
+        .list_tokens()
+        .await
+        .expect("list")
+        .into_iter()
+        .map(|t| t.name)
+        .collect();
+    assert_eq!(names.len(), 2);
+    assert!(names.contains(&"ci".to_owned()) && names.contains(&"old-verifier".to_owned()));
+    assert_eq!(
+        audit_actions(&store, "token.").await,
+        vec!["token.create", "token.create", "token.revoke"]
+    );
 }
 
 async fn audit_filters_and_append_only(db: TestDb) {

@@ -1,14 +1,16 @@
-//! `signet token create --name N --role R`.
+//! `signet token create|list|revoke|bootstrap`.
 
+use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
+use anyhow::Context as _;
 use clap::Subcommand;
 use reqwest::Method;
 use serde_json::{json, Value};
 
 use super::Context;
-use crate::output::{self, Format};
+use crate::output::{self, s, Format};
 
 #[derive(Debug, Subcommand)]
 pub enum TokenCommand {
@@ -20,7 +22,20 @@ pub enum TokenCommand {
         #[arg(long)]
         role: String,
     },
+    /// List tokens (names, roles, revoked or not; never secrets).
+    List,
+    /// Revoke a token by name; requests with it are refused from now on.
+    Revoke { name: String },
+    /// Mint the first admin token directly in the store (for a fresh production
+    /// deployment, where no admin exists to call the API). Refuses when any token exists.
+    Bootstrap {
+        /// Where to write the token (mode 0600); it is never printed.
+        #[arg(long)]
+        token_file: PathBuf,
+    },
 }
+
+const TIMEOUT: Duration = Duration::from_secs(30);
 
 pub async fn run(ctx: &Context, cmd: TokenCommand) -> anyhow::Result<ExitCode> {
     match cmd {
@@ -31,19 +46,67 @@ pub async fn run(ctx: &Context, cmd: TokenCommand) -> anyhow::Result<ExitCode> {
                     Method::POST,
                     "/v1/tokens",
                     Some(&json!({"name": name, "role": role})),
-                    Duration::from_secs(30),
+                    TIMEOUT,
                 )
                 .await?;
             match ctx.format {
                 Format::Json => output::json(&v),
                 Format::Text => {
                     eprintln!(
-                        "token {} ({}) created; store it now, it is not shown again:",
-                        name, role
+                        "token {name} ({role}) created; store it now, it is not shown again:"
                     );
                     println!("{}", v["token"].as_str().unwrap_or_default());
                 }
             }
+        }
+        TokenCommand::List => {
+            let (_, v): (_, Value) = ctx
+                .client
+                .call::<(), _>(Method::GET, "/v1/tokens", None, TIMEOUT)
+                .await?;
+            match ctx.format {
+                Format::Json => output::json(&v),
+                Format::Text => {
+                    println!("{:<24} {:<10} {:<8} CREATED", "NAME", "ROLE", "REVOKED");
+                    for t in v["tokens"].as_array().into_iter().flatten() {
+                        println!(
+                            "{:<24} {:<10} {:<8} {}",
+                            s(&t["name"]),
+                            s(&t["role"]),
+                            s(&t["revoked"]),
+                            s(&t["created_at"])
+                        );
+                    }
+                }
+            }
+        }
+        TokenCommand::Revoke { name } => {
+            let (_, v): (_, Value) = ctx
+                .client
+                .call::<(), _>(Method::DELETE, &format!("/v1/tokens/{name}"), None, TIMEOUT)
+                .await?;
+            match ctx.format {
+                Format::Json => output::json(&v),
+                Format::Text => println!("token {name} revoked"),
+            }
+        }
+        TokenCommand::Bootstrap { token_file } => {
+            let store = signet_store::Store::connect(&ctx.settings.store_url())
+                .await
+                .context("opening the store named by the settings (store / SIGNET_STORE)")?;
+            match signet_gateway::auth::bootstrap_admin(&store, &token_file).await? {
+                Some(token) => {
+                    eprintln!(
+                        "admin token {:?} written to {} (mode 0600)",
+                        token.name,
+                        token_file.display()
+                    );
+                }
+                None => {
+                    anyhow::bail!("the store already has API tokens; ask an admin for one (`signet token create`)");
+                }
+            }
+            store.close().await;
         }
     }
     Ok(ExitCode::SUCCESS)

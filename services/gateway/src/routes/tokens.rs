@@ -44,3 +44,34 @@ pub async fn create(
         })),
     ))
 }
+
+pub async fn list(
+    State(state): State<AppState>,
+    caller: Caller,
+) -> ApiResult<Json<serde_json::Value>> {
+    caller.require_admin()?;
+    let tokens = state.store.list_tokens().await?;
+    Ok(Json(serde_json::json!({ "tokens": tokens })))
+}
+
+/// Revokes a token by name. A caller cannot revoke the token it is using, so an admin
+/// cannot lock everyone out by accident.
+pub async fn revoke(
+    State(state): State<AppState>,
+    caller: Caller,
+    axum::extract::Path(name): axum::extract::Path<String>,
+) -> ApiResult<Json<serde_json::Value>> {
+    caller.require_admin()?;
+    if name == caller.name {
+        return Err(ApiError::Conflict(format!(
+            "token {name:?} is the one making this request; revoke it with another admin token"
+        )));
+    }
+    let audit =
+        signet_core::NewAudit::new(caller.actor(), "token.revoke", &name, serde_json::json!({}));
+    let token = state.store.revoke_token(&name, &audit).await?;
+    tracing::warn!(token = %name, by = %caller.name, "token revoked");
+    Ok(Json(
+        serde_json::to_value(token).map_err(|e| ApiError::Internal(e.to_string()))?,
+    ))
+}
