@@ -28,7 +28,8 @@
 //! Layout:
 //! - [`queue`]: the [`JobQueue`] contract, [`Message`], [`Delivery`] and [`DeadLetter`].
 //! - [`event`]: the [`Event`] envelope and the [`EventBus`] contract.
-//! - [`options`]: [`BusOptions`] and the broker object names they imply ([`Names`]).
+//! - [`options`]: [`BusOptions`] and the broker object names they imply ([`Names`]);
+//!   `BusOptions::from_settings` reads them from signet's settings.
 //! - [`embedded`]: the single-process backend behind `signet up`.
 //! - [`amqp`]: RabbitMQ (quorum queue, delay queues, dead-letter exchange, topic exchange).
 //! - [`nats`]: NATS JetStream (work-queue stream, durable pull consumer, event stream).
@@ -42,6 +43,7 @@ pub mod options;
 pub mod outbox;
 pub mod queue;
 mod reconnect;
+mod settings;
 
 use std::sync::Arc;
 
