@@ -9,9 +9,13 @@
 //! - [`image`]: build random OCI images and push them (directly, or with skopeo).
 //! - [`signet`]: a real `signet up` process, driven over the wire and through the CLI.
 //! - [`postgres`]: create a throwaway PostgreSQL database on the local server.
+//! - [`brokers`]: private nats-server and RabbitMQ nodes a test may stop and start.
+//! - [`proxy`]: an HTTP proxy that injects faults (500s, throttling) in front of a service.
 
+pub mod brokers;
 pub mod emulators;
 pub mod image;
 pub mod postgres;
+pub mod proxy;
 pub mod registry;
 pub mod signet;
