@@ -10,7 +10,8 @@
 //! instead of signed again.
 //!
 //! Layout:
-//! - [`pool`]: consuming, concurrency, retries and dead letters.
+//! - [`pool`]: consuming, concurrency, retries, dead letters, and jobs for the platform
+//!   manifests of an image index.
 //! - [`sign`]: signing one job, and the error classification that drives retries.
 //! - [`backoff`]: exponential backoff with full jitter.
 

@@ -31,7 +31,12 @@ async fn main() -> anyhow::Result<()> {
     let _log = signet_runtime::logging::init(settings.log.format, &settings.log.level)?;
     let shutdown = signet_runtime::shutdown_on_signals();
     let store = Store::connect(&settings.store_url()).await?;
-    let bus = signet_bus::connect(&settings.bus, &store).await?;
+    let bus = signet_bus::connect_with(
+        &settings.bus,
+        &store,
+        signet_bus::BusOptions::from_settings(&settings),
+    )
+    .await?;
     let kms = Arc::new(Kms::new(KmsConfig::from_settings(&settings)));
     let registry = RegistryClient::new(RegistryConfig::from_settings(&settings)?)?;
     let kick = Arc::new(Notify::new());

@@ -1,19 +1,35 @@
 //! The worker pool: takes deliveries from the job queue, runs at most `concurrency` at
 //! once, and settles each one only after its outcome is in the store.
+//!
+//! - Retryable failures (KMS throttling, registry 5xx or timeouts, a store or broker
+//!   hiccup) go back on the queue after an exponential backoff with jitter; after
+//!   `max_attempts` the job fails for good.
+//! - Failures that no retry can fix (unknown or revoked witness, image gone, invalid
+//!   request) fail the job at once. A failed job is recorded with its audit entry and a
+//!   `signature.failed` event in one transaction, then the message goes to the dead
+//!   letters, where `signet jobs list --failed` and `signet jobs retry` find it.
+//! - Another worker holding the image's claim is not a failure: the job waits for it
+//!   without using up an attempt.
+//! - An image index gets a job for each platform manifest before the index is signed.
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::Utc;
-use signet_bus::{Bus, Delivery, Event, JOB_ID_HEADER};
+use signet_bus::{Bus, Delivery, Message, JOB_ID_HEADER};
 use signet_core::{EventKind, Job, JobState, NewAudit, SignRequest};
+use signet_store::{OutboxEvent, StoreError};
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use uuid::Uuid;
 
 use crate::backoff;
-use crate::sign::{SignContext, SignError, SignOutcome};
+use crate::sign::{Prepared, SignContext, SignError, SignOutcome};
+
+/// The namespace of job ids the signer derives: for an external producer's message from
+/// the broker's message id, for a platform manifest from its index's job.
+const JOB_ID_NAMESPACE: Uuid = Uuid::from_u128(0x2f0b_93c1_77de_4a52_8b64_1e5c_c0d3_a9f7);
 
 /// How the pool behaves.
 #[derive(Debug, Clone)]
@@ -22,6 +38,16 @@ pub struct SignerOptions {
     pub max_attempts: u32,
     pub retry_base: Duration,
     pub retry_max: Duration,
+    /// How long a claim on (repository, digest, witness) lasts without renewal.
+    pub claim_lease: Duration,
+    /// Sign an image index's platform manifests too.
+    pub sign_platforms: bool,
+}
+
+impl Default for SignerOptions {
+    fn default() -> Self {
+        Self::from_settings(&signet_runtime::settings::SignerSettings::default())
+    }
 }
 
 /// The signer: a pool of workers over the job queue.
@@ -30,17 +56,19 @@ pub struct Signer {
     ctx: SignContext,
     bus: Bus,
     options: SignerOptions,
-    /// Wakes the outbox relay after a signature is recorded, so its event goes out now.
+    /// Wakes the outbox relay after a signature or failure is recorded, so its event
+    /// goes out now.
     outbox_kick: Arc<Notify>,
 }
 
 impl Signer {
     pub fn new(
-        ctx: SignContext,
+        mut ctx: SignContext,
         bus: Bus,
         options: SignerOptions,
         outbox_kick: Arc<Notify>,
     ) -> Self {
+        ctx.claim_lease = options.claim_lease;
         Self {
             ctx,
             bus,
@@ -71,18 +99,27 @@ impl Signer {
             tracker.spawn(async move { this.handle(delivery).await });
         }
         tracker.close();
+        tracing::info!(in_flight = tracker.len(), "signer draining");
         tracker.wait().await;
         tracing::info!("signer drained");
         Ok(())
     }
 
+    fn delay(&self, attempt: u32) -> Duration {
+        backoff::delay(attempt, self.options.retry_base, self.options.retry_max)
+    }
+
     /// Processes one delivery to its settlement.
     #[tracing::instrument(name = "sign_job", skip_all, fields(job_id, image, witness, attempt = delivery.delivery_count))]
     pub async fn handle(&self, delivery: Delivery) {
-        let mut job = match self
-            .load_job(&delivery.message, delivery.delivery_count)
-            .await
-        {
+        let loaded = self
+            .load_job(
+                &delivery.message,
+                delivery.message_id.as_deref(),
+                delivery.delivery_count,
+            )
+            .await;
+        let mut job = match loaded {
             Ok(Some(job)) => job,
             Ok(None) => {
                 settle(delivery.ack().await, "ack");
@@ -90,11 +127,7 @@ impl Signer {
             }
             Err(Loaded::Retry(e)) => {
                 tracing::warn!(error = %e, "cannot load job; will retry");
-                let delay = backoff::delay(
-                    delivery.delivery_count,
-                    self.options.retry_base,
-                    self.options.retry_max,
-                );
+                let delay = self.delay(delivery.delivery_count);
                 settle(delivery.retry(delay).await, "retry");
                 return;
             }
@@ -114,16 +147,11 @@ impl Signer {
         job.updated_at = Utc::now();
         if let Err(e) = self.ctx.store.update_job(&job).await {
             tracing::warn!(error = %e, "cannot mark job running; will retry");
-            let delay = backoff::delay(
-                job.attempts,
-                self.options.retry_base,
-                self.options.retry_max,
-            );
-            settle(delivery.retry(delay).await, "retry");
+            settle(delivery.retry(self.delay(job.attempts)).await, "retry");
             return;
         }
 
-        match self.ctx.sign(&mut job).await {
+        match self.sign(&mut job).await {
             Ok((record, outcome)) => {
                 // record_signature already marked the job succeeded in the same
                 // transaction for new records; an existing record needs the job closed.
@@ -142,12 +170,25 @@ impl Signer {
                 tracing::info!(digest = %record.digest, outcome = ?outcome, "signed");
                 settle(delivery.ack().await, "ack");
             }
-            Err(e) if e.is_retryable() && job.attempts < self.options.max_attempts => {
+            Err(e) if e.reason == "claimed_elsewhere" => {
+                // Another worker is signing this image right now, or crashed doing so and
+                // its claim has yet to run out. Waiting is not a failed attempt.
+                job.attempts -= 1;
+                job.state = JobState::Queued;
+                job.updated_at = Utc::now();
+                if let Err(se) = self.ctx.store.update_job(&job).await {
+                    tracing::warn!(error = %se, "cannot record the wait");
+                }
                 let delay = backoff::delay(
-                    job.attempts,
+                    delivery.delivery_count,
                     self.options.retry_base,
-                    self.options.retry_max,
+                    self.options.retry_max.min(self.options.claim_lease),
                 );
+                tracing::info!(retry_in = ?delay, "{e}; waiting");
+                settle(delivery.retry(delay).await, "retry");
+            }
+            Err(e) if e.is_retryable() && job.attempts < self.options.max_attempts => {
+                let delay = self.delay(job.attempts);
                 tracing::warn!(error = %e, reason = e.reason, retry_in = ?delay, "sign attempt failed; will retry");
                 job.state = JobState::Queued;
                 job.error = Some(format!("attempt {} failed: {e}", job.attempts));
@@ -164,7 +205,7 @@ impl Signer {
                     e.to_string()
                 };
                 tracing::error!(error = %why, reason = e.reason, "sign job failed; dead-lettering it");
-                if let Err(se) = self.fail_job(&mut job, &e, &why).await {
+                if let Err(se) = self.fail_job(&mut job, e.reason, &why).await {
                     // The failure must be on record before the message goes: retry.
                     tracing::warn!(error = %se, "cannot record job failure; will retry");
                     settle(delivery.retry(self.options.retry_base).await, "retry");
@@ -175,42 +216,149 @@ impl Signer {
         }
     }
 
-    async fn fail_job(
+    /// Resolves and checks the job, expands an image index, then signs.
+    async fn sign(
         &self,
         job: &mut Job,
-        e: &SignError,
-        why: &str,
-    ) -> Result<(), signet_store::StoreError> {
-        job.state = JobState::Failed;
-        job.error = Some(why.to_owned());
-        job.updated_at = Utc::now();
-        self.ctx.store.update_job(job).await?;
-        self.ctx
-            .store
-            .append_audit(&NewAudit::new(
-                "signer",
-                "job.fail",
-                job.id.to_string(),
-                serde_json::json!({"reason": e.reason, "error": why, "image": job.request.image, "witness": job.request.witness}),
-            ))
-            .await?;
-        let event = Event::new(
-            EventKind::SignatureFailed,
-            job.request.image.clone(),
-            serde_json::to_value(&*job).unwrap_or_default(),
+    ) -> Result<(signet_core::SignatureRecord, SignOutcome), SignError> {
+        let prepared = self.ctx.prepare(job).await?;
+        if self.options.sign_platforms {
+            self.expand_index(job, &prepared).await?;
+        }
+        self.ctx.sign_prepared(job, &prepared).await
+    }
+
+    /// For an image index, makes sure each platform manifest has a job of its own (same
+    /// witness and annotations) before the index is signed: verifiers check the manifest
+    /// of the platform they run, so an index signature alone admits nothing. Once the
+    /// index is signed its platforms were expanded, so a signed index is not read again.
+    async fn expand_index(&self, job: &Job, prepared: &Prepared) -> Result<(), SignError> {
+        if self.ctx.recorded(prepared).await?.is_some() {
+            return Ok(());
+        }
+        let pinned = prepared.image.with_digest(prepared.digest.clone());
+        let manifest = self.ctx.registry.manifest(&pinned).await.map_err(|e| {
+            if e.is_not_found() {
+                SignError::permanent(
+                    "image_not_found",
+                    format!("image {pinned} does not exist in its registry: {e}"),
+                )
+            } else if e.retryable() {
+                SignError::retryable("registry_unavailable", e.to_string())
+            } else {
+                SignError::permanent("registry_error", e.to_string())
+            }
+        })?;
+        if !manifest.is_index() {
+            return Ok(());
+        }
+        let platforms = manifest.platform_digests();
+        tracing::info!(
+            platforms = platforms.len(),
+            "image index: a job for each platform manifest"
         );
-        if let Err(err) = self.bus.events.publish(&event).await {
-            tracing::warn!(error = %err, "could not emit signature.failed");
+        for digest in platforms {
+            let image = format!("{}@{digest}", prepared.image.repository_ref());
+            let id = Uuid::new_v5(
+                &JOB_ID_NAMESPACE,
+                format!("index\n{}\n{digest}", job.id).as_bytes(),
+            );
+            let request = SignRequest {
+                image,
+                witness: job.request.witness.clone(),
+                annotations: job.request.annotations.clone(),
+            };
+            self.enqueue_child(id, request, job.id).await?;
         }
         Ok(())
     }
 
-    /// The job a delivery is for: the gateway's record when it carries a job id, or a
-    /// new record for a sign request an external producer put on the queue. `None`
-    /// means the job is already finished (a redelivery) and the message can go.
+    /// Records and publishes a platform manifest's job, unless a worker has it already.
+    async fn enqueue_child(
+        &self,
+        id: Uuid,
+        request: SignRequest,
+        parent: Uuid,
+    ) -> Result<(), SignError> {
+        let now = Utc::now();
+        let child = Job {
+            id,
+            request,
+            source: format!("index:{parent}"),
+            state: JobState::Queued,
+            attempts: 0,
+            digest: None,
+            signature_id: None,
+            error: None,
+            created_at: now,
+            updated_at: now,
+        };
+        match self.ctx.store.create_job(&child).await {
+            Ok(()) => {}
+            Err(StoreError::Conflict(_)) => {
+                // Made by an earlier attempt at the index: publish again only if no worker
+                // has taken it (the earlier attempt may have stopped before publishing).
+                let existing = self.ctx.store.get_job(id).await.map_err(store_error)?;
+                if existing.is_some_and(|j| j.attempts > 0 || j.state != JobState::Queued) {
+                    return Ok(());
+                }
+            }
+            Err(e) => return Err(store_error(e)),
+        }
+        let body = serde_json::to_vec(&child.request)
+            .map_err(|e| SignError::permanent("internal", e.to_string()))?;
+        let mut message = Message {
+            body,
+            ..Default::default()
+        };
+        message
+            .headers
+            .insert(JOB_ID_HEADER.into(), child.id.to_string());
+        self.bus.jobs.publish(message).await.map_err(|e| {
+            SignError::retryable(
+                "bus_unavailable",
+                format!(
+                    "cannot enqueue the job of platform manifest {}: {e}",
+                    child.request.image
+                ),
+            )
+        })
+    }
+
+    /// Marks the job failed, with its audit entry and `signature.failed` event written
+    /// in the same transaction (the event reaches the bus through the outbox).
+    async fn fail_job(&self, job: &mut Job, reason: &str, why: &str) -> Result<(), StoreError> {
+        job.state = JobState::Failed;
+        job.error = Some(why.to_owned());
+        job.updated_at = Utc::now();
+        let audit = NewAudit::new(
+            "signer",
+            "job.fail",
+            job.id.to_string(),
+            serde_json::json!({"reason": reason, "error": why, "image": job.request.image, "witness": job.request.witness}),
+        );
+        let event = OutboxEvent::new(
+            EventKind::SignatureFailed,
+            job.request.image.clone(),
+            serde_json::to_value(&*job).unwrap_or_default(),
+        );
+        self.ctx
+            .store
+            .record_job_failure(job, &audit, &event)
+            .await?;
+        self.outbox_kick.notify_one();
+        Ok(())
+    }
+
+    /// The job a delivery is for: the gateway's record when it carries a job id, or the
+    /// record of a sign request an external producer put on the queue (created on its
+    /// first delivery, under an id derived from the broker's message id when there is
+    /// one, so redeliveries find it). `None` means the job is already finished (a
+    /// redelivery) and the message can go.
     async fn load_job(
         &self,
-        message: &signet_bus::Message,
+        message: &Message,
+        message_id: Option<&str>,
         delivery_count: u32,
     ) -> Result<Option<Job>, Loaded> {
         let request: Result<SignRequest, _> = serde_json::from_slice(&message.body);
@@ -228,49 +376,36 @@ impl Signer {
                 Ok(None) => match request {
                     // The gateway always writes the job before publishing; a missing record
                     // means a producer chose its own id. Accept it.
-                    Ok(request) => self.new_job(Some(id), request).await.map(Some),
+                    Ok(request) => self.new_job(id, request).await,
                     Err(e) => Err(Loaded::Poison(format!(
                         "message body is not a sign request: {e}"
                     ))),
                 },
                 Err(e) => Err(Loaded::Retry(e.to_string())),
             },
-            None => match request {
-                Ok(request) => self.new_job(None, request).await.map(Some),
-                Err(e) => {
-                    // Keep a record so `signet jobs list --failed` shows the poison message.
-                    let body = String::from_utf8_lossy(&message.body);
-                    let reason = format!("message body is not a sign request: {e}");
-                    let now = Utc::now();
-                    let job = Job {
-                        id: Uuid::now_v7(),
-                        request: SignRequest {
-                            image: body.chars().take(256).collect(),
-                            witness: String::new(),
-                            annotations: Default::default(),
-                        },
-                        source: "bus".into(),
-                        state: JobState::Failed,
-                        attempts: delivery_count,
-                        digest: None,
-                        signature_id: None,
-                        error: Some(reason.clone()),
-                        created_at: now,
-                        updated_at: now,
-                    };
-                    if let Err(se) = self.ctx.store.create_job(&job).await {
-                        tracing::warn!(error = %se, "cannot record poison message");
+            None => {
+                let id = match message_id {
+                    Some(m) => Uuid::new_v5(&JOB_ID_NAMESPACE, format!("message\n{m}").as_bytes()),
+                    None => Uuid::now_v7(),
+                };
+                match request {
+                    Ok(request) => self.new_job(id, request).await,
+                    Err(e) => {
+                        let reason = format!("message body is not a sign request: {e}");
+                        self.record_poison(id, &message.body, &reason, delivery_count)
+                            .await;
+                        Err(Loaded::Poison(reason))
                     }
-                    Err(Loaded::Poison(reason))
                 }
-            },
+            }
         }
     }
 
-    async fn new_job(&self, id: Option<Uuid>, request: SignRequest) -> Result<Job, Loaded> {
+    /// Creates the record of an external producer's job; on a redelivery, finds it.
+    async fn new_job(&self, id: Uuid, request: SignRequest) -> Result<Option<Job>, Loaded> {
         let now = Utc::now();
         let job = Job {
-            id: id.unwrap_or_else(Uuid::now_v7),
+            id,
             request,
             source: "bus".into(),
             state: JobState::Queued,
@@ -281,12 +416,58 @@ impl Signer {
             created_at: now,
             updated_at: now,
         };
-        self.ctx
-            .store
-            .create_job(&job)
-            .await
-            .map_err(|e| Loaded::Retry(e.to_string()))?;
-        Ok(job)
+        match self.ctx.store.create_job(&job).await {
+            Ok(()) => Ok(Some(job)),
+            Err(StoreError::Conflict(_)) => match self.ctx.store.get_job(id).await {
+                Ok(Some(existing)) if existing.state.is_terminal() => Ok(None),
+                Ok(Some(existing)) => Ok(Some(existing)),
+                Ok(None) => Err(Loaded::Retry(format!("job {id} vanished"))),
+                Err(e) => Err(Loaded::Retry(e.to_string())),
+            },
+            Err(e) => Err(Loaded::Retry(e.to_string())),
+        }
+    }
+
+    /// Keeps a failed record of a message that is not a sign request, so that
+    /// `signet jobs list --failed` shows it and `signature.failed` announces it.
+    async fn record_poison(&self, id: Uuid, body: &[u8], reason: &str, deliveries: u32) {
+        let now = Utc::now();
+        let mut job = Job {
+            id,
+            request: SignRequest {
+                image: String::from_utf8_lossy(body).chars().take(256).collect(),
+                witness: String::new(),
+                annotations: Default::default(),
+            },
+            source: "bus".into(),
+            state: JobState::Queued,
+            attempts: deliveries,
+            digest: None,
+            signature_id: None,
+            error: None,
+            created_at: now,
+            updated_at: now,
+        };
+        match self.ctx.store.create_job(&job).await {
+            Ok(()) => {}
+            // A redelivery of the same message: its record exists.
+            Err(StoreError::Conflict(_)) => return,
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot record poison message");
+                return;
+            }
+        }
+        if let Err(e) = self.fail_job(&mut job, "invalid_request", reason).await {
+            tracing::warn!(error = %e, "cannot record poison message as failed");
+        }
+    }
+}
+
+fn store_error(e: StoreError) -> SignError {
+    if e.retryable() {
+        SignError::retryable("store_unavailable", e.to_string())
+    } else {
+        SignError::permanent("store_error", e.to_string())
     }
 }
 
@@ -310,6 +491,8 @@ impl SignerOptions {
             max_attempts: s.max_attempts,
             retry_base: s.retry_base,
             retry_max: s.retry_max,
+            claim_lease: s.claim_lease,
+            sign_platforms: s.sign_platforms,
         }
     }
 }

@@ -9,7 +9,7 @@ use signet_core::{
     Digest, EventKind, ImageRef, Job, NewAudit, SignatureRecord, SimpleSigning, Witness,
     WitnessState,
 };
-use signet_kms::Kms;
+use signet_kms::{Kms, KmsErrorKind};
 use signet_registry::{RegistryClient, RegistryError, SignatureLayer};
 use signet_store::{OutboxEvent, Store, StoreError};
 use uuid::Uuid;
@@ -85,6 +85,14 @@ pub enum SignOutcome {
     Adopted,
 }
 
+/// A job's request, checked: the image, its digest and the witness that signs it.
+#[derive(Debug, Clone)]
+pub struct Prepared {
+    pub image: ImageRef,
+    pub digest: Digest,
+    pub witness: Witness,
+}
+
 /// What signing needs, shared by every worker.
 #[derive(Debug)]
 pub struct SignContext {
@@ -121,6 +129,12 @@ impl SignContext {
     /// Signs one image for `job` (or finds it already signed) and records it. The digest
     /// is resolved first when the request names a tag.
     pub async fn sign(&self, job: &mut Job) -> Result<(SignatureRecord, SignOutcome), SignError> {
+        let prepared = self.prepare(job).await?;
+        self.sign_prepared(job, &prepared).await
+    }
+
+    /// Checks `job`'s request and witness and resolves its digest (recorded in the job).
+    pub async fn prepare(&self, job: &mut Job) -> Result<Prepared, SignError> {
         let image = ImageRef::parse(&job.request.image)
             .map_err(|e| SignError::permanent("invalid_request", e.to_string()))?;
         let witness = self
@@ -152,7 +166,36 @@ impl SignContext {
                 .map_err(|e| from_registry(e, &image))?,
         };
         job.digest = Some(digest.clone());
-        self.sign_digest(job, &image, &digest, &witness).await
+        Ok(Prepared {
+            image,
+            digest,
+            witness,
+        })
+    }
+
+    /// Signs what [`SignContext::prepare`] resolved.
+    pub async fn sign_prepared(
+        &self,
+        job: &Job,
+        prepared: &Prepared,
+    ) -> Result<(SignatureRecord, SignOutcome), SignError> {
+        self.sign_digest(job, &prepared.image, &prepared.digest, &prepared.witness)
+            .await
+    }
+
+    /// The signature already recorded for what `prepared` names, if any.
+    pub async fn recorded(
+        &self,
+        prepared: &Prepared,
+    ) -> Result<Option<SignatureRecord>, SignError> {
+        self.store
+            .find_signature(
+                &prepared.image.repository_ref(),
+                &prepared.digest,
+                &prepared.witness.name,
+            )
+            .await
+            .map_err(from_store)
     }
 
     async fn sign_digest(
@@ -188,13 +231,39 @@ impl SignContext {
             ));
         }
         let result = self
-            .sign_claimed(job, image, digest, witness, &repository)
+            .holding_claim(
+                &claim,
+                self.sign_claimed(job, image, digest, witness, &repository),
+            )
             .await;
         if let Err(e) = self.store.release_signing(&claim, &self.holder).await {
             // The claim expires on its own; the signature itself is already safe.
             tracing::warn!(error = %e, claim, "could not release signing claim");
         }
         result
+    }
+
+    /// Runs `work` while renewing the claim every third of its lease, so that a lease
+    /// short enough to free a crashed worker's images quickly never runs out under a
+    /// live worker whose KMS or registry is slow.
+    async fn holding_claim<T>(&self, claim: &str, work: impl std::future::Future<Output = T>) -> T {
+        tokio::pin!(work);
+        let every = (self.claim_lease / 3).max(std::time::Duration::from_millis(100));
+        let mut renew = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
+        loop {
+            tokio::select! {
+                done = &mut work => return done,
+                _ = renew.tick() => {
+                    match self.store.claim_signing(claim, &self.holder, self.claim_lease).await {
+                        Ok(true) => {}
+                        // Someone took over an expired claim; the registry's identical-layer
+                        // check still keeps the artifact to one layer per signature.
+                        Ok(false) => tracing::warn!(claim, "lost the signing claim while signing"),
+                        Err(e) => tracing::warn!(claim, error = %e, "could not renew the signing claim"),
+                    }
+                }
+            }
+        }
     }
 
     async fn sign_claimed(
@@ -353,7 +422,9 @@ impl SignContext {
             .sign(version, witness.algorithm, payload)
             .await
             .map_err(|e| {
-                if e.retryable() {
+                if matches!(e.kind, KmsErrorKind::Throttled(_)) {
+                    SignError::retryable("kms_throttled", e.to_string())
+                } else if e.retryable() {
                     SignError::retryable("kms_unavailable", e.to_string())
                 } else {
                     SignError::permanent("kms_error", e.to_string())

@@ -1,0 +1,367 @@
+//! The worker pool against a real registry (docker-registry), the local development KMS,
+//! a SQLite store and the embedded bus: what happens to a job on each path.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::Utc;
+use signet_bus::{Bus, Message, JOB_ID_HEADER};
+use signet_core::{
+    EventKind, Job, JobState, KeyVersion, KeyVersionState, NewAudit, Witness, WitnessState,
+};
+use signet_kms::{Kms, KmsConfig};
+use signet_registry::{RegistryClient, RegistryConfig};
+use signet_signer::sign::SignContext;
+use signet_signer::{Signer, SignerOptions};
+use signet_store::Store;
+use signet_testkit::image::TestImage;
+use signet_testkit::registry::TestRegistry;
+use tokio_util::sync::CancellationToken;
+
+const DEADLINE: Duration = Duration::from_secs(60);
+
+struct Harness {
+    store: Store,
+    bus: Bus,
+    kms: Arc<Kms>,
+    _dir: tempfile::TempDir,
+}
+
+impl Harness {
+    async fn new() -> Self {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = Store::connect(&format!("sqlite://{}", dir.path().join("s.db").display()))
+            .await
+            .expect("store");
+        let options = signet_bus::BusOptions {
+            ack_wait: Duration::from_secs(2),
+            ..signet_bus::BusOptions::default()
+        };
+        let bus = signet_bus::connect_with("embedded", &store, options)
+            .await
+            .expect("embedded bus");
+        let kms = Arc::new(Kms::new(KmsConfig::new(dir.path())));
+        Self {
+            store,
+            bus,
+            kms,
+            _dir: dir,
+        }
+    }
+
+    async fn witness(&self, name: &str) {
+        let described = self
+            .kms
+            .open(&format!("local://{name}"))
+            .expect("local key")
+            .describe()
+            .await
+            .expect("describe");
+        let now = Utc::now();
+        let witness = Witness {
+            name: name.to_owned(),
+            kms_key: format!("local://{name}"),
+            algorithm: described.algorithm,
+            description: String::new(),
+            state: WitnessState::Active,
+            key_versions: described
+                .versions
+                .iter()
+                .map(|v| KeyVersion {
+                    version: v.version.clone(),
+                    fingerprint: v.public_key.fingerprint(),
+                    public_key: v.public_key.clone(),
+                    primary: v.version == described.primary_version,
+                    state: KeyVersionState::Active,
+                    created_at: now,
+                })
+                .collect(),
+            created_at: now,
+        };
+        self.store
+            .create_witness(
+                &witness,
+                &NewAudit::new("test", "witness.create", name, serde_json::json!({})),
+            )
+            .await
+            .expect("witness");
+    }
+
+    fn signer(&self, options: SignerOptions) -> Arc<Signer> {
+        let registry = RegistryClient::new(RegistryConfig {
+            timeout: Duration::from_secs(2),
+            ..RegistryConfig::default()
+        })
+        .expect("registry client");
+        Arc::new(Signer::new(
+            SignContext::new(self.store.clone(), self.kms.clone(), registry, 1000),
+            self.bus.clone(),
+            options,
+            Arc::new(tokio::sync::Notify::new()),
+        ))
+    }
+
+    async fn publish(&self, body: &str) {
+        self.bus
+            .jobs
+            .publish(Message {
+                body: body.as_bytes().to_vec(),
+                ..Default::default()
+            })
+            .await
+            .expect("publish");
+    }
+
+    async fn jobs(&self) -> Vec<Job> {
+        self.store.list_jobs(None, 1000).await.expect("jobs")
+    }
+
+    /// Polls until `check` holds for the stored jobs.
+    async fn until(&self, what: &str, check: impl Fn(&[Job]) -> bool) -> Vec<Job> {
+        let deadline = tokio::time::Instant::now() + DEADLINE;
+        loop {
+            let jobs = self.jobs().await;
+            if check(&jobs) {
+                return jobs;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "{what} did not happen within {DEADLINE:?}: {jobs:#?}"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+}
+
+fn fast() -> SignerOptions {
+    SignerOptions {
+        concurrency: 4,
+        max_attempts: 3,
+        retry_base: Duration::from_millis(50),
+        retry_max: Duration::from_millis(200),
+        claim_lease: Duration::from_secs(1),
+        sign_platforms: true,
+    }
+}
+
+fn run(signer: Arc<Signer>) -> (CancellationToken, tokio::task::JoinHandle<()>) {
+    let stop = CancellationToken::new();
+    let task = tokio::spawn({
+        let stop = stop.clone();
+        async move {
+            signer.run(stop).await.expect("signer runs");
+        }
+    });
+    (stop, task)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_external_message_keeps_one_job_across_redeliveries() {
+    let h = Harness::new().await;
+    h.witness("prod").await;
+    let mut registry = TestRegistry::start().await.expect("docker-registry");
+    let digest = TestImage::random()
+        .push(&registry.host(), "ext/app", "v1")
+        .await
+        .expect("push");
+    // The registry is down: every attempt fails and the message is delivered again.
+    registry.stop().expect("stop registry");
+    h.publish(&format!(
+        r#"{{"image":"{}/ext/app@{digest}","witness":"prod"}}"#,
+        registry.host()
+    ))
+    .await;
+    let (stop, task) = run(h.signer(fast()));
+    let jobs = h
+        .until("the job to fail after its attempts", |jobs| {
+            jobs.iter().any(|j| j.state == JobState::Failed)
+        })
+        .await;
+    assert_eq!(
+        jobs.len(),
+        1,
+        "every redelivery found the same job: {jobs:#?}"
+    );
+    assert_eq!(jobs[0].attempts, 3);
+    assert_eq!(jobs[0].source, "bus");
+    let error = jobs[0].error.as_deref().unwrap_or_default();
+    assert!(error.starts_with("gave up after 3 attempts"), "{error}");
+    let dead = h.bus.jobs.dead_letters(10).await.expect("dead letters");
+    assert_eq!(dead.len(), 1);
+    stop.cancel();
+    task.await.expect("drained");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_index_is_signed_with_each_platform() {
+    let h = Harness::new().await;
+    h.witness("prod").await;
+    let registry = TestRegistry::start().await.expect("docker-registry");
+    let pushed = TestImage::push_index(&registry.host(), "multi/app", "v1")
+        .await
+        .expect("push index");
+    let (stop, task) = run(h.signer(fast()));
+    h.publish(&format!(
+        r#"{{"image":"{}/multi/app:v1","witness":"prod"}}"#,
+        registry.host()
+    ))
+    .await;
+    let jobs = h
+        .until("the index and both platforms to be signed", |jobs| {
+            jobs.len() == 3 && jobs.iter().all(|j| j.state == JobState::Succeeded)
+        })
+        .await;
+    let parent = jobs
+        .iter()
+        .find(|j| j.source == "bus")
+        .expect("the index's job");
+    assert_eq!(parent.digest.as_ref(), Some(&pushed.index));
+    for p in &pushed.platforms {
+        let child = jobs
+            .iter()
+            .find(|j| j.digest.as_ref() == Some(&p.digest))
+            .expect("a job per platform");
+        assert_eq!(child.source, format!("index:{}", parent.id));
+    }
+    let client = RegistryClient::new(RegistryConfig::default()).expect("client");
+    for d in std::iter::once(&pushed.index).chain(pushed.platforms.iter().map(|p| &p.digest)) {
+        let image = signet_core::ImageRef::parse(&format!("{}/multi/app@{d}", registry.host()))
+            .expect("ref");
+        let layers = client.fetch_signatures(&image, d).await.expect("fetch");
+        assert_eq!(layers.len(), 1, "one signature layer on {d}");
+    }
+    // Signing the index again (a new tag) adds nothing and expands nothing.
+    h.publish(&format!(
+        r#"{{"image":"{}/multi/app@{}","witness":"prod"}}"#,
+        registry.host(),
+        pushed.index
+    ))
+    .await;
+    let jobs = h
+        .until("the second request to finish", |jobs| {
+            jobs.len() == 4 && jobs.iter().all(|j| j.state == JobState::Succeeded)
+        })
+        .await;
+    assert_eq!(jobs.len(), 4);
+    stop.cancel();
+    task.await.expect("drained");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn failures_are_recorded_with_a_signature_failed_event() {
+    let h = Harness::new().await;
+    h.witness("prod").await;
+    let (stop, task) = run(h.signer(fast()));
+    let before = h.store.outbox_revision().await.expect("revision");
+    h.publish("this is not a sign request").await;
+    h.publish(r#"{"image":"registry.example.com/a/b:v1","witness":"nobody"}"#)
+        .await;
+    let jobs = h
+        .until("both to fail", |jobs| {
+            jobs.len() == 2 && jobs.iter().all(|j| j.state == JobState::Failed)
+        })
+        .await;
+    let unknown = jobs
+        .iter()
+        .find(|j| j.request.witness == "nobody")
+        .expect("the unknown witness's job");
+    assert_eq!(unknown.attempts, 1, "a permanent failure is not retried");
+    assert!(unknown
+        .error
+        .as_deref()
+        .unwrap_or_default()
+        .contains("does not exist"));
+    let poison = jobs
+        .iter()
+        .find(|j| j.request.witness.is_empty())
+        .expect("the poison message's record");
+    assert!(poison
+        .error
+        .as_deref()
+        .unwrap_or_default()
+        .contains("not a sign request"));
+    let deadline = tokio::time::Instant::now() + DEADLINE;
+    loop {
+        let dead = h.bus.jobs.dead_letters(10).await.expect("dead letters");
+        if dead.len() == 2 {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "dead letters: {dead:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let events: Vec<_> = h
+        .store
+        .outbox_pending(100)
+        .await
+        .expect("outbox")
+        .into_iter()
+        .filter(|r| r.id > before)
+        .collect();
+    let failed = events
+        .iter()
+        .filter(|r| r.event.event_type == EventKind::SignatureFailed.cloudevent_type())
+        .count();
+    assert_eq!(failed, 2, "{events:#?}");
+    stop.cancel();
+    task.await.expect("drained");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn waiting_for_another_workers_claim_costs_no_attempt() {
+    let h = Harness::new().await;
+    h.witness("prod").await;
+    let registry = TestRegistry::start().await.expect("docker-registry");
+    let digest = TestImage::random()
+        .push(&registry.host(), "claimed/app", "v1")
+        .await
+        .expect("push");
+    // A worker that crashed while signing left its claim behind.
+    let claim = format!("{}/claimed/app@{digest}#prod", registry.host());
+    assert!(h
+        .store
+        .claim_signing(&claim, "signer-that-crashed", Duration::from_secs(2))
+        .await
+        .expect("claim"));
+    let now = Utc::now();
+    let job = Job {
+        id: uuid::Uuid::now_v7(),
+        request: signet_core::SignRequest {
+            image: format!("{}/claimed/app@{digest}", registry.host()),
+            witness: "prod".into(),
+            annotations: Default::default(),
+        },
+        source: "api".into(),
+        state: JobState::Queued,
+        attempts: 0,
+        digest: None,
+        signature_id: None,
+        error: None,
+        created_at: now,
+        updated_at: now,
+    };
+    h.store.create_job(&job).await.expect("job");
+    let mut message = Message {
+        body: serde_json::to_vec(&job.request).expect("json"),
+        ..Default::default()
+    };
+    message
+        .headers
+        .insert(JOB_ID_HEADER.into(), job.id.to_string());
+    h.bus.jobs.publish(message).await.expect("publish");
+    let options = SignerOptions {
+        max_attempts: 1,
+        ..fast()
+    };
+    let (stop, task) = run(h.signer(options));
+    let jobs = h
+        .until("the job to succeed once the claim ran out", |jobs| {
+            jobs.iter().all(|j| j.state == JobState::Succeeded)
+        })
+        .await;
+    assert_eq!(jobs[0].attempts, 1, "the waits did not count: {jobs:#?}");
+    stop.cancel();
+    task.await.expect("drained");
+}
