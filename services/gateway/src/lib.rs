@@ -6,12 +6,15 @@
 //! Layout:
 //! - [`routes`]: one module per resource (witnesses, sign and jobs, signatures and audit,
 //!   tokens, health).
+//! - [`webhooks`]: registry webhook payloads, filtering, signing rules and receiver auth
+//!   (no I/O); their routes are in `routes::webhooks` and `routes::rules`.
 //! - [`auth`]: bearer API tokens and roles.
 //! - [`error`]: the JSON error answer every handler uses.
 
 pub mod auth;
 pub mod error;
 pub mod routes;
+pub mod webhooks;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -39,6 +42,8 @@ pub struct AppState {
     pub settings: Arc<GatewaySettings>,
     /// Wakes this process's outbox relay after a write that carries an event.
     pub outbox_kick: Arc<Notify>,
+    /// The registry webhook receivers, with their secrets and counters.
+    pub webhooks: Arc<webhooks::Receivers>,
 }
 
 const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
@@ -56,11 +61,20 @@ pub fn router(state: AppState) -> Router {
                     .get(&REQUEST_ID)
                     .and_then(|v| v.to_str().ok())
                     .unwrap_or_default();
-                tracing::info_span!("http", method = %req.method(), path = %req.uri().path(), request_id = %id)
+                let path = logged_path(req.uri().path());
+                tracing::info_span!("http", method = %req.method(), path = %path, request_id = %id)
             }),
         )
         .layer(SetRequestIdLayer::new(REQUEST_ID, MakeRequestUuid))
         .with_state(state)
+}
+
+/// The path as logged: the ACR receiver's URL carries its secret, which must not be.
+fn logged_path(path: &str) -> &str {
+    match path.strip_prefix("/v1/webhooks/acr/") {
+        Some(rest) if !rest.is_empty() => "/v1/webhooks/acr/<secret>",
+        _ => path,
+    }
 }
 
 /// Serves until `shutdown`, then lets in-flight requests finish.
@@ -79,4 +93,17 @@ pub async fn serve(
 /// Upper bound for `?wait=`; also what a client waits when it asks for more.
 pub fn clamp_wait(settings: &GatewaySettings, asked: Duration) -> Duration {
     asked.min(settings.max_wait)
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn url_secrets_are_not_logged() {
+        assert_eq!(
+            super::logged_path("/v1/webhooks/acr/hunter2"),
+            "/v1/webhooks/acr/<secret>"
+        );
+        assert_eq!(super::logged_path("/v1/webhooks/acr"), "/v1/webhooks/acr");
+        assert_eq!(super::logged_path("/v1/jobs"), "/v1/jobs");
+    }
 }

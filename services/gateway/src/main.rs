@@ -5,6 +5,7 @@ use std::sync::Arc;
 
 use anyhow::Context;
 use clap::Parser;
+use signet_gateway::webhooks::Receivers;
 use signet_gateway::AppState;
 use signet_kms::{Kms, KmsConfig};
 use signet_registry::{RegistryClient, RegistryConfig};
@@ -31,7 +32,14 @@ async fn main() -> anyhow::Result<()> {
     let _log = signet_runtime::logging::init(settings.log.format, &settings.log.level)?;
     let shutdown = signet_runtime::shutdown_on_signals();
     let store = Store::connect(&settings.store_url()).await?;
-    let bus = signet_bus::connect(&settings.bus, &store).await?;
+    let bus = signet_bus::connect_with(
+        &settings.bus,
+        &store,
+        signet_bus::BusOptions::from_settings(&settings),
+    )
+    .await?;
+    // Secrets are read now: a receiver that cannot authenticate must stop the start.
+    let webhooks = Arc::new(Receivers::from_settings(&settings.webhooks)?);
     let kick = Arc::new(Notify::new());
     let relay = tokio::spawn(signet_bus::outbox::run(
         store.clone(),
@@ -46,6 +54,7 @@ async fn main() -> anyhow::Result<()> {
         registry: RegistryClient::new(RegistryConfig::from_settings(&settings)?)?,
         settings: Arc::new(settings.gateway.clone()),
         outbox_kick: kick,
+        webhooks,
     };
     let listener = tokio::net::TcpListener::bind(&settings.gateway.listen)
         .await

@@ -45,6 +45,7 @@ async fn start() -> Gateway {
         registry: RegistryClient::new(RegistryConfig::default()).expect("registry client"),
         settings: Arc::new(settings),
         outbox_kick: Arc::new(tokio::sync::Notify::new()),
+        webhooks: Arc::default(),
     };
     let mut tokens = Vec::new();
     for (name, role) in [

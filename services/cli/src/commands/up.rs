@@ -8,6 +8,7 @@ use std::sync::Arc;
 
 use anyhow::Context as _;
 use clap::Args;
+use signet_gateway::webhooks::Receivers;
 use signet_gateway::AppState;
 use signet_kms::{Kms, KmsConfig};
 use signet_registry::{RegistryClient, RegistryConfig};
@@ -44,7 +45,14 @@ pub async fn up(settings: Settings, shutdown: CancellationToken) -> anyhow::Resu
     let store = Store::connect(&settings.store_url())
         .await
         .with_context(|| format!("opening the store in {}", settings.data_dir.display()))?;
-    let bus = signet_bus::connect(&settings.bus, &store).await?;
+    let bus = signet_bus::connect_with(
+        &settings.bus,
+        &store,
+        signet_bus::BusOptions::from_settings(&settings),
+    )
+    .await?;
+    // Secrets are read now: a receiver that cannot authenticate must stop the start.
+    let webhooks = Arc::new(Receivers::from_settings(&settings.webhooks)?);
     let kms = Arc::new(Kms::new(KmsConfig::from_settings(&settings)));
     let registry = RegistryClient::new(RegistryConfig::from_settings(&settings)?)?;
     let token_path = settings.admin_token_path();
@@ -84,6 +92,7 @@ pub async fn up(settings: Settings, shutdown: CancellationToken) -> anyhow::Resu
         registry,
         settings: Arc::new(settings.gateway.clone()),
         outbox_kick: kick,
+        webhooks,
     };
     tracing::info!(%url, data_dir = %settings.data_dir.display(), "signet is up (embedded mode; the local KMS is for development only)");
     signet_gateway::serve(listener, state, shutdown.clone()).await?;

@@ -4,9 +4,11 @@ mod health;
 mod jobs;
 mod policies;
 mod records;
+mod rules;
 mod sign;
 mod tokens;
 mod trust;
+mod webhooks;
 mod witnesses;
 
 use axum::routing::{get, post};
@@ -34,6 +36,17 @@ pub fn router() -> Router<AppState> {
             post(witnesses::revoke_version),
         )
         .route("/v1/sign", post(sign::sign))
+        .route("/v1/webhooks/distribution", post(webhooks::distribution))
+        .route("/v1/webhooks/harbor", post(webhooks::harbor))
+        .route("/v1/webhooks/acr", post(webhooks::acr))
+        .route("/v1/webhooks/acr/{secret}", post(webhooks::acr_with_secret))
+        .route("/v1/webhooks/generic", post(webhooks::generic))
+        .route("/v1/webhooks/stats", get(webhooks::stats))
+        .route("/v1/signing-rules", post(rules::create).get(rules::list))
+        .route(
+            "/v1/signing-rules/{name}",
+            get(rules::show).patch(rules::update).delete(rules::delete),
+        )
         .route("/v1/jobs", get(jobs::list))
         .route("/v1/jobs/{id}", get(jobs::show))
         .route("/v1/jobs/{id}/retry", post(jobs::retry))

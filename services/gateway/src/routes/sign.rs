@@ -12,6 +12,7 @@ use chrono::Utc;
 use serde::Deserialize;
 use signet_bus::{Message, JOB_ID_HEADER};
 use signet_core::{ImageRef, Job, JobState, Role, SignRequest, WitnessState};
+use signet_store::StoreError;
 use uuid::Uuid;
 
 use crate::auth::Caller;
@@ -83,6 +84,21 @@ pub async fn enqueue(
     source: &str,
     actor: &str,
 ) -> ApiResult<Job> {
+    enqueue_as(state, Uuid::now_v7(), request, source, actor).await
+}
+
+/// [`enqueue`] under a job id the caller derived from what it was asked (a webhook
+/// event), so that being asked again (a registry retrying a delivery it got no 2xx for)
+/// does not create a second job. A job that may never have reached the bus (created, but
+/// no worker has taken it) is published again; one a worker has taken or finished is
+/// returned as it is.
+pub async fn enqueue_as(
+    state: &AppState,
+    id: Uuid,
+    request: SignRequest,
+    source: &str,
+    actor: &str,
+) -> ApiResult<Job> {
     ImageRef::parse(&request.image).map_err(|e| ApiError::BadRequest(format!("image: {e}")))?;
     let witness = state
         .store
@@ -101,8 +117,8 @@ pub async fn enqueue(
         )));
     }
     let now = Utc::now();
-    let mut job = Job {
-        id: Uuid::now_v7(),
+    let job = Job {
+        id,
         request,
         source: source.to_owned(),
         state: JobState::Queued,
@@ -113,7 +129,36 @@ pub async fn enqueue(
         created_at: now,
         updated_at: now,
     };
-    state.store.create_job(&job).await?;
+    let job = match state.store.create_job(&job).await {
+        Ok(()) => job,
+        Err(StoreError::Conflict(_)) => {
+            let mut existing = state
+                .store
+                .get_job(id)
+                .await?
+                .ok_or_else(|| ApiError::Internal(format!("job {id} vanished")))?;
+            // Queued or failed without an attempt: maybe never published (a crash, or a
+            // bus that refused it). Anything else is in a worker's hands or done.
+            let unpublished = existing.attempts == 0
+                && matches!(existing.state, JobState::Queued | JobState::Failed);
+            if !unpublished {
+                tracing::debug!(job_id = %id, state = %existing.state, "sign job already enqueued");
+                return Ok(existing);
+            }
+            if existing.state == JobState::Failed {
+                existing.state = JobState::Queued;
+                existing.error = None;
+                existing.updated_at = Utc::now();
+                state.store.update_job(&existing).await?;
+            }
+            existing
+        }
+        Err(e) => return Err(e.into()),
+    };
+    publish(state, job, actor).await
+}
+
+async fn publish(state: &AppState, mut job: Job, actor: &str) -> ApiResult<Job> {
     let body = serde_json::to_vec(&job.request).map_err(|e| ApiError::Internal(e.to_string()))?;
     let mut message = Message {
         body,

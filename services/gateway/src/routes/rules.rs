@@ -1,0 +1,235 @@
+//! Signing rules: which pushed repositories the webhook receivers sign, and with which
+//! witness. Admin only; every change is audited.
+
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::Json;
+use chrono::Utc;
+use serde::Deserialize;
+use signet_core::{validate_name, NewAudit, SigningRule, WitnessState};
+use signet_store::StoreError;
+
+use crate::auth::Caller;
+use crate::error::{ApiError, ApiJson, ApiResult};
+use crate::webhooks::rules::validate;
+use crate::AppState;
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CreateRule {
+    pub name: String,
+    /// Globs over `registry/repository`.
+    pub repositories: Vec<String>,
+    /// A glob over the tag; default `*`.
+    #[serde(default = "every_tag")]
+    pub tag_pattern: String,
+    pub witness: String,
+    #[serde(default = "enabled")]
+    pub enabled: bool,
+}
+
+fn every_tag() -> String {
+    "*".to_owned()
+}
+
+fn enabled() -> bool {
+    true
+}
+
+/// A change to a rule; fields left out stay as they are.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UpdateRule {
+    pub repositories: Option<Vec<String>>,
+    pub tag_pattern: Option<String>,
+    pub witness: Option<String>,
+    pub enabled: Option<bool>,
+}
+
+/// The store's conflicts and misses with its whole message ("... already exists").
+fn store_error(e: StoreError) -> ApiError {
+    match e {
+        StoreError::Conflict(_) => ApiError::Conflict(e.to_string()),
+        StoreError::NotFound(_) => ApiError::NotFound(e.to_string()),
+        other => other.into(),
+    }
+}
+
+fn json(rule: &SigningRule) -> ApiResult<Json<serde_json::Value>> {
+    serde_json::to_value(rule)
+        .map(Json)
+        .map_err(|e| ApiError::Internal(e.to_string()))
+}
+
+/// A rule must name a witness that can sign; the store checks that it exists.
+async fn require_active_witness(state: &AppState, name: &str) -> ApiResult<()> {
+    match state.store.get_witness(name).await? {
+        None => Err(ApiError::NotFound(format!(
+            "witness {name:?} does not exist; list witnesses with `signet witness list`"
+        ))),
+        Some(w) if w.state == WitnessState::Revoked => Err(ApiError::Conflict(format!(
+            "witness {name:?} is revoked and signs nothing"
+        ))),
+        Some(_) => Ok(()),
+    }
+}
+
+async fn load(state: &AppState, name: &str) -> ApiResult<SigningRule> {
+    state
+        .store
+        .get_signing_rule(name)
+        .await?
+        .ok_or_else(|| ApiError::NotFound(format!("signing rule {name:?} does not exist")))
+}
+
+pub async fn create(
+    State(state): State<AppState>,
+    caller: Caller,
+    ApiJson(req): ApiJson<CreateRule>,
+) -> ApiResult<(StatusCode, Json<serde_json::Value>)> {
+    caller.require_admin()?;
+    validate_name("signing rule", &req.name).map_err(|e| ApiError::BadRequest(e.to_string()))?;
+    validate(&req.repositories, &req.tag_pattern).map_err(ApiError::BadRequest)?;
+    require_active_witness(&state, &req.witness).await?;
+    let now = Utc::now();
+    let rule = SigningRule {
+        name: req.name,
+        repositories: req.repositories,
+        tag_pattern: req.tag_pattern,
+        witness: req.witness,
+        enabled: req.enabled,
+        created_at: now,
+        updated_at: now,
+    };
+    let audit = NewAudit::new(
+        caller.actor(),
+        "rule.create",
+        &rule.name,
+        serde_json::json!({
+            "repositories": rule.repositories,
+            "tag_pattern": rule.tag_pattern,
+            "witness": rule.witness,
+            "enabled": rule.enabled,
+        }),
+    );
+    state
+        .store
+        .create_signing_rule(&rule, &audit)
+        .await
+        .map_err(store_error)?;
+    tracing::info!(rule = %rule.name, witness = %rule.witness, "signing rule created");
+    Ok((StatusCode::CREATED, json(&rule)?))
+}
+
+pub async fn list(
+    State(state): State<AppState>,
+    caller: Caller,
+) -> ApiResult<Json<serde_json::Value>> {
+    caller.require_admin()?;
+    let rules = state.store.list_signing_rules().await?;
+    Ok(Json(serde_json::json!({ "rules": rules })))
+}
+
+pub async fn show(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(name): Path<String>,
+) -> ApiResult<Json<serde_json::Value>> {
+    caller.require_admin()?;
+    json(&load(&state, &name).await?)
+}
+
+pub async fn update(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(name): Path<String>,
+    ApiJson(req): ApiJson<UpdateRule>,
+) -> ApiResult<Json<serde_json::Value>> {
+    caller.require_admin()?;
+    let before = load(&state, &name).await?;
+    let mut rule = before.clone();
+    if let Some(r) = req.repositories {
+        rule.repositories = r;
+    }
+    if let Some(t) = req.tag_pattern {
+        rule.tag_pattern = t;
+    }
+    if let Some(w) = req.witness {
+        rule.witness = w;
+    }
+    if let Some(e) = req.enabled {
+        rule.enabled = e;
+    }
+    validate(&rule.repositories, &rule.tag_pattern).map_err(ApiError::BadRequest)?;
+    if rule.witness != before.witness || (rule.enabled && !before.enabled) {
+        require_active_witness(&state, &rule.witness).await?;
+    }
+    if rule == before {
+        return json(&rule);
+    }
+    rule.updated_at = Utc::now();
+    // Switching a rule on or off is what operators look for in the log; name it so.
+    let only_enabled_changed = SigningRule {
+        enabled: before.enabled,
+        updated_at: before.updated_at,
+        ..rule.clone()
+    } == before;
+    let action = match (only_enabled_changed, rule.enabled) {
+        (true, true) => "rule.enable",
+        (true, false) => "rule.disable",
+        (false, _) => "rule.update",
+    };
+    let audit = NewAudit::new(
+        caller.actor(),
+        action,
+        &rule.name,
+        serde_json::json!({
+            "before": {
+                "repositories": before.repositories,
+                "tag_pattern": before.tag_pattern,
+                "witness": before.witness,
+                "enabled": before.enabled,
+            },
+            "after": {
+                "repositories": rule.repositories,
+                "tag_pattern": rule.tag_pattern,
+                "witness": rule.witness,
+                "enabled": rule.enabled,
+            },
+        }),
+    );
+    state
+        .store
+        .update_signing_rule(&rule, &audit)
+        .await
+        .map_err(store_error)?;
+    tracing::info!(rule = %rule.name, %action, "signing rule changed");
+    json(&rule)
+}
+
+pub async fn delete(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(name): Path<String>,
+) -> ApiResult<StatusCode> {
+    caller.require_admin()?;
+    let rule = load(&state, &name).await?;
+    let audit = NewAudit::new(
+        caller.actor(),
+        "rule.delete",
+        &rule.name,
+        serde_json::json!({
+            "repositories": rule.repositories,
+            "tag_pattern": rule.tag_pattern,
+            "witness": rule.witness,
+            "enabled": rule.enabled,
+        }),
+    );
+    state
+        .store
+        .delete_signing_rule(&name, &audit)
+        .await
+        .map_err(store_error)?;
+    tracing::info!(rule = %name, "signing rule deleted");
+    Ok(StatusCode::NO_CONTENT)
+}

@@ -1,0 +1,208 @@
+//! Signing rules as globs. Repository globs match `registry/repository` (what cosign
+//! writes into `docker-reference`), with `*` within one path component and `**` across
+//! components: `registry.example.com/team/*` matches `team/app` but not `team/app/web`,
+//! `registry.example.com/team/**` matches both. The tag pattern is a glob over the tag.
+
+use std::collections::BTreeMap;
+
+use globset::{Glob, GlobBuilder, GlobMatcher, GlobSet, GlobSetBuilder};
+use signet_core::{ImageRef, SigningRule};
+
+fn glob(pattern: &str) -> Result<Glob, globset::Error> {
+    GlobBuilder::new(pattern)
+        .literal_separator(true)
+        .backslash_escape(true)
+        .build()
+}
+
+/// Checks a rule's globs; the message names every bad one.
+pub fn validate(repositories: &[String], tag_pattern: &str) -> Result<(), String> {
+    let mut problems = Vec::new();
+    if repositories.is_empty() {
+        problems.push(
+            "repositories: give at least one glob over registry/repository (e.g. registry.example.com/team/*)"
+                .to_owned(),
+        );
+    }
+    for r in repositories {
+        if r.trim().is_empty() {
+            problems.push("repositories: an empty glob matches nothing".to_owned());
+        } else if let Err(e) = glob(r) {
+            problems.push(format!("repository glob {r:?} is invalid: {}", e.kind()));
+        } else if !r.contains('/') && !r.contains("**") {
+            problems.push(format!(
+                "repository glob {r:?} has no '/': globs match registry/repository (e.g. {r}/* or **)",
+            ));
+        }
+    }
+    if tag_pattern.is_empty() {
+        problems.push("tag_pattern: must not be empty; use * for every tag".to_owned());
+    } else if let Err(e) = glob(tag_pattern) {
+        problems.push(format!(
+            "tag pattern {tag_pattern:?} is invalid: {}",
+            e.kind()
+        ));
+    }
+    if problems.is_empty() {
+        Ok(())
+    } else {
+        Err(problems.join("; "))
+    }
+}
+
+struct Compiled {
+    name: String,
+    witness: String,
+    repositories: GlobSet,
+    tag: GlobMatcher,
+}
+
+/// The enabled signing rules, compiled.
+pub struct Rules {
+    compiled: Vec<Compiled>,
+}
+
+impl Rules {
+    /// Compiles the enabled rules. A stored rule that does not compile (rules are checked
+    /// when written, so only a hand-edited database has one) is logged and left out.
+    pub fn new(rules: &[SigningRule]) -> Self {
+        let compiled = rules
+            .iter()
+            .filter(|r| r.enabled)
+            .filter_map(|r| match compile(r) {
+                Ok(c) => Some(c),
+                Err(e) => {
+                    tracing::error!(rule = %r.name, error = %e, "signing rule does not compile; it is skipped");
+                    None
+                }
+            })
+            .collect();
+        Self { compiled }
+    }
+
+    /// The witnesses that sign `image`, each with the rules that chose it (by name).
+    /// Several rules naming one witness give one signature, not several.
+    pub fn witnesses_for(&self, image: &ImageRef) -> BTreeMap<String, Vec<String>> {
+        let repository = image.repository_ref();
+        let tag = image.tag().unwrap_or_default();
+        let mut out: BTreeMap<String, Vec<String>> = BTreeMap::new();
+        for rule in &self.compiled {
+            if rule.repositories.is_match(&repository) && rule.tag.is_match(tag) {
+                out.entry(rule.witness.clone())
+                    .or_default()
+                    .push(rule.name.clone());
+            }
+        }
+        out
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.compiled.is_empty()
+    }
+}
+
+fn compile(r: &SigningRule) -> Result<Compiled, String> {
+    let mut set = GlobSetBuilder::new();
+    for pattern in &r.repositories {
+        set.add(glob(pattern).map_err(|e| e.to_string())?);
+    }
+    Ok(Compiled {
+        name: r.name.clone(),
+        witness: r.witness.clone(),
+        repositories: set.build().map_err(|e| e.to_string())?,
+        tag: glob(&r.tag_pattern)
+            .map_err(|e| e.to_string())?
+            .compile_matcher(),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::Utc;
+
+    fn rule(name: &str, repos: &[&str], tag: &str, witness: &str, enabled: bool) -> SigningRule {
+        SigningRule {
+            name: name.into(),
+            repositories: repos.iter().map(|s| (*s).to_owned()).collect(),
+            tag_pattern: tag.into(),
+            witness: witness.into(),
+            enabled,
+            created_at: Utc::now(),
+            updated_at: Utc::now(),
+        }
+    }
+
+    fn witnesses(rules: &Rules, image: &str) -> Vec<String> {
+        rules
+            .witnesses_for(&ImageRef::parse(image).expect("image"))
+            .into_keys()
+            .collect()
+    }
+
+    #[test]
+    fn globs_match_registry_repository_and_tag() {
+        let rules = Rules::new(&[
+            rule("team", &["registry.example.com/team/*"], "*", "prod", true),
+            rule(
+                "deep",
+                &["registry.example.com/platform/**"],
+                "v*",
+                "prod",
+                true,
+            ),
+            rule("qa", &["registry.example.com/**"], "*-rc*", "qa", true),
+            rule("off", &["**"], "*", "nobody", false),
+            rule("hub", &["docker.io/library/*"], "*", "hub", true),
+        ]);
+        assert_eq!(
+            witnesses(&rules, "registry.example.com/team/app:v1"),
+            ["prod"]
+        );
+        assert!(
+            witnesses(&rules, "registry.example.com/team/app/web:v1").is_empty(),
+            "* stays within one path component"
+        );
+        assert_eq!(
+            witnesses(&rules, "registry.example.com/platform/a/b:v2"),
+            ["prod"]
+        );
+        assert!(witnesses(&rules, "registry.example.com/platform/a:latest").is_empty());
+        assert_eq!(
+            witnesses(&rules, "registry.example.com/team/app:v2-rc1"),
+            ["prod", "qa"]
+        );
+        assert!(witnesses(&rules, "other.example.com/team/app:v1").is_empty());
+        assert_eq!(
+            witnesses(&rules, "nginx:1.27"),
+            ["hub"],
+            "docker.io is normalised"
+        );
+    }
+
+    #[test]
+    fn several_rules_naming_one_witness_give_one_signature() {
+        let rules = Rules::new(&[
+            rule("a", &["r.example/**"], "*", "prod", true),
+            rule("b", &["r.example/x/*"], "v*", "prod", true),
+        ]);
+        let got = rules.witnesses_for(&ImageRef::parse("r.example/x/y:v1").expect("image"));
+        assert_eq!(got.len(), 1);
+        assert_eq!(got["prod"], ["a", "b"]);
+    }
+
+    #[test]
+    fn validation_names_every_bad_glob() {
+        assert!(validate(&["r.example/team/*".into()], "v*").is_ok());
+        assert!(validate(&["**".into()], "*").is_ok());
+        let err = validate(&["r.example/[".into(), "nohost".into()], "{a").expect_err("bad");
+        assert!(err.contains("\"r.example/[\" is invalid"), "{err}");
+        assert!(err.contains("\"nohost\" has no '/'"), "{err}");
+        assert!(err.contains("tag pattern \"{a\" is invalid"), "{err}");
+        let err = validate(&[], "").expect_err("empty");
+        assert!(
+            err.contains("at least one glob") && err.contains("use * for every tag"),
+            "{err}"
+        );
+    }
+}
