@@ -161,7 +161,7 @@ pub struct VerifierSettings {
     pub decision_budget: Duration,
     /// Most (digest, witness key) verdicts held; the least recently used go first.
     pub cache_capacity: u64,
-    /// How long a verified signature stays trusted without being seen again.
+    /// How long a verified signature is trusted before it is checked again.
     #[serde(with = "humantime_serde")]
     pub trust_ttl: Duration,
     /// How long "no valid signature in the registry" is remembered before asking again.

@@ -1,0 +1,871 @@
+//! Deciding an AdmissionReview: which policies apply to the namespace, which images the
+//! workload runs, and whether each satisfies each policy; then what the mode makes of a
+//! failure (enforce denies, warn warns, dry-run records) and what gets reported.
+//!
+//! Updates that run no new image (a scale-down, a label change) are allowed without a
+//! check: their images were checked when they were created. The whole check runs within
+//! the decision budget; what does not finish in time counts as "registry unreachable",
+//! which denies in an enforced namespace (fail closed) and never gets cached.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::Utc;
+use futures::future::join_all;
+use kube_core::admission::{AdmissionRequest, AdmissionResponse, Operation};
+use kube_core::DynamicObject;
+use serde_json::{json, Value};
+use signet_core::admission::{BREAK_GLASS_ANNOTATION, VERIFIED_ANNOTATION};
+use signet_core::{
+    AdmissionDecision, AdmissionOutcome, DenialReason, Digest, ImageRef, ImageVerdict, PolicyMode,
+};
+use tokio::sync::OnceCell;
+use tokio::time::Instant;
+
+use crate::report::Reporter;
+use crate::trust::{CompiledPolicy, Failure, Snapshot, Trust};
+use crate::workload;
+
+/// Extra time past the budget before an unfinished check is cut off; the registry calls
+/// inside it have the budget as their own deadline, so this is only a backstop.
+const BACKSTOP: Duration = Duration::from_millis(200);
+/// The longest denial message sent back; the API server shows it to the user.
+const MAX_MESSAGE: usize = 4_000;
+
+/// Decides admissions. Cheap to clone.
+#[derive(Clone, Debug)]
+pub struct Admission {
+    trust: Arc<Trust>,
+    reporter: Reporter,
+    cluster: Arc<str>,
+    budget: Duration,
+}
+
+/// One image of the workload, parsed once and resolved at most once per review.
+struct Slot<'a> {
+    raw: &'a str,
+    image: Result<ImageRef, String>,
+    digest: OnceCell<Result<Digest, Failure>>,
+}
+
+/// What one policy made of the workload.
+struct PolicyResult<'a> {
+    policy: &'a CompiledPolicy,
+    verdicts: Vec<ImageVerdict>,
+}
+
+impl PolicyResult<'_> {
+    fn failed(&self) -> bool {
+        self.verdicts.iter().any(|v| v.reason.is_some())
+    }
+}
+
+/// The parts of a request that decide whether it needs a check at all.
+fn images_to_check(req: &AdmissionRequest<DynamicObject>) -> Option<(&DynamicObject, Vec<&str>)> {
+    if !matches!(req.operation, Operation::Create | Operation::Update) {
+        return None;
+    }
+    // Status, scale and binding updates run no image; ephemeral containers do.
+    if req
+        .sub_resource
+        .as_deref()
+        .is_some_and(|s| s != "ephemeralcontainers")
+    {
+        return None;
+    }
+    let kind = req.kind.kind.as_str();
+    let object = req.object.as_ref()?;
+    let images = workload::images(workload::pod_spec(kind, &object.data)?);
+    if images.is_empty() {
+        return None;
+    }
+    if req.operation == Operation::Update {
+        let old: Vec<&str> = req
+            .old_object
+            .as_ref()
+            .and_then(|o| workload::pod_spec(kind, &o.data))
+            .map(workload::images)
+            .unwrap_or_default();
+        if images.iter().all(|i| old.contains(i)) {
+            return None;
+        }
+    }
+    Some((object, images))
+}
+
+impl Admission {
+    pub fn new(trust: Arc<Trust>, reporter: Reporter, cluster: &str, budget: Duration) -> Self {
+        Self {
+            trust,
+            reporter,
+            cluster: cluster.into(),
+            budget,
+        }
+    }
+
+    /// `POST /validate`.
+    pub async fn validate(&self, req: &AdmissionRequest<DynamicObject>) -> AdmissionResponse {
+        let started = Instant::now();
+        let response = self.decide(req, started + self.budget).await;
+        signet_runtime::metrics::metrics()
+            .admission_latency
+            .observe(started.elapsed().as_secs_f64());
+        response
+    }
+
+    async fn decide(
+        &self,
+        req: &AdmissionRequest<DynamicObject>,
+        deadline: Instant,
+    ) -> AdmissionResponse {
+        let allow = AdmissionResponse::from(req);
+        let Some((object, raw_images)) = images_to_check(req) else {
+            return allow;
+        };
+        if !self.trust.is_loaded() {
+            return allow.deny(
+                "signet: the verifier has no trust bundle yet (the control plane has not answered since it started); it cannot tell which images are trusted",
+            );
+        }
+        let namespace = req
+            .namespace
+            .as_deref()
+            .or(object.metadata.namespace.as_deref())
+            .unwrap_or_default();
+        let snapshot = self.trust.snapshot();
+        let policies: Vec<&CompiledPolicy> = snapshot.applicable(namespace).collect();
+        if policies.is_empty() {
+            return allow;
+        }
+        let slots: Vec<Slot<'_>> = raw_images
+            .iter()
+            .map(|raw| Slot {
+                raw,
+                image: ImageRef::parse(raw).map_err(|e| e.to_string()),
+                digest: OnceCell::new(),
+            })
+            .collect();
+        let evaluation = async {
+            let mut results = Vec::with_capacity(policies.len());
+            for policy in &policies {
+                results.push(self.evaluate(&snapshot, policy, &slots, deadline).await);
+            }
+            results
+        };
+        let results = match tokio::time::timeout_at(deadline + BACKSTOP, evaluation).await {
+            Ok(r) => r,
+            Err(_) => policies
+                .iter()
+                .map(|policy| PolicyResult {
+                    policy,
+                    verdicts: slots
+                        .iter()
+                        .map(|s| ImageVerdict {
+                            image: s.raw.to_owned(),
+                            digest: None,
+                            witnesses: Vec::new(),
+                            exempt: false,
+                            reason: Some(DenialReason::RegistryUnreachable),
+                            detail: format!(
+                                "the check did not finish within the {:?} budget",
+                                self.budget
+                            ),
+                        })
+                        .collect(),
+                })
+                .collect(),
+        };
+        self.conclude(req, object, namespace, &results)
+    }
+
+    /// Every image of the workload against one policy, images checked concurrently.
+    async fn evaluate<'p>(
+        &self,
+        snapshot: &Snapshot,
+        policy: &'p CompiledPolicy,
+        slots: &[Slot<'_>],
+        deadline: Instant,
+    ) -> PolicyResult<'p> {
+        let checks = slots.iter().map(|slot| async move {
+            let mut verdict = ImageVerdict {
+                image: slot.raw.to_owned(),
+                digest: None,
+                witnesses: Vec::new(),
+                exempt: false,
+                reason: None,
+                detail: String::new(),
+            };
+            let image = match &slot.image {
+                Ok(i) => i,
+                Err(e) => {
+                    if policy.exempts(slot.raw, None) {
+                        verdict.exempt = true;
+                    } else {
+                        verdict.reason = Some(DenialReason::InvalidReference);
+                        verdict.detail = e.clone();
+                    }
+                    return verdict;
+                }
+            };
+            if policy.exempts(slot.raw, Some(image)) {
+                verdict.exempt = true;
+                return verdict;
+            }
+            if image.digest().is_none() && policy.policy.require_digest {
+                verdict.reason = Some(DenialReason::DigestRequired);
+                verdict.detail =
+                    "the policy requires images by digest (@sha256:...), not by tag".to_owned();
+                return verdict;
+            }
+            let resolved = slot
+                .digest
+                .get_or_init(|| self.trust.resolve(image, deadline))
+                .await;
+            let digest = match resolved {
+                Ok(d) => d,
+                Err(f) => {
+                    verdict.reason = Some(f.reason);
+                    verdict.detail = f.detail.clone();
+                    return verdict;
+                }
+            };
+            verdict.digest = Some(digest.clone());
+            let check = self
+                .trust
+                .check(snapshot, policy, image, digest, deadline)
+                .await;
+            verdict.witnesses = check.witnesses.iter().map(|w| w.to_string()).collect();
+            if let Some(f) = check.failure {
+                verdict.reason = Some(f.reason);
+                verdict.detail = f.detail;
+            }
+            verdict
+        });
+        PolicyResult {
+            policy,
+            verdicts: join_all(checks).await,
+        }
+    }
+
+    /// Turns policy results into the answer and the decisions to report.
+    fn conclude(
+        &self,
+        req: &AdmissionRequest<DynamicObject>,
+        object: &DynamicObject,
+        namespace: &str,
+        results: &[PolicyResult<'_>],
+    ) -> AdmissionResponse {
+        let kind = req.kind.kind.as_str();
+        let break_glass = workload::annotation(
+            kind,
+            object.metadata.annotations.as_ref(),
+            &object.data,
+            BREAK_GLASS_ANNOTATION,
+        )
+        .map(str::trim)
+        .filter(|r| !r.is_empty());
+        let name = object
+            .metadata
+            .name
+            .clone()
+            .filter(|n| !n.is_empty())
+            .or_else(|| {
+                object
+                    .metadata
+                    .generate_name
+                    .as_ref()
+                    .map(|g| format!("{g}*"))
+            })
+            .unwrap_or_else(|| req.name.clone());
+        let mut denials: Vec<String> = Vec::new();
+        let mut warnings: Vec<String> = Vec::new();
+        for r in results {
+            let policy = &r.policy.policy;
+            let failed = r.failed();
+            let problems = if failed {
+                describe(&r.verdicts, &policy.name, namespace)
+            } else {
+                String::new()
+            };
+            let (outcome, message) = match (failed, policy.mode) {
+                (false, _) => (AdmissionOutcome::Allowed, String::new()),
+                (true, PolicyMode::Enforce) => match break_glass {
+                    Some(reason) if policy.allow_break_glass => {
+                        let m = format!(
+                            "signet: break-glass ({reason}) let this through policy {:?}, which would have denied it: {problems}; this admission is audited",
+                            policy.name
+                        );
+                        warnings.push(m.clone());
+                        (AdmissionOutcome::BreakGlass, m)
+                    }
+                    Some(_) => {
+                        let m = format!(
+                            "{problems} (policy {:?} does not honour the {BREAK_GLASS_ANNOTATION} annotation)",
+                            policy.name
+                        );
+                        denials.push(m.clone());
+                        (AdmissionOutcome::Denied, m)
+                    }
+                    None => {
+                        denials.push(problems.clone());
+                        (AdmissionOutcome::Denied, problems)
+                    }
+                },
+                (true, PolicyMode::Warn) => {
+                    let m = format!("signet (warn): {problems}");
+                    warnings.push(m.clone());
+                    (AdmissionOutcome::Warned, m)
+                }
+                (true, PolicyMode::DryRun) => (AdmissionOutcome::WouldDeny, problems),
+            };
+            signet_runtime::metrics::metrics().admission(
+                outcome.as_str(),
+                &policy.name,
+                policy.mode.as_str(),
+            );
+            let decision = AdmissionDecision {
+                at: Utc::now(),
+                cluster: self.cluster.to_string(),
+                uid: req.uid.clone(),
+                namespace: namespace.to_owned(),
+                kind: kind.to_owned(),
+                name: name.clone(),
+                operation: operation_name(&req.operation).to_owned(),
+                policy: policy.name.clone(),
+                mode: policy.mode,
+                outcome,
+                images: r.verdicts.clone(),
+                message,
+                break_glass: break_glass.map(str::to_owned),
+                dry_run: req.dry_run,
+            };
+            let urgent = outcome == AdmissionOutcome::BreakGlass;
+            if urgent {
+                tracing::warn!(namespace, name = %name, policy = %policy.name, reason = ?break_glass, "break-glass admission");
+            }
+            self.reporter.record(decision, urgent);
+        }
+        let mut response = AdmissionResponse::from(req);
+        if !warnings.is_empty() {
+            response.warnings = Some(warnings);
+        }
+        if !denials.is_empty() {
+            let mut message = denials.join("; ");
+            if message.len() > MAX_MESSAGE {
+                let mut cut = MAX_MESSAGE;
+                while !message.is_char_boundary(cut) {
+                    cut -= 1;
+                }
+                message.truncate(cut);
+                message.push_str(" …");
+            }
+            return response.deny(message);
+        }
+        let pinned = pinned_images(results);
+        if !pinned.is_empty() {
+            response
+                .audit_annotations
+                .insert("verified-images".to_owned(), pinned);
+        }
+        response
+    }
+
+    /// `POST /mutate`: adds the Trusted Image annotation listing each image's verified
+    /// digest and witnesses. Never denies; `/validate` decides.
+    pub async fn mutate(&self, req: &AdmissionRequest<DynamicObject>) -> AdmissionResponse {
+        let response = AdmissionResponse::from(req);
+        let Some((object, raw_images)) = images_to_check(req) else {
+            return response;
+        };
+        let deadline = Instant::now() + self.budget;
+        let snapshot = self.trust.snapshot();
+        let checks = raw_images.iter().map(|raw| {
+            let snapshot = &snapshot;
+            async move {
+                let image = ImageRef::parse(raw).ok()?;
+                let digest = self.trust.resolve(&image, deadline).await.ok()?;
+                let witnesses = self
+                    .trust
+                    .witnesses_of(snapshot, &image, &digest, deadline)
+                    .await;
+                (!witnesses.is_empty()).then(|| {
+                    json!({
+                        "image": raw,
+                        "digest": digest,
+                        "witnesses": witnesses.iter().map(|w| &**w).collect::<Vec<_>>(),
+                    })
+                })
+            }
+        });
+        let trusted: Vec<Value> = join_all(checks).await.into_iter().flatten().collect();
+        if trusted.is_empty() {
+            return response;
+        }
+        let value = Value::String(Value::Array(trusted).to_string());
+        let ops = if object.metadata.annotations.is_some() {
+            json!([{
+                "op": "add",
+                "path": format!("/metadata/annotations/{}", VERIFIED_ANNOTATION.replace('~', "~0").replace('/', "~1")),
+                "value": value,
+            }])
+        } else {
+            json!([{
+                "op": "add",
+                "path": "/metadata/annotations",
+                "value": { VERIFIED_ANNOTATION: value },
+            }])
+        };
+        match serde_json::from_value::<json_patch::Patch>(ops)
+            .map_err(|e| e.to_string())
+            .and_then(|p| response.clone().with_patch(p).map_err(|e| e.to_string()))
+        {
+            Ok(patched) => patched,
+            Err(e) => {
+                tracing::error!(error = %e, "cannot build the Trusted Image patch; admitting without it");
+                response
+            }
+        }
+    }
+}
+
+fn operation_name(op: &Operation) -> &'static str {
+    match op {
+        Operation::Create => "CREATE",
+        Operation::Update => "UPDATE",
+        Operation::Delete => "DELETE",
+        Operation::Connect => "CONNECT",
+    }
+}
+
+/// `image "X" (sha256:…) is not allowed in namespace "N" by policy "P": reason: detail`
+/// for each failing image.
+fn describe(verdicts: &[ImageVerdict], policy: &str, namespace: &str) -> String {
+    verdicts
+        .iter()
+        .filter_map(|v| {
+            let reason = v.reason?;
+            let digest = v
+                .digest
+                .as_ref()
+                .filter(|d| !v.image.contains(d.as_str()))
+                .map(|d| format!(" ({d})"))
+                .unwrap_or_default();
+            Some(format!(
+                "image {:?}{digest} is not allowed in namespace {namespace:?} by policy {policy:?}: {}: {}",
+                v.image,
+                reason_words(reason),
+                v.detail
+            ))
+        })
+        .collect::<Vec<_>>()
+        .join("; ")
+}
+
+fn reason_words(r: DenialReason) -> &'static str {
+    match r {
+        DenialReason::Unsigned => "unsigned",
+        DenialReason::InvalidSignature => "invalid signature",
+        DenialReason::Revoked => "witness or key version revoked",
+        DenialReason::TagNotResolvable => "tag not resolvable",
+        DenialReason::RegistryUnreachable => "registry unreachable",
+        DenialReason::DigestRequired => "digest required",
+        DenialReason::InvalidReference => "invalid image reference",
+    }
+}
+
+/// `image=digest` for each tagged image that passed, for the API server's audit log.
+fn pinned_images(results: &[PolicyResult<'_>]) -> String {
+    let mut seen: Vec<String> = Vec::new();
+    for r in results {
+        for v in &r.verdicts {
+            if let (None, Some(d)) = (v.reason, &v.digest) {
+                let entry = format!("{}={d}", v.image);
+                if !seen.contains(&entry) {
+                    seen.push(entry);
+                }
+            }
+        }
+    }
+    seen.join(",")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::CacheConfig;
+    use crate::testing::{bundle, no_registry, policy, TestKey};
+    use signet_core::WitnessState;
+    use tokio::sync::mpsc;
+
+    const FIXTURES: [(&str, &str); 13] = [
+        (
+            "pod-create",
+            include_str!("../tests/fixtures/pod-create.json"),
+        ),
+        (
+            "pod-from-replicaset-create",
+            include_str!("../tests/fixtures/pod-from-replicaset-create.json"),
+        ),
+        (
+            "pod-ephemeral-update",
+            include_str!("../tests/fixtures/pod-ephemeral-update.json"),
+        ),
+        (
+            "deployment-create",
+            include_str!("../tests/fixtures/deployment-create.json"),
+        ),
+        (
+            "deployment-image-update",
+            include_str!("../tests/fixtures/deployment-image-update.json"),
+        ),
+        (
+            "deployment-scale-down-update",
+            include_str!("../tests/fixtures/deployment-scale-down-update.json"),
+        ),
+        (
+            "deployment-scale-subresource-update",
+            include_str!("../tests/fixtures/deployment-scale-subresource-update.json"),
+        ),
+        (
+            "replicaset-create",
+            include_str!("../tests/fixtures/replicaset-create.json"),
+        ),
+        (
+            "statefulset-create",
+            include_str!("../tests/fixtures/statefulset-create.json"),
+        ),
+        (
+            "daemonset-create",
+            include_str!("../tests/fixtures/daemonset-create.json"),
+        ),
+        (
+            "job-create",
+            include_str!("../tests/fixtures/job-create.json"),
+        ),
+        (
+            "cronjob-create",
+            include_str!("../tests/fixtures/cronjob-create.json"),
+        ),
+        (
+            "replicationcontroller-create",
+            include_str!("../tests/fixtures/replicationcontroller-create.json"),
+        ),
+    ];
+
+    struct Images<'a> {
+        image: &'a str,
+        init: &'a str,
+        ephemeral: &'a str,
+        old: &'a str,
+    }
+
+    fn request(name: &str, ns: &str, i: &Images<'_>) -> AdmissionRequest<DynamicObject> {
+        let (_, text) = FIXTURES
+            .iter()
+            .find(|(n, _)| *n == name)
+            .expect("fixture exists");
+        let text = text
+            .replace("{{UID}}", &uuid::Uuid::new_v4().to_string())
+            .replace("{{NAMESPACE}}", ns)
+            .replace("{{IMAGE}}", i.image)
+            .replace("{{INIT_IMAGE}}", i.init)
+            .replace("{{EPHEMERAL_IMAGE}}", i.ephemeral)
+            .replace("{{OLD_IMAGE}}", i.old);
+        let review: kube_core::admission::AdmissionReview<DynamicObject> =
+            serde_json::from_str(&text).expect("fixture parses");
+        review.try_into().expect("fixture has a request")
+    }
+
+    struct Fixture {
+        admission: Admission,
+        trust: Arc<Trust>,
+        decisions: mpsc::Receiver<AdmissionDecision>,
+        key: TestKey,
+        signed: String,
+        unsigned: String,
+    }
+
+    /// A verifier whose one witness `w` signed `signed`; `unsigned` has no signature and
+    /// its registry does not answer.
+    async fn fixture(policies: Vec<signet_core::SecurityPolicy>) -> Fixture {
+        let key = TestKey::new();
+        let trust = Arc::new(Trust::new("c1", no_registry(), CacheConfig::default()));
+        trust.install(bundle(1, policies, vec![key.trusted("w", "1")]));
+        let digest = Digest::of(b"signed");
+        let signed = format!("127.0.0.1:1/team/app@{digest}");
+        trust
+            .learn(&key.record("w", "127.0.0.1:1/team/app", &digest))
+            .await
+            .expect("learn");
+        let (reporter, decisions) = Reporter::for_tests();
+        Fixture {
+            admission: Admission::new(trust.clone(), reporter, "c1", Duration::from_secs(2)),
+            trust,
+            decisions,
+            key,
+            signed,
+            unsigned: format!("127.0.0.1:1/team/other@{}", Digest::of(b"unsigned")),
+        }
+    }
+
+    fn images<'a>(f: &'a Fixture, image: &'a str) -> Images<'a> {
+        Images {
+            image,
+            init: &f.signed,
+            ephemeral: &f.signed,
+            old: &f.signed,
+        }
+    }
+
+    fn drain(rx: &mut mpsc::Receiver<AdmissionDecision>) -> Vec<AdmissionDecision> {
+        let mut out = Vec::new();
+        while let Ok(d) = rx.try_recv() {
+            out.push(d);
+        }
+        out
+    }
+
+    #[test]
+    fn every_fixture_yields_its_images() {
+        let i = Images {
+            image: "reg/app:v1",
+            init: "reg/init:v1",
+            ephemeral: "reg/debug:v1",
+            old: "reg/app:v0",
+        };
+        for (name, _) in FIXTURES {
+            let req = request(name, "prod", &i);
+            let got = images_to_check(&req).map(|(_, imgs)| imgs);
+            let want: Option<Vec<&str>> = match name {
+                "deployment-scale-down-update" | "deployment-scale-subresource-update" => None,
+                "pod-ephemeral-update" => Some(vec!["reg/app:v1", "reg/init:v1", "reg/debug:v1"]),
+                _ => Some(vec!["reg/app:v1", "reg/init:v1"]),
+            };
+            assert_eq!(got, want, "{name}");
+        }
+    }
+
+    #[tokio::test]
+    async fn namespaces_without_an_enabled_policy_are_not_checked() {
+        let mut f = fixture(vec![policy("p", &["w"], "prod", PolicyMode::Enforce)]).await;
+        let unsigned = f.unsigned.clone();
+        let r = f
+            .admission
+            .validate(&request("pod-create", "dev", &images(&f, &unsigned)))
+            .await;
+        assert!(r.allowed);
+        assert!(drain(&mut f.decisions).is_empty());
+    }
+
+    #[tokio::test]
+    async fn enforce_denies_naming_image_policy_and_reason() {
+        let mut f = fixture(vec![policy(
+            "prod-images",
+            &["w"],
+            "prod",
+            PolicyMode::Enforce,
+        )])
+        .await;
+        let signed = f.signed.clone();
+        let ok = f
+            .admission
+            .validate(&request("deployment-create", "prod", &images(&f, &signed)))
+            .await;
+        assert!(ok.allowed, "{}", ok.result.message);
+        let unsigned = f.unsigned.clone();
+        let denied = f
+            .admission
+            .validate(&request(
+                "deployment-create",
+                "prod",
+                &images(&f, &unsigned),
+            ))
+            .await;
+        assert!(!denied.allowed);
+        let m = &denied.result.message;
+        assert!(m.contains(&unsigned), "{m}");
+        assert!(m.contains("policy \"prod-images\""), "{m}");
+        assert!(m.contains("registry unreachable"), "{m}");
+        let d = drain(&mut f.decisions);
+        assert_eq!(d.len(), 2);
+        assert_eq!(d[0].outcome, AdmissionOutcome::Allowed);
+        assert_eq!(d[1].outcome, AdmissionOutcome::Denied);
+        assert_eq!(d[1].kind, "Deployment");
+        assert_eq!(
+            d[1].images[0].reason,
+            Some(DenialReason::RegistryUnreachable)
+        );
+        assert_eq!(d[1].images[1].reason, None, "the signed init image passed");
+        assert_eq!(d[1].images[1].witnesses, ["w"]);
+    }
+
+    #[tokio::test]
+    async fn warn_and_dry_run_allow() {
+        let mut f = fixture(vec![
+            policy("warned", &["w"], "prod", PolicyMode::Warn),
+            policy("trial", &["w"], "prod", PolicyMode::DryRun),
+        ])
+        .await;
+        let unsigned = f.unsigned.clone();
+        let r = f
+            .admission
+            .validate(&request("pod-create", "prod", &images(&f, &unsigned)))
+            .await;
+        assert!(r.allowed);
+        let warnings = r.warnings.unwrap_or_default();
+        assert_eq!(warnings.len(), 1, "only warn warns: {warnings:?}");
+        assert!(warnings[0].contains("warned"), "{warnings:?}");
+        let outcomes: Vec<_> = drain(&mut f.decisions).iter().map(|d| d.outcome).collect();
+        assert_eq!(
+            outcomes,
+            [AdmissionOutcome::Warned, AdmissionOutcome::WouldDeny]
+        );
+    }
+
+    #[tokio::test]
+    async fn break_glass_only_where_the_policy_allows_it() {
+        let mut allows = policy("glass", &["w"], "prod", PolicyMode::Enforce);
+        allows.allow_break_glass = true;
+        let strict = policy("strict", &["w"], "secure", PolicyMode::Enforce);
+        let mut f = fixture(vec![allows, strict]).await;
+        let unsigned = f.unsigned.clone();
+        let with_glass = |ns: &str| {
+            let mut req = request("deployment-create", ns, &images(&f, &unsigned));
+            if let Some(o) = req.object.as_mut() {
+                o.metadata
+                    .annotations
+                    .get_or_insert_with(Default::default)
+                    .insert(BREAK_GLASS_ANNOTATION.into(), "incident 42".into());
+            }
+            req
+        };
+        let r = f.admission.validate(&with_glass("prod")).await;
+        assert!(r.allowed);
+        assert!(r.warnings.unwrap_or_default()[0].contains("break-glass (incident 42)"));
+        let r = f.admission.validate(&with_glass("secure")).await;
+        assert!(!r.allowed);
+        assert!(
+            r.result.message.contains("does not honour"),
+            "{}",
+            r.result.message
+        );
+        let d = drain(&mut f.decisions);
+        assert_eq!(d[0].outcome, AdmissionOutcome::BreakGlass);
+        assert_eq!(d[0].break_glass.as_deref(), Some("incident 42"));
+        assert_eq!(d[1].outcome, AdmissionOutcome::Denied);
+    }
+
+    #[tokio::test]
+    async fn exemptions_digests_and_updates() {
+        let mut digest_only = policy("pinned", &["w"], "prod", PolicyMode::Enforce);
+        digest_only.require_digest = true;
+        let mut f = fixture(vec![digest_only]).await;
+        let signed = f.signed.clone();
+        // The exempt pause image needs nothing; a tag is refused outright.
+        let r = f
+            .admission
+            .validate(&request(
+                "pod-create",
+                "prod",
+                &images(&f, "registry.k8s.io/pause:3.9"),
+            ))
+            .await;
+        assert!(r.allowed, "{}", r.result.message);
+        let r = f
+            .admission
+            .validate(&request(
+                "pod-create",
+                "prod",
+                &images(&f, "127.0.0.1:1/team/app:v1"),
+            ))
+            .await;
+        assert!(!r.allowed);
+        assert!(
+            r.result.message.contains("digest required"),
+            "{}",
+            r.result.message
+        );
+        drain(&mut f.decisions);
+        // Scale-downs and the scale subresource are not checked at all.
+        for name in [
+            "deployment-scale-down-update",
+            "deployment-scale-subresource-update",
+        ] {
+            let unsigned = f.unsigned.clone();
+            let r = f
+                .admission
+                .validate(&request(name, "prod", &images(&f, &unsigned)))
+                .await;
+            assert!(r.allowed, "{name}");
+        }
+        assert!(drain(&mut f.decisions).is_empty());
+        // A rollout to an unsigned image is.
+        let unsigned = f.unsigned.clone();
+        let mut i = images(&f, &unsigned);
+        i.old = &signed;
+        let r = f
+            .admission
+            .validate(&request("deployment-image-update", "prod", &i))
+            .await;
+        assert!(!r.allowed);
+    }
+
+    #[tokio::test]
+    async fn revocation_denies_from_the_cache() {
+        let mut f = fixture(vec![policy("p", &["w"], "prod", PolicyMode::Enforce)]).await;
+        let signed = f.signed.clone();
+        let witness = f.key.witness("w", WitnessState::Revoked);
+        assert!(f
+            .trust
+            .apply(2, |b| crate::trust::apply_witness(b, &witness)));
+        let r = f
+            .admission
+            .validate(&request("pod-create", "prod", &images(&f, &signed)))
+            .await;
+        assert!(!r.allowed);
+        assert!(
+            r.result.message.contains("witness or key version revoked"),
+            "{}",
+            r.result.message
+        );
+        drain(&mut f.decisions);
+    }
+
+    #[tokio::test]
+    async fn no_bundle_no_admission() {
+        let trust = Arc::new(Trust::new("c1", no_registry(), CacheConfig::default()));
+        let (reporter, _rx) = Reporter::for_tests();
+        let a = Admission::new(trust, reporter, "c1", Duration::from_secs(1));
+        let i = Images {
+            image: "reg/app:v1",
+            init: "reg/init:v1",
+            ephemeral: "x",
+            old: "x",
+        };
+        let r = a.validate(&request("pod-create", "prod", &i)).await;
+        assert!(!r.allowed);
+        assert!(r.result.message.contains("no trust bundle"));
+    }
+
+    #[tokio::test]
+    async fn mutate_annotates_verified_images_only() {
+        let f = fixture(vec![policy("p", &["w"], "prod", PolicyMode::Enforce)]).await;
+        let unsigned = f.unsigned.clone();
+        let r = f
+            .admission
+            .mutate(&request("pod-create", "prod", &images(&f, &unsigned)))
+            .await;
+        assert!(r.allowed);
+        let patch: Value = serde_json::from_slice(&r.patch.expect("a patch")).expect("json");
+        assert_eq!(patch[0]["op"], "add");
+        assert_eq!(
+            patch[0]["path"],
+            "/metadata/annotations/signet.dev~1verified-images"
+        );
+        let listed: Value =
+            serde_json::from_str(patch[0]["value"].as_str().expect("string")).expect("json");
+        assert_eq!(listed.as_array().map(Vec::len), Some(1), "{listed}");
+        assert_eq!(listed[0]["image"], f.signed.as_str());
+        assert_eq!(listed[0]["witnesses"], json!(["w"]));
+    }
+}

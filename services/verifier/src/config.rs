@@ -1,0 +1,147 @@
+//! The verifier's configuration: built from signet's settings file (the `verifier`
+//! section) or directly by tests and by `signet up`.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use secrecy::SecretString;
+use signet_runtime::secret::read_secret_file;
+use signet_runtime::Settings;
+
+use crate::error::VerifierError;
+
+/// Where the certificate and key live; both are re-read when either file changes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TlsFiles {
+    pub cert: PathBuf,
+    pub key: PathBuf,
+}
+
+/// Everything the verifier needs besides its event bus and registry client.
+#[derive(Debug, Clone)]
+pub struct VerifierConfig {
+    /// HTTPS listener (`host:port`; port 0 picks a free one).
+    pub listen: String,
+    pub cluster: String,
+    /// The control plane's base URL (`http://127.0.0.1:7700`).
+    pub gateway: String,
+    /// An API token with the verifier role.
+    pub token: SecretString,
+    pub tls: TlsFiles,
+    pub tls_reload_interval: Duration,
+    /// An admission answers within this; enforced namespaces fail closed past it.
+    pub decision_budget: Duration,
+    pub cache: CacheConfig,
+    pub resync_interval: Duration,
+    pub report_interval: Duration,
+    pub report_batch: usize,
+    /// Where the last trust bundle is kept across restarts.
+    pub state_dir: Option<PathBuf>,
+}
+
+/// Sizes and lifetimes of the trust cache.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CacheConfig {
+    /// Most (digest, witness key) verdicts held.
+    pub capacity: u64,
+    /// How long a verified signature stays trusted.
+    pub trust_ttl: Duration,
+    /// How long a registry answer without a valid signature is reused.
+    pub negative_ttl: Duration,
+    /// How long a tag stays resolved.
+    pub tag_ttl: Duration,
+}
+
+impl Default for CacheConfig {
+    fn default() -> Self {
+        Self {
+            capacity: 100_000,
+            trust_ttl: Duration::from_secs(3600),
+            negative_ttl: Duration::from_secs(5),
+            tag_ttl: Duration::from_secs(30),
+        }
+    }
+}
+
+impl VerifierConfig {
+    /// The verifier section of `settings`. The gateway URL, the token file and the TLS
+    /// files must be set (`signet up` fills them in for its own verifier); the token is
+    /// read here and only held as a secret afterwards.
+    pub fn from_settings(settings: &Settings) -> Result<Self, VerifierError> {
+        let v = &settings.verifier;
+        let mut missing = Vec::new();
+        if v.gateway.is_none() {
+            missing.push("verifier.gateway (the control plane URL)");
+        }
+        if v.token_file.is_none() {
+            missing.push("verifier.token_file (a token with the verifier role)");
+        }
+        if v.tls_cert.is_none() || v.tls_key.is_none() {
+            missing.push("verifier.tls_cert and verifier.tls_key (PEM files)");
+        }
+        let (Some(gateway), Some(token_file), Some(cert), Some(key)) =
+            (&v.gateway, &v.token_file, &v.tls_cert, &v.tls_key)
+        else {
+            return Err(VerifierError::Config(format!("set {}", missing.join(", "))));
+        };
+        let token =
+            read_secret_file(token_file).map_err(|e| VerifierError::Config(e.to_string()))?;
+        Ok(Self {
+            listen: v.listen.clone(),
+            cluster: v.cluster.clone(),
+            gateway: gateway.trim_end_matches('/').to_owned(),
+            token,
+            tls: TlsFiles {
+                cert: cert.clone(),
+                key: key.clone(),
+            },
+            tls_reload_interval: v.tls_reload_interval,
+            decision_budget: v.decision_budget,
+            cache: CacheConfig {
+                capacity: v.cache_capacity,
+                trust_ttl: v.trust_ttl,
+                negative_ttl: v.negative_ttl,
+                tag_ttl: v.tag_ttl,
+            },
+            resync_interval: v.resync_interval,
+            report_interval: v.report_interval,
+            report_batch: v.report_batch,
+            state_dir: v.state_dir.clone(),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use secrecy::ExposeSecret;
+
+    #[test]
+    fn names_every_missing_setting() {
+        let err = VerifierConfig::from_settings(&Settings::default())
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default();
+        assert!(err.contains("verifier.gateway"), "{err}");
+        assert!(err.contains("verifier.token_file"), "{err}");
+        assert!(err.contains("verifier.tls_cert"), "{err}");
+    }
+
+    #[test]
+    fn reads_the_token_file() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let token = dir.path().join("token");
+        std::fs::write(&token, "sgt_x_y\n").expect("write");
+        let mut s = Settings::default();
+        s.verifier.gateway = Some("http://127.0.0.1:7700/".into());
+        s.verifier.token_file = Some(token);
+        s.verifier.tls_cert = Some(dir.path().join("c.pem"));
+        s.verifier.tls_key = Some(dir.path().join("k.pem"));
+        s.verifier.cluster = "c1".into();
+        let c = VerifierConfig::from_settings(&s).expect("config");
+        assert_eq!(c.gateway, "http://127.0.0.1:7700");
+        assert_eq!(c.token.expose_secret(), "sgt_x_y");
+        assert_eq!(c.cluster, "c1");
+        assert!(!format!("{c:?}").contains("sgt_x_y"));
+    }
+}

@@ -1,0 +1,211 @@
+//! signet's cluster-side verifier: the Kubernetes admission webhook that lets only images
+//! with valid signatures from a policy's witnesses start in a protected namespace.
+//!
+//! Unlike verifiers that pull signatures from the registry on every admission, this one
+//! is fed by events: each `signature.published` event carries the payload and signature,
+//! verified here on arrival, so a freshly signed image is trusted before its Pod
+//! arrives. A miss falls back to the registry's `.sig` artifact. The cluster's policies
+//! and witness keys come from the control plane's trust bundle, kept current by events
+//! and re-synced on reconnect, on a revision gap and periodically; with the control
+//! plane down the verifier keeps deciding from its cache and last bundle.
+//!
+//! Layout:
+//! - [`config`]: [`VerifierConfig`], from the settings file's `verifier` section.
+//! - [`admission`]: deciding an AdmissionReview (modes, break-glass, updates, reports).
+//! - [`workload`]: where each workload kind keeps its images.
+//! - [`trust`]: the compiled trust snapshot and the trust cache.
+//! - [`sync`]: events and trust bundle re-syncs.
+//! - [`report`]: admission decisions, batched to the control plane.
+//! - [`control`]: the control plane client.
+//! - [`server`]: the HTTP routes; [`tls`]: HTTPS with certificate reload.
+//! - [`error`]: what stops the verifier ([`VerifierError`]) or its control plane calls.
+
+pub mod admission;
+pub mod config;
+pub mod control;
+pub mod error;
+pub mod report;
+pub mod server;
+pub mod sync;
+pub mod tls;
+pub mod trust;
+pub mod workload;
+
+#[cfg(test)]
+mod testing;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum_server::tls_rustls::RustlsConfig;
+use signet_bus::EventBus;
+use signet_registry::RegistryClient;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+pub use config::{CacheConfig, TlsFiles, VerifierConfig};
+pub use error::{ControlPlaneError, VerifierError};
+
+use crate::admission::Admission;
+use crate::control::ControlPlane;
+use crate::sync::Resync;
+use crate::trust::Trust;
+
+/// How long in-flight reviews may take to finish once shutdown starts.
+const DRAIN: Duration = Duration::from_secs(10);
+
+/// A verifier that is serving.
+pub struct Running {
+    addr: SocketAddr,
+    trust: Arc<Trust>,
+    task: JoinHandle<Result<(), VerifierError>>,
+}
+
+impl std::fmt::Debug for Running {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Running")
+            .field("addr", &self.addr)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Running {
+    /// Where the HTTPS listener is bound.
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// The trust snapshot and cache, for inspection.
+    pub fn trust(&self) -> &Arc<Trust> {
+        &self.trust
+    }
+
+    /// Waits until the verifier has stopped (after `shutdown`) and drained.
+    pub async fn wait(self) -> Result<(), VerifierError> {
+        match self.task.await {
+            Ok(r) => r,
+            Err(e) => Err(VerifierError::Serve(std::io::Error::other(e))),
+        }
+    }
+}
+
+/// Starts the verifier: binds the HTTPS listener, loads the certificate, and starts
+/// following events and the control plane. Returns once it is listening; admissions
+/// are decided as soon as a trust bundle arrives (or was kept from a previous run).
+pub async fn start(
+    config: VerifierConfig,
+    events: Arc<dyn EventBus>,
+    registry: RegistryClient,
+    shutdown: CancellationToken,
+) -> Result<Running, VerifierError> {
+    let trust = Arc::new(Trust::new(&config.cluster, registry, config.cache));
+    let kept = config
+        .state_dir
+        .as_ref()
+        .map(|d| sync::bundle_file(d, &config.cluster));
+    if let Some(bundle) = kept
+        .as_deref()
+        .and_then(|p| sync::load_kept(p, &config.cluster))
+    {
+        tracing::info!(
+            revision = bundle.revision,
+            "deciding from the kept trust bundle until the control plane answers"
+        );
+        trust.install(bundle);
+    }
+    let control = ControlPlane::new(&config.gateway, &config.cluster, config.token.clone())
+        .map_err(|e| VerifierError::Config(e.to_string()))?;
+
+    let provider = tls::provider();
+    let cert = Arc::new(tls::ReloadingCert::load(
+        config.tls.clone(),
+        provider.clone(),
+    )?);
+    let tls_config =
+        RustlsConfig::from_config(Arc::new(tls::server_config(cert.clone(), provider)?));
+    let listener =
+        std::net::TcpListener::bind(&config.listen).map_err(|source| VerifierError::Listen {
+            addr: config.listen.clone(),
+            source,
+        })?;
+    listener
+        .set_nonblocking(true)
+        .map_err(|source| VerifierError::Listen {
+            addr: config.listen.clone(),
+            source,
+        })?;
+    let addr = listener
+        .local_addr()
+        .map_err(|source| VerifierError::Listen {
+            addr: config.listen.clone(),
+            source,
+        })?;
+
+    let (reporter, report_task) = report::start(
+        control.clone(),
+        config.report_interval,
+        config.report_batch,
+        shutdown.clone(),
+    );
+    let admission = Admission::new(
+        trust.clone(),
+        reporter,
+        &config.cluster,
+        config.decision_budget,
+    );
+    let resync = Resync::default();
+    let background = vec![
+        tokio::spawn(cert.watch(config.tls_reload_interval, shutdown.clone())),
+        tokio::spawn(sync::resync_loop(
+            trust.clone(),
+            control,
+            resync.clone(),
+            config.resync_interval,
+            kept,
+            shutdown.clone(),
+        )),
+        tokio::spawn(sync::event_loop(
+            trust.clone(),
+            events,
+            resync,
+            shutdown.clone(),
+        )),
+    ];
+
+    let handle = axum_server::Handle::new();
+    let server = axum_server::from_tcp_rustls(listener, tls_config)
+        .map_err(VerifierError::Serve)?
+        .handle(handle.clone());
+    let app = server::router(admission, trust.clone());
+    {
+        let shutdown = shutdown.clone();
+        tokio::spawn(async move {
+            shutdown.cancelled().await;
+            handle.graceful_shutdown(Some(DRAIN));
+        });
+    }
+    tracing::info!(%addr, cluster = %config.cluster, gateway = %config.gateway, "verifier listening (HTTPS: /validate, /mutate)");
+    let task = tokio::spawn(async move {
+        let served = server.serve(app.into_make_service()).await;
+        for t in background {
+            let _ = t.await;
+        }
+        let _ = report_task.await;
+        served.map_err(VerifierError::Serve)
+    });
+    Ok(Running { addr, trust, task })
+}
+
+/// [`start`], then serve until `shutdown` and drain.
+pub async fn run(
+    config: VerifierConfig,
+    events: Arc<dyn EventBus>,
+    registry: RegistryClient,
+    shutdown: CancellationToken,
+) -> Result<(), VerifierError> {
+    start(config, events, registry, shutdown)
+        .await?
+        .wait()
+        .await
+}

@@ -1,0 +1,1017 @@
+//! What the verifier trusts, and the cache that makes checking it cheap.
+//!
+//! The [`Snapshot`] is the cluster's trust bundle compiled for matching: policies with
+//! their globs, and every key of their witnesses (live or revoked) by fingerprint. It is
+//! replaced whole, through a lock-free pointer swap, when a bundle or an event changes it.
+//!
+//! The trust cache holds "digest D carries a valid signature by key K" for (D, K) pairs,
+//! fed by `signature.published` events (verified here, on arrival) and by registry
+//! fetches on a miss. An entry only grants trust while K is a live key of the snapshot,
+//! so revoking a witness or a key version takes effect with the next snapshot, without
+//! scanning the cache; entries of revoked keys stay only to explain a denial ("signed,
+//! but by a revoked key") until they age out. What the registry answered for a digest
+//! is kept briefly (the negative cache), so a burst of pods with an unsigned image costs
+//! one fetch; a registry error is never kept.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use arc_swap::ArcSwap;
+use globset::GlobMatcher;
+use moka::future::Cache;
+use moka::policy::EvictionPolicy;
+use prometheus_client::metrics::counter::Counter;
+use signet_core::policy::compile_glob;
+use signet_core::{
+    DenialReason, Digest, ImageRef, PolicyAction, PolicyUpdate, PublicKey, SecurityPolicy,
+    SignatureAlgorithm, SignatureRecord, SimpleSigning, TrustBundle, TrustedKey, Witness,
+};
+use signet_registry::{RegistryClient, RegistryError, SignatureLayer};
+use tokio::time::Instant;
+
+use crate::config::CacheConfig;
+
+/// A key's identity: the SHA-256 of its SubjectPublicKeyInfo (its fingerprint's bytes).
+pub type KeyId = [u8; 32];
+/// An image digest's bytes.
+pub type DigestId = [u8; 32];
+
+/// `sha256:<hex>` → bytes.
+pub fn key_id(fingerprint: &str) -> Option<KeyId> {
+    let mut out = [0u8; 32];
+    hex::decode_to_slice(fingerprint.strip_prefix("sha256:")?, &mut out).ok()?;
+    Some(out)
+}
+
+pub fn digest_id(digest: &Digest) -> DigestId {
+    let mut out = [0u8; 32];
+    // A parsed Digest is always 64 lowercase hex digits.
+    let _ = hex::decode_to_slice(digest.hex(), &mut out);
+    out
+}
+
+/// One key of one witness.
+#[derive(Debug)]
+pub struct KeyEntry {
+    pub witness: Arc<str>,
+    pub version: Arc<str>,
+    pub algorithm: SignatureAlgorithm,
+    pub public_key: PublicKey,
+    /// false once the witness or this version is revoked.
+    pub live: bool,
+}
+
+/// A policy's witness with its keys, split by whether they still count.
+#[derive(Debug)]
+pub struct PolicyWitness {
+    pub name: Arc<str>,
+    pub live: Vec<KeyId>,
+    pub revoked: Vec<KeyId>,
+}
+
+/// A policy ready for matching.
+#[derive(Debug)]
+pub struct CompiledPolicy {
+    pub policy: SecurityPolicy,
+    namespace: Option<GlobMatcher>,
+    exemptions: Vec<GlobMatcher>,
+    pub witnesses: Vec<PolicyWitness>,
+}
+
+impl CompiledPolicy {
+    /// Whether this policy decides for `namespace` now.
+    pub fn applies_to(&self, namespace: &str) -> bool {
+        self.policy.enabled
+            && self
+                .namespace
+                .as_ref()
+                .is_some_and(|g| g.is_match(namespace))
+    }
+
+    /// Whether `raw` (as written in the pod spec) or its normalised forms match one of
+    /// the policy's exemptions.
+    pub fn exempts(&self, raw: &str, image: Option<&ImageRef>) -> bool {
+        if self.exemptions.is_empty() {
+            return false;
+        }
+        if self.exemptions.iter().any(|g| g.is_match(raw)) {
+            return true;
+        }
+        let Some(image) = image else {
+            return false;
+        };
+        let normalised = image.to_string();
+        let repository = image.repository_ref();
+        self.exemptions
+            .iter()
+            .any(|g| g.is_match(&normalised) || g.is_match(&repository))
+    }
+}
+
+/// The compiled trust bundle.
+#[derive(Debug)]
+pub struct Snapshot {
+    pub bundle: TrustBundle,
+    pub policies: Vec<CompiledPolicy>,
+    pub keys: HashMap<KeyId, Arc<KeyEntry>>,
+}
+
+impl Snapshot {
+    pub fn compile(bundle: TrustBundle) -> Self {
+        let mut keys = HashMap::new();
+        for (trusted, live) in bundle
+            .keys
+            .iter()
+            .map(|k| (k, true))
+            .chain(bundle.revoked_keys.iter().map(|k| (k, false)))
+        {
+            let Some(id) = key_id(&trusted.fingerprint) else {
+                tracing::warn!(witness = %trusted.witness, fingerprint = %trusted.fingerprint, "trust bundle key has an unreadable fingerprint; ignoring it");
+                continue;
+            };
+            // The fingerprint is the bundle's claim; the key is what verifies. Refuse a
+            // mismatch rather than trust a key under another key's name.
+            if trusted.public_key.fingerprint() != trusted.fingerprint {
+                tracing::warn!(witness = %trusted.witness, "trust bundle key does not match its fingerprint; ignoring it");
+                continue;
+            }
+            // A key listed both live and revoked counts as revoked.
+            if !live && keys.contains_key(&id) {
+                keys.remove(&id);
+            }
+            keys.entry(id).or_insert_with(|| {
+                Arc::new(KeyEntry {
+                    witness: trusted.witness.as_str().into(),
+                    version: trusted.version.as_str().into(),
+                    algorithm: trusted.algorithm,
+                    public_key: trusted.public_key.clone(),
+                    live,
+                })
+            });
+        }
+        let policies = bundle
+            .policies
+            .iter()
+            .filter(|p| p.cluster == bundle.cluster)
+            .map(|p| compile_policy(p, &keys))
+            .collect();
+        Self {
+            bundle,
+            policies,
+            keys,
+        }
+    }
+
+    pub fn revision(&self) -> i64 {
+        self.bundle.revision
+    }
+
+    /// The enabled policies that decide for `namespace`.
+    pub fn applicable<'a>(
+        &'a self,
+        namespace: &'a str,
+    ) -> impl Iterator<Item = &'a CompiledPolicy> + 'a {
+        self.policies
+            .iter()
+            .filter(move |p| p.applies_to(namespace))
+    }
+
+    /// Whether `witness` is named by any of the cluster's policies.
+    pub fn names_witness(&self, witness: &str) -> bool {
+        self.bundle
+            .policies
+            .iter()
+            .any(|p| p.witnesses.iter().any(|w| w == witness))
+    }
+}
+
+fn compile_policy(p: &SecurityPolicy, keys: &HashMap<KeyId, Arc<KeyEntry>>) -> CompiledPolicy {
+    let namespace = match compile_glob(&p.namespace) {
+        Ok(g) => Some(g),
+        Err(e) => {
+            // The control plane refuses bad globs; one that slipped through matches
+            // nothing rather than everything.
+            tracing::error!(policy = %p.name, error = %e, "policy namespace glob does not compile; the policy applies nowhere");
+            None
+        }
+    };
+    let exemptions = p
+        .exemptions
+        .iter()
+        .filter_map(|e| match compile_glob(e) {
+            Ok(g) => Some(g),
+            Err(err) => {
+                tracing::error!(policy = %p.name, error = %err, "policy exemption does not compile; ignoring it");
+                None
+            }
+        })
+        .collect();
+    let witnesses = p
+        .witnesses
+        .iter()
+        .map(|w| {
+            let mut live = Vec::new();
+            let mut revoked = Vec::new();
+            for (id, k) in keys {
+                if &*k.witness == w.as_str() {
+                    if k.live {
+                        live.push(*id);
+                    } else {
+                        revoked.push(*id);
+                    }
+                }
+            }
+            PolicyWitness {
+                name: w.as_str().into(),
+                live,
+                revoked,
+            }
+        })
+        .collect();
+    CompiledPolicy {
+        policy: p.clone(),
+        namespace,
+        exemptions,
+        witnesses,
+    }
+}
+
+/// Applies a `policy.updated` event to a bundle. Returns true when the bundle may now
+/// lack keys (a witness it has no keys for), so a re-sync is due.
+pub fn apply_policy_update(bundle: &mut TrustBundle, update: &PolicyUpdate) -> bool {
+    let p = &update.policy;
+    bundle.policies.retain(|existing| existing.name != p.name);
+    if update.action == PolicyAction::Deleted || p.cluster != bundle.cluster {
+        return false;
+    }
+    bundle.policies.push(p.clone());
+    bundle.policies.sort_by(|a, b| a.name.cmp(&b.name));
+    p.witnesses.iter().any(|w| {
+        !bundle
+            .keys
+            .iter()
+            .chain(bundle.revoked_keys.iter())
+            .any(|k| &k.witness == w)
+    })
+}
+
+/// Applies a witness event (created, rotated, key revoked, revoked) to a bundle: the
+/// witness's keys are replaced by those the event carries, split by whether they live.
+pub fn apply_witness(bundle: &mut TrustBundle, w: &Witness) {
+    if !bundle
+        .policies
+        .iter()
+        .any(|p| p.witnesses.iter().any(|n| n == &w.name))
+    {
+        return;
+    }
+    bundle.keys.retain(|k| k.witness != w.name);
+    bundle.revoked_keys.retain(|k| k.witness != w.name);
+    for v in &w.key_versions {
+        let key = TrustedKey {
+            witness: w.name.clone(),
+            version: v.version.clone(),
+            fingerprint: v.fingerprint.clone(),
+            algorithm: w.algorithm,
+            public_key: v.public_key.clone(),
+        };
+        if w.live_versions().any(|l| l.version == v.version) {
+            bundle.keys.push(key);
+        } else {
+            bundle.revoked_keys.push(key);
+        }
+    }
+}
+
+/// Where a verdict in the trust cache came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Origin {
+    /// A `signature.published` event, verified on arrival.
+    Event,
+    /// The `.sig` artifact in the registry, fetched on a miss.
+    Registry,
+}
+
+/// Why an image could not be checked or did not pass.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Failure {
+    pub reason: DenialReason,
+    pub detail: String,
+}
+
+impl Failure {
+    pub fn new(reason: DenialReason, detail: impl Into<String>) -> Self {
+        Self {
+            reason,
+            detail: detail.into(),
+        }
+    }
+}
+
+/// The outcome of checking one digest against one policy's witnesses.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Check {
+    /// Witnesses with a valid signature on the digest.
+    pub witnesses: Vec<Arc<str>>,
+    /// `None` when at least `require` witnesses signed.
+    pub failure: Option<Failure>,
+}
+
+struct Counters {
+    trust_hit: Counter,
+    trust_miss: Counter,
+    tag_hit: Counter,
+    tag_miss: Counter,
+    negative_hit: Counter,
+    negative_miss: Counter,
+}
+
+impl Counters {
+    fn new() -> Self {
+        let m = signet_runtime::metrics::metrics();
+        let c = |cache: &str, event: &str| {
+            m.cache
+                .get_or_create(&signet_runtime::metrics::CacheLabels {
+                    cache: cache.to_owned(),
+                    event: event.to_owned(),
+                })
+                .clone()
+        };
+        Self {
+            trust_hit: c("trust", "hit"),
+            trust_miss: c("trust", "miss"),
+            tag_hit: c("tag", "hit"),
+            tag_miss: c("tag", "miss"),
+            negative_hit: c("negative", "hit"),
+            negative_miss: c("negative", "miss"),
+        }
+    }
+}
+
+/// The trust snapshot and the caches, shared by every admission.
+pub struct Trust {
+    snapshot: ArcSwap<Snapshot>,
+    loaded: AtomicBool,
+    verified: Cache<(DigestId, KeyId), Origin>,
+    fetched: Cache<(String, DigestId), Arc<Vec<SignatureLayer>>>,
+    tags: Cache<String, Digest>,
+    registry: RegistryClient,
+    counters: Counters,
+}
+
+impl std::fmt::Debug for Trust {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Trust")
+            .field("revision", &self.snapshot.load().revision())
+            .field("entries", &self.verified.entry_count())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Trust {
+    pub fn new(cluster: &str, registry: RegistryClient, cache: CacheConfig) -> Self {
+        let empty = TrustBundle {
+            cluster: cluster.to_owned(),
+            revision: 0,
+            generated_at: chrono::Utc::now(),
+            policies: Vec::new(),
+            keys: Vec::new(),
+            revoked_keys: Vec::new(),
+        };
+        Self {
+            snapshot: ArcSwap::from_pointee(Snapshot::compile(empty)),
+            loaded: AtomicBool::new(false),
+            verified: Cache::builder()
+                .max_capacity(cache.capacity)
+                .time_to_live(cache.trust_ttl)
+                .eviction_policy(EvictionPolicy::lru())
+                .build(),
+            // Small: one entry per recently checked digest without a valid signature.
+            fetched: Cache::builder()
+                .max_capacity(cache.capacity.clamp(1, 10_000))
+                .time_to_live(cache.negative_ttl)
+                .build(),
+            tags: Cache::builder()
+                .max_capacity(cache.capacity.clamp(1, 10_000))
+                .time_to_live(cache.tag_ttl)
+                .build(),
+            registry,
+            counters: Counters::new(),
+        }
+    }
+
+    pub fn snapshot(&self) -> Arc<Snapshot> {
+        self.snapshot.load_full()
+    }
+
+    /// Whether a bundle (fetched or kept from a previous run) has been installed.
+    pub fn is_loaded(&self) -> bool {
+        self.loaded.load(Ordering::Acquire)
+    }
+
+    /// How many (digest, key) verdicts are cached (approximate).
+    pub fn entries(&self) -> u64 {
+        self.verified.entry_count()
+    }
+
+    /// Installs a bundle unless the current snapshot is newer. Returns whether it was.
+    pub fn install(&self, bundle: TrustBundle) -> bool {
+        let revision = bundle.revision;
+        let next = Arc::new(Snapshot::compile(bundle));
+        let loaded = self.is_loaded();
+        let mut installed = false;
+        self.snapshot.rcu(|current| {
+            installed = !loaded || revision >= current.revision();
+            if installed {
+                next.clone()
+            } else {
+                current.clone()
+            }
+        });
+        if installed {
+            self.loaded.store(true, Ordering::Release);
+            // What the registry answered was judged against the old keys.
+            self.fetched.invalidate_all();
+        }
+        installed
+    }
+
+    /// Applies a change to the bundle, as of event `revision`: nothing happens when the
+    /// snapshot already includes it. Returns whether the snapshot changed.
+    pub fn apply(&self, revision: i64, mut change: impl FnMut(&mut TrustBundle)) -> bool {
+        let mut changed = false;
+        self.snapshot.rcu(|current| {
+            changed = revision > current.revision();
+            if !changed {
+                return current.clone();
+            }
+            let mut bundle = current.bundle.clone();
+            change(&mut bundle);
+            bundle.revision = revision;
+            Arc::new(Snapshot::compile(bundle))
+        });
+        if changed {
+            self.fetched.invalidate_all();
+        }
+        changed
+    }
+
+    /// A `signature.published` event: verifies the signature against the snapshot's key
+    /// and caches the verdict. No registry round trip. Returns what was learned.
+    pub async fn learn(&self, record: &SignatureRecord) -> Result<(), String> {
+        let snapshot = self.snapshot();
+        let id = key_id(&record.key_fingerprint)
+            .ok_or_else(|| format!("unreadable key fingerprint {:?}", record.key_fingerprint))?;
+        let Some(key) = snapshot.keys.get(&id) else {
+            return Err(format!(
+                "key {} of witness {} is not in this cluster's trust bundle",
+                record.key_fingerprint, record.witness
+            ));
+        };
+        if &*key.witness != record.witness.as_str() {
+            return Err(format!(
+                "key {} belongs to witness {}, not {}",
+                record.key_fingerprint, key.witness, record.witness
+            ));
+        }
+        let payload = SimpleSigning::parse_strict(&record.payload)
+            .map_err(|e| format!("payload refused: {e}"))?;
+        if payload.manifest_digest != record.digest {
+            return Err(format!(
+                "payload covers {}, not {}",
+                payload.manifest_digest, record.digest
+            ));
+        }
+        key.public_key
+            .verify(key.algorithm, &record.payload, &record.signature)
+            .map_err(|e| e.to_string())?;
+        let d = digest_id(&record.digest);
+        self.verified.insert((d, id), Origin::Event).await;
+        // A "no valid signature" answer for this digest is now out of date.
+        self.fetched
+            .invalidate(&(record.repository.clone(), d))
+            .await;
+        Ok(())
+    }
+
+    /// A `signature.revoked` event: the verdict goes.
+    pub async fn forget(&self, record: &SignatureRecord) {
+        if let Some(id) = key_id(&record.key_fingerprint) {
+            let d = digest_id(&record.digest);
+            self.verified.invalidate(&(d, id)).await;
+            self.fetched
+                .invalidate(&(record.repository.clone(), d))
+                .await;
+        }
+    }
+
+    /// Resolves a tag to a digest through the registry, with a short-lived cache;
+    /// concurrent resolutions of one tag share one request. Errors are not cached.
+    pub async fn resolve(&self, image: &ImageRef, deadline: Instant) -> Result<Digest, Failure> {
+        if let Some(d) = image.digest() {
+            return Ok(d.clone());
+        }
+        let key = image.to_string();
+        if let Some(d) = self.tags.get(&key).await {
+            self.counters.tag_hit.inc();
+            return Ok(d);
+        }
+        self.counters.tag_miss.inc();
+        let registry = self.registry.clone();
+        let owned = image.clone();
+        let lookup = self
+            .tags
+            .try_get_with(key, async move { registry.resolve(&owned).await });
+        match tokio::time::timeout_at(deadline, lookup).await {
+            Ok(Ok(d)) => Ok(d),
+            Ok(Err(e)) if e.is_not_found() => Err(Failure::new(
+                DenialReason::TagNotResolvable,
+                format!("tag {image} does not exist in its registry"),
+            )),
+            Ok(Err(e)) => Err(unreachable(&e)),
+            Err(_) => Err(Failure::new(
+                DenialReason::RegistryUnreachable,
+                format!(
+                    "registry {} did not resolve {image} within the time budget",
+                    image.registry()
+                ),
+            )),
+        }
+    }
+
+    /// Checks `digest` (of `image`) against a policy's witnesses: the cache first; on a
+    /// shortfall, the registry's `.sig` artifact (one fetch per repository and digest
+    /// however many admissions wait for it, reused for the negative TTL).
+    pub async fn check(
+        &self,
+        snapshot: &Snapshot,
+        policy: &CompiledPolicy,
+        image: &ImageRef,
+        digest: &Digest,
+        deadline: Instant,
+    ) -> Check {
+        let d = digest_id(digest);
+        let require = policy.policy.require as usize;
+        let signed = self.signed_witnesses(policy, d).await;
+        if signed.len() >= require {
+            self.counters.trust_hit.inc();
+            return Check {
+                witnesses: signed,
+                failure: None,
+            };
+        }
+        self.counters.trust_miss.inc();
+        let layers = self.layers(image, digest, d, deadline).await;
+        if let Ok(layers) = &layers {
+            self.verify_layers(snapshot, layers, digest, d).await;
+        }
+        let signed = self.signed_witnesses(policy, d).await;
+        if signed.len() >= require {
+            return Check {
+                witnesses: signed,
+                failure: None,
+            };
+        }
+        let failure = self
+            .explain(policy, &signed, image, digest, d, layers.as_deref())
+            .await;
+        Check {
+            witnesses: signed,
+            failure: Some(failure),
+        }
+    }
+
+    /// Every witness of the snapshot with a valid signature on the digest (for the
+    /// Trusted Image annotation), fetching from the registry when the cache has none.
+    pub async fn witnesses_of(
+        &self,
+        snapshot: &Snapshot,
+        image: &ImageRef,
+        digest: &Digest,
+        deadline: Instant,
+    ) -> Vec<Arc<str>> {
+        let d = digest_id(digest);
+        let mut found = self.cached_witnesses(snapshot, d).await;
+        if found.is_empty() {
+            if let Ok(layers) = self.layers(image, digest, d, deadline).await {
+                self.verify_layers(snapshot, &layers, digest, d).await;
+                found = self.cached_witnesses(snapshot, d).await;
+            }
+        }
+        found
+    }
+
+    async fn cached_witnesses(&self, snapshot: &Snapshot, d: DigestId) -> Vec<Arc<str>> {
+        let mut found: Vec<Arc<str>> = Vec::new();
+        for (id, key) in &snapshot.keys {
+            if key.live
+                && !found.contains(&key.witness)
+                && self.verified.get(&(d, *id)).await.is_some()
+            {
+                found.push(key.witness.clone());
+            }
+        }
+        found.sort();
+        found
+    }
+
+    async fn signed_witnesses(&self, policy: &CompiledPolicy, d: DigestId) -> Vec<Arc<str>> {
+        let mut signed = Vec::new();
+        for w in &policy.witnesses {
+            for id in &w.live {
+                if self.verified.get(&(d, *id)).await.is_some() {
+                    signed.push(w.name.clone());
+                    break;
+                }
+            }
+        }
+        signed
+    }
+
+    /// The `.sig` layers for a digest: from the negative cache, or one shared fetch.
+    async fn layers(
+        &self,
+        image: &ImageRef,
+        digest: &Digest,
+        d: DigestId,
+        deadline: Instant,
+    ) -> Result<Arc<Vec<SignatureLayer>>, Failure> {
+        let key = (image.repository_ref(), d);
+        if let Some(layers) = self.fetched.get(&key).await {
+            self.counters.negative_hit.inc();
+            return Ok(layers);
+        }
+        self.counters.negative_miss.inc();
+        let registry = self.registry.clone();
+        let (owned, digest_owned) = (image.clone(), digest.clone());
+        let fetch = self.fetched.try_get_with(key, async move {
+            registry
+                .fetch_signatures(&owned, &digest_owned)
+                .await
+                .map(Arc::new)
+        });
+        match tokio::time::timeout_at(deadline, fetch).await {
+            Ok(Ok(layers)) => Ok(layers),
+            Ok(Err(e)) => Err(unreachable(&e)),
+            Err(_) => Err(Failure::new(
+                DenialReason::RegistryUnreachable,
+                format!(
+                    "registry {} did not return the signatures of {digest} within the time budget",
+                    image.registry()
+                ),
+            )),
+        }
+    }
+
+    /// Verifies each layer against every key of the snapshot and caches what verifies.
+    async fn verify_layers(
+        &self,
+        snapshot: &Snapshot,
+        layers: &[SignatureLayer],
+        digest: &Digest,
+        d: DigestId,
+    ) {
+        for layer in layers {
+            let Ok(payload) = SimpleSigning::parse_strict(&layer.payload) else {
+                continue;
+            };
+            if &payload.manifest_digest != digest {
+                continue;
+            }
+            for (id, key) in &snapshot.keys {
+                if key
+                    .public_key
+                    .verify(key.algorithm, &layer.payload, &layer.signature)
+                    .is_ok()
+                {
+                    self.verified.insert((d, *id), Origin::Registry).await;
+                }
+            }
+        }
+    }
+
+    /// Why the policy's witnesses fall short, for the denial message.
+    async fn explain(
+        &self,
+        policy: &CompiledPolicy,
+        signed: &[Arc<str>],
+        image: &ImageRef,
+        digest: &Digest,
+        d: DigestId,
+        layers: Result<&Vec<SignatureLayer>, &Failure>,
+    ) -> Failure {
+        let missing: Vec<&PolicyWitness> = policy
+            .witnesses
+            .iter()
+            .filter(|w| !signed.contains(&w.name))
+            .collect();
+        let missing_names = missing
+            .iter()
+            .map(|w| &*w.name)
+            .collect::<Vec<_>>()
+            .join(", ");
+        let shortfall = if signed.is_empty() {
+            String::new()
+        } else {
+            format!(
+                "signed by {} of the {} required witnesses ({}); ",
+                signed.len(),
+                policy.policy.require,
+                signed.iter().map(|s| &**s).collect::<Vec<_>>().join(", ")
+            )
+        };
+        // A revoked key's verdict outranks everything: it is the most useful thing to say
+        // and needs no registry.
+        for w in &missing {
+            for id in &w.revoked {
+                if self.verified.get(&(d, *id)).await.is_some() {
+                    let what = if w.live.is_empty() {
+                        format!("witness {} is revoked", w.name)
+                    } else {
+                        "the key version it was signed with is revoked".to_owned()
+                    };
+                    return Failure::new(
+                        DenialReason::Revoked,
+                        format!("{shortfall}signed by witness {}, but {what}", w.name),
+                    );
+                }
+            }
+        }
+        let layers = match layers {
+            Ok(l) => l,
+            Err(f) => {
+                return Failure::new(f.reason, format!("{shortfall}{}", f.detail));
+            }
+        };
+        let artifact = format!("{}:{}", image.repository_ref(), digest.signature_tag());
+        if layers.is_empty() {
+            return Failure::new(
+                DenialReason::Unsigned,
+                format!(
+                    "{shortfall}no signature artifact {artifact}; not signed by {missing_names}"
+                ),
+            );
+        }
+        Failure::new(
+            DenialReason::InvalidSignature,
+            format!(
+                "{shortfall}{} signature(s) in {artifact}, none valid for witness {missing_names}",
+                layers.len()
+            ),
+        )
+    }
+
+    /// Lets queued cache maintenance (evictions, expirations) run now; for tests and
+    /// for memory figures.
+    pub async fn run_pending_tasks(&self) {
+        self.verified.run_pending_tasks().await;
+        self.fetched.run_pending_tasks().await;
+        self.tags.run_pending_tasks().await;
+    }
+
+    /// Drops the cached registry answer for a digest (tests: "the registry changed").
+    pub async fn forget_fetched(&self, repository: &str, digest: &Digest) {
+        self.fetched
+            .invalidate(&(repository.to_owned(), digest_id(digest)))
+            .await;
+    }
+}
+
+/// A registry failure, as an admission reason: never a statement about the image.
+fn unreachable(e: &RegistryError) -> Failure {
+    Failure::new(DenialReason::RegistryUnreachable, e.to_string())
+}
+
+/// How long to wait before asking again after `attempt` failures, capped at `max`.
+pub fn backoff(attempt: u32, max: Duration) -> Duration {
+    let base = Duration::from_millis(200);
+    base.saturating_mul(1u32 << attempt.min(10)).min(max)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::testing::{bundle, no_registry, policy, unreachable_image, TestKey};
+    use signet_core::{PolicyMode, WitnessState};
+
+    fn trust() -> Trust {
+        Trust::new("c1", no_registry(), CacheConfig::default())
+    }
+
+    fn deadline() -> Instant {
+        Instant::now() + Duration::from_secs(2)
+    }
+
+    #[test]
+    fn ids_parse_fingerprints_and_digests() {
+        let d = Digest::of(b"x");
+        assert_eq!(hex::encode(digest_id(&d)), d.hex());
+        let k = TestKey::new();
+        let id = key_id(&k.public.fingerprint()).expect("id");
+        assert_eq!(
+            format!("sha256:{}", hex::encode(id)),
+            k.public.fingerprint()
+        );
+        assert_eq!(key_id("md5:00"), None);
+        assert_eq!(key_id("sha256:zz"), None);
+    }
+
+    #[test]
+    fn snapshots_match_enabled_policies_of_this_cluster() {
+        let k = TestKey::new();
+        let mut off = policy("off", &["w"], "prod", PolicyMode::Enforce);
+        off.enabled = false;
+        let mut elsewhere = policy("elsewhere", &["w"], "*", PolicyMode::Enforce);
+        elsewhere.cluster = "c2".into();
+        let mut forged = k.trusted("w", "2");
+        forged.fingerprint = TestKey::new().public.fingerprint();
+        let s = Snapshot::compile(bundle(
+            3,
+            vec![
+                policy("team", &["w"], "team-*", PolicyMode::Warn),
+                off,
+                elsewhere,
+            ],
+            vec![k.trusted("w", "1"), forged],
+        ));
+        assert_eq!(s.revision(), 3);
+        let names = |ns: &str| {
+            s.applicable(ns)
+                .map(|p| p.policy.name.clone())
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(names("team-a"), ["team"]);
+        assert!(
+            names("prod").is_empty(),
+            "disabled and other clusters' policies do not apply"
+        );
+        assert_eq!(
+            s.keys.len(),
+            1,
+            "a key that does not match its fingerprint is dropped"
+        );
+        assert_eq!(s.policies[0].witnesses[0].live.len(), 1);
+        let p = &s.policies[0];
+        assert!(p.exempts("registry.k8s.io/pause:3.9", None));
+        let img = ImageRef::parse("registry.k8s.io/pause:3.10").expect("ref");
+        assert!(p.exempts("pause", Some(&img)));
+        assert!(!p.exempts("nginx", ImageRef::parse("nginx").ok().as_ref()));
+    }
+
+    #[test]
+    fn events_change_a_bundle() {
+        let k = TestKey::new();
+        let mut b = bundle(
+            1,
+            vec![policy("p", &["w"], "prod", PolicyMode::Enforce)],
+            vec![],
+        );
+        let mut off = policy("p", &["w"], "prod", PolicyMode::Enforce);
+        off.enabled = false;
+        let lacks = apply_policy_update(
+            &mut b,
+            &PolicyUpdate {
+                action: PolicyAction::Disabled,
+                policy: off,
+            },
+        );
+        assert!(lacks, "no keys of w yet");
+        assert!(!b.policies[0].enabled);
+        apply_witness(&mut b, &k.witness("w", WitnessState::Active));
+        assert_eq!(b.keys.len(), 1);
+        apply_witness(&mut b, &k.witness("w", WitnessState::Revoked));
+        assert!(b.keys.is_empty());
+        assert_eq!(b.revoked_keys.len(), 1);
+        apply_witness(&mut b, &k.witness("unrelated", WitnessState::Active));
+        assert_eq!(
+            b.keys.len() + b.revoked_keys.len(),
+            1,
+            "witnesses no policy names are not kept"
+        );
+        let mut moved = policy("p", &["w"], "prod", PolicyMode::Enforce);
+        moved.cluster = "c2".into();
+        apply_policy_update(
+            &mut b,
+            &PolicyUpdate {
+                action: PolicyAction::Updated,
+                policy: moved.clone(),
+            },
+        );
+        assert!(
+            b.policies.is_empty(),
+            "a policy moved to another cluster leaves this one"
+        );
+        apply_policy_update(
+            &mut b,
+            &PolicyUpdate {
+                action: PolicyAction::Deleted,
+                policy: moved,
+            },
+        );
+        assert!(b.policies.is_empty());
+    }
+
+    #[tokio::test]
+    async fn a_published_signature_is_trusted_without_the_registry() {
+        let k = TestKey::new();
+        let t = trust();
+        let p = policy("p", &["w"], "prod", PolicyMode::Enforce);
+        assert!(t.install(bundle(5, vec![p], vec![k.trusted("w", "1")])));
+        let digest = Digest::of(b"image");
+        let image = ImageRef::parse(&unreachable_image("team/app", &digest)).expect("ref");
+        let record = k.record("w", &image.repository_ref(), &digest);
+        t.learn(&record).await.expect("learn");
+        let snap = t.snapshot();
+        let check = t
+            .check(&snap, &snap.policies[0], &image, &digest, deadline())
+            .await;
+        assert_eq!(check.failure, None);
+        assert_eq!(check.witnesses.len(), 1);
+
+        // Another digest is not trusted, and the unreachable registry says why.
+        let other = Digest::of(b"other");
+        let check = t
+            .check(&snap, &snap.policies[0], &image, &other, deadline())
+            .await;
+        let f = check.failure.expect("fails");
+        assert_eq!(f.reason, DenialReason::RegistryUnreachable);
+        assert!(f.detail.contains("127.0.0.1:1"), "{}", f.detail);
+    }
+
+    #[tokio::test]
+    async fn forged_or_foreign_signatures_are_not_learned() {
+        let k = TestKey::new();
+        let t = trust();
+        t.install(bundle(
+            1,
+            vec![policy("p", &["w"], "prod", PolicyMode::Enforce)],
+            vec![k.trusted("w", "1")],
+        ));
+        let digest = Digest::of(b"image");
+        let mut tampered = k.record("w", "reg/team/app", &digest);
+        tampered.signature[10] ^= 1;
+        assert!(t.learn(&tampered).await.is_err());
+        let mut swapped = k.record("w", "reg/team/app", &digest);
+        swapped.digest = Digest::of(b"another");
+        let err = t.learn(&swapped).await.err().unwrap_or_default();
+        assert!(err.contains("payload covers"), "{err}");
+        let stranger = TestKey::new().record("w", "reg/team/app", &digest);
+        let err = t.learn(&stranger).await.err().unwrap_or_default();
+        assert!(err.contains("not in this cluster's trust bundle"), "{err}");
+        let mut wrong_witness = k.record("w", "reg/team/app", &digest);
+        wrong_witness.witness = "x".into();
+        assert!(t.learn(&wrong_witness).await.is_err());
+        assert_eq!(t.entries(), 0);
+    }
+
+    #[tokio::test]
+    async fn revocation_takes_effect_at_once_and_says_so() {
+        let k = TestKey::new();
+        let t = trust();
+        t.install(bundle(
+            1,
+            vec![policy("p", &["w"], "prod", PolicyMode::Enforce)],
+            vec![k.trusted("w", "1")],
+        ));
+        let digest = Digest::of(b"image");
+        let image = ImageRef::parse(&unreachable_image("team/app", &digest)).expect("ref");
+        t.learn(&k.record("w", &image.repository_ref(), &digest))
+            .await
+            .expect("learn");
+        assert!(t.apply(2, |b| apply_witness(
+            b,
+            &k.witness("w", WitnessState::Revoked)
+        )));
+        let snap = t.snapshot();
+        let check = t
+            .check(&snap, &snap.policies[0], &image, &digest, deadline())
+            .await;
+        let f = check.failure.expect("denied");
+        assert_eq!(f.reason, DenialReason::Revoked, "{}", f.detail);
+        assert!(f.detail.contains("witness w is revoked"), "{}", f.detail);
+        // A stale event changes nothing; an older bundle is not installed.
+        assert!(!t.apply(2, |b| b.policies.clear()));
+        assert!(!t.install(bundle(1, vec![], vec![])));
+        assert_eq!(t.snapshot().policies.len(), 1);
+        assert!(t.install(bundle(7, vec![], vec![])));
+        assert!(t.snapshot().policies.is_empty());
+    }
+
+    #[test]
+    fn backoff_grows_and_is_capped() {
+        assert_eq!(
+            backoff(0, Duration::from_secs(10)),
+            Duration::from_millis(200)
+        );
+        assert_eq!(
+            backoff(1, Duration::from_secs(10)),
+            Duration::from_millis(400)
+        );
+        assert_eq!(
+            backoff(30, Duration::from_secs(10)),
+            Duration::from_secs(10)
+        );
+    }
+}
