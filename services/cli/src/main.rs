@@ -69,6 +69,9 @@ enum Command {
     /// List trusted images.
     #[command(subcommand)]
     Images(commands::images::ImagesCommand),
+    /// Manage signing rules: which pushed repositories are signed, by which witness.
+    #[command(subcommand)]
+    Rule(commands::rule::RuleCommand),
 }
 
 fn main() -> ExitCode {
@@ -104,5 +107,6 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Audit(args) => commands::audit::run(&ctx, args).await,
         Command::Policy(c) => commands::policy::run(&ctx, c).await,
         Command::Images(c) => commands::images::run(&ctx, c).await,
+        Command::Rule(c) => commands::rule::run(&ctx, c).await,
     }
 }

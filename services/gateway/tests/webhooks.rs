@@ -849,7 +849,7 @@ async fn signing_rules_are_managed_by_admins_and_audited() {
         .await;
     assert_eq!(s, StatusCode::OK);
     assert_eq!(b["rules"].as_array().map(Vec::len), Some(1));
-    let (s, _) = gw
+    let (s, b) = gw
         .call(
             Method::DELETE,
             "/v1/signing-rules/team",
@@ -857,7 +857,9 @@ async fn signing_rules_are_managed_by_admins_and_audited() {
             None,
         )
         .await;
-    assert_eq!(s, StatusCode::NO_CONTENT);
+    assert_eq!(s, StatusCode::OK, "{b}");
+    assert_eq!(b["deleted"], true);
+    assert_eq!(b["rule"]["witness"], "qa");
     let (s, b) = gw
         .call(Method::GET, "/v1/signing-rules/team", Some(&gw.admin), None)
         .await;

@@ -250,3 +250,62 @@ impl Drop for PrivateRabbit {
         }
     }
 }
+
+/// The shared RabbitMQ the test command starts.
+pub const SHARED_AMQP: &str = "amqp://guest:guest@127.0.0.1:5672/%2f";
+/// The shared NATS with JetStream the test command starts.
+pub const SHARED_NATS: &str = "nats://127.0.0.1:4222";
+
+/// Deletes what a bus in `namespace` declared on the broker at `url` (queues and
+/// exchanges, or streams), so tests on the shared brokers leave nothing behind. Does
+/// nothing for the embedded bus; errors are ignored (the objects may not exist).
+pub async fn delete_namespace(url: &str, namespace: &str) {
+    let Ok(names) = signet_bus::Names::new(Some(namespace)) else {
+        return;
+    };
+    if url.starts_with("amqp") {
+        let Ok(conn) =
+            lapin::Connection::connect(url, lapin::ConnectionProperties::default()).await
+        else {
+            return;
+        };
+        let Ok(ch) = conn.create_channel().await else {
+            return;
+        };
+        let mut queues = vec![names.jobs(), names.dead()];
+        queues.extend(
+            ["1s", "5s", "30s", "2m", "10m"]
+                .iter()
+                .map(|l| names.delay_queue(l)),
+        );
+        for q in queues {
+            let _ = ch
+                .queue_delete(
+                    q.as_str().into(),
+                    lapin::options::QueueDeleteOptions::default(),
+                )
+                .await;
+        }
+        for x in [names.dead(), names.events_exchange()] {
+            let _ = ch
+                .exchange_delete(
+                    x.as_str().into(),
+                    lapin::options::ExchangeDeleteOptions::default(),
+                )
+                .await;
+        }
+        let _ = conn.close(200, "done".into()).await;
+    } else if url.starts_with("nats") {
+        let Ok(client) = async_nats::connect(url).await else {
+            return;
+        };
+        let js = async_nats::jetstream::new(client);
+        for s in [
+            names.jobs_stream(),
+            names.dead_stream(),
+            names.events_stream(),
+        ] {
+            let _ = js.delete_stream(s).await;
+        }
+    }
+}

@@ -4,6 +4,7 @@ pub mod audit;
 pub mod images;
 pub mod jobs;
 pub mod policy;
+pub mod rule;
 pub mod sign;
 pub mod token;
 pub mod up;

@@ -211,7 +211,7 @@ pub async fn delete(
     State(state): State<AppState>,
     caller: Caller,
     Path(name): Path<String>,
-) -> ApiResult<StatusCode> {
+) -> ApiResult<Json<serde_json::Value>> {
     caller.require_admin()?;
     let rule = load(&state, &name).await?;
     let audit = NewAudit::new(
@@ -231,5 +231,5 @@ pub async fn delete(
         .await
         .map_err(store_error)?;
     tracing::info!(rule = %name, "signing rule deleted");
-    Ok(StatusCode::NO_CONTENT)
+    Ok(Json(serde_json::json!({ "deleted": true, "rule": rule })))
 }
