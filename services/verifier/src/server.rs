@@ -11,7 +11,9 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use axum::{Json, Router};
-use kube_core::admission::{AdmissionRequest, AdmissionReview};
+use base64::engine::general_purpose::STANDARD;
+use base64::Engine as _;
+use kube_core::admission::{AdmissionRequest, AdmissionResponse, AdmissionReview};
 use kube_core::DynamicObject;
 use tracing::Instrument;
 
@@ -75,7 +77,7 @@ async fn validate(State(s): State<AppState>, body: Bytes) -> Response {
     if !response.allowed {
         tracing::info!(uid = %req.uid, kind = %req.kind.kind, namespace = ?req.namespace, name = %req.name, message = %response.result.message, "admission denied");
     }
-    Json(response.into_review()).into_response()
+    wire(response)
 }
 
 async fn mutate(State(s): State<AppState>, body: Bytes) -> Response {
@@ -83,5 +85,28 @@ async fn mutate(State(s): State<AppState>, body: Bytes) -> Response {
         Ok(r) => r,
         Err(resp) => return resp,
     };
-    Json(s.admission.mutate(&req).await.into_review()).into_response()
+    wire(s.admission.mutate(&req).await)
+}
+
+/// The review as the API server reads it. kube-core serialises `patch` (a Go `[]byte`)
+/// as an array of numbers, but Go's JSON decoding of `[]byte` wants standard base64
+/// (kube-rs/kube#1781), so it is re-encoded here.
+fn wire(response: AdmissionResponse) -> Response {
+    let mut review = match serde_json::to_value(response.into_review()) {
+        Ok(v) => v,
+        Err(e) => {
+            tracing::error!(error = %e, "cannot encode an AdmissionReview answer");
+            return StatusCode::INTERNAL_SERVER_ERROR.into_response();
+        }
+    };
+    if let Some(patch) = review.pointer_mut("/response/patch") {
+        if let Some(bytes) = patch.as_array().map(|a| {
+            a.iter()
+                .filter_map(|b| b.as_u64().and_then(|b| u8::try_from(b).ok()))
+                .collect::<Vec<u8>>()
+        }) {
+            *patch = serde_json::Value::String(STANDARD.encode(bytes));
+        }
+    }
+    Json(review).into_response()
 }

@@ -150,6 +150,9 @@ pub async fn event_loop(
                 last_seen = Some(last_seen.map_or(r, |l| l.max(r)));
             }
             handle(&trust, &resync, &event).await;
+            if let Some(r) = event.revision {
+                trust.note_event(r);
+            }
         }
         if shutdown.is_cancelled() {
             return;
@@ -223,5 +226,122 @@ async fn handle(trust: &Trust, resync: &Resync, event: &Event) {
             }
         }
         EventKind::SignatureFailed | EventKind::AdmissionBreakGlass => {}
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::CacheConfig;
+    use crate::testing::{bundle, no_registry, policy, TestKey};
+    use async_trait::async_trait;
+    use futures::FutureExt;
+    use signet_bus::BusError;
+    use signet_core::{Digest, PolicyAction, PolicyMode};
+    use tokio::sync::{mpsc, Mutex};
+
+    /// An event bus whose one subscription the test feeds by hand.
+    #[derive(Debug)]
+    struct HandFed(Mutex<Option<mpsc::Receiver<Event>>>);
+
+    #[async_trait]
+    impl EventBus for HandFed {
+        fn backend(&self) -> &'static str {
+            "test"
+        }
+        async fn publish(&self, _: &Event) -> Result<(), BusError> {
+            Ok(())
+        }
+        async fn subscribe(&self, _: CancellationToken) -> Result<mpsc::Receiver<Event>, BusError> {
+            self.0.lock().await.take().ok_or(BusError::Closed)
+        }
+    }
+
+    fn event(kind: EventKind, revision: i64, data: serde_json::Value) -> Event {
+        let mut e = Event::new(kind, "x", data);
+        e.revision = Some(revision);
+        e
+    }
+
+    async fn next_request(resync: &Resync) {
+        tokio::time::timeout(Duration::from_secs(10), resync.0.notified())
+            .await
+            .expect("a re-sync request");
+    }
+
+    async fn seen(trust: &Trust, revision: i64) {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        while trust.seen_revision() < revision {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "event {revision} not handled"
+            );
+            tokio::task::yield_now().await;
+        }
+    }
+
+    #[tokio::test]
+    async fn events_apply_and_gaps_ask_for_a_resync() {
+        let key = TestKey::new();
+        let trust = Arc::new(Trust::new("c1", no_registry(), CacheConfig::default()));
+        trust.install(bundle(
+            5,
+            vec![policy("p", &["w"], "prod", PolicyMode::Enforce)],
+            vec![key.trusted("w", "1")],
+        ));
+        let (tx, rx) = mpsc::channel(16);
+        let bus = Arc::new(HandFed(Mutex::new(Some(rx))));
+        let resync = Resync::default();
+        let shutdown = CancellationToken::new();
+        let task = tokio::spawn(event_loop(
+            trust.clone(),
+            bus,
+            resync.clone(),
+            shutdown.clone(),
+        ));
+        next_request(&resync).await; // subscribing asks for one
+
+        // The next revision in sequence: a signature, learned; no re-sync.
+        let digest = Digest::of(b"img");
+        let record = key.record("w", "reg.local/team/app", &digest);
+        tx.send(event(
+            EventKind::SignaturePublished,
+            6,
+            serde_json::to_value(&record).expect("json"),
+        ))
+        .await
+        .expect("send");
+        seen(&trust, 6).await;
+        assert_eq!(trust.entries_now().await, 1);
+        assert!(
+            resync.0.notified().now_or_never().is_none(),
+            "no gap, no re-sync"
+        );
+
+        // A policy change, applied from the event itself.
+        let mut off = policy("p", &["w"], "prod", PolicyMode::Enforce);
+        off.enabled = false;
+        tx.send(event(
+            EventKind::PolicyUpdated,
+            7,
+            serde_json::to_value(PolicyUpdate {
+                action: PolicyAction::Disabled,
+                policy: off,
+            })
+            .expect("json"),
+        ))
+        .await
+        .expect("send");
+        seen(&trust, 7).await;
+        assert!(!trust.snapshot().policies[0].policy.enabled);
+        assert!(resync.0.notified().now_or_never().is_none());
+
+        // Revisions 8 and 9 never arrive: a gap.
+        tx.send(event(EventKind::SignatureFailed, 10, serde_json::json!({})))
+            .await
+            .expect("send");
+        next_request(&resync).await;
+        shutdown.cancel();
+        task.await.expect("event loop ends");
     }
 }

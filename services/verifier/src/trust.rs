@@ -14,7 +14,7 @@
 //! one fetch; a registry error is never kept.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -354,6 +354,8 @@ impl Counters {
 pub struct Trust {
     snapshot: ArcSwap<Snapshot>,
     loaded: AtomicBool,
+    /// The highest event revision handled so far.
+    seen: AtomicI64,
     verified: Cache<(DigestId, KeyId), Origin>,
     fetched: Cache<(String, DigestId), Arc<Vec<SignatureLayer>>>,
     tags: Cache<String, Digest>,
@@ -383,6 +385,7 @@ impl Trust {
         Self {
             snapshot: ArcSwap::from_pointee(Snapshot::compile(empty)),
             loaded: AtomicBool::new(false),
+            seen: AtomicI64::new(0),
             verified: Cache::builder()
                 .max_capacity(cache.capacity)
                 .time_to_live(cache.trust_ttl)
@@ -409,6 +412,25 @@ impl Trust {
     /// Whether a bundle (fetched or kept from a previous run) has been installed.
     pub fn is_loaded(&self) -> bool {
         self.loaded.load(Ordering::Acquire)
+    }
+
+    /// Records that the event with `revision` has been handled.
+    pub fn note_event(&self, revision: i64) {
+        self.seen.fetch_max(revision, Ordering::AcqRel);
+    }
+
+    /// Everything up to this revision is reflected: the bundle's, or the last event's
+    /// handled after it.
+    pub fn seen_revision(&self) -> i64 {
+        self.seen
+            .load(Ordering::Acquire)
+            .max(self.snapshot.load().revision())
+    }
+
+    /// How many (digest, key) verdicts are cached, after pending maintenance.
+    pub async fn entries_now(&self) -> u64 {
+        self.verified.run_pending_tasks().await;
+        self.verified.entry_count()
     }
 
     /// How many (digest, key) verdicts are cached (approximate).

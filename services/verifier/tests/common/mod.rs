@@ -1,0 +1,561 @@
+//! The verifier's end-to-end harness: a real control plane (gateway, signer, outbox relay
+//! on a SQLite store, the local development KMS) on a free port, a real docker-registry,
+//! a bus (embedded, RabbitMQ or NATS, each test in a namespace of its own), and the
+//! verifier itself over real HTTPS with a self-signed certificate.
+
+#![allow(dead_code)] // each test binary uses a different part of this module
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use reqwest::{Method, StatusCode};
+use secrecy::SecretString;
+use serde_json::{json, Value};
+use signet_bus::{Bus, BusOptions};
+use signet_core::{Digest, Role};
+use signet_gateway::AppState;
+use signet_kms::{Kms, KmsConfig};
+use signet_registry::{RegistryClient, RegistryConfig};
+use signet_runtime::settings::{GatewaySettings, SignerSettings};
+use signet_signer::sign::SignContext;
+use signet_signer::{Signer, SignerOptions};
+use signet_store::Store;
+use signet_testkit::image::TestImage;
+use signet_testkit::registry::TestRegistry;
+use signet_verifier::{CacheConfig, Running, TlsFiles, VerifierConfig};
+use tokio::sync::Notify;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+pub const AMQP_URL: &str = "amqp://guest:guest@127.0.0.1:5672/%2f";
+pub const NATS_URL: &str = "nats://127.0.0.1:4222";
+/// How long a test waits for something that should happen well within it. Generous: the
+/// test machines are small and shared; the figures that matter are measured elsewhere.
+pub const DEADLINE: Duration = Duration::from_secs(30);
+pub const FIXTURES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures");
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Embedded,
+    Amqp,
+    Nats,
+}
+
+impl Backend {
+    pub fn url(self) -> &'static str {
+        match self {
+            Backend::Embedded => "embedded",
+            Backend::Amqp => AMQP_URL,
+            Backend::Nats => NATS_URL,
+        }
+    }
+
+    pub fn service(self) -> &'static str {
+        match self {
+            Backend::Embedded => "the embedded bus",
+            Backend::Amqp => "RabbitMQ on 127.0.0.1:5672",
+            Backend::Nats => "NATS with JetStream on 127.0.0.1:4222",
+        }
+    }
+}
+
+/// Runs each listed `async fn(Backend)` once per bus backend.
+#[macro_export]
+macro_rules! on_every_bus {
+    ($($name:ident),* $(,)?) => {
+        mod embedded {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+                async fn $name() {
+                    super::$name($crate::common::Backend::Embedded).await
+                }
+            )*
+        }
+        mod rabbitmq {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+                async fn $name() {
+                    super::$name($crate::common::Backend::Amqp).await
+                }
+            )*
+        }
+        mod nats {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+                async fn $name() {
+                    super::$name($crate::common::Backend::Nats).await
+                }
+            )*
+        }
+    };
+}
+
+/// Polls `check` until it yields a value; fails naming `what` after [`DEADLINE`].
+pub async fn poll<T, F, Fut>(what: &str, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Option<T>>,
+{
+    let deadline = tokio::time::Instant::now() + DEADLINE;
+    loop {
+        if let Some(v) = check().await {
+            return v;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{what} did not happen within {DEADLINE:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+fn registry_client() -> RegistryClient {
+    RegistryClient::new(RegistryConfig {
+        timeout: Duration::from_secs(3),
+        ..RegistryConfig::default()
+    })
+    .expect("registry client")
+}
+
+/// gateway + signer + outbox relay, as `signet up` runs them, on a bus namespace of the
+/// test's own.
+pub struct ControlPlane {
+    pub backend: Backend,
+    pub namespace: String,
+    pub store: Store,
+    pub bus: Bus,
+    pub url: String,
+    pub admin: String,
+    pub verifier_token: String,
+    addr: SocketAddr,
+    dir: tempfile::TempDir,
+    gateway: Option<(CancellationToken, JoinHandle<()>)>,
+    workers: CancellationToken,
+    kick: Arc<Notify>,
+    kms: Arc<Kms>,
+    http: reqwest::Client,
+}
+
+impl ControlPlane {
+    pub async fn start(backend: Backend) -> Self {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let store = Store::connect(&format!(
+            "sqlite://{}",
+            dir.path().join("signet.db").display()
+        ))
+        .await
+        .expect("temporary SQLite store");
+        let namespace = format!("v{}", uuid::Uuid::new_v4().simple());
+        let bus = connect(backend, &namespace, &store).await;
+        let kms = Arc::new(Kms::new(KmsConfig::new(dir.path())));
+        let kick = Arc::new(Notify::new());
+        let workers = CancellationToken::new();
+        tokio::spawn(signet_bus::outbox::run(
+            store.clone(),
+            bus.events.clone(),
+            kick.clone(),
+            workers.clone(),
+        ));
+        let signer = Arc::new(Signer::new(
+            SignContext::new(store.clone(), kms.clone(), registry_client(), 500),
+            bus.clone(),
+            SignerOptions::from_settings(&SignerSettings::default()),
+            kick.clone(),
+        ));
+        tokio::spawn(signer.run(workers.clone()));
+        let admin = signet_gateway::auth::issue(&store, "admin", Role::Admin, "test")
+            .await
+            .expect("admin token")
+            .secret;
+        let verifier_token =
+            signet_gateway::auth::issue(&store, "verifier-c1", Role::Verifier, "test")
+                .await
+                .expect("verifier token")
+                .secret;
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind the gateway");
+        let addr = listener.local_addr().expect("gateway address");
+        let mut cp = Self {
+            backend,
+            namespace,
+            store,
+            bus,
+            url: format!("http://{addr}"),
+            admin,
+            verifier_token,
+            addr,
+            dir,
+            gateway: None,
+            workers,
+            kick,
+            kms,
+            http: reqwest::Client::new(),
+        };
+        cp.serve(listener);
+        cp
+    }
+
+    fn serve(&mut self, listener: tokio::net::TcpListener) {
+        let state = AppState {
+            store: self.store.clone(),
+            bus: self.bus.clone(),
+            kms: self.kms.clone(),
+            registry: registry_client(),
+            settings: Arc::new(GatewaySettings::default()),
+            outbox_kick: self.kick.clone(),
+            webhooks: Arc::default(),
+        };
+        let token = CancellationToken::new();
+        let task = tokio::spawn({
+            let token = token.clone();
+            async move {
+                let _ = signet_gateway::serve(listener, state, token).await;
+            }
+        });
+        self.gateway = Some((token, task));
+    }
+
+    /// Takes the gateway (the control plane's API) down; signer and relay keep running.
+    pub async fn stop_gateway(&mut self) {
+        if let Some((token, task)) = self.gateway.take() {
+            token.cancel();
+            let _ = task.await;
+        }
+    }
+
+    /// Brings the gateway back on the same address.
+    pub async fn start_gateway(&mut self) {
+        let listener = poll("the gateway port to be free again", || async {
+            tokio::net::TcpListener::bind(self.addr).await.ok()
+        })
+        .await;
+        self.serve(listener);
+    }
+
+    pub fn dir(&self) -> &Path {
+        self.dir.path()
+    }
+
+    pub async fn call(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<Value>,
+    ) -> (StatusCode, Value) {
+        let mut req = self
+            .http
+            .request(method, format!("{}{path}", self.url))
+            .bearer_auth(&self.admin);
+        if let Some(b) = body {
+            req = req.json(&b);
+        }
+        let resp = req.send().await.expect("gateway request");
+        let status = resp.status();
+        let text = resp.text().await.expect("gateway body");
+        (
+            status,
+            serde_json::from_str(&text).unwrap_or(Value::String(text)),
+        )
+    }
+
+    pub async fn ok(&self, method: Method, path: &str, body: Option<Value>) -> Value {
+        let (s, v) = self.call(method, path, body).await;
+        assert!(s.is_success(), "{path}: {s} {v}");
+        v
+    }
+
+    pub async fn witness(&self, name: &str) -> Value {
+        self.ok(
+            Method::POST,
+            "/v1/witnesses",
+            Some(json!({"name": name, "kms_key": format!("local://{name}")})),
+        )
+        .await
+    }
+
+    /// An enforce policy on c1/`namespace` for `witness`, enabled.
+    pub async fn policy(&self, name: &str, witness: &str, namespace: &str, extra: Value) -> Value {
+        let mut body = json!({
+            "name": name, "witnesses": [witness], "cluster": "c1",
+            "namespace": namespace, "enabled": true,
+        });
+        if let (Some(b), Some(e)) = (body.as_object_mut(), extra.as_object()) {
+            for (k, v) in e {
+                b.insert(k.clone(), v.clone());
+            }
+        }
+        self.ok(Method::POST, "/v1/policies", Some(body)).await
+    }
+
+    /// Signs `image` with `witness` and returns once the signature is published.
+    pub async fn sign(&self, image: &str, witness: &str) -> Value {
+        let (s, job) = self
+            .call(
+                Method::POST,
+                "/v1/sign?wait=60",
+                Some(json!({"image": image, "witness": witness})),
+            )
+            .await;
+        assert_eq!(s, StatusCode::OK, "signing {image}: {job}");
+        assert_eq!(job["state"], "succeeded", "{job}");
+        job
+    }
+}
+
+impl Drop for ControlPlane {
+    fn drop(&mut self) {
+        self.workers.cancel();
+        if let Some((token, _)) = &self.gateway {
+            token.cancel();
+        }
+    }
+}
+
+/// A bus connection on `namespace` (its own connection for the brokers).
+pub async fn connect(backend: Backend, namespace: &str, store: &Store) -> Bus {
+    let options = BusOptions {
+        namespace: Some(namespace.to_owned()),
+        ack_wait: Duration::from_secs(5),
+        reconnect_max_delay: Duration::from_secs(1),
+        poll_interval: Duration::from_secs(1),
+        ..BusOptions::default()
+    };
+    match signet_bus::connect_with(backend.url(), store, options).await {
+        Ok(bus) => bus,
+        Err(e) => panic!("{} is needed for this test: {e}", backend.service()),
+    }
+}
+
+/// A docker-registry with one signed-to-be and one unsigned image.
+pub struct Images {
+    pub registry: TestRegistry,
+    pub host: String,
+}
+
+impl Images {
+    pub async fn start() -> Self {
+        let registry = TestRegistry::start()
+            .await
+            .unwrap_or_else(|e| panic!("docker-registry is needed for this test: {e:#}"));
+        let host = registry.host();
+        Self { registry, host }
+    }
+
+    /// Pushes a fresh random image as `repo:tag`; returns `host/repo:tag` and its digest.
+    pub async fn push(&self, repo: &str, tag: &str) -> (String, Digest) {
+        let digest = TestImage::random()
+            .push(&self.host, repo, tag)
+            .await
+            .expect("push a test image");
+        (format!("{}/{repo}:{tag}", self.host), digest)
+    }
+}
+
+/// The verifier under test, its certificate, and an HTTPS client that trusts it.
+pub struct Verifier {
+    pub running: Option<Running>,
+    pub shutdown: CancellationToken,
+    pub url: String,
+    pub tls: TlsFiles,
+    pub state_dir: PathBuf,
+    pub client: reqwest::Client,
+    dir: Arc<tempfile::TempDir>,
+}
+
+pub struct VerifierOptions {
+    pub resync_interval: Duration,
+    pub report_interval: Duration,
+    pub budget: Duration,
+    pub tls_reload_interval: Duration,
+}
+
+impl Default for VerifierOptions {
+    fn default() -> Self {
+        Self {
+            resync_interval: Duration::from_secs(60),
+            report_interval: Duration::from_millis(200),
+            budget: Duration::from_secs(3),
+            tls_reload_interval: Duration::from_millis(100),
+        }
+    }
+}
+
+pub fn https_client(cert: &Path) -> reqwest::Client {
+    let pem = std::fs::read(cert).expect("read the verifier certificate");
+    reqwest::Client::builder()
+        .tls_certs_only([reqwest::Certificate::from_pem(&pem).expect("certificate PEM")])
+        .timeout(Duration::from_secs(15))
+        .build()
+        .expect("HTTPS client")
+}
+
+impl Verifier {
+    /// Starts a verifier for cluster c1 on a free port, fed by `cp`'s bus: the same
+    /// in-process bus for the embedded backend, a connection of its own otherwise.
+    pub async fn start(cp: &ControlPlane, options: VerifierOptions) -> Self {
+        let dir = Arc::new(tempfile::tempdir().expect("temp dir"));
+        Self::start_in(cp, options, dir).await
+    }
+
+    /// Starts a verifier that keeps its state (certificate, kept bundle) in `dir`.
+    pub async fn start_in(
+        cp: &ControlPlane,
+        options: VerifierOptions,
+        dir: Arc<tempfile::TempDir>,
+    ) -> Self {
+        let tls = TlsFiles {
+            cert: dir.path().join("tls.crt"),
+            key: dir.path().join("tls.key"),
+        };
+        if !tls.cert.exists() {
+            signet_verifier::tls::write_self_signed(&tls, &["localhost", "127.0.0.1"])
+                .expect("self-signed certificate");
+        }
+        let state_dir = dir.path().join("state");
+        let config = VerifierConfig {
+            listen: "127.0.0.1:0".into(),
+            cluster: "c1".into(),
+            gateway: cp.url.clone(),
+            token: SecretString::from(cp.verifier_token.clone()),
+            tls: tls.clone(),
+            tls_reload_interval: options.tls_reload_interval,
+            decision_budget: options.budget,
+            cache: CacheConfig::default(),
+            resync_interval: options.resync_interval,
+            report_interval: options.report_interval,
+            report_batch: 100,
+            state_dir: Some(state_dir.clone()),
+        };
+        let events = match cp.backend {
+            Backend::Embedded => cp.bus.events.clone(),
+            other => {
+                let scratch = Store::connect("sqlite::memory:")
+                    .await
+                    .expect("scratch store");
+                connect(other, &cp.namespace, &scratch).await.events
+            }
+        };
+        let shutdown = CancellationToken::new();
+        let running = signet_verifier::start(config, events, registry_client(), shutdown.clone())
+            .await
+            .expect("verifier starts");
+        let url = format!("https://127.0.0.1:{}", running.addr().port());
+        let client = https_client(&tls.cert);
+        let v = Self {
+            running: Some(running),
+            shutdown,
+            url,
+            tls,
+            state_dir,
+            client,
+            dir,
+        };
+        v.ready().await;
+        v
+    }
+
+    pub fn dir(&self) -> Arc<tempfile::TempDir> {
+        self.dir.clone()
+    }
+
+    /// Waits until it has a trust bundle.
+    pub async fn ready(&self) {
+        poll("the verifier to load a trust bundle", || async {
+            let r = self
+                .client
+                .get(format!("{}/readyz", self.url))
+                .send()
+                .await
+                .ok()?;
+            r.status().is_success().then_some(())
+        })
+        .await;
+    }
+
+    /// The last revision (bundle or event) the verifier has taken in.
+    pub fn revision(&self) -> i64 {
+        self.running
+            .as_ref()
+            .map(|r| r.trust().seen_revision())
+            .unwrap_or_default()
+    }
+
+    /// Waits until the verifier's snapshot includes every event the control plane wrote.
+    pub async fn caught_up(&self, cp: &ControlPlane) {
+        let want = cp.store.outbox_revision().await.expect("outbox revision");
+        poll(
+            &format!("the verifier to reach revision {want}"),
+            || async { (self.revision() >= want).then_some(()) },
+        )
+        .await;
+    }
+
+    pub async fn stop(&mut self) {
+        self.shutdown.cancel();
+        if let Some(r) = self.running.take() {
+            r.wait().await.expect("verifier stops cleanly");
+        }
+    }
+
+    /// POSTs a fixture to `path` (`/validate` or `/mutate`) with the placeholders filled.
+    pub async fn review(&self, path: &str, fixture: &str, fill: &[(&str, &str)]) -> Value {
+        let mut text = std::fs::read_to_string(format!("{FIXTURES}/{fixture}.json"))
+            .unwrap_or_else(|e| panic!("fixture {fixture}: {e}"));
+        let uid = uuid::Uuid::new_v4().to_string();
+        text = text.replace("{{UID}}", &uid);
+        for (k, v) in fill {
+            text = text.replace(&format!("{{{{{k}}}}}"), v);
+        }
+        let resp = self
+            .client
+            .post(format!("{}{path}", self.url))
+            .header("Content-Type", "application/json")
+            .body(text)
+            .send()
+            .await
+            .expect("HTTPS request to the verifier");
+        assert_eq!(resp.status(), StatusCode::OK);
+        let review: Value = resp.json().await.expect("an AdmissionReview answer");
+        assert_eq!(review["apiVersion"], "admission.k8s.io/v1");
+        assert_eq!(review["kind"], "AdmissionReview");
+        assert_eq!(review["response"]["uid"], uid.as_str(), "the uid is echoed");
+        review["response"].clone()
+    }
+
+    /// `/validate` of `fixture` in `namespace` with `image` as main and init image.
+    pub async fn validate(&self, fixture: &str, namespace: &str, image: &str) -> Value {
+        self.review(
+            "/validate",
+            fixture,
+            &[
+                ("NAMESPACE", namespace),
+                ("IMAGE", image),
+                ("INIT_IMAGE", image),
+                ("EPHEMERAL_IMAGE", image),
+                ("OLD_IMAGE", image),
+            ],
+        )
+        .await
+    }
+
+    pub async fn allowed(&self, namespace: &str, image: &str) -> bool {
+        self.validate("pod-create", namespace, image).await["allowed"] == true
+    }
+}
+
+impl Drop for Verifier {
+    fn drop(&mut self) {
+        self.shutdown.cancel();
+    }
+}
+
+pub fn message(response: &Value) -> String {
+    response["status"]["message"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned()
+}
