@@ -132,6 +132,7 @@ fn receiver(kind: ReceiverKind, r: &ReceiverSettings) -> Result<Receiver, Receiv
     } else {
         return Err(ReceiverSetupError::NoAuth(name));
     };
+    tracing::info!(receiver = name, auth = ?guard, registry = ?r.registry, "webhook receiver enabled at /v1/webhooks/{name}");
     Ok(Receiver {
         kind,
         guard,
