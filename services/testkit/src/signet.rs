@@ -50,6 +50,7 @@ impl SignetUp {
         cmd.arg("up")
             .env("SIGNET_DATA_DIR", self.data_dir.path())
             .env("SIGNET_GATEWAY__LISTEN", "127.0.0.1:0")
+            .env("SIGNET_VERIFIER__LISTEN", "127.0.0.1:0")
             .env("SIGNET_LOG__FORMAT", "text")
             .env("SIGNET_LOG__LEVEL", "info,signet=debug")
             .env_remove("SIGNET_SERVER")
@@ -98,6 +99,21 @@ impl SignetUp {
 
     pub fn data_dir(&self) -> &Path {
         self.data_dir.path()
+    }
+
+    /// The admission webhook's HTTPS URL (`https://127.0.0.1:PORT`).
+    pub fn verifier(&self) -> anyhow::Result<String> {
+        Ok(
+            std::fs::read_to_string(self.data_dir.path().join("verifier-url"))
+                .context("reading the verifier URL signet up recorded")?
+                .trim()
+                .to_owned(),
+        )
+    }
+
+    /// The verifier's self-signed certificate (PEM), for an HTTPS client to trust.
+    pub fn verifier_cert(&self) -> PathBuf {
+        self.data_dir.path().join("verifier").join("tls.crt")
     }
 
     /// The admin token `signet up` wrote on first start.

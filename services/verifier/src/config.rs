@@ -111,6 +111,38 @@ impl VerifierConfig {
     }
 }
 
+impl VerifierConfig {
+    /// For `signet up`, whose verifier runs beside its own gateway: whatever the
+    /// `verifier` section leaves unset is filled in — the gateway at `gateway_url`, the
+    /// token in `token_file`, a self-signed certificate for localhost and 127.0.0.1 in
+    /// `<data dir>/verifier/` (generated on first start), and that dir for the kept
+    /// bundle.
+    pub fn for_signet_up(
+        settings: &Settings,
+        gateway_url: &str,
+        token_file: &std::path::Path,
+    ) -> Result<Self, VerifierError> {
+        let mut s = settings.clone();
+        let dir = settings.data_dir.join("verifier");
+        let v = &mut s.verifier;
+        v.gateway.get_or_insert_with(|| gateway_url.to_owned());
+        v.token_file.get_or_insert_with(|| token_file.to_owned());
+        v.state_dir.get_or_insert_with(|| dir.clone());
+        if v.tls_cert.is_none() && v.tls_key.is_none() {
+            let files = TlsFiles {
+                cert: dir.join("tls.crt"),
+                key: dir.join("tls.key"),
+            };
+            if crate::tls::ensure_self_signed(&files, &["localhost", "127.0.0.1"])? {
+                tracing::info!(cert = %files.cert.display(), "generated a self-signed verifier certificate (for local use; a cluster uses one its CA issued)");
+            }
+            v.tls_cert = Some(files.cert);
+            v.tls_key = Some(files.key);
+        }
+        Self::from_settings(&s)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -125,6 +157,29 @@ mod tests {
         assert!(err.contains("verifier.gateway"), "{err}");
         assert!(err.contains("verifier.token_file"), "{err}");
         assert!(err.contains("verifier.tls_cert"), "{err}");
+    }
+
+    #[test]
+    fn signet_up_fills_in_the_rest() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let token = dir.path().join("verifier.token");
+        std::fs::write(&token, "sgt_a_b\n").expect("write");
+        let s = Settings {
+            data_dir: dir.path().to_owned(),
+            ..Settings::default()
+        };
+        let c = VerifierConfig::for_signet_up(&s, "http://127.0.0.1:7700", &token).expect("config");
+        assert_eq!(c.gateway, "http://127.0.0.1:7700");
+        assert_eq!(c.tls.cert, dir.path().join("verifier/tls.crt"));
+        assert!(c.tls.cert.exists() && c.tls.key.exists());
+        assert_eq!(
+            c.state_dir.as_deref(),
+            Some(dir.path().join("verifier").as_path())
+        );
+        // A second start keeps the certificate.
+        let before = std::fs::read(&c.tls.cert).expect("cert");
+        VerifierConfig::for_signet_up(&s, "http://127.0.0.1:7700", &token).expect("config");
+        assert_eq!(std::fs::read(&c.tls.cert).expect("cert"), before);
     }
 
     #[test]

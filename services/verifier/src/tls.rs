@@ -171,6 +171,21 @@ pub fn write_self_signed(files: &TlsFiles, names: &[&str]) -> Result<(), Verifie
     write_file(&files.cert, generated.cert.pem().as_bytes(), false)
 }
 
+/// Writes a self-signed pair unless both files exist; returns whether it wrote one.
+pub fn ensure_self_signed(files: &TlsFiles, names: &[&str]) -> Result<bool, VerifierError> {
+    if files.cert.exists() && files.key.exists() {
+        return Ok(false);
+    }
+    if let Some(dir) = files.cert.parent() {
+        std::fs::create_dir_all(dir).map_err(|source| VerifierError::Io {
+            path: dir.display().to_string(),
+            source,
+        })?;
+    }
+    write_self_signed(files, names)?;
+    Ok(true)
+}
+
 /// Replaces `path` atomically (write a sibling, then rename), so the reloader never
 /// reads half a file.
 fn write_file(path: &Path, contents: &[u8], private: bool) -> Result<(), VerifierError> {

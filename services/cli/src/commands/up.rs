@@ -1,5 +1,6 @@
 //! `signet up`: every service in one process on embedded defaults — SQLite store and
-//! durable queue in the data dir, in-process event bus, local development KMS. For a
+//! durable queue in the data dir, in-process event bus, local development KMS, and the
+//! admission webhook (HTTPS, self-signed unless configured). For a
 //! laptop, a demo or a CI job; production runs the services apart (see docs/operate.md).
 
 use std::path::Path;
@@ -20,6 +21,9 @@ use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
 use super::{Context, SERVER_FILE};
+
+/// The file in the data dir where `signet up` records its verifier's HTTPS URL.
+pub const VERIFIER_FILE: &str = "verifier-url";
 
 #[derive(Debug, Args)]
 pub struct UpArgs {
@@ -66,6 +70,8 @@ pub async fn up(settings: Settings, shutdown: CancellationToken) -> anyhow::Resu
     let url = format!("http://{}", listener.local_addr()?);
     std::fs::write(settings.data_dir.join(SERVER_FILE), format!("{url}\n"))?;
 
+    let verifier = start_verifier(&settings, &store, &bus, &url, shutdown.clone()).await?;
+
     let kick = Arc::new(Notify::new());
     let relay = tokio::spawn(signet_bus::outbox::run(
         store.clone(),
@@ -98,9 +104,47 @@ pub async fn up(settings: Settings, shutdown: CancellationToken) -> anyhow::Resu
     signet_gateway::serve(listener, state, shutdown.clone()).await?;
     signer_task.await??;
     relay.await?;
+    verifier.wait().await?;
     store.close().await;
     tracing::info!("signet stopped");
     Ok(())
+}
+
+/// The admission webhook for cluster `verifier.cluster`, fed by this process's bus and
+/// gateway. It gets a verifier token (kept in the data dir) and, unless configured, a
+/// self-signed certificate.
+async fn start_verifier(
+    settings: &Settings,
+    store: &Store,
+    bus: &signet_bus::Bus,
+    gateway_url: &str,
+    shutdown: CancellationToken,
+) -> anyhow::Result<signet_verifier::Running> {
+    let token_file = settings.data_dir.join("verifier.token");
+    if settings.verifier.token_file.is_none() && !token_file.exists() {
+        let name = format!("verifier-up-{}", chrono::Utc::now().timestamp_millis());
+        let issued =
+            signet_gateway::auth::issue(store, &name, signet_core::Role::Verifier, "system")
+                .await?;
+        signet_gateway::auth::write_private(&token_file, format!("{}\n", issued.secret).as_bytes())
+            .with_context(|| format!("cannot write {}", token_file.display()))?;
+    }
+    let config =
+        signet_verifier::VerifierConfig::for_signet_up(settings, gateway_url, &token_file)?;
+    let mut registry = RegistryConfig::from_settings(settings)?;
+    registry.timeout = registry.timeout.min(config.decision_budget);
+    let running = signet_verifier::start(
+        config,
+        bus.events.clone(),
+        RegistryClient::new(registry)?,
+        shutdown,
+    )
+    .await?;
+    std::fs::write(
+        settings.data_dir.join(VERIFIER_FILE),
+        format!("https://{}\n", running.addr()),
+    )?;
+    Ok(running)
 }
 
 #[cfg(unix)]
