@@ -397,3 +397,45 @@ async fn readiness_follows_the_store() {
     assert_eq!(s, StatusCode::SERVICE_UNAVAILABLE, "{b}");
     assert_eq!(b["ready"], false);
 }
+
+#[tokio::test]
+async fn revoked_tokens_are_refused() {
+    let gw = start().await;
+    let (s, b) = gw
+        .call(Method::DELETE, "/v1/tokens/root", Some(&gw.admin), None)
+        .await;
+    assert_error(
+        s,
+        &b,
+        StatusCode::CONFLICT,
+        "conflict",
+        "another admin token",
+    );
+    let (s, b) = gw
+        .call(Method::DELETE, "/v1/tokens/ci", Some(&gw.admin), None)
+        .await;
+    assert_eq!(s, StatusCode::OK, "{b}");
+    assert_eq!(b["revoked"], true);
+    let (s, b) = gw
+        .call(Method::GET, "/v1/jobs", Some(&gw.signer), None)
+        .await;
+    assert_error(
+        s,
+        &b,
+        StatusCode::UNAUTHORIZED,
+        "unauthenticated",
+        "revoked",
+    );
+    let (s, b) = gw
+        .call(Method::DELETE, "/v1/tokens/ghost", Some(&gw.admin), None)
+        .await;
+    assert_eq!(s, StatusCode::NOT_FOUND, "{b}");
+    let (_, list) = gw
+        .call(Method::GET, "/v1/tokens", Some(&gw.admin), None)
+        .await;
+    let text = list.to_string();
+    assert!(
+        text.contains("\"ci\"") && !text.contains("secret"),
+        "{list}"
+    );
+}

@@ -52,7 +52,8 @@ pub fn router() -> Router<AppState> {
         .route("/v1/jobs/{id}/retry", post(jobs::retry))
         .route("/v1/signatures", get(records::signatures))
         .route("/v1/audit", get(records::audit))
-        .route("/v1/tokens", post(tokens::create))
+        .route("/v1/tokens", post(tokens::create).get(tokens::list))
+        .route("/v1/tokens/{name}", axum::routing::delete(tokens::revoke))
         .route("/v1/policies", post(policies::create).get(policies::list))
         .route(
             "/v1/policies/{name}",
