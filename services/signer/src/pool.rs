@@ -450,8 +450,16 @@ impl Signer {
         };
         match self.ctx.store.create_job(&job).await {
             Ok(()) => {}
-            // A redelivery of the same message: its record exists.
-            Err(StoreError::Conflict(_)) => return,
+            // A redelivery of the same message: its record exists, failed unless the
+            // process stopped between creating and failing it.
+            Err(StoreError::Conflict(_)) => match self.ctx.store.get_job(id).await {
+                Ok(Some(existing)) if !existing.state.is_terminal() => job = existing,
+                Ok(_) => return,
+                Err(e) => {
+                    tracing::warn!(error = %e, "cannot read the poison message's record");
+                    return;
+                }
+            },
             Err(e) => {
                 tracing::warn!(error = %e, "cannot record poison message");
                 return;
