@@ -129,3 +129,100 @@ async fn set_log_level(
 pub fn always_ready() -> ReadinessCheck {
     Arc::new(|| Box::pin(async { Ok(()) }))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use axum::body::Body;
+    use axum::http::{Method, Request};
+    use tower::ServiceExt;
+
+    async fn call(
+        app: &Router,
+        method: Method,
+        path: &str,
+        token: Option<&str>,
+        body: &str,
+    ) -> (StatusCode, String) {
+        let mut req = Request::builder().method(method).uri(path);
+        if let Some(t) = token {
+            req = req.header("Authorization", format!("Bearer {t}"));
+        }
+        let resp = app
+            .clone()
+            .oneshot(req.body(Body::from(body.to_owned())).expect("request"))
+            .await
+            .expect("answer");
+        let status = resp.status();
+        let bytes = axum::body::to_bytes(resp.into_body(), 1 << 20)
+            .await
+            .expect("body");
+        (status, String::from_utf8_lossy(&bytes).into_owned())
+    }
+
+    fn failing() -> ReadinessCheck {
+        Arc::new(|| Box::pin(async { Err("store: connection refused".to_owned()) }))
+    }
+
+    #[tokio::test]
+    async fn metrics_health_and_readiness() {
+        metrics().job("succeeded", "none");
+        let app = router(always_ready(), None, None);
+        let (s, text) = call(&app, Method::GET, "/metrics", None, "").await;
+        assert_eq!(s, StatusCode::OK);
+        assert!(text.contains("# TYPE signet_jobs counter"), "{text}");
+        assert!(text.ends_with("# EOF\n"), "{text}");
+        assert_eq!(
+            call(&app, Method::GET, "/healthz", None, "").await.0,
+            StatusCode::OK
+        );
+        assert_eq!(
+            call(&app, Method::GET, "/readyz", None, "").await.0,
+            StatusCode::OK
+        );
+
+        let down = router(failing(), None, None);
+        let (s, text) = call(&down, Method::GET, "/readyz", None, "").await;
+        assert_eq!(s, StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(text, "not ready: store: connection refused\n");
+        assert_eq!(
+            call(&down, Method::GET, "/healthz", None, "").await.0,
+            StatusCode::OK
+        );
+    }
+
+    #[tokio::test]
+    async fn log_level_needs_the_admin_token() {
+        let (_subscriber, handle) =
+            crate::logging::subscriber(crate::LogFormat::Text, "info", None, std::io::sink)
+                .expect("subscriber");
+
+        let disabled = router(always_ready(), Some(handle.clone()), None);
+        let (s, text) = call(
+            &disabled,
+            Method::PUT,
+            "/log-level",
+            Some("anything"),
+            "debug",
+        )
+        .await;
+        assert_eq!(s, StatusCode::FORBIDDEN);
+        assert!(text.contains("admin_token_file"), "{text}");
+
+        let app = router(
+            always_ready(),
+            Some(handle),
+            Some(SecretString::from("t0ken".to_owned())),
+        );
+        let (s, _) = call(&app, Method::PUT, "/log-level", None, "debug").await;
+        assert_eq!(s, StatusCode::UNAUTHORIZED);
+        let (s, _) = call(&app, Method::PUT, "/log-level", Some("t0ke"), "debug").await;
+        assert_eq!(s, StatusCode::UNAUTHORIZED);
+        let (s, text) = call(&app, Method::PUT, "/log-level", Some("t0ken"), "debug\n").await;
+        assert_eq!(s, StatusCode::OK, "{text}");
+        assert_eq!(text, "log level is now debug\n");
+        let (s, text) = call(&app, Method::PUT, "/log-level", Some("t0ken"), "info,,=[x").await;
+        assert_eq!(s, StatusCode::BAD_REQUEST, "{text}");
+        assert!(!text.contains("t0ken"));
+    }
+}

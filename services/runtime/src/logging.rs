@@ -6,9 +6,10 @@ use std::io::IsTerminal;
 use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
+use tracing_subscriber::filter::LevelFilter;
 use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
-use tracing_subscriber::{reload, EnvFilter, Registry};
+use tracing_subscriber::{reload, EnvFilter, Layer, Registry};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -94,6 +95,23 @@ fn install(
     level: &str,
     otel: Option<(&opentelemetry_sdk::trace::SdkTracerProvider, &str)>,
 ) -> Result<LogHandle, LoggingError> {
+    let (subscriber, handle) = subscriber(format, level, otel, std::io::stderr)?;
+    subscriber
+        .try_init()
+        .map_err(|_| LoggingError::AlreadyInitialised)?;
+    Ok(handle)
+}
+
+/// The subscriber [`init`] installs, writing to `writer`.
+pub(crate) fn subscriber<W>(
+    format: LogFormat,
+    level: &str,
+    otel: Option<(&opentelemetry_sdk::trace::SdkTracerProvider, &str)>,
+    writer: W,
+) -> Result<(impl tracing::Subscriber + Send + Sync, LogHandle), LoggingError>
+where
+    W: for<'w> tracing_subscriber::fmt::MakeWriter<'w> + Send + Sync + 'static,
+{
     let filter = EnvFilter::try_new(level).map_err(|_| LoggingError::BadLevel(level.into()))?;
     let (filter, handle) = reload::Layer::new(filter);
     let json = match format {
@@ -101,25 +119,131 @@ fn install(
         LogFormat::Text => false,
         LogFormat::Auto => !std::io::stderr().is_terminal(),
     };
-    let otel_layer = otel.map(|(provider, service)| crate::telemetry::layer(provider, service));
-    let registry = tracing_subscriber::registry().with(filter).with(otel_layer);
-    let result = if json {
-        registry
-            .with(
-                tracing_subscriber::fmt::layer()
-                    .json()
-                    .with_current_span(true)
-                    .with_span_list(false)
-                    .with_writer(std::io::stderr),
-            )
-            .try_init()
+    let fmt: Box<dyn Layer<Registry> + Send + Sync> = if json {
+        // Every enclosing span with its fields, so a line logged deep inside a job (a
+        // registry call) still names the job and the request it belongs to.
+        Box::new(
+            tracing_subscriber::fmt::layer()
+                .json()
+                .with_current_span(true)
+                .with_span_list(true)
+                .with_writer(writer),
+        )
     } else {
-        registry
-            .with(tracing_subscriber::fmt::layer().with_writer(std::io::stderr))
-            .try_init()
+        Box::new(tracing_subscriber::fmt::layer().with_writer(writer))
     };
-    result.map_err(|_| LoggingError::AlreadyInitialised)?;
-    Ok(LogHandle {
-        reload: Arc::new(handle),
-    })
+    // The log level filters logs only. Spans keep their own, fixed filter: an operator
+    // who turns logging down to `warn` must not cut every trace in two, since trace
+    // context is read from the spans that carry it across the bus.
+    let otel_layer = otel.map(|(provider, service)| {
+        crate::telemetry::layer(provider, service).with_filter(LevelFilter::INFO)
+    });
+    let subscriber = tracing_subscriber::registry()
+        .with(fmt.with_filter(filter))
+        .with(otel_layer);
+    Ok((
+        subscriber,
+        LogHandle {
+            reload: Arc::new(handle),
+        },
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::Mutex;
+
+    /// Collects what the subscriber writes.
+    #[derive(Clone, Default)]
+    struct Captured(Arc<Mutex<Vec<u8>>>);
+
+    impl std::io::Write for Captured {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0
+                .lock()
+                .map_err(|_| std::io::Error::other("poisoned"))?
+                .extend_from_slice(buf);
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for Captured {
+        type Writer = Captured;
+        fn make_writer(&'a self) -> Self::Writer {
+            self.clone()
+        }
+    }
+
+    impl Captured {
+        fn lines(&self) -> Vec<serde_json::Value> {
+            let bytes = self.0.lock().expect("lock").clone();
+            String::from_utf8(bytes)
+                .expect("utf-8")
+                .lines()
+                .map(|l| serde_json::from_str(l).expect("a JSON line"))
+                .collect()
+        }
+    }
+
+    #[test]
+    fn json_lines_carry_every_enclosing_span_and_the_level_changes_at_run_time() {
+        let out = Captured::default();
+        let (subscriber, handle) =
+            subscriber(LogFormat::Json, "info", None, out.clone()).expect("subscriber");
+        tracing::subscriber::with_default(subscriber, || {
+            let request = tracing::info_span!("http", request_id = "r-1");
+            let _r = request.enter();
+            let job = tracing::info_span!("sign_job", job_id = "j-1");
+            let _j = job.enter();
+            let call = tracing::info_span!("registry.publish_signature");
+            let _c = call.enter();
+            tracing::info!("published");
+            tracing::debug!("not at info");
+            handle.set_level("debug").expect("debug is a level");
+            tracing::debug!("now at debug");
+            assert!(matches!(
+                handle.set_level("info,,=[x"),
+                Err(LoggingError::BadLevel(_))
+            ));
+        });
+        let lines = out.lines();
+        assert_eq!(lines.len(), 2, "{lines:#?}");
+        assert_eq!(lines[0]["fields"]["message"], "published");
+        assert_eq!(lines[0]["level"], "INFO");
+        assert_eq!(lines[0]["span"]["name"], "registry.publish_signature");
+        let spans = lines[0]["spans"].as_array().expect("span list");
+        assert_eq!(spans[0]["request_id"], "r-1");
+        assert_eq!(spans[1]["job_id"], "j-1");
+        assert_eq!(lines[1]["fields"]["message"], "now at debug");
+    }
+
+    #[test]
+    fn spans_reach_opentelemetry_below_the_log_level() {
+        use opentelemetry_sdk::trace::{InMemorySpanExporter, SdkTracerProvider};
+        let exporter = InMemorySpanExporter::default();
+        let provider = SdkTracerProvider::builder()
+            .with_simple_exporter(exporter.clone())
+            .build();
+        let out = Captured::default();
+        let (subscriber, _handle) = subscriber(
+            LogFormat::Json,
+            "error",
+            Some((&provider, "test")),
+            out.clone(),
+        )
+        .expect("subscriber");
+        tracing::subscriber::with_default(subscriber, || {
+            let span = tracing::info_span!("sign_job");
+            let _e = span.enter();
+            tracing::info!("filtered from the logs");
+        });
+        let _ = provider.force_flush();
+        let spans = exporter.get_finished_spans().expect("spans");
+        assert!(spans.iter().any(|s| s.name == "sign_job"), "{spans:?}");
+        assert!(out.lines().is_empty());
+    }
 }

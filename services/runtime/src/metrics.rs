@@ -77,7 +77,10 @@ pub struct CacheLabels {
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct WebhookLabels {
     pub receiver: String,
-    /// `enqueued`, `unmatched`, `filtered`, `rejected`, `unavailable`.
+    /// The counters of `GET /v1/webhooks/stats`, under the same names. Per request:
+    /// `deliveries` (authenticated), `unauthenticated`, `replays`, `malformed`,
+    /// `unavailable` (answered 503). Per event in a delivery: `events`, `ignored` (not a
+    /// signable push), `unmatched` (no signing rule), `jobs` (sign jobs enqueued).
     pub outcome: String,
 }
 
@@ -97,8 +100,8 @@ pub struct Metrics {
     pub cache: Family<CacheLabels, Counter>,
     /// Jobs waiting on the queue, sampled.
     pub queue_depth: Gauge,
-    /// Seconds the oldest waiting job has waited, sampled.
-    pub queue_lag_seconds: Gauge,
+    /// Seconds the oldest waiting job has waited, sampled (where the backend can tell).
+    pub queue_lag_seconds: Gauge<f64, std::sync::atomic::AtomicU64>,
     /// Seconds from an event's publication to a verifier applying it.
     pub event_lag: Histogram,
     pub webhooks: Family<WebhookLabels, Counter>,
@@ -181,7 +184,7 @@ impl Metrics {
         );
         registry.register(
             "webhook_events",
-            "Registry webhook events by receiver and outcome",
+            "Registry webhook deliveries and events by receiver and outcome (the counters of GET /v1/webhooks/stats)",
             m.webhooks.clone(),
         );
         Self { registry, ..m }
@@ -251,13 +254,24 @@ impl Metrics {
             .inc();
     }
 
-    pub fn webhook(&self, receiver: &str, outcome: &str) {
+    /// Adds `n` to a webhook receiver's `outcome` counter.
+    pub fn webhook(&self, receiver: &str, outcome: &str, n: u64) {
         self.webhooks
             .get_or_create(&WebhookLabels {
                 receiver: receiver.to_owned(),
                 outcome: outcome.to_owned(),
             })
-            .inc();
+            .inc_by(n);
+    }
+
+    /// One sample of the job queue: messages waiting, and how long the oldest has waited
+    /// (left alone when the backend cannot tell).
+    pub fn queue(&self, depth: u64, lag: Option<std::time::Duration>) {
+        self.queue_depth
+            .set(i64::try_from(depth).unwrap_or(i64::MAX));
+        if let Some(lag) = lag {
+            self.queue_lag_seconds.set(lag.as_secs_f64());
+        }
     }
 }
 
@@ -291,5 +305,14 @@ mod tests {
         );
         assert!(text.contains("signet_admission_decisions_total{outcome=\"denied\",policy=\"prod\",mode=\"enforce\"}"), "{text}");
         assert!(text.contains("# TYPE signet_queue_depth gauge"), "{text}");
+        m.queue(7, Some(std::time::Duration::from_millis(1500)));
+        m.webhook("harbor", "jobs", 3);
+        let text = m.encode();
+        assert!(text.contains("signet_queue_depth 7\n"), "{text}");
+        assert!(text.contains("signet_queue_lag_seconds 1.5\n"), "{text}");
+        assert!(
+            text.contains("signet_webhook_events_total{receiver=\"harbor\",outcome=\"jobs\"} 3"),
+            "{text}"
+        );
     }
 }

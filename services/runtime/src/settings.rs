@@ -12,6 +12,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::config::{check_socket_addr, Validate};
 use crate::logging::LogFormat;
+use crate::secret::{read_secret_file, SecretError, SecretString};
+use crate::telemetry::TelemetrySettings;
 
 /// Every setting of every signet service.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -35,6 +37,11 @@ pub struct Settings {
     pub webhooks: WebhookSettings,
     /// The cluster-side verifier (admission webhook).
     pub verifier: VerifierSettings,
+    /// A file holding the token `PUT /log-level` on the admin ports asks for. Unset:
+    /// changing the log level at run time is refused.
+    pub admin_token_file: Option<PathBuf>,
+    /// Where spans go (OTLP) and how many traces are kept.
+    pub telemetry: TelemetrySettings,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -107,6 +114,9 @@ pub struct GatewaySettings {
     /// Longest `POST /v1/sign?wait=SECONDS` may wait.
     #[serde(with = "humantime_serde")]
     pub max_wait: Duration,
+    /// Admin port: `/metrics`, `/healthz`, `/readyz`, `PUT /log-level`. `signet up`
+    /// serves the one admin port of the whole process here.
+    pub admin_listen: String,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -133,6 +143,8 @@ pub struct SignerSettings {
     pub claim_lease: Duration,
     /// For an image index: sign the index and each platform manifest in it.
     pub sign_platforms: bool,
+    /// Admin port: `/metrics`, `/healthz`, `/readyz`, `PUT /log-level`.
+    pub admin_listen: String,
 }
 
 /// The cluster-side verifier: the admission webhook, its trust cache and how it reaches
@@ -142,6 +154,8 @@ pub struct SignerSettings {
 pub struct VerifierSettings {
     /// HTTPS listener for `POST /validate` and `POST /mutate`.
     pub listen: String,
+    /// Admin port (plain HTTP): `/metrics`, `/healthz`, `/readyz`, `PUT /log-level`.
+    pub admin_listen: String,
     /// The cluster name policies are bound to.
     pub cluster: String,
     /// The control plane (gateway) URL. Default under `signet up`: its own gateway.
@@ -241,6 +255,8 @@ impl Default for Settings {
             bus_options: BusOptionSettings::default(),
             webhooks: WebhookSettings::default(),
             verifier: VerifierSettings::default(),
+            admin_token_file: None,
+            telemetry: TelemetrySettings::default(),
         }
     }
 }
@@ -316,6 +332,7 @@ impl Default for GatewaySettings {
             listen: "127.0.0.1:7700".into(),
             body_limit_bytes: 1024 * 1024,
             max_wait: Duration::from_secs(120),
+            admin_listen: "127.0.0.1:9090".into(),
         }
     }
 }
@@ -324,6 +341,7 @@ impl Default for VerifierSettings {
     fn default() -> Self {
         Self {
             listen: "127.0.0.1:7443".into(),
+            admin_listen: "127.0.0.1:9092".into(),
             cluster: "local".into(),
             gateway: None,
             token_file: None,
@@ -353,6 +371,7 @@ impl Default for SignerSettings {
             kms_rate_per_witness: 500,
             claim_lease: Duration::from_secs(30),
             sign_platforms: true,
+            admin_listen: "127.0.0.1:9091".into(),
         }
     }
 }
@@ -379,6 +398,15 @@ impl Settings {
     /// The file the first admin token is written to by `signet up`.
     pub fn admin_token_path(&self) -> PathBuf {
         self.data_dir.join("admin.token")
+    }
+
+    /// The token `PUT /log-level` asks for, read from `admin_token_file`; `None` when
+    /// the setting is unset (changing the level is then refused).
+    pub fn admin_port_token(&self) -> Result<Option<SecretString>, SecretError> {
+        self.admin_token_file
+            .as_deref()
+            .map(read_secret_file)
+            .transpose()
     }
 }
 
@@ -437,6 +465,19 @@ impl Validate for Settings {
             }
         }
         check_socket_addr(&mut p, "gateway.listen", &self.gateway.listen);
+        check_socket_addr(&mut p, "gateway.admin_listen", &self.gateway.admin_listen);
+        check_distinct(
+            &mut p,
+            ("gateway.listen", &self.gateway.listen),
+            ("gateway.admin_listen", &self.gateway.admin_listen),
+        );
+        check_socket_addr(&mut p, "signer.admin_listen", &self.signer.admin_listen);
+        if let Some(f) = &self.admin_token_file {
+            if f.as_os_str().is_empty() {
+                p.push("admin_token_file: must be a file path (or unset)".into());
+            }
+        }
+        self.telemetry.validate(&mut p);
         if self.gateway.body_limit_bytes < 1024 {
             p.push("gateway.body_limit_bytes: must be at least 1024".into());
         }
@@ -481,6 +522,12 @@ impl Validate for Settings {
 
 fn validate_verifier(v: &VerifierSettings, p: &mut Vec<String>) {
     check_socket_addr(p, "verifier.listen", &v.listen);
+    check_socket_addr(p, "verifier.admin_listen", &v.admin_listen);
+    check_distinct(
+        p,
+        ("verifier.listen", &v.listen),
+        ("verifier.admin_listen", &v.admin_listen),
+    );
     let cluster_ok = !v.cluster.is_empty()
         && v.cluster.len() <= 63
         && v.cluster
@@ -594,6 +641,23 @@ fn validate_webhooks(w: &WebhookSettings, p: &mut Vec<String>) {
     }
 }
 
+/// Two listeners of one process cannot share an address; port 0 (any free port) is
+/// never a clash.
+fn check_distinct(p: &mut Vec<String>, a: (&str, &str), b: (&str, &str)) {
+    let (Ok(x), Ok(y)) = (
+        a.1.parse::<std::net::SocketAddr>(),
+        b.1.parse::<std::net::SocketAddr>(),
+    ) else {
+        return;
+    };
+    if x == y && x.port() != 0 {
+        p.push(format!(
+            "{}: {} is also {}; give the admin port an address of its own",
+            b.0, b.1, a.0
+        ));
+    }
+}
+
 /// Hides a password in a URL before it goes into a message.
 pub fn redact_url(url: &str) -> String {
     match (url.find("://"), url.rfind('@')) {
@@ -622,9 +686,11 @@ mod tests {
 
     #[test]
     fn every_problem_is_reported() {
-        let mut s = Settings::default();
-        s.bus = "kafka://x".into();
-        s.store = Some("mysql://u:secret@h/db".into());
+        let mut s = Settings {
+            bus: "kafka://x".into(),
+            store: Some("mysql://u:secret@h/db".into()),
+            ..Settings::default()
+        };
         s.signer.concurrency = 0;
         s.gateway.listen = "nope".into();
         let p = s.validate();
@@ -716,6 +782,73 @@ mod tests {
         assert_eq!(s.bus_options.namespace.as_deref(), Some("t1"));
         assert_eq!(s.bus_options.ack_wait, Duration::from_secs(2));
         assert!(!s.signer.sign_platforms);
+    }
+
+    #[test]
+    fn admin_ports_token_and_telemetry_are_checked() {
+        let s = Settings::default();
+        assert_eq!(s.gateway.admin_listen, "127.0.0.1:9090");
+        assert_eq!(s.signer.admin_listen, "127.0.0.1:9091");
+        assert_eq!(s.verifier.admin_listen, "127.0.0.1:9092");
+        assert!(s.admin_token_file.is_none());
+        assert_eq!(s.telemetry.sample_ratio, 1.0);
+
+        let mut bad = Settings::default();
+        bad.gateway.admin_listen = "127.0.0.1:7700".into();
+        bad.signer.admin_listen = "ninety".into();
+        bad.verifier.admin_listen = bad.verifier.listen.clone();
+        bad.telemetry.sample_ratio = 2.0;
+        bad.telemetry.otlp_endpoint = Some("collector:4318".into());
+        let p = bad.validate();
+        assert_eq!(p.len(), 5, "{p:#?}");
+        assert!(p[0].starts_with("gateway.admin_listen: 127.0.0.1:7700 is also gateway.listen"));
+        assert!(
+            p[1].starts_with("signer.admin_listen: \"ninety\""),
+            "{p:#?}"
+        );
+        assert!(p.iter().any(|m| m.starts_with("telemetry.sample_ratio")));
+        assert!(p.iter().any(|m| m.starts_with("telemetry.otlp_endpoint")));
+        assert!(p.iter().any(|m| m.starts_with("verifier.admin_listen")));
+
+        // Port 0 (tests, `signet up --listen 127.0.0.1:0`) is never a clash.
+        let mut zero = Settings::default();
+        zero.gateway.listen = "127.0.0.1:0".into();
+        zero.gateway.admin_listen = "127.0.0.1:0".into();
+        assert!(zero.validate().is_empty(), "{:?}", zero.validate());
+    }
+
+    #[test]
+    fn admin_token_and_telemetry_come_from_file_and_environment() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let token = dir.path().join("admin-token");
+        std::fs::write(&token, "s3cret\n").expect("write");
+        let file = dir.path().join("signet.toml");
+        std::fs::write(
+            &file,
+            format!(
+                "admin_token_file = {:?}\n[telemetry]\notlp_endpoint = \"http://otel:4318/v1/traces\"\n[gateway]\nadmin_listen = \"0.0.0.0:9090\"\n",
+                token.display().to_string()
+            ),
+        )
+        .expect("write");
+        // Env vars are process-global; a prefix unique to this test keeps tests independent.
+        std::env::set_var("SIGTEST10_TELEMETRY__SAMPLE_RATIO", "0.25");
+        std::env::set_var("SIGTEST10_SIGNER__ADMIN_LISTEN", "0.0.0.0:9191");
+        let env = figment::providers::Env::prefixed("SIGTEST10_").split("__");
+        let s: Settings = crate::config::load_from(Some(&file), env).expect("load");
+        assert_eq!(
+            s.telemetry.otlp_endpoint.as_deref(),
+            Some("http://otel:4318/v1/traces")
+        );
+        assert_eq!(s.telemetry.sample_ratio, 0.25);
+        assert_eq!(s.gateway.admin_listen, "0.0.0.0:9090");
+        assert_eq!(s.signer.admin_listen, "0.0.0.0:9191");
+        let secret = s.admin_port_token().expect("read").expect("set");
+        assert_eq!(secrecy::ExposeSecret::expose_secret(&secret), "s3cret");
+        assert!(Settings::default()
+            .admin_port_token()
+            .expect("unset")
+            .is_none());
     }
 
     #[test]
