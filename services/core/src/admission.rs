@@ -17,7 +17,7 @@ pub const BREAK_GLASS_ANNOTATION: &str = "signet.dev/break-glass";
 pub const VERIFIED_ANNOTATION: &str = "signet.dev/verified-images";
 
 /// What happened to a workload under one policy.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum AdmissionOutcome {
     /// Every image satisfied the policy.
@@ -68,7 +68,19 @@ impl fmt::Display for AdmissionOutcome {
 }
 
 /// Why an image did not satisfy a policy.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    Hash,
+    PartialOrd,
+    Ord,
+    Serialize,
+    Deserialize,
+    utoipa::ToSchema,
+)]
 #[serde(rename_all = "kebab-case")]
 pub enum DenialReason {
     /// No signature from the policy's witnesses (or too few of them).
@@ -114,7 +126,7 @@ impl fmt::Display for DenialReason {
 }
 
 /// One image of a workload under one policy.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct ImageVerdict {
     /// As written in the pod spec.
     pub image: String,
@@ -136,7 +148,7 @@ pub struct ImageVerdict {
 }
 
 /// What a verifier decided about one workload under one policy.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct AdmissionDecision {
     pub at: DateTime<Utc>,
     pub cluster: String,

@@ -21,7 +21,9 @@ pub const MIN_RSA_BITS: usize = 2048;
 
 /// How a witness signs. PKCS#1 v1.5 is the default because every cosign verifier
 /// (cosign, policy-controller, Kyverno, containers/image) loads RSA keys that way.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, Default)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, Default, utoipa::ToSchema,
+)]
 #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
 pub enum SignatureAlgorithm {
     #[default]
@@ -189,6 +191,26 @@ impl Serialize for PublicKey {
         s.serialize_str(&self.to_pem())
     }
 }
+
+/// The start of every key signet writes ([`PublicKey::to_pem`]) or reads from JSON.
+pub const PUBLIC_KEY_PATTERN: &str = "^-----BEGIN (RSA )?PUBLIC KEY-----\n";
+
+impl utoipa::PartialSchema for PublicKey {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        utoipa::openapi::ObjectBuilder::new()
+            .schema_type(utoipa::openapi::schema::Type::String)
+            .pattern(Some(PUBLIC_KEY_PATTERN))
+            .content_media_type("application/x-pem-file")
+            .description(Some(
+                "An RSA public key of at least 2048 bits as PEM. signet writes SubjectPublicKeyInfo \
+                 (`PUBLIC KEY`), what `cosign verify --key` reads; it also reads PKCS#1 \
+                 (`RSA PUBLIC KEY`).",
+            ))
+            .into()
+    }
+}
+
+impl utoipa::ToSchema for PublicKey {}
 
 impl<'de> Deserialize<'de> for PublicKey {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {

@@ -97,6 +97,24 @@ impl<'de> Deserialize<'de> for Digest {
     }
 }
 
+/// The pattern [`Digest::parse`] enforces, for the JSON Schemas and the API document.
+pub const DIGEST_PATTERN: &str = "^sha256:[0-9a-f]{64}$";
+
+impl utoipa::PartialSchema for Digest {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        utoipa::openapi::ObjectBuilder::new()
+            .schema_type(utoipa::openapi::schema::Type::String)
+            .pattern(Some(DIGEST_PATTERN))
+            .description(Some(
+                "An image manifest digest: sha256 and 64 lowercase hex characters.",
+            ))
+            .examples(["sha256:5a190ddf43a90dbfba56c7dc4f062e8f09eda0844877b8293977e87a3b031706"])
+            .into()
+    }
+}
+
+impl utoipa::ToSchema for Digest {}
+
 /// True for tags that hold supply-chain attachments rather than images: cosign's
 /// `sha256-<hex>.sig|.att|.sbom` and the OCI referrers fallback tag `sha256-<hex>`.
 /// A signer that signed these would sign its own output forever.

@@ -39,14 +39,14 @@ pub fn validate_name(kind: &'static str, name: &str) -> Result<(), NameError> {
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum WitnessState {
     Active,
     Revoked,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum KeyVersionState {
     Active,
@@ -55,7 +55,7 @@ pub enum KeyVersionState {
 
 /// One version of a witness's KMS key. New signatures use the primary version;
 /// verification accepts every version that is not revoked.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct KeyVersion {
     /// The KMS's own version id (`1` for the local KMS, a UUID for AWS, ...).
     pub version: String,
@@ -67,7 +67,7 @@ pub struct KeyVersion {
 }
 
 /// A named signing identity bound to one asymmetric KMS key.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Witness {
     pub name: String,
     pub kms_key: String,
@@ -97,7 +97,7 @@ impl Witness {
 
 /// What `POST /v1/sign`, `POST /v1/webhooks/generic` and a message on the
 /// `signet.jobs.sign` queue carry.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SignRequest {
     /// Image reference; a tag is resolved to a digest before signing.
@@ -109,7 +109,7 @@ pub struct SignRequest {
     pub annotations: BTreeMap<String, String>,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum JobState {
     /// Waiting on the queue (or for a retry).
@@ -154,7 +154,7 @@ impl fmt::Display for JobState {
 }
 
 /// One request to sign one image with one witness, and what became of it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Job {
     pub id: Uuid,
     pub request: SignRequest,
@@ -173,7 +173,7 @@ pub struct Job {
 }
 
 /// A signature signet made and published.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct SignatureRecord {
     pub id: Uuid,
     /// `registry/repository`.
@@ -185,8 +185,11 @@ pub struct SignatureRecord {
     pub algorithm: SignatureAlgorithm,
     /// The exact payload bytes that were signed.
     #[serde(with = "b64")]
+    #[schema(value_type = String, content_encoding = "base64")]
     pub payload: Vec<u8>,
+    /// The raw signature over `payload`.
     #[serde(with = "b64")]
+    #[schema(value_type = String, content_encoding = "base64")]
     pub signature: Vec<u8>,
     /// Where the signature lives: `registry/repository:sha256-<hex>.sig`.
     pub artifact: String,
@@ -195,7 +198,7 @@ pub struct SignatureRecord {
 }
 
 /// What an API token may do.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Role {
     /// Everything.
@@ -232,7 +235,7 @@ impl fmt::Display for Role {
 }
 
 /// An API token as stored: only a hash of the secret is kept.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct ApiToken {
     pub id: Uuid,
     pub name: String,
@@ -242,7 +245,7 @@ pub struct ApiToken {
 }
 
 /// One line of the append-only audit log.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct AuditEntry {
     pub id: i64,
     pub at: DateTime<Utc>,

@@ -7,7 +7,9 @@ use serde::{Deserialize, Serialize};
 use crate::crypto::{PublicKey, SignatureAlgorithm};
 
 /// What an enabled policy does with an image that does not satisfy it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, Default)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, Default, utoipa::ToSchema,
+)]
 #[serde(rename_all = "kebab-case")]
 pub enum PolicyMode {
     /// Deny the workload.
@@ -40,7 +42,7 @@ impl PolicyMode {
 
 /// Binds witnesses to a cluster and namespace: only images with valid signatures from
 /// `require` of `witnesses` may start there. Off until enabled.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct SecurityPolicy {
     pub name: String,
     /// Witness names.
@@ -66,7 +68,7 @@ pub struct SecurityPolicy {
 }
 
 /// Which pushed repositories are signed automatically, and by which witness.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct SigningRule {
     pub name: String,
     /// Globs over `registry/repository` (`registry.example.com/team/*`).
@@ -80,7 +82,7 @@ pub struct SigningRule {
 }
 
 /// One key a verifier may accept, with the witness and version it belongs to.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct TrustedKey {
     pub witness: String,
     pub version: String,
@@ -93,7 +95,7 @@ pub struct TrustedKey {
 /// the cluster's policies and every live key of their witnesses. `revision` is the
 /// store's outbox revision when the bundle was built; events with a higher revision
 /// are newer than the bundle.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct TrustBundle {
     pub cluster: String,
     pub revision: i64,
@@ -108,14 +110,14 @@ pub struct TrustBundle {
 }
 
 /// What changed about a policy; the data of a `policy.updated` event.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct PolicyUpdate {
     pub action: PolicyAction,
     /// The policy after the change (before it, for `deleted`).
     pub policy: SecurityPolicy,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum PolicyAction {
     Created,

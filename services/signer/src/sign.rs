@@ -245,25 +245,39 @@ impl SignContext {
 
     /// Runs `work` while renewing the claim every third of its lease, so that a lease
     /// short enough to free a crashed worker's images quickly never runs out under a
-    /// live worker whose KMS or registry is slow.
+    /// live worker whose KMS or registry is slow. The renewals run in a task of their
+    /// own: awaited beside `work` in one task, a renewal waiting for the store's write
+    /// connection would stop `work` from finishing the transaction that holds it.
     async fn holding_claim<T>(&self, claim: &str, work: impl std::future::Future<Output = T>) -> T {
-        tokio::pin!(work);
-        let every = (self.claim_lease / 3).max(std::time::Duration::from_millis(100));
-        let mut renew = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
-        loop {
-            tokio::select! {
-                done = &mut work => return done,
-                _ = renew.tick() => {
-                    match self.store.claim_signing(claim, &self.holder, self.claim_lease).await {
-                        Ok(true) => {}
-                        // Someone took over an expired claim; the registry's identical-layer
-                        // check still keeps the artifact to one layer per signature.
-                        Ok(false) => tracing::warn!(claim, "lost the signing claim while signing"),
-                        Err(e) => tracing::warn!(claim, error = %e, "could not renew the signing claim"),
+        let (store, holder, lease, key) = (
+            self.store.clone(),
+            self.holder.clone(),
+            self.claim_lease,
+            claim.to_owned(),
+        );
+        let every = (lease / 3).max(std::time::Duration::from_millis(100));
+        let renewer = tokio::spawn(async move {
+            let mut renew = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
+            loop {
+                renew.tick().await;
+                match store.claim_signing(&key, &holder, lease).await {
+                    Ok(true) => {}
+                    // Someone took over an expired claim; the registry's identical-layer
+                    // check still keeps the artifact to one layer per signature.
+                    Ok(false) => {
+                        tracing::warn!(claim = %key, "lost the signing claim while signing")
+                    }
+                    Err(e) => {
+                        tracing::warn!(claim = %key, error = %e, "could not renew the signing claim")
                     }
                 }
             }
-        }
+        });
+        let done = work.await;
+        renewer.abort();
+        // Wait for the cancellation, so no renewal lands after the claim is released.
+        let _ = renewer.await;
+        done
     }
 
     async fn sign_claimed(

@@ -22,6 +22,10 @@ pub struct OutboxEvent {
     /// What it is about: a witness name, an image digest.
     pub subject: String,
     pub data: serde_json::Value,
+    /// The W3C `traceparent` of the work that wrote the event, so the trace continues
+    /// through the relay to the event's consumers.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub traceparent: Option<String>,
 }
 
 impl OutboxEvent {
@@ -30,7 +34,14 @@ impl OutboxEvent {
             event_type: kind.cloudevent_type(),
             subject: subject.into(),
             data,
+            traceparent: None,
         }
+    }
+
+    /// The event, carrying the trace context `traceparent` (none when `None`).
+    pub fn with_traceparent(mut self, traceparent: Option<String>) -> Self {
+        self.traceparent = traceparent;
+        self
     }
 }
 
@@ -47,7 +58,7 @@ impl Store {
     #[tracing::instrument(name = "store.outbox_pending", level = "debug", skip_all)]
     pub async fn outbox_pending(&self, limit: u32) -> Result<Vec<OutboxRecord>, StoreError> {
         let rows = sqlx::query(
-            "SELECT id, event_type, subject, data, created_at FROM outbox \
+            "SELECT id, event_type, subject, data, traceparent, created_at FROM outbox \
              WHERE published_at IS NULL ORDER BY id LIMIT $1",
         )
         .bind(i64::from(limit))
@@ -106,12 +117,14 @@ pub(crate) async fn insert_outbox(
     let id = next_id(conn, "outbox", OP).await?;
     let data = codec::json_text("event data", &event.data)?;
     sqlx::query(
-        "INSERT INTO outbox (id, event_type, subject, data, created_at) VALUES ($1, $2, $3, $4, $5)",
+        "INSERT INTO outbox (id, event_type, subject, data, traceparent, created_at) \
+         VALUES ($1, $2, $3, $4, $5, $6)",
     )
     .bind(id)
     .bind(event.event_type.as_str())
     .bind(event.subject.as_str())
     .bind(data)
+    .bind(event.traceparent.as_deref())
     .bind(at)
     .execute(&mut *conn)
     .await
@@ -129,6 +142,7 @@ fn outbox_from_row(row: &AnyRow) -> Result<OutboxRecord, StoreError> {
             event_type: col(row, &what, "event_type")?,
             subject: col(row, &what, "subject")?,
             data: codec::from_json(&what, &data)?,
+            traceparent: col(row, &what, "traceparent")?,
         },
         created_at: codec::time(&what, col(row, &what, "created_at")?)?,
     })

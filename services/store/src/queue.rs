@@ -202,6 +202,26 @@ impl Store {
         codec::count("queue depth", col(&row, "queue depth", "n")?)
     }
 
+    /// When the oldest message on the queue (leased ones included) was enqueued; `None`
+    /// when the queue is empty. A retried message keeps its first enqueue time, so the
+    /// age of this is how long the oldest unfinished job has waited.
+    #[tracing::instrument(
+        name = "store.queue_oldest",
+        level = "debug",
+        skip_all,
+        fields(queue = %queue),
+    )]
+    pub async fn queue_oldest(&self, queue: &str) -> Result<Option<DateTime<Utc>>, StoreError> {
+        let row =
+            sqlx::query("SELECT MIN(enqueued_at) AS oldest FROM queue_messages WHERE queue = $1")
+                .bind(queue)
+                .fetch_one(&self.read)
+                .await
+                .map_err(db("measuring a queue"))?;
+        let oldest: Option<i64> = col(&row, "queue age", "oldest")?;
+        oldest.map(|ms| codec::time("queue age", ms)).transpose()
+    }
+
     /// The queue's dead letters, newest first.
     #[tracing::instrument(
         name = "store.queue_dead",

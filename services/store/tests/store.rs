@@ -101,6 +101,8 @@ on_both_backends!(
     queue_retry_delay_lease_expiry_and_dead_letters,
     outbox_ordering_and_mark_published,
     outbox_ids_are_gap_free_under_concurrent_writers,
+    outbox_keeps_the_trace_context,
+    queue_reports_its_oldest_message,
 );
 
 // ---------- helpers ----------
@@ -1358,4 +1360,78 @@ async fn unknown_url_scheme_is_refused_without_echoing_it() {
         .expect_err("unsupported");
     assert!(matches!(err, StoreError::InvalidUrl(_)), "{err}");
     assert!(!err.to_string().contains("hunter2"));
+}
+
+async fn outbox_keeps_the_trace_context(db: TestDb) {
+    let store = db.open().await;
+    store
+        .create_witness(&witness("prod"), &audit("witness.create", "prod"))
+        .await
+        .expect("w");
+    let traceparent = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01";
+    let rec = signature("r.local/a", &digest("a"), "prod", None);
+    let event = published(&rec).with_traceparent(Some(traceparent.to_owned()));
+    store
+        .record_signature(
+            &rec,
+            &audit("signature.publish", rec.digest.as_str()),
+            Some(&event),
+        )
+        .await
+        .expect("record");
+    let pending = store.outbox_pending(10).await.expect("pending");
+    assert_eq!(pending.len(), 2);
+    // The witness event was written outside any trace.
+    assert_eq!(pending[0].event.traceparent, None);
+    assert_eq!(pending[1].event.traceparent.as_deref(), Some(traceparent));
+    assert_eq!(pending[1].event, event);
+    // It travels in the JSON form too, and old JSON without it still reads.
+    let json = serde_json::to_value(&pending[1].event).expect("json");
+    assert_eq!(json["traceparent"], traceparent);
+    let old: OutboxEvent =
+        serde_json::from_value(json!({"event_type": "t", "subject": "s", "data": {}}))
+            .expect("without traceparent");
+    assert_eq!(old.traceparent, None);
+}
+
+async fn queue_reports_its_oldest_message(db: TestDb) {
+    let store = db.open().await;
+    assert_eq!(store.queue_oldest("jobs").await.expect("oldest"), None);
+    let before = ms(Utc::now());
+    store
+        .queue_push("jobs", b"a", &BTreeMap::new())
+        .await
+        .expect("push");
+    let first = store
+        .queue_oldest("jobs")
+        .await
+        .expect("oldest")
+        .expect("one message");
+    assert!(first >= before && first <= Utc::now(), "{first}");
+    store
+        .queue_push("jobs", b"b", &BTreeMap::new())
+        .await
+        .expect("push");
+    store
+        .queue_push("other", b"c", &BTreeMap::new())
+        .await
+        .expect("push");
+    // Leased, or retried later, the first message is still the oldest.
+    let leased = store
+        .queue_lease("jobs", HOUR)
+        .await
+        .expect("lease")
+        .expect("message");
+    store.queue_retry(leased.id, HOUR).await.expect("retry");
+    assert_eq!(
+        store.queue_oldest("jobs").await.expect("oldest"),
+        Some(first)
+    );
+    store.queue_ack(leased.id).await.expect("ack");
+    let second = store
+        .queue_oldest("jobs")
+        .await
+        .expect("oldest")
+        .expect("one left");
+    assert!(second >= first, "{second} {first}");
 }
