@@ -163,6 +163,13 @@ impl JobQueue for EmbeddedQueue {
             .map_err(unavailable)
     }
 
+    async fn oldest(&self) -> Result<Option<chrono::DateTime<chrono::Utc>>, BusError> {
+        self.store
+            .queue_oldest(&self.queue)
+            .await
+            .map_err(unavailable)
+    }
+
     async fn check(&self) -> Result<(), BusError> {
         self.store.ping().await.map_err(unavailable)
     }

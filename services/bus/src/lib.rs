@@ -111,6 +111,28 @@ pub struct Bus {
     pub events: Arc<dyn EventBus>,
 }
 
+/// The readiness check of a process that works through the store and the bus: both
+/// must answer. A process that cannot enqueue or settle must not take work.
+pub fn readiness(store: Store, bus: Bus) -> signet_runtime::admin::ReadinessCheck {
+    Arc::new(move || {
+        let (store, bus) = (store.clone(), bus.clone());
+        Box::pin(async move {
+            let mut missing = Vec::new();
+            if let Err(e) = store.ping().await {
+                missing.push(format!("store: {e}"));
+            }
+            if let Err(e) = bus.jobs.check().await {
+                missing.push(format!("bus: {e}"));
+            }
+            if missing.is_empty() {
+                Ok(())
+            } else {
+                Err(missing.join("; "))
+            }
+        })
+    })
+}
+
 /// Opens the bus named by `url` with production defaults. The embedded backend keeps its
 /// queue in `store`; the broker backends connect (and declare what they need) before
 /// this returns, so a wrong URL or an unreachable broker is reported at start.

@@ -9,6 +9,7 @@ use std::time::Duration;
 use signet_store::Store;
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
 
 use crate::event::{Event, EventBus};
 
@@ -83,7 +84,20 @@ pub async fn relay_once(store: &Store, events: &dyn EventBus) -> Result<usize, S
         event.id = format!("rev-{}", record.id);
         event.time = record.created_at;
         event.revision = Some(record.id);
-        if let Err(e) = events.publish(&event).await {
+        // An event written inside a trace (a sign job) is published in a span of that
+        // trace, and carries the span's context to its consumers.
+        let span = match &record.event.traceparent {
+            Some(tp) => {
+                let span =
+                    tracing::info_span!("event.publish", kind = kind.name(), revision = record.id);
+                signet_runtime::telemetry::set_parent_from_traceparent(&span, tp);
+                event.traceparent =
+                    signet_runtime::telemetry::traceparent(&span).or_else(|| Some(tp.clone()));
+                span
+            }
+            None => tracing::Span::none(),
+        };
+        if let Err(e) = events.publish(&event).instrument(span).await {
             result = Err(e.to_string());
             break;
         }

@@ -36,6 +36,12 @@ pub trait JobQueue: Send + Sync + fmt::Debug {
     /// Embedded and NATS count deliveries in progress too; RabbitMQ counts messages
     /// ready in the jobs queue and waiting in its retry delay queues.
     async fn depth(&self) -> Result<Option<u64>, BusError>;
+    /// When the oldest message still waiting (or in progress) was enqueued, when the
+    /// backend can tell: embedded and NATS can; RabbitMQ does not say without its
+    /// management API, so it answers `None`.
+    async fn oldest(&self) -> Result<Option<chrono::DateTime<chrono::Utc>>, BusError> {
+        Ok(None)
+    }
     /// Fails when the bus cannot take messages now (readiness).
     async fn check(&self) -> Result<(), BusError>;
     /// Up to `limit` dead letters, for an operator to look at; reading them leaves them

@@ -299,10 +299,13 @@ async fn events_reach_every_subscriber(b: Backend) {
     h.cleanup().await;
 }
 
-async fn depth_counts_waiting_messages(b: Backend) {
+async fn depth_and_age_of_waiting_messages(b: Backend) {
     let h = Harness::new(b).await;
     let stop = CancellationToken::new();
     assert_eq!(h.bus.jobs.depth().await.expect("depth"), Some(0));
+    assert_eq!(h.bus.jobs.oldest().await.expect("oldest"), None);
+    // Millisecond precision at most: the embedded queue keeps milliseconds.
+    let before = chrono::Utc::now() - chrono::Duration::milliseconds(1);
     for n in 0..3 {
         h.bus.jobs.publish(job(n)).await.expect("publish");
     }
@@ -310,6 +313,18 @@ async fn depth_counts_waiting_messages(b: Backend) {
         (h.bus.jobs.depth().await.ok()? == Some(3)).then_some(())
     })
     .await;
+    let oldest = h.bus.jobs.oldest().await.expect("oldest");
+    match b {
+        // RabbitMQ does not say how old its messages are.
+        Backend::Amqp => assert_eq!(oldest, None),
+        _ => {
+            let oldest = oldest.expect("the oldest message's time");
+            assert!(
+                oldest >= before && oldest <= chrono::Utc::now(),
+                "{oldest} is not when the first job was published (after {before})"
+            );
+        }
+    }
     let mut rx = h.bus.jobs.consume(3, stop.clone()).await.expect("consume");
     for _ in 0..3 {
         recv(&mut rx, "a job").await.ack().await.expect("ack");
@@ -318,6 +333,7 @@ async fn depth_counts_waiting_messages(b: Backend) {
         (h.bus.jobs.depth().await.ok()? == Some(0)).then_some(())
     })
     .await;
+    assert_eq!(h.bus.jobs.oldest().await.expect("oldest"), None);
     h.bus.jobs.check().await.expect("ready");
     stop.cancel();
     h.cleanup().await;
@@ -391,7 +407,7 @@ contract!(
     unsettled_delivery_of_a_dropped_consumer_comes_back,
     external_producer_json_without_headers_is_consumed,
     events_reach_every_subscriber,
-    depth_counts_waiting_messages,
+    depth_and_age_of_waiting_messages,
     too_many_deliveries_end_in_the_dead_letters,
 );
 

@@ -183,6 +183,27 @@ async fn readme_walkthrough_and_independent_verifiers() {
         Some(2),
         "two signatures made: {v}"
     );
+
+    // The admin port shows the work of every service in the process.
+    let admin = up.admin().expect("admin URL");
+    let ready = reqwest::get(format!("{admin}/readyz"))
+        .await
+        .expect("readyz");
+    assert_eq!(ready.status(), reqwest::StatusCode::OK);
+    let metrics = reqwest::get(format!("{admin}/metrics"))
+        .await
+        .expect("metrics")
+        .text()
+        .await
+        .expect("metrics text");
+    for series in [
+        r#"signet_jobs_total{outcome="succeeded",reason="none"} 2"#,
+        r#"signet_kms_calls_total{provider="local",outcome="ok"} 2"#,
+        r#"signet_registry_requests_total{operation="publish",outcome="ok"} 2"#,
+        "signet_sign_latency_seconds_count 2",
+    ] {
+        assert!(metrics.contains(series), "missing {series} in\n{metrics}");
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -29,7 +29,12 @@ struct Args {
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     let settings: Settings = signet_runtime::load(args.config.as_deref())?;
-    let _log = signet_runtime::logging::init(settings.log.format, &settings.log.level)?;
+    let (log, _spans) = signet_runtime::logging::init_with_tracing(
+        settings.log.format,
+        &settings.log.level,
+        "signet-gateway",
+        &settings.telemetry,
+    )?;
     let shutdown = signet_runtime::shutdown_on_signals();
     let store = Store::connect(&settings.store_url()).await?;
     let bus = signet_bus::connect_with(
@@ -47,6 +52,15 @@ async fn main() -> anyhow::Result<()> {
         kick.clone(),
         shutdown.clone(),
     ));
+    let (_, admin) = signet_runtime::admin::spawn(
+        "gateway.admin_listen",
+        &settings.gateway.admin_listen,
+        signet_bus::readiness(store.clone(), bus.clone()),
+        Some(log),
+        settings.admin_port_token()?,
+        shutdown.clone(),
+    )
+    .await?;
     let state = AppState {
         store: store.clone(),
         bus,
@@ -61,6 +75,7 @@ async fn main() -> anyhow::Result<()> {
         .with_context(|| format!("cannot listen on {}", settings.gateway.listen))?;
     signet_gateway::serve(listener, state, shutdown).await?;
     relay.await?;
+    admin.await??;
     store.close().await;
     Ok(())
 }

@@ -133,7 +133,7 @@ impl RegistryClient {
         let reference = manifest_reference(image);
         let what = format!("manifest {reference}");
         let ctx = ctx(image, "pull", &what);
-        self.bounded(ctx, async {
+        self.bounded("resolve", ctx, async {
             let (host, access) = self.host_access(image, ctx).await?;
             let access = &*access;
             let ctx = with_access(ctx, access);
@@ -158,7 +158,7 @@ impl RegistryClient {
         let reference = manifest_reference(image);
         let what = format!("manifest {reference}");
         let ctx = ctx(image, "pull", &what);
-        self.bounded(ctx, async {
+        self.bounded("manifest", ctx, async {
             let (host, access) = self.host_access(image, ctx).await?;
             let access = &*access;
             self.read_manifest(
@@ -192,7 +192,7 @@ impl RegistryClient {
         let artifact = format!("{}:{tag}", image.repository_ref());
         let what = format!("signature artifact {tag}");
         let ctx = ctx(image, "push", &what);
-        self.bounded(ctx, async {
+        self.bounded("publish", ctx, async {
             let _turn = self.inner.publish_locks.lock(artifact.clone()).await;
             let (host, access) = self.host_access(image, ctx).await?;
             let access = &*access;
@@ -221,7 +221,7 @@ impl RegistryClient {
         let tag = digest.signature_tag();
         let what = format!("signature artifact {tag}");
         let ctx = ctx(image, "pull", &what);
-        self.bounded(ctx, async {
+        self.bounded("fetch_signatures", ctx, async {
             let (host, access) = self.host_access(image, ctx).await?;
             let access = &*access;
             let ctx = with_access(ctx, access);
@@ -392,15 +392,31 @@ impl RegistryClient {
     }
 
     /// Runs one public operation under the configured timeout.
+    /// Runs one registry operation under the configured timeout and counts it in the
+    /// `signet_registry_requests` metrics as `operation`.
     async fn bounded<T>(
         &self,
+        operation: &'static str,
         ctx: Ctx<'_>,
         op: impl Future<Output = Result<T, RegistryError>>,
     ) -> Result<T, RegistryError> {
         let timeout = self.inner.config.timeout;
-        tokio::time::timeout(timeout, op)
+        let started = std::time::Instant::now();
+        let result = tokio::time::timeout(timeout, op)
             .await
-            .unwrap_or_else(|_| Err(ctx.timeout(timeout)))
+            .unwrap_or_else(|_| Err(ctx.timeout(timeout)));
+        let outcome = match &result {
+            Ok(_) => "ok",
+            Err(e) if e.is_not_found() => "not_found",
+            Err(e) if e.retryable() => "unavailable",
+            Err(_) => "error",
+        };
+        signet_runtime::metrics::metrics().registry_call(
+            operation,
+            outcome,
+            started.elapsed().as_secs_f64(),
+        );
+        result
     }
 
     fn host(&self, registry: &str) -> Result<Arc<Host>, RegistryError> {

@@ -63,6 +63,30 @@ pub async fn serve(
         .await
 }
 
+/// Binds `addr` (the setting named `setting`) and serves the admin routes on it until
+/// `shutdown`; returns the bound address (for port 0) and the serving task.
+pub async fn spawn(
+    setting: &str,
+    addr: &str,
+    ready: ReadinessCheck,
+    log: Option<LogHandle>,
+    token: Option<SecretString>,
+    shutdown: CancellationToken,
+) -> std::io::Result<(
+    std::net::SocketAddr,
+    tokio::task::JoinHandle<std::io::Result<()>>,
+)> {
+    let listener = TcpListener::bind(addr).await.map_err(|e| {
+        std::io::Error::new(
+            e.kind(),
+            format!("{setting}: cannot listen on {addr} for the admin port: {e}"),
+        )
+    })?;
+    let bound = listener.local_addr()?;
+    let task = tokio::spawn(serve(listener, ready, log, token, shutdown));
+    Ok((bound, task))
+}
+
 async fn metrics_text() -> ([(axum::http::HeaderName, &'static str); 1], String) {
     (
         [(

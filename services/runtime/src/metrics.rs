@@ -36,7 +36,7 @@ pub struct JobLabels {
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct ProviderLabels {
     pub provider: String,
-    /// `ok`, `throttled`, `error`.
+    /// `ok`, `throttled`, `unavailable` (timeout, 5xx: retried), `error`.
     pub outcome: String,
 }
 
@@ -49,7 +49,7 @@ pub struct ProviderLabel {
 pub struct OperationLabels {
     /// `resolve`, `manifest`, `publish`, `fetch_signatures`.
     pub operation: String,
-    /// `ok`, `not_found`, `error`.
+    /// `ok`, `not_found`, `unavailable` (timeout, 5xx, connection: retried), `error`.
     pub outcome: String,
 }
 
@@ -60,7 +60,8 @@ pub struct OperationLabel {
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct AdmissionLabels {
-    /// `allowed`, `denied`, `warned`, `dry_run_denied`, `exempt`, `break_glass`, `error`.
+    /// `allowed`, `denied`, `warned`, `would_deny` (dry-run), `break_glass`
+    /// (signet-core's `AdmissionOutcome`; exempt images count as allowed).
     pub outcome: String,
     pub policy: String,
     pub mode: String,

@@ -28,13 +28,27 @@ struct Args {
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     let settings: Settings = signet_runtime::load(args.config.as_deref())?;
-    let _log = signet_runtime::logging::init(settings.log.format, &settings.log.level)?;
+    let (log, _spans) = signet_runtime::logging::init_with_tracing(
+        settings.log.format,
+        &settings.log.level,
+        "signet-signer",
+        &settings.telemetry,
+    )?;
     let shutdown = signet_runtime::shutdown_on_signals();
     let store = Store::connect(&settings.store_url()).await?;
     let bus = signet_bus::connect_with(
         &settings.bus,
         &store,
         signet_bus::BusOptions::from_settings(&settings),
+    )
+    .await?;
+    let (_, admin) = signet_runtime::admin::spawn(
+        "signer.admin_listen",
+        &settings.signer.admin_listen,
+        signet_bus::readiness(store.clone(), bus.clone()),
+        Some(log),
+        settings.admin_port_token()?,
+        shutdown.clone(),
     )
     .await?;
     let kms = Arc::new(Kms::new(KmsConfig::from_settings(&settings)));
@@ -59,6 +73,7 @@ async fn main() -> anyhow::Result<()> {
     ));
     signer.run(shutdown).await?;
     relay.await?;
+    admin.await??;
     store.close().await;
     Ok(())
 }

@@ -22,6 +22,7 @@ use signet_store::{OutboxEvent, StoreError};
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
+use tracing::Instrument;
 use uuid::Uuid;
 
 use crate::backoff;
@@ -94,6 +95,7 @@ impl Signer {
             "signer consuming sign jobs"
         );
         let tracker = TaskTracker::new();
+        tracker.spawn(sample_queue(self.bus.clone(), shutdown.clone()));
         while let Some(delivery) = deliveries.recv().await {
             let this = self.clone();
             tracker.spawn(async move { this.handle(delivery).await });
@@ -109,9 +111,22 @@ impl Signer {
         backoff::delay(attempt, self.options.retry_base, self.options.retry_max)
     }
 
-    /// Processes one delivery to its settlement.
-    #[tracing::instrument(name = "sign_job", skip_all, fields(job_id, image, witness, attempt = delivery.delivery_count))]
+    /// Processes one delivery to its settlement, in a `sign_job` span that continues the
+    /// trace of whoever enqueued the job (the `traceparent` header).
     pub async fn handle(&self, delivery: Delivery) {
+        let span = tracing::info_span!(
+            "sign_job",
+            job_id = tracing::field::Empty,
+            image = tracing::field::Empty,
+            witness = tracing::field::Empty,
+            attempt = delivery.delivery_count,
+        );
+        signet_runtime::telemetry::set_parent(&span, &delivery.message.headers);
+        self.settle_delivery(delivery).instrument(span).await
+    }
+
+    async fn settle_delivery(&self, delivery: Delivery) {
+        let metrics = signet_runtime::metrics::metrics();
         let loaded = self
             .load_job(
                 &delivery.message,
@@ -122,16 +137,19 @@ impl Signer {
         let mut job = match loaded {
             Ok(Some(job)) => job,
             Ok(None) => {
+                metrics.job("duplicate", "finished");
                 settle(delivery.ack().await, "ack");
                 return;
             }
             Err(Loaded::Retry(e)) => {
+                metrics.job("retried", "store_unavailable");
                 tracing::warn!(error = %e, "cannot load job; will retry");
                 let delay = self.delay(delivery.delivery_count);
                 settle(delivery.retry(delay).await, "retry");
                 return;
             }
             Err(Loaded::Poison(reason)) => {
+                metrics.job("failed", "invalid_request");
                 tracing::warn!(%reason, "poison message on the jobs queue; dead-lettering it");
                 settle(delivery.dead_letter(&reason).await, "dead-letter");
                 return;
@@ -146,6 +164,7 @@ impl Signer {
         job.state = JobState::Running;
         job.updated_at = Utc::now();
         if let Err(e) = self.ctx.store.update_job(&job).await {
+            metrics.job("retried", "store_unavailable");
             tracing::warn!(error = %e, "cannot mark job running; will retry");
             settle(delivery.retry(self.delay(job.attempts)).await, "retry");
             return;
@@ -167,10 +186,24 @@ impl Signer {
                     }
                 }
                 self.outbox_kick.notify_one();
+                match outcome {
+                    SignOutcome::Signed | SignOutcome::Adopted => {
+                        let reason = if outcome == SignOutcome::Adopted {
+                            "adopted"
+                        } else {
+                            "none"
+                        };
+                        metrics.job("succeeded", reason);
+                        let waited = (Utc::now() - job.created_at).to_std().unwrap_or_default();
+                        metrics.sign_latency.observe(waited.as_secs_f64());
+                    }
+                    SignOutcome::AlreadyRecorded => metrics.job("duplicate", "already_signed"),
+                }
                 tracing::info!(digest = %record.digest, outcome = ?outcome, "signed");
                 settle(delivery.ack().await, "ack");
             }
             Err(e) if e.reason == "claimed_elsewhere" => {
+                metrics.job("retried", e.reason);
                 // Another worker is signing this image right now, or crashed doing so and
                 // its claim has yet to run out. Waiting is not a failed attempt.
                 job.attempts -= 1;
@@ -188,6 +221,7 @@ impl Signer {
                 settle(delivery.retry(delay).await, "retry");
             }
             Err(e) if e.is_retryable() && job.attempts < self.options.max_attempts => {
+                metrics.job("retried", e.reason);
                 let delay = self.delay(job.attempts);
                 tracing::warn!(error = %e, reason = e.reason, retry_in = ?delay, "sign attempt failed; will retry");
                 job.state = JobState::Queued;
@@ -199,6 +233,7 @@ impl Signer {
                 settle(delivery.retry(delay).await, "retry");
             }
             Err(e) => {
+                metrics.job("failed", e.reason);
                 let why = if e.is_retryable() {
                     format!("gave up after {} attempts: {e}", job.attempts)
                 } else {
@@ -314,6 +349,7 @@ impl Signer {
         message
             .headers
             .insert(JOB_ID_HEADER.into(), child.id.to_string());
+        signet_runtime::telemetry::inject(&tracing::Span::current(), &mut message.headers);
         self.bus.jobs.publish(message).await.map_err(|e| {
             SignError::retryable(
                 "bus_unavailable",
@@ -341,7 +377,10 @@ impl Signer {
             EventKind::SignatureFailed,
             job.request.image.clone(),
             serde_json::to_value(&*job).unwrap_or_default(),
-        );
+        )
+        .with_traceparent(signet_runtime::telemetry::traceparent(
+            &tracing::Span::current(),
+        ));
         self.ctx
             .store
             .record_job_failure(job, &audit, &event)
@@ -468,6 +507,36 @@ impl Signer {
         if let Err(e) = self.fail_job(&mut job, "invalid_request", reason).await {
             tracing::warn!(error = %e, "cannot record poison message as failed");
         }
+    }
+}
+
+/// How often the queue's depth and age are sampled for `/metrics`.
+const QUEUE_SAMPLE_EVERY: Duration = Duration::from_secs(5);
+
+/// Samples the job queue's depth and the age of its oldest message into the metrics
+/// until `shutdown`. Every signer replica samples the same queue; the series agree.
+async fn sample_queue(bus: Bus, shutdown: CancellationToken) {
+    let mut every = tokio::time::interval(QUEUE_SAMPLE_EVERY);
+    every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = every.tick() => {}
+        }
+        let depth = match bus.jobs.depth().await {
+            Ok(Some(d)) => d,
+            Ok(None) => continue,
+            Err(e) => {
+                tracing::debug!(error = %e, "cannot sample the queue depth");
+                continue;
+            }
+        };
+        let lag = match bus.jobs.oldest().await {
+            Ok(Some(t)) => Some((Utc::now() - t).to_std().unwrap_or_default()),
+            Ok(None) if depth == 0 => Some(Duration::ZERO),
+            _ => None,
+        };
+        signet_runtime::metrics::metrics().queue(depth, lag);
     }
 }
 

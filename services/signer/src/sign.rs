@@ -12,6 +12,7 @@ use signet_core::{
 use signet_kms::{Kms, KmsErrorKind};
 use signet_registry::{RegistryClient, RegistryError, SignatureLayer};
 use signet_store::{OutboxEvent, Store, StoreError};
+use tracing::Instrument;
 use uuid::Uuid;
 
 /// Why a job could not be signed (this time).
@@ -408,11 +409,15 @@ impl SignContext {
         );
         let event_data = serde_json::to_value(&record)
             .map_err(|e| SignError::permanent("internal", e.to_string()))?;
+        // The event continues this job's trace through the relay to the verifiers.
         let event = OutboxEvent::new(
             EventKind::SignaturePublished,
             digest.to_string(),
             event_data,
-        );
+        )
+        .with_traceparent(signet_runtime::telemetry::traceparent(
+            &tracing::Span::current(),
+        ));
         let stored = self
             .store
             .record_signature(&record, &audit, Some(&event))
@@ -432,17 +437,41 @@ impl SignContext {
             .open(&witness.kms_key)
             .map_err(|e| SignError::permanent("kms_error", e.to_string()))?;
         self.limiter.until_key_ready(&witness.name).await;
-        provider
+        let kind = provider_kind(&witness.kms_key);
+        let span = tracing::info_span!("kms.sign", provider = kind, key_version = version);
+        let started = std::time::Instant::now();
+        let signed = provider
             .sign(version, witness.algorithm, payload)
-            .await
+            .instrument(span)
+            .await;
+        let seconds = started.elapsed().as_secs_f64();
+        let metrics = signet_runtime::metrics::metrics();
+        signed
             .map_err(|e| {
                 if matches!(e.kind, KmsErrorKind::Throttled(_)) {
+                    metrics.kms_call(kind, "throttled", seconds);
                     SignError::retryable("kms_throttled", e.to_string())
                 } else if e.retryable() {
+                    metrics.kms_call(kind, "unavailable", seconds);
                     SignError::retryable("kms_unavailable", e.to_string())
                 } else {
+                    metrics.kms_call(kind, "error", seconds);
                     SignError::permanent("kms_error", e.to_string())
                 }
             })
+            .inspect(|_| metrics.kms_call(kind, "ok", seconds))
+    }
+}
+
+/// The provider label of a KMS key URI: its scheme (`local`, `awskms`, `hashivault`,
+/// `alikms`), a bounded set, so metrics never carry key names.
+fn provider_kind(kms_key: &str) -> &'static str {
+    match kms_key.split_once("://").map(|(scheme, _)| scheme) {
+        Some("local") => "local",
+        Some("awskms") => "awskms",
+        Some("hashivault") => "hashivault",
+        Some("alikms") => "alikms",
+        Some("gcpkms") => "gcpkms",
+        _ => "other",
     }
 }

@@ -365,3 +365,62 @@ async fn waiting_for_another_workers_claim_costs_no_attempt() {
     stop.cancel();
     task.await.expect("drained");
 }
+
+/// The series `/metrics` shows for the signer's work: jobs by outcome and reason, KMS
+/// calls by provider, registry operations, sign latency, and the sampled queue.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn signing_and_failing_show_in_the_metrics() {
+    let h = Harness::new().await;
+    h.witness("prod").await;
+    let registry = TestRegistry::start().await.expect("docker-registry");
+    let digest = TestImage::random()
+        .push(&registry.host(), "metrics/app", "v1")
+        .await
+        .expect("push");
+    let (stop, task) = run(h.signer(fast()));
+    let image = format!("{}/metrics/app@{digest}", registry.host());
+    h.publish(&format!(r#"{{"image":"{image}","witness":"prod"}}"#))
+        .await;
+    h.publish(&format!(r#"{{"image":"{image}","witness":"nobody"}}"#))
+        .await;
+    h.until("one success and one failure", |jobs| {
+        jobs.len() == 2 && jobs.iter().all(|j| j.state.is_terminal())
+    })
+    .await;
+    let m = signet_runtime::metrics::metrics();
+    // The queue is sampled every few seconds; wait for a sample of the empty queue.
+    let deadline = tokio::time::Instant::now() + DEADLINE;
+    let text = loop {
+        let text = m.encode();
+        if text.contains("signet_queue_depth 0") && text.contains("signet_queue_lag_seconds 0.0") {
+            break text;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "no queue sample: {text}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    // Other tests of this binary may share the process (plain `cargo test`): counts
+    // are at least one, not exactly one.
+    for series in [
+        r#"signet_jobs_total{outcome="succeeded",reason="none"} "#,
+        r#"signet_jobs_total{outcome="failed",reason="unknown_witness"} "#,
+        r#"signet_kms_calls_total{provider="local",outcome="ok"} "#,
+        r#"signet_kms_call_duration_seconds_count{provider="local"} "#,
+        r#"signet_registry_requests_total{operation="publish",outcome="ok"} "#,
+        r#"signet_registry_requests_total{operation="fetch_signatures",outcome="ok"} "#,
+        "signet_sign_latency_seconds_count ",
+    ] {
+        let count = text
+            .lines()
+            .find_map(|l| l.strip_prefix(series))
+            .and_then(|n| n.parse::<f64>().ok());
+        assert!(
+            count.is_some_and(|n| n >= 1.0),
+            "missing {series} in\n{text}"
+        );
+    }
+    stop.cancel();
+    task.await.expect("drained");
+}

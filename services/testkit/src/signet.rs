@@ -51,6 +51,7 @@ impl SignetUp {
             .env("SIGNET_DATA_DIR", self.data_dir.path())
             .env("SIGNET_GATEWAY__LISTEN", "127.0.0.1:0")
             .env("SIGNET_VERIFIER__LISTEN", "127.0.0.1:0")
+            .env("SIGNET_GATEWAY__ADMIN_LISTEN", "127.0.0.1:0")
             .env("SIGNET_LOG__FORMAT", "text")
             .env("SIGNET_LOG__LEVEL", "info,signet=debug")
             .env_remove("SIGNET_SERVER")
@@ -106,6 +107,16 @@ impl SignetUp {
         Ok(
             std::fs::read_to_string(self.data_dir.path().join("verifier-url"))
                 .context("reading the verifier URL signet up recorded")?
+                .trim()
+                .to_owned(),
+        )
+    }
+
+    /// The admin port's URL (`http://127.0.0.1:PORT`: `/metrics`, `/readyz`).
+    pub fn admin(&self) -> anyhow::Result<String> {
+        Ok(
+            std::fs::read_to_string(self.data_dir.path().join("admin-url"))
+                .context("reading the admin URL signet up recorded")?
                 .trim()
                 .to_owned(),
         )

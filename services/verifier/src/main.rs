@@ -29,7 +29,12 @@ struct Args {
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     let settings: Settings = signet_runtime::load(args.config.as_deref())?;
-    let _log = signet_runtime::logging::init(settings.log.format, &settings.log.level)?;
+    let (log, _spans) = signet_runtime::logging::init_with_tracing(
+        settings.log.format,
+        &settings.log.level,
+        "signet-verifier",
+        &settings.telemetry,
+    )?;
     let shutdown = signet_runtime::shutdown_on_signals();
     let config = VerifierConfig::from_settings(&settings)?;
     if settings.bus == "embedded" {
@@ -53,6 +58,18 @@ async fn main() -> anyhow::Result<()> {
     // No single registry call may outlive an admission.
     registry.timeout = registry.timeout.min(config.decision_budget);
     let registry = RegistryClient::new(registry)?;
-    signet_verifier::run(config, Arc::clone(&bus.events), registry, shutdown).await?;
+    let running =
+        signet_verifier::start(config, Arc::clone(&bus.events), registry, shutdown.clone()).await?;
+    let (_, admin) = signet_runtime::admin::spawn(
+        "verifier.admin_listen",
+        &settings.verifier.admin_listen,
+        signet_verifier::server::readiness(running.trust().clone()),
+        Some(log),
+        settings.admin_port_token()?,
+        shutdown,
+    )
+    .await?;
+    running.wait().await?;
+    admin.await??;
     Ok(())
 }

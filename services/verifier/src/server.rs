@@ -29,8 +29,10 @@ struct AppState {
     admission: Admission,
 }
 
-pub fn router(admission: Admission, trust: Arc<Trust>) -> Router {
-    let ready: signet_runtime::admin::ReadinessCheck = Arc::new(move || {
+/// Ready once a trust bundle is loaded (from the control plane, or kept on disk):
+/// before that, every enforced namespace would be refused.
+pub fn readiness(trust: Arc<Trust>) -> signet_runtime::admin::ReadinessCheck {
+    Arc::new(move || {
         let trust = trust.clone();
         Box::pin(async move {
             if trust.is_loaded() {
@@ -39,7 +41,11 @@ pub fn router(admission: Admission, trust: Arc<Trust>) -> Router {
                 Err("no trust bundle yet: the control plane has not answered".to_owned())
             }
         })
-    });
+    })
+}
+
+pub fn router(admission: Admission, trust: Arc<Trust>) -> Router {
+    let ready = readiness(trust);
     Router::new()
         .route("/validate", post(validate))
         .route("/mutate", post(mutate))

@@ -13,6 +13,7 @@ use signet_bus::{Event, EventBus};
 use signet_core::{EventKind, PolicyUpdate, SignatureRecord, TrustBundle, Witness};
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
 
 use crate::control::ControlPlane;
 use crate::trust::{apply_policy_update, apply_witness, backoff, Trust};
@@ -149,7 +150,17 @@ pub async fn event_loop(
                 }
                 last_seen = Some(last_seen.map_or(r, |l| l.max(r)));
             }
-            handle(&trust, &resync, &event).await;
+            // Applying an event continues the trace that caused it (a sign job's), so
+            // one trace runs from a push to this cache update.
+            let span = tracing::info_span!(
+                "trust_cache.apply_event",
+                kind = event.kind.name(),
+                revision = event.revision,
+            );
+            if let Some(tp) = &event.traceparent {
+                signet_runtime::telemetry::set_parent_from_traceparent(&span, tp);
+            }
+            handle(&trust, &resync, &event).instrument(span).await;
             if let Some(r) = event.revision {
                 trust.note_event(r);
             }

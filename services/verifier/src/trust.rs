@@ -319,6 +319,25 @@ pub struct Check {
     pub failure: Option<Failure>,
 }
 
+/// Counts entries a cache dropped to stay within its capacity (`signet_cache_events_total
+/// {event="eviction"}`); expiries and invalidations are not evictions.
+fn count_evictions<K, V>(
+    cache: &'static str,
+) -> impl Fn(Arc<K>, V, moka::notification::RemovalCause) + Send + Sync + 'static {
+    let counter = signet_runtime::metrics::metrics()
+        .cache
+        .get_or_create(&signet_runtime::metrics::CacheLabels {
+            cache: cache.to_owned(),
+            event: "eviction".to_owned(),
+        })
+        .clone();
+    move |_, _, cause| {
+        if cause == moka::notification::RemovalCause::Size {
+            counter.inc();
+        }
+    }
+}
+
 struct Counters {
     trust_hit: Counter,
     trust_miss: Counter,
@@ -390,15 +409,18 @@ impl Trust {
                 .max_capacity(cache.capacity)
                 .time_to_live(cache.trust_ttl)
                 .eviction_policy(EvictionPolicy::lru())
+                .eviction_listener(count_evictions("trust"))
                 .build(),
             // Small: one entry per recently checked digest without a valid signature.
             fetched: Cache::builder()
                 .max_capacity(cache.capacity.clamp(1, 10_000))
                 .time_to_live(cache.negative_ttl)
+                .eviction_listener(count_evictions("negative"))
                 .build(),
             tags: Cache::builder()
                 .max_capacity(cache.capacity.clamp(1, 10_000))
                 .time_to_live(cache.tag_ttl)
+                .eviction_listener(count_evictions("tag"))
                 .build(),
             registry,
             counters: Counters::new(),

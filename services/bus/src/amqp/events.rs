@@ -47,7 +47,13 @@ impl EventBus for AmqpEvents {
     #[tracing::instrument(name = "bus.publish_event", level = "debug", skip_all, fields(backend = "amqp", kind = event.kind.name()))]
     async fn publish(&self, event: &Event) -> Result<(), BusError> {
         let body = event.to_json()?;
-        let props = properties(FieldTable::default(), CLOUDEVENTS_JSON).with_message_id(
+        // The context is in the CloudEvent too; in the header, tools that do not read
+        // CloudEvents see it.
+        let mut headers = FieldTable::default();
+        if let Some(tp) = &event.traceparent {
+            headers.insert(crate::TRACEPARENT_HEADER.into(), super::long_string(tp));
+        }
+        let props = properties(headers, CLOUDEVENTS_JSON).with_message_id(
             ShortString::try_new(event.id.as_str())
                 .map_err(|e| BusError::BadEvent(format!("event id: {e}")))?,
         );

@@ -42,6 +42,11 @@ impl EventBus for NatsEvents {
         let mut headers = HeaderMap::new();
         headers.insert("Nats-Msg-Id", event.id.as_str());
         headers.insert("Content-Type", "application/cloudevents+json");
+        // The context is in the CloudEvent too; in the header, tools that do not read
+        // CloudEvents see it.
+        if let Some(tp) = &event.traceparent {
+            headers.insert(crate::TRACEPARENT_HEADER, tp.as_str());
+        }
         self.shared
             .publish(self.shared.names.event_subject(event.kind), headers, body)
             .await

@@ -79,6 +79,26 @@ impl JobQueue for NatsJobs {
         Ok(Some(stream.cached_info().state.messages))
     }
 
+    async fn oldest(&self) -> Result<Option<chrono::DateTime<chrono::Utc>>, BusError> {
+        self.shared.ensure_connected()?;
+        let stream = self
+            .shared
+            .js
+            .get_stream(self.shared.names.jobs_stream())
+            .await
+            .map_err(|e| unavailable(format!("finding the jobs stream: {e}")))?;
+        // A work-queue stream drops what is acked: its first message is the oldest job
+        // not yet done.
+        let state = &stream.cached_info().state;
+        if state.messages == 0 {
+            return Ok(None);
+        }
+        let nanos = state.first_timestamp.unix_timestamp_nanos();
+        Ok(i64::try_from(nanos)
+            .ok()
+            .map(chrono::DateTime::from_timestamp_nanos))
+    }
+
     async fn check(&self) -> Result<(), BusError> {
         self.shared.ensure_connected()
     }

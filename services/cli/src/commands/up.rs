@@ -37,14 +37,27 @@ pub async fn run(ctx: &Context, args: UpArgs) -> anyhow::Result<ExitCode> {
     if let Some(listen) = args.listen {
         settings.gateway.listen = listen;
     }
-    let _log = signet_runtime::logging::init(settings.log.format, &settings.log.level)?;
+    let (log, _spans) = signet_runtime::logging::init_with_tracing(
+        settings.log.format,
+        &settings.log.level,
+        "signet",
+        &settings.telemetry,
+    )?;
     let shutdown = signet_runtime::shutdown_on_signals();
-    up(settings, shutdown).await?;
+    up(settings, Some(log), shutdown).await?;
     Ok(ExitCode::SUCCESS)
 }
 
-/// Runs gateway and signer until `shutdown`, then drains both.
-pub async fn up(settings: Settings, shutdown: CancellationToken) -> anyhow::Result<()> {
+/// The file in the data dir where `signet up` records its admin port's URL.
+pub const ADMIN_FILE: &str = "admin-url";
+
+/// Runs gateway, signer and verifier until `shutdown`, then drains them. The one admin
+/// port of the process (`gateway.admin_listen`) serves `/metrics` for all three.
+pub async fn up(
+    settings: Settings,
+    log: Option<signet_runtime::LogHandle>,
+    shutdown: CancellationToken,
+) -> anyhow::Result<()> {
     create_private_dir(&settings.data_dir)?;
     let store = Store::connect(&settings.store_url())
         .await
@@ -71,6 +84,19 @@ pub async fn up(settings: Settings, shutdown: CancellationToken) -> anyhow::Resu
     std::fs::write(settings.data_dir.join(SERVER_FILE), format!("{url}\n"))?;
 
     let verifier = start_verifier(&settings, &store, &bus, &url, shutdown.clone()).await?;
+    let (admin_addr, admin) = signet_runtime::admin::spawn(
+        "gateway.admin_listen",
+        &settings.gateway.admin_listen,
+        signet_bus::readiness(store.clone(), bus.clone()),
+        log,
+        settings.admin_port_token()?,
+        shutdown.clone(),
+    )
+    .await?;
+    std::fs::write(
+        settings.data_dir.join(ADMIN_FILE),
+        format!("http://{admin_addr}\n"),
+    )?;
 
     let kick = Arc::new(Notify::new());
     let relay = tokio::spawn(signet_bus::outbox::run(
@@ -105,6 +131,7 @@ pub async fn up(settings: Settings, shutdown: CancellationToken) -> anyhow::Resu
     signer_task.await??;
     relay.await?;
     verifier.wait().await?;
+    admin.await??;
     store.close().await;
     tracing::info!("signet stopped");
     Ok(())

@@ -136,11 +136,20 @@ pub struct ControlPlane {
     workers: CancellationToken,
     kick: Arc<Notify>,
     kms: Arc<Kms>,
+    webhooks: Arc<signet_gateway::webhooks::Receivers>,
     http: reqwest::Client,
 }
 
 impl ControlPlane {
     pub async fn start(backend: Backend) -> Self {
+        Self::start_with(backend, Arc::default()).await
+    }
+
+    /// A control plane whose gateway has these registry webhook receivers.
+    pub async fn start_with(
+        backend: Backend,
+        webhooks: Arc<signet_gateway::webhooks::Receivers>,
+    ) -> Self {
         let dir = tempfile::tempdir().expect("temp dir");
         let store = Store::connect(&format!(
             "sqlite://{}",
@@ -193,6 +202,7 @@ impl ControlPlane {
             workers,
             kick,
             kms,
+            webhooks,
             http: reqwest::Client::new(),
         };
         cp.serve(listener);
@@ -207,7 +217,7 @@ impl ControlPlane {
             registry: registry_client(),
             settings: Arc::new(GatewaySettings::default()),
             outbox_kick: self.kick.clone(),
-            webhooks: Arc::default(),
+            webhooks: self.webhooks.clone(),
         };
         let token = CancellationToken::new();
         let task = tokio::spawn({
