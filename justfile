@@ -12,6 +12,11 @@ test *ARGS:
 ci:
     .ci/run
 
+# Regenerate schemas/ (JSON Schemas, openapi.json) from the code, then check real payloads
+# against them. Needs docker-registry, like the rest of the suite.
+schemas:
+    SIGNET_UPDATE_SCHEMAS=1 cargo test -q -p signet-gateway --test schemas
+
 # Format, lint.
 fmt:
     cargo fmt --all

@@ -19,6 +19,9 @@ pub struct NameError {
     pub name: String,
 }
 
+/// The pattern [`validate_name`] enforces, for the JSON Schemas and the API document.
+pub const NAME_PATTERN: &str = "^[a-z0-9][a-z0-9._-]{0,62}$";
+
 /// Validates the names of witnesses, policies, rules and tokens: they appear in URLs,
 /// metrics labels and event subjects, so they are kept to a safe alphabet.
 pub fn validate_name(kind: &'static str, name: &str) -> Result<(), NameError> {

@@ -37,9 +37,17 @@ pub enum ApiError {
     Internal(String),
 }
 
-#[derive(Serialize)]
-struct Body<'a> {
+/// The body of every error answer (`Error` in the API document).
+#[derive(Serialize, utoipa::ToSchema)]
+#[schema(as = Error)]
+pub(crate) struct Body<'a> {
+    /// What kind of failure: `bad_request`, `unauthenticated`, `forbidden`, `not_found`,
+    /// `conflict`, `unprocessable`, `too_large`, `bad_gateway`, `unavailable`,
+    /// `internal` (and `sign_failed` from `POST /v1/sign?wait=`).
+    #[schema(example = "not_found")]
     error: &'a str,
+    /// What exactly was wrong, in words a user can act on; for 5xx, only that the
+    /// cause is in the gateway's log.
     detail: String,
 }
 
@@ -159,6 +167,9 @@ impl From<QueryRejection> for ApiError {
 pub type ApiResult<T> = Result<T, ApiError>;
 
 /// `Json<T>` whose rejections are [`ApiError`]s, so a malformed body gets the same
+/// [`ApiError`]'s JSON body, as the API document names it (`Error`).
+pub(crate) type ErrorBody = Body<'static>;
+
 /// `{error, detail}` shape as every other 4xx.
 #[derive(axum::extract::FromRequest)]
 #[from_request(via(axum::Json), rejection(ApiError))]

@@ -5,15 +5,18 @@
 //!
 //! Layout:
 //! - [`routes`]: one module per resource (witnesses, sign and jobs, signatures and audit,
-//!   tokens, health).
+//!   tokens, policies, trust bundles, health), and the OpenAPI document of them all.
 //! - [`webhooks`]: registry webhook payloads, filtering, signing rules and receiver auth
 //!   (no I/O); their routes are in `routes::webhooks` and `routes::rules`.
 //! - [`auth`]: bearer API tokens and roles.
 //! - [`error`]: the JSON error answer every handler uses.
+//! - [`schemas`]: the documents in `schemas/` (event, sign request, trust bundle and
+//!   webhook JSON Schemas, and the OpenAPI document), generated from the types.
 
 pub mod auth;
 pub mod error;
 pub mod routes;
+pub mod schemas;
 pub mod webhooks;
 
 use std::sync::Arc;

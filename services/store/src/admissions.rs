@@ -41,7 +41,7 @@ impl Default for DecisionFilter {
 }
 
 /// What one policy did (or, in dry-run, would have done) over a period.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct PolicyImpact {
     pub policy: String,
     pub since: Option<DateTime<Utc>>,
@@ -63,7 +63,7 @@ pub struct PolicyImpact {
     pub sampled: u64,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct ImpactImage {
     pub image: String,
     pub reason: String,

@@ -15,7 +15,7 @@ use crate::error::{ApiError, ApiQuery, ApiResult};
 use crate::AppState;
 
 /// A job as the API shows it, with its signature once there is one.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct JobView<'a> {
     #[serde(flatten)]
     pub job: &'a Job,
@@ -50,6 +50,20 @@ pub async fn signature_of(state: &AppState, job: &Job) -> ApiResult<Option<Signa
 fn parse_id(id: &str) -> ApiResult<Uuid> {
     Uuid::try_parse(id).map_err(|_| ApiError::BadRequest(format!("job id {id:?} is not a UUID")))
 }
+#[utoipa::path(
+    get,
+    path = "/v1/jobs/{id}",
+    tag = "signing",
+    summary = "Show a job",
+    description = "With its signature record once it succeeded. Role: signer.",
+    params(("id" = Uuid, Path, description = "Job id")),
+    responses(
+        (status = 200, description = "The job", body = JobView),
+        (status = 400, description = "Not a UUID", body = crate::error::ErrorBody),
+        (status = 404, description = "No such job", body = crate::error::ErrorBody),
+    ),
+    security(("bearer" = [])),
+)]
 
 pub async fn show(
     State(state): State<AppState>,
@@ -69,12 +83,26 @@ pub async fn show(
         .map_err(|e| ApiError::Internal(e.to_string()))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct ListQuery {
     /// `queued`, `running`, `succeeded` or `failed`.
     pub state: Option<String>,
     pub limit: Option<u32>,
 }
+#[utoipa::path(
+    get,
+    path = "/v1/jobs",
+    tag = "signing",
+    summary = "List jobs",
+    description = "Newest first; at most `limit` (default 100, at most 1000). Role: admin.",
+    params(ListQuery),
+    responses(
+        (status = 200, description = "The jobs", body = super::bodies::JobList),
+        (status = 400, description = "Unknown state", body = crate::error::ErrorBody),
+    ),
+    security(("bearer" = [])),
+)]
 
 pub async fn list(
     State(state): State<AppState>,
@@ -96,6 +124,22 @@ pub async fn list(
         .await?;
     Ok(Json(serde_json::json!({ "jobs": jobs })))
 }
+#[utoipa::path(
+    post,
+    path = "/v1/jobs/{id}/retry",
+    tag = "signing",
+    summary = "Retry a failed job",
+    description = "The same job id goes back on the queue with a fresh attempt count. Role: admin.",
+    params(("id" = Uuid, Path, description = "Job id")),
+    responses(
+        (status = 202, description = "Queued again", body = JobView),
+        (status = 400, description = "Not a UUID", body = crate::error::ErrorBody),
+        (status = 404, description = "No such job", body = crate::error::ErrorBody),
+        (status = 409, description = "The job has not failed", body = crate::error::ErrorBody),
+        (status = 503, description = "The queue did not take it; try again", body = crate::error::ErrorBody),
+    ),
+    security(("bearer" = [])),
+)]
 
 /// Replays a failed job: the same job id goes back on the queue with a fresh attempt
 /// count.

@@ -1,5 +1,8 @@
-//! The gateway's HTTP API, one module per resource.
+//! The gateway's HTTP API, one module per resource, and its OpenAPI description
+//! ([`ApiDoc`], written to `schemas/openapi.json`): each handler carries its
+//! `#[utoipa::path]`; [`bodies`] describes the answers handlers build with `json!`.
 
+pub mod bodies;
 mod health;
 mod jobs;
 mod policies;
@@ -13,6 +16,10 @@ mod witnesses;
 
 use axum::routing::{get, post};
 use axum::Router;
+use utoipa::openapi::response::{Response, ResponseBuilder};
+use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
+use utoipa::openapi::{Content, OpenApi as Document, Ref, RefOr};
+use utoipa::OpenApi;
 
 use crate::AppState;
 
@@ -68,4 +75,124 @@ pub fn router() -> Router<AppState> {
             "/v1/admission-decisions",
             post(trust::report).get(trust::decisions),
         )
+}
+
+/// The gateway's OpenAPI 3.1 document: every route above, with its roles, bodies and
+/// answers. `schemas/openapi.json` is this, generated; a test fails when it is stale.
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "signet gateway",
+        description = "signet's HTTP API: the pipeline sign API, registry webhook receivers, \
+            the control plane (witnesses, security policies, signing rules, jobs, signatures, \
+            audit, tokens) and what cluster verifiers read and report. Every answer that is \
+            not a success has the body `{\"error\", \"detail\"}` (`Error`)."
+    ),
+    paths(
+        health::healthz,
+        health::readyz,
+        witnesses::create,
+        witnesses::list,
+        witnesses::show,
+        witnesses::public_key,
+        witnesses::rotate,
+        witnesses::revoke,
+        witnesses::revoke_version,
+        sign::sign,
+        jobs::list,
+        jobs::show,
+        jobs::retry,
+        webhooks::distribution,
+        webhooks::harbor,
+        webhooks::acr,
+        webhooks::acr_with_secret,
+        webhooks::generic,
+        webhooks::stats,
+        rules::create,
+        rules::list,
+        rules::show,
+        rules::update,
+        rules::delete,
+        records::signatures,
+        records::audit,
+        tokens::create,
+        tokens::list,
+        tokens::revoke,
+        policies::create,
+        policies::list,
+        policies::show,
+        policies::patch,
+        policies::delete,
+        policies::impact,
+        trust::bundle,
+        trust::images,
+        trust::report,
+        trust::decisions,
+    ),
+    modifiers(&CommonAnswers),
+    tags(
+        (name = "health", description = "Liveness and readiness."),
+        (name = "witnesses", description = "Named signing identities bound to a KMS key."),
+        (name = "signing", description = "Sign requests and the jobs they become."),
+        (name = "webhooks", description = "Registry push notifications (see docs/webhooks.md)."),
+        (name = "signing-rules", description = "Which pushed repositories are signed, by which witness."),
+        (name = "records", description = "Signature records and the audit log."),
+        (name = "tokens", description = "API tokens and their roles."),
+        (name = "policies", description = "Security policies: which witnesses must have signed what runs where."),
+        (name = "verifiers", description = "What cluster verifiers read (trust bundles, trusted images) and report."),
+    )
+)]
+pub struct ApiDoc;
+
+/// Adds what every operation shares: the bearer scheme, 401 and 403 where a token is
+/// needed, and `Error` as the body of any other failure.
+struct CommonAnswers;
+
+impl utoipa::Modify for CommonAnswers {
+    fn modify(&self, doc: &mut Document) {
+        let components = doc.components.get_or_insert_with(Default::default);
+        let mut bearer = Http::new(HttpAuthScheme::Bearer);
+        bearer.description = Some(
+            "An API token (`signet token create`). Its role, admin, signer or verifier, \
+             decides what it may do; admin may do everything."
+                .into(),
+        );
+        components.add_security_scheme("bearer", SecurityScheme::Http(bearer));
+        let error = |description: &str| -> RefOr<Response> {
+            ResponseBuilder::new()
+                .description(description)
+                .content(
+                    "application/json",
+                    Content::new(Some(Ref::from_schema_name("Error"))),
+                )
+                .build()
+                .into()
+        };
+        for item in doc.paths.paths.values_mut() {
+            for operation in [
+                &mut item.get,
+                &mut item.post,
+                &mut item.put,
+                &mut item.patch,
+                &mut item.delete,
+            ]
+            .into_iter()
+            .flatten()
+            {
+                let answers = &mut operation.responses.responses;
+                let with_token = operation.security.as_ref().is_some_and(|s| !s.is_empty());
+                if with_token {
+                    answers.entry("401".into()).or_insert_with(|| {
+                        error("No bearer token, or one that is unknown or revoked.")
+                    });
+                    answers
+                        .entry("403".into())
+                        .or_insert_with(|| error("The token's role may not do this."));
+                }
+                answers
+                    .entry("default".into())
+                    .or_insert_with(|| error("Any other failure."));
+            }
+        }
+    }
 }

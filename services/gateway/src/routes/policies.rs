@@ -11,13 +11,13 @@ use signet_core::{NewAudit, PolicyAction, PolicyMode, SecurityPolicy};
 use signet_store::StoreError;
 
 use crate::auth::Caller;
-use crate::error::{ApiError, ApiJson, ApiQuery, ApiResult};
+use crate::error::{ApiError, ApiJson, ApiQuery, ApiResult, ErrorBody};
 use crate::AppState;
 
 /// How often a PATCH re-reads and re-applies itself when another change won the race.
 const PATCH_ATTEMPTS: usize = 3;
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreatePolicy {
     pub name: String,
@@ -42,7 +42,7 @@ pub struct CreatePolicy {
 }
 
 /// A partial change: only the fields present are changed.
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PatchPolicy {
     pub witnesses: Option<Vec<String>>,
@@ -89,6 +89,22 @@ fn witness_error(e: StoreError) -> ApiError {
     }
 }
 
+#[utoipa::path(
+    post,
+    path = "/v1/policies",
+    tag = "policies",
+    summary = "Create a security policy",
+    description = "Policies are created disabled unless `enabled` says otherwise; verifiers \
+        learn of the change from a `policy.updated` event. Role: admin.",
+    request_body = CreatePolicy,
+    responses(
+        (status = 201, description = "Created", body = SecurityPolicy),
+        (status = 400, description = "Every problem with the policy, at once", body = ErrorBody),
+        (status = 409, description = "A policy of that name exists", body = ErrorBody),
+        (status = 422, description = "A witness it names does not exist", body = ErrorBody),
+    ),
+    security(("bearer" = [])),
+)]
 pub async fn create(
     State(state): State<AppState>,
     caller: Caller,
@@ -129,11 +145,23 @@ pub async fn create(
     Ok((StatusCode::CREATED, Json(policy)))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct ListQuery {
+    /// Only this cluster's policies.
     pub cluster: Option<String>,
 }
 
+#[utoipa::path(
+    get,
+    path = "/v1/policies",
+    tag = "policies",
+    summary = "List security policies",
+    description = "Role: admin.",
+    params(ListQuery),
+    responses((status = 200, description = "The policies", body = super::bodies::PolicyList)),
+    security(("bearer" = [])),
+)]
 pub async fn list(
     State(state): State<AppState>,
     caller: Caller,
@@ -152,6 +180,19 @@ async fn load(state: &AppState, name: &str) -> ApiResult<SecurityPolicy> {
         .ok_or_else(|| ApiError::NotFound(format!("policy {name:?} does not exist")))
 }
 
+#[utoipa::path(
+    get,
+    path = "/v1/policies/{name}",
+    tag = "policies",
+    summary = "Show a security policy",
+    description = "Role: admin.",
+    params(("name" = String, Path, description = "Policy name")),
+    responses(
+        (status = 200, description = "The policy", body = SecurityPolicy),
+        (status = 404, description = "No such policy", body = ErrorBody),
+    ),
+    security(("bearer" = [])),
+)]
 pub async fn show(
     State(state): State<AppState>,
     caller: Caller,
@@ -207,6 +248,23 @@ fn apply(p: &mut SecurityPolicy, patch: &PatchPolicy) -> ApiResult<PolicyAction>
     })
 }
 
+#[utoipa::path(
+    patch,
+    path = "/v1/policies/{name}",
+    tag = "policies",
+    summary = "Change a security policy",
+    description = "Only the fields present change; `{\"enabled\": true}` enables it. Role: admin.",
+    params(("name" = String, Path, description = "Policy name")),
+    request_body = PatchPolicy,
+    responses(
+        (status = 200, description = "The policy after the change", body = SecurityPolicy),
+        (status = 400, description = "Every problem with the changed policy, at once", body = ErrorBody),
+        (status = 404, description = "No such policy", body = ErrorBody),
+        (status = 409, description = "Other changes kept winning the race", body = ErrorBody),
+        (status = 422, description = "A witness it names does not exist", body = ErrorBody),
+    ),
+    security(("bearer" = [])),
+)]
 pub async fn patch(
     State(state): State<AppState>,
     caller: Caller,
@@ -256,6 +314,19 @@ fn action_verb(a: PolicyAction) -> &'static str {
     }
 }
 
+#[utoipa::path(
+    delete,
+    path = "/v1/policies/{name}",
+    tag = "policies",
+    summary = "Delete a security policy",
+    description = "Role: admin.",
+    params(("name" = String, Path, description = "Policy name")),
+    responses(
+        (status = 200, description = "The policy as it was", body = super::bodies::PolicyDeleted),
+        (status = 404, description = "No such policy", body = ErrorBody),
+    ),
+    security(("bearer" = [])),
+)]
 pub async fn delete(
     State(state): State<AppState>,
     caller: Caller,
@@ -274,12 +345,27 @@ pub async fn delete(
     Ok(Json(serde_json::json!({ "deleted": deleted })))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct ImpactQuery {
     /// Only decisions at or after this time (RFC 3339).
     pub since: Option<DateTime<Utc>>,
 }
 
+#[utoipa::path(
+    get,
+    path = "/v1/policies/{name}/impact",
+    tag = "policies",
+    summary = "What the policy did, or in dry-run would have done",
+    description = "Decisions by outcome, and the namespaces, images and reasons that enforcing \
+        it would block. Role: admin.",
+    params(("name" = String, Path, description = "Policy name"), ImpactQuery),
+    responses(
+        (status = 200, description = "The policy and its impact", body = super::bodies::PolicyImpactReport),
+        (status = 404, description = "No such policy", body = ErrorBody),
+    ),
+    security(("bearer" = [])),
+)]
 /// What the policy did, or in dry-run would have done: decisions by outcome, and the
 /// namespaces, images and reasons that enforcing it would block.
 pub async fn impact(

@@ -7,10 +7,11 @@ use signet_core::ImageRef;
 use signet_store::{AuditFilter, SignatureFilter};
 
 use crate::auth::Caller;
-use crate::error::{ApiError, ApiQuery, ApiResult};
+use crate::error::{ApiError, ApiQuery, ApiResult, ErrorBody};
 use crate::AppState;
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct SignaturesQuery {
     /// An image reference; a tag is resolved to its current digest.
     pub image: Option<String>,
@@ -18,6 +19,21 @@ pub struct SignaturesQuery {
     pub limit: Option<u32>,
 }
 
+#[utoipa::path(
+    get,
+    path = "/v1/signatures",
+    tag = "records",
+    summary = "List signature records",
+    description = "Newest first; at most `limit` (default 100, at most 1000). Role: admin.",
+    params(SignaturesQuery),
+    responses(
+        (status = 200, description = "The records", body = super::bodies::SignatureList),
+        (status = 400, description = "The image is not a valid reference", body = ErrorBody),
+        (status = 404, description = "The image's tag cannot be resolved", body = ErrorBody),
+        (status = 503, description = "The registry cannot be asked now", body = ErrorBody),
+    ),
+    security(("bearer" = [])),
+)]
 pub async fn signatures(
     State(state): State<AppState>,
     caller: Caller,
@@ -48,7 +64,8 @@ pub async fn signatures(
     Ok(Json(serde_json::json!({ "signatures": records })))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct AuditQuery {
     /// Entries whose action starts with this (`witness.`, `signature.publish`).
     pub action: Option<String>,
@@ -58,6 +75,16 @@ pub struct AuditQuery {
     pub limit: Option<u32>,
 }
 
+#[utoipa::path(
+    get,
+    path = "/v1/audit",
+    tag = "records",
+    summary = "Read the audit log",
+    description = "Newest first, or oldest first after `since_id` (paging forward). Role: admin.",
+    params(AuditQuery),
+    responses((status = 200, description = "The entries", body = super::bodies::AuditLog)),
+    security(("bearer" = [])),
+)]
 pub async fn audit(
     State(state): State<AppState>,
     caller: Caller,

@@ -10,11 +10,11 @@ use signet_core::{validate_name, NewAudit, SigningRule, WitnessState};
 use signet_store::StoreError;
 
 use crate::auth::Caller;
-use crate::error::{ApiError, ApiJson, ApiResult};
+use crate::error::{ApiError, ApiJson, ApiResult, ErrorBody};
 use crate::webhooks::rules::validate;
 use crate::AppState;
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateRule {
     pub name: String,
@@ -22,9 +22,11 @@ pub struct CreateRule {
     pub repositories: Vec<String>,
     /// A glob over the tag; default `*`.
     #[serde(default = "every_tag")]
+    #[schema(default = "*")]
     pub tag_pattern: String,
     pub witness: String,
     #[serde(default = "enabled")]
+    #[schema(default = true)]
     pub enabled: bool,
 }
 
@@ -37,7 +39,7 @@ fn enabled() -> bool {
 }
 
 /// A change to a rule; fields left out stay as they are.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct UpdateRule {
     pub repositories: Option<Vec<String>>,
@@ -82,6 +84,22 @@ async fn load(state: &AppState, name: &str) -> ApiResult<SigningRule> {
         .ok_or_else(|| ApiError::NotFound(format!("signing rule {name:?} does not exist")))
 }
 
+#[utoipa::path(
+    post,
+    path = "/v1/signing-rules",
+    tag = "signing-rules",
+    summary = "Create a signing rule",
+    description = "Pushes the webhook receivers report to a matching repository and tag are \
+        signed by the rule's witness. Role: admin.",
+    request_body = CreateRule,
+    responses(
+        (status = 201, description = "Created", body = SigningRule),
+        (status = 400, description = "Bad name or glob", body = ErrorBody),
+        (status = 404, description = "No such witness", body = ErrorBody),
+        (status = 409, description = "A rule of that name exists, or the witness is revoked", body = ErrorBody),
+    ),
+    security(("bearer" = [])),
+)]
 pub async fn create(
     State(state): State<AppState>,
     caller: Caller,
@@ -121,6 +139,15 @@ pub async fn create(
     Ok((StatusCode::CREATED, json(&rule)?))
 }
 
+#[utoipa::path(
+    get,
+    path = "/v1/signing-rules",
+    tag = "signing-rules",
+    summary = "List signing rules",
+    description = "Role: admin.",
+    responses((status = 200, description = "The rules", body = super::bodies::RuleList)),
+    security(("bearer" = [])),
+)]
 pub async fn list(
     State(state): State<AppState>,
     caller: Caller,
@@ -130,6 +157,19 @@ pub async fn list(
     Ok(Json(serde_json::json!({ "rules": rules })))
 }
 
+#[utoipa::path(
+    get,
+    path = "/v1/signing-rules/{name}",
+    tag = "signing-rules",
+    summary = "Show a signing rule",
+    description = "Role: admin.",
+    params(("name" = String, Path, description = "Signing rule name")),
+    responses(
+        (status = 200, description = "The rule", body = SigningRule),
+        (status = 404, description = "No such rule", body = ErrorBody),
+    ),
+    security(("bearer" = [])),
+)]
 pub async fn show(
     State(state): State<AppState>,
     caller: Caller,
@@ -139,6 +179,22 @@ pub async fn show(
     json(&load(&state, &name).await?)
 }
 
+#[utoipa::path(
+    patch,
+    path = "/v1/signing-rules/{name}",
+    tag = "signing-rules",
+    summary = "Change a signing rule",
+    description = "Fields left out stay as they are. Role: admin.",
+    params(("name" = String, Path, description = "Signing rule name")),
+    request_body = UpdateRule,
+    responses(
+        (status = 200, description = "The rule after the change", body = SigningRule),
+        (status = 400, description = "Bad glob", body = ErrorBody),
+        (status = 404, description = "No such rule or witness", body = ErrorBody),
+        (status = 409, description = "The witness is revoked", body = ErrorBody),
+    ),
+    security(("bearer" = [])),
+)]
 pub async fn update(
     State(state): State<AppState>,
     caller: Caller,
@@ -207,6 +263,19 @@ pub async fn update(
     json(&rule)
 }
 
+#[utoipa::path(
+    delete,
+    path = "/v1/signing-rules/{name}",
+    tag = "signing-rules",
+    summary = "Delete a signing rule",
+    description = "Role: admin.",
+    params(("name" = String, Path, description = "Signing rule name")),
+    responses(
+        (status = 200, description = "The rule as it was", body = super::bodies::RuleDeleted),
+        (status = 404, description = "No such rule", body = ErrorBody),
+    ),
+    security(("bearer" = [])),
+)]
 pub async fn delete(
     State(state): State<AppState>,
     caller: Caller,

@@ -20,7 +20,8 @@ use crate::error::{ApiError, ApiJson, ApiQuery, ApiResult};
 use crate::routes::jobs::JobView;
 use crate::AppState;
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct SignQuery {
     /// Seconds to wait for the signature; absent means answer as soon as enqueued.
     pub wait: Option<u64>,
@@ -28,6 +29,27 @@ pub struct SignQuery {
 
 const POLL: Duration = Duration::from_millis(20);
 
+#[utoipa::path(
+    post,
+    path = "/v1/sign",
+    tag = "signing",
+    summary = "Ask for a signature",
+    description = "The request becomes a job on the bus; the answer comes once the bus has it \
+        durably. The same JSON on the `signet.jobs.sign` queue does the same. With `wait`, the \
+        answer waits (up to `gateway.max_wait`) for the signature. Role: signer.",
+    params(SignQuery),
+    request_body = SignRequest,
+    responses(
+        (status = 202, description = "Enqueued (or still running when `wait` ran out)", body = JobView),
+        (status = 200, description = "Signed, within `wait`", body = JobView),
+        (status = 400, description = "Not a valid sign request or image reference", body = crate::error::ErrorBody),
+        (status = 404, description = "No such witness", body = crate::error::ErrorBody),
+        (status = 409, description = "The witness is revoked", body = crate::error::ErrorBody),
+        (status = 422, description = "The job failed for good, within `wait`", body = super::bodies::SignFailed),
+        (status = 503, description = "The queue did not take the job; try again", body = crate::error::ErrorBody),
+    ),
+    security(("bearer" = [])),
+)]
 pub async fn sign(
     State(state): State<AppState>,
     caller: Caller,

@@ -4,13 +4,13 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use axum::Json;
 use serde::Deserialize;
-use signet_core::Role;
+use signet_core::{ApiToken, Role};
 
 use crate::auth::{issue, Caller};
-use crate::error::{ApiError, ApiJson, ApiResult};
+use crate::error::{ApiError, ApiJson, ApiResult, ErrorBody};
 use crate::AppState;
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateToken {
     pub name: String,
@@ -18,6 +18,20 @@ pub struct CreateToken {
     pub role: String,
 }
 
+#[utoipa::path(
+    post,
+    path = "/v1/tokens",
+    tag = "tokens",
+    summary = "Create an API token",
+    description = "The secret is in the answer, once; only its hash is stored. Role: admin.",
+    request_body = CreateToken,
+    responses(
+        (status = 201, description = "Created", body = super::bodies::IssuedToken),
+        (status = 400, description = "Bad name or role", body = ErrorBody),
+        (status = 409, description = "A token of that name exists", body = ErrorBody),
+    ),
+    security(("bearer" = [])),
+)]
 pub async fn create(
     State(state): State<AppState>,
     caller: Caller,
@@ -45,6 +59,15 @@ pub async fn create(
     ))
 }
 
+#[utoipa::path(
+    get,
+    path = "/v1/tokens",
+    tag = "tokens",
+    summary = "List API tokens",
+    description = "Names, roles and state; never secrets. Role: admin.",
+    responses((status = 200, description = "The tokens", body = super::bodies::TokenList)),
+    security(("bearer" = [])),
+)]
 pub async fn list(
     State(state): State<AppState>,
     caller: Caller,
@@ -54,6 +77,20 @@ pub async fn list(
     Ok(Json(serde_json::json!({ "tokens": tokens })))
 }
 
+#[utoipa::path(
+    delete,
+    path = "/v1/tokens/{name}",
+    tag = "tokens",
+    summary = "Revoke an API token",
+    description = "A caller cannot revoke the token it is using. Role: admin.",
+    params(("name" = String, Path, description = "Token name")),
+    responses(
+        (status = 200, description = "The revoked token", body = ApiToken),
+        (status = 404, description = "No such token", body = ErrorBody),
+        (status = 409, description = "The token making the request", body = ErrorBody),
+    ),
+    security(("bearer" = [])),
+)]
 /// Revokes a token by name. A caller cannot revoke the token it is using, so an admin
 /// cannot lock everyone out by accident.
 pub async fn revoke(

@@ -11,17 +11,34 @@ use signet_core::{validate_name, AdmissionDecision, AdmissionOutcome, Role, Trus
 use signet_store::{DecisionFilter, SignatureFilter};
 
 use crate::auth::Caller;
-use crate::error::{ApiError, ApiJson, ApiQuery, ApiResult};
+use crate::error::{ApiError, ApiJson, ApiQuery, ApiResult, ErrorBody};
 use crate::AppState;
 
 /// The most decisions one report may carry; verifiers send smaller batches.
 pub const MAX_DECISIONS_PER_REPORT: usize = 5_000;
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct BundleQuery {
+    /// The cluster name the verifier identifies itself with.
     pub cluster: String,
 }
 
+#[utoipa::path(
+    get,
+    path = "/v1/trust-bundle",
+    tag = "verifiers",
+    summary = "A cluster's trust bundle",
+    description = "The cluster's policies (enabled or not) and every key of their witnesses, \
+        live and revoked, with the outbox revision they were read at: events with a higher \
+        `signetrevision` are newer. Role: verifier.",
+    params(BundleQuery),
+    responses(
+        (status = 200, description = "The bundle", body = TrustBundle),
+        (status = 400, description = "Bad cluster name", body = ErrorBody),
+    ),
+    security(("bearer" = [])),
+)]
 /// The cluster's policies (enabled or not) and every live key of their witnesses, with
 /// the outbox revision they were read at.
 pub async fn bundle(
@@ -34,7 +51,8 @@ pub async fn bundle(
     Ok(Json(state.store.trust_bundle(&q.cluster).await?))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct ImagesQuery {
     /// Only trusted images are listed; `trusted=true` says so explicitly.
     pub trusted: Option<bool>,
@@ -45,7 +63,7 @@ pub struct ImagesQuery {
 }
 
 /// A trusted image: a digest with a valid signature from a witness whose key is live.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct TrustedImage {
     /// `registry/repository@sha256:…`
     pub image: String,
@@ -59,6 +77,19 @@ pub struct TrustedImage {
     pub artifact: String,
 }
 
+#[utoipa::path(
+    get,
+    path = "/v1/images",
+    tag = "verifiers",
+    summary = "List trusted images",
+    description = "Digests with a valid signature from a witness whose key is live. Role: verifier.",
+    params(ImagesQuery),
+    responses(
+        (status = 200, description = "The trusted images", body = super::bodies::TrustedImageList),
+        (status = 400, description = "`trusted=false` was asked for", body = ErrorBody),
+    ),
+    security(("bearer" = [])),
+)]
 pub async fn images(
     State(state): State<AppState>,
     caller: Caller,
@@ -110,12 +141,27 @@ pub async fn images(
     Ok(Json(serde_json::json!({ "images": images })))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct DecisionReport {
     pub decisions: Vec<AdmissionDecision>,
 }
 
+#[utoipa::path(
+    post,
+    path = "/v1/admission-decisions",
+    tag = "verifiers",
+    summary = "Report admission decisions",
+    description = "A verifier's batch of decisions, at most 5000. Sending the same batch twice \
+        is harmless. A break-glass admission is audited and emits `admission.break_glass`. \
+        Role: verifier.",
+    request_body = DecisionReport,
+    responses(
+        (status = 200, description = "Recorded", body = super::bodies::DecisionsRecorded),
+        (status = 400, description = "Too many decisions, or a malformed one", body = ErrorBody),
+    ),
+    security(("bearer" = [])),
+)]
 /// A verifier's batch of decisions. Sending the same batch twice is harmless.
 pub async fn report(
     State(state): State<AppState>,
@@ -143,7 +189,8 @@ pub async fn report(
     })))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct DecisionsQuery {
     pub cluster: Option<String>,
     pub namespace: Option<String>,
@@ -154,6 +201,19 @@ pub struct DecisionsQuery {
     pub limit: Option<u32>,
 }
 
+#[utoipa::path(
+    get,
+    path = "/v1/admission-decisions",
+    tag = "verifiers",
+    summary = "List admission decisions",
+    description = "Newest first. Role: admin.",
+    params(DecisionsQuery),
+    responses(
+        (status = 200, description = "The decisions", body = super::bodies::DecisionList),
+        (status = 400, description = "Unknown outcome", body = ErrorBody),
+    ),
+    security(("bearer" = [])),
+)]
 pub async fn decisions(
     State(state): State<AppState>,
     caller: Caller,

@@ -31,6 +31,29 @@ use crate::AppState;
 /// The namespace of webhook job ids (UUIDv5 over receiver, event, image and witness).
 const JOB_ID_NAMESPACE: Uuid = Uuid::from_u128(0x6a1c_4e07_5b3d_4f8e_9c21_d0a7_35e6_b812);
 
+#[utoipa::path(
+    post,
+    path = "/v1/webhooks/distribution",
+    tag = "webhooks",
+    summary = "CNCF distribution (docker-registry) notifications",
+    description = "Manifest pushes with a tag that a signing rule matches become one job per \
+        witness. Authenticated as configured for the receiver (a static token header, or HMAC-SHA256 with a delivery id), not with an API token.",
+    request_body(content(
+        (crate::webhooks::distribution::Envelope = "application/vnd.docker.distribution.events.v1+json"),
+        (crate::webhooks::distribution::Envelope = "application/json"),
+    )),
+    responses(
+        (status = 200, description = "Nothing to sign: what was ignored or unmatched, and why", body = Report),
+        (status = 202, description = "Every job the delivery yields is on the bus", body = Report),
+        (status = 400, description = "The body is not what the registry sends", body = crate::error::ErrorBody),
+        (status = 401, description = "The sender could not be authenticated", body = crate::error::ErrorBody),
+        (status = 404, description = "The receiver is not enabled", body = crate::error::ErrorBody),
+        (status = 409, description = "A replayed delivery id", body = crate::error::ErrorBody),
+        (status = 413, description = "The body is too large", body = crate::error::ErrorBody),
+        (status = 503, description = "The bus did not take a job; the registry sends the delivery again", body = crate::error::ErrorBody),
+        (status = 422, description = "A push names an image that cannot be signed", body = crate::error::ErrorBody),
+    ),
+)]
 pub async fn distribution(
     State(state): State<AppState>,
     headers: HeaderMap,
@@ -39,6 +62,27 @@ pub async fn distribution(
     receive(&state, ReceiverKind::Distribution, &headers, None, body).await
 }
 
+#[utoipa::path(
+    post,
+    path = "/v1/webhooks/harbor",
+    tag = "webhooks",
+    summary = "Harbor webhooks, Default or CloudEvents format",
+    description = "A body with `specversion` is read as the CloudEvents format, any other as the \
+        Default format. Artifact pushes with a tag that a signing rule matches become one job \
+        per witness. Authenticated as configured for the receiver (a static token header, or HMAC-SHA256 with a delivery id), not with an API token.",
+    request_body(content = crate::webhooks::harbor::Payload),
+    responses(
+        (status = 200, description = "Nothing to sign: what was ignored or unmatched, and why", body = Report),
+        (status = 202, description = "Every job the delivery yields is on the bus", body = Report),
+        (status = 400, description = "The body is not what the registry sends", body = crate::error::ErrorBody),
+        (status = 401, description = "The sender could not be authenticated", body = crate::error::ErrorBody),
+        (status = 404, description = "The receiver is not enabled", body = crate::error::ErrorBody),
+        (status = 409, description = "A replayed delivery id", body = crate::error::ErrorBody),
+        (status = 413, description = "The body is too large", body = crate::error::ErrorBody),
+        (status = 503, description = "The bus did not take a job; the registry sends the delivery again", body = crate::error::ErrorBody),
+        (status = 422, description = "A push names an image that cannot be signed", body = crate::error::ErrorBody),
+    ),
+)]
 pub async fn harbor(
     State(state): State<AppState>,
     headers: HeaderMap,
@@ -47,11 +91,33 @@ pub async fn harbor(
     receive(&state, ReceiverKind::Harbor, &headers, None, body).await
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct SecretQuery {
+    /// The receiver's URL secret.
     pub secret: Option<String>,
 }
 
+#[utoipa::path(
+    post,
+    path = "/v1/webhooks/acr",
+    tag = "webhooks",
+    summary = "Alibaba Cloud Container Registry triggers, secret in the query",
+    description = "ACR sends no custom headers, so the receiver's secret is in the URL.",
+    params(SecretQuery),
+    request_body = crate::webhooks::acr::Notification,
+    responses(
+        (status = 200, description = "Nothing to sign: what was ignored or unmatched, and why", body = Report),
+        (status = 202, description = "Every job the delivery yields is on the bus", body = Report),
+        (status = 400, description = "The body is not what the registry sends", body = crate::error::ErrorBody),
+        (status = 401, description = "The sender could not be authenticated", body = crate::error::ErrorBody),
+        (status = 404, description = "The receiver is not enabled", body = crate::error::ErrorBody),
+        (status = 409, description = "A replayed delivery id", body = crate::error::ErrorBody),
+        (status = 413, description = "The body is too large", body = crate::error::ErrorBody),
+        (status = 503, description = "The bus did not take a job; the registry sends the delivery again", body = crate::error::ErrorBody),
+        (status = 422, description = "A push names an image that cannot be signed", body = crate::error::ErrorBody),
+    ),
+)]
 /// ACR with the secret in the query: `/v1/webhooks/acr?secret=SECRET`.
 pub async fn acr(
     State(state): State<AppState>,
@@ -69,6 +135,26 @@ pub async fn acr(
     .await
 }
 
+#[utoipa::path(
+    post,
+    path = "/v1/webhooks/acr/{secret}",
+    tag = "webhooks",
+    summary = "Alibaba Cloud Container Registry triggers, secret in the path",
+    description = "ACR sends no custom headers, so the receiver's secret is in the URL.",
+    params(("secret" = String, Path, description = "The receiver's URL secret")),
+    request_body = crate::webhooks::acr::Notification,
+    responses(
+        (status = 200, description = "Nothing to sign: what was ignored or unmatched, and why", body = Report),
+        (status = 202, description = "Every job the delivery yields is on the bus", body = Report),
+        (status = 400, description = "The body is not what the registry sends", body = crate::error::ErrorBody),
+        (status = 401, description = "The sender could not be authenticated", body = crate::error::ErrorBody),
+        (status = 404, description = "The receiver is not enabled", body = crate::error::ErrorBody),
+        (status = 409, description = "A replayed delivery id", body = crate::error::ErrorBody),
+        (status = 413, description = "The body is too large", body = crate::error::ErrorBody),
+        (status = 503, description = "The bus did not take a job; the registry sends the delivery again", body = crate::error::ErrorBody),
+        (status = 422, description = "A push names an image that cannot be signed", body = crate::error::ErrorBody),
+    ),
+)]
 /// ACR with the secret in the path: `/v1/webhooks/acr/SECRET`.
 pub async fn acr_with_secret(
     State(state): State<AppState>,
@@ -79,6 +165,24 @@ pub async fn acr_with_secret(
     receive(&state, ReceiverKind::Acr, &headers, Some(&secret), body).await
 }
 
+#[utoipa::path(
+    post,
+    path = "/v1/webhooks/generic",
+    tag = "webhooks",
+    summary = "A sign request from anything that can send a webhook",
+    description = "The body is a sign request, witness included; no signing rules apply. Authenticated as configured for the receiver (a static token header, or HMAC-SHA256 with a delivery id), not with an API token.",
+    request_body = SignRequest,
+    responses(
+        (status = 200, description = "Nothing to sign: what was ignored or unmatched, and why", body = Report),
+        (status = 202, description = "Every job the delivery yields is on the bus", body = Report),
+        (status = 400, description = "The body is not what the registry sends", body = crate::error::ErrorBody),
+        (status = 401, description = "The sender could not be authenticated", body = crate::error::ErrorBody),
+        (status = 404, description = "The receiver is not enabled", body = crate::error::ErrorBody),
+        (status = 409, description = "A replayed delivery id", body = crate::error::ErrorBody),
+        (status = 413, description = "The body is too large", body = crate::error::ErrorBody),
+        (status = 503, description = "The bus did not take a job; the registry sends the delivery again", body = crate::error::ErrorBody),
+    ),
+)]
 pub async fn generic(
     State(state): State<AppState>,
     headers: HeaderMap,
@@ -87,6 +191,15 @@ pub async fn generic(
     receive(&state, ReceiverKind::Generic, &headers, None, body).await
 }
 
+#[utoipa::path(
+    get,
+    path = "/v1/webhooks/stats",
+    tag = "webhooks",
+    summary = "What each receiver has seen since the process started",
+    description = "Role: admin.",
+    responses((status = 200, description = "Counters by receiver", body = super::bodies::WebhookCounters)),
+    security(("bearer" = [])),
+)]
 /// `GET /v1/webhooks/stats`: what each receiver has seen since the process started.
 pub async fn stats(
     State(state): State<AppState>,
@@ -99,7 +212,8 @@ pub async fn stats(
 }
 
 /// What a delivery became, for the registry's delivery log and for people.
-#[derive(Debug, Default, Serialize)]
+#[derive(Debug, Default, Serialize, utoipa::ToSchema)]
+#[schema(as = WebhookReport)]
 struct Report {
     receiver: &'static str,
     /// One per (signable push, matching witness).
@@ -112,7 +226,8 @@ struct Report {
     skipped: Vec<Skipped>,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+#[schema(as = WebhookJob)]
 struct JobRef {
     id: Uuid,
     image: String,
@@ -123,13 +238,15 @@ struct JobRef {
     state: String,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+#[schema(as = WebhookIgnoredEvent)]
 struct IgnoredEvent {
     event: String,
     reason: String,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+#[schema(as = WebhookSkippedJob)]
 struct Skipped {
     image: String,
     witness: String,

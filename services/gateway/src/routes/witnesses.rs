@@ -13,10 +13,10 @@ use signet_core::{
 };
 
 use crate::auth::Caller;
-use crate::error::{ApiError, ApiJson, ApiResult};
+use crate::error::{ApiError, ApiJson, ApiResult, ErrorBody};
 use crate::AppState;
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateWitness {
     pub name: String,
@@ -28,11 +28,13 @@ pub struct CreateWitness {
 }
 
 /// A witness as the API shows it: the record plus its primary key, for convenience.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct WitnessView<'a> {
     #[serde(flatten)]
     pub witness: &'a Witness,
+    /// The primary key version's fingerprint; none once no version is active.
     pub fingerprint: Option<&'a str>,
+    /// The primary key version's public key (PEM); none once no version is active.
     pub public_key: Option<String>,
 }
 
@@ -47,6 +49,25 @@ impl<'a> WitnessView<'a> {
     }
 }
 
+#[utoipa::path(
+    post,
+    path = "/v1/witnesses",
+    tag = "witnesses",
+    summary = "Create a witness",
+    description = "Asks the KMS for the key, checks it is an asymmetric RSA signing key, and \
+        pins every version's public key. Role: admin.",
+    request_body = CreateWitness,
+    responses(
+        (status = 201, description = "Created", body = WitnessView),
+        (status = 400, description = "Bad name, KMS key URI or algorithm", body = ErrorBody),
+        (status = 404, description = "The KMS has no such key", body = ErrorBody),
+        (status = 409, description = "A witness of that name exists", body = ErrorBody),
+        (status = 422, description = "Not an asymmetric signing key, or no enabled version", body = ErrorBody),
+        (status = 502, description = "The KMS refused or failed", body = ErrorBody),
+        (status = 503, description = "The KMS or the store is unavailable", body = ErrorBody),
+    ),
+    security(("bearer" = [])),
+)]
 pub async fn create(
     State(state): State<AppState>,
     caller: Caller,
@@ -115,6 +136,15 @@ pub async fn create(
     ))
 }
 
+#[utoipa::path(
+    get,
+    path = "/v1/witnesses",
+    tag = "witnesses",
+    summary = "List witnesses",
+    description = "Role: admin.",
+    responses((status = 200, description = "Every witness, by name", body = super::bodies::WitnessList)),
+    security(("bearer" = [])),
+)]
 pub async fn list(
     State(state): State<AppState>,
     caller: Caller,
@@ -133,6 +163,19 @@ async fn load(state: &AppState, name: &str) -> ApiResult<Witness> {
         .ok_or_else(|| ApiError::NotFound(format!("witness {name:?} does not exist")))
 }
 
+#[utoipa::path(
+    get,
+    path = "/v1/witnesses/{name}",
+    tag = "witnesses",
+    summary = "Show a witness",
+    description = "Role: verifier.",
+    params(("name" = String, Path, description = "Witness name")),
+    responses(
+        (status = 200, description = "The witness", body = WitnessView),
+        (status = 404, description = "No such witness", body = ErrorBody),
+    ),
+    security(("bearer" = [])),
+)]
 pub async fn show(
     State(state): State<AppState>,
     caller: Caller,
@@ -145,6 +188,19 @@ pub async fn show(
         .map_err(|e| ApiError::Internal(e.to_string()))
 }
 
+#[utoipa::path(
+    get,
+    path = "/v1/witnesses/{name}/public-key",
+    tag = "witnesses",
+    summary = "The witness's primary public key as PEM",
+    description = "What `cosign verify --key` reads. Role: verifier or signer.",
+    params(("name" = String, Path, description = "Witness name")),
+    responses(
+        (status = 200, description = "SubjectPublicKeyInfo PEM", body = String, content_type = "application/x-pem-file"),
+        (status = 404, description = "No such witness, or no active primary key version", body = ErrorBody),
+    ),
+    security(("bearer" = [])),
+)]
 /// The primary public key as PEM: what `cosign verify --key` reads.
 pub async fn public_key(
     State(state): State<AppState>,
@@ -164,7 +220,7 @@ pub async fn public_key(
     ))
 }
 
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RotateWitness {
     /// Rotate to another KMS key (for KMSs that cannot add versions to a key, such as
@@ -172,6 +228,27 @@ pub struct RotateWitness {
     pub kms_key: Option<String>,
 }
 
+#[utoipa::path(
+    post,
+    path = "/v1/witnesses/{name}/rotate",
+    tag = "witnesses",
+    summary = "Rotate a witness's key",
+    description = "Gives the witness a new primary key version: a new version of its KMS key, \
+        or another KMS key when the body names one. Older versions stay valid for \
+        verification until revoked. The body is optional. Role: admin.",
+    params(("name" = String, Path, description = "Witness name")),
+    request_body(content = Option<RotateWitness>, description = "Optional: rotate to another KMS key"),
+    responses(
+        (status = 200, description = "The witness after rotation", body = WitnessView),
+        (status = 400, description = "The body is not valid", body = ErrorBody),
+        (status = 404, description = "No such witness", body = ErrorBody),
+        (status = 409, description = "The witness is revoked, or the KMS made no new version", body = ErrorBody),
+        (status = 422, description = "The KMS reports no primary version", body = ErrorBody),
+        (status = 502, description = "The KMS refused or failed", body = ErrorBody),
+        (status = 503, description = "The KMS or the store is unavailable", body = ErrorBody),
+    ),
+    security(("bearer" = [])),
+)]
 /// Gives the witness a new primary key version. Older versions stay valid for
 /// verification until revoked.
 pub async fn rotate(
@@ -246,6 +323,21 @@ pub async fn rotate(
     view(&witness)
 }
 
+#[utoipa::path(
+    post,
+    path = "/v1/witnesses/{name}/versions/{version}/revoke",
+    tag = "witnesses",
+    summary = "Revoke one key version",
+    description = "Signatures made with it stop being accepted. The primary version cannot be \
+        revoked; rotate first. Role: admin.",
+    params(("name" = String, Path, description = "Witness name"), ("version" = String, Path, description = "The KMS's key version id")),
+    responses(
+        (status = 200, description = "The witness after revocation", body = WitnessView),
+        (status = 404, description = "No such witness or key version", body = ErrorBody),
+        (status = 409, description = "Already revoked, or the primary version", body = ErrorBody),
+    ),
+    security(("bearer" = [])),
+)]
 /// Revokes one key version: signatures made with it stop being accepted.
 pub async fn revoke_version(
     State(state): State<AppState>,
@@ -285,6 +377,20 @@ pub async fn revoke_version(
     view(&witness)
 }
 
+#[utoipa::path(
+    post,
+    path = "/v1/witnesses/{name}/revoke",
+    tag = "witnesses",
+    summary = "Revoke a witness",
+    description = "It signs nothing more, and none of its signatures is accepted. Role: admin.",
+    params(("name" = String, Path, description = "Witness name")),
+    responses(
+        (status = 200, description = "The revoked witness", body = WitnessView),
+        (status = 404, description = "No such witness", body = ErrorBody),
+        (status = 409, description = "Already revoked", body = ErrorBody),
+    ),
+    security(("bearer" = [])),
+)]
 /// Revokes the witness: it signs nothing more, and none of its signatures is accepted.
 pub async fn revoke(
     State(state): State<AppState>,

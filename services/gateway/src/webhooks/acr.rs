@@ -10,19 +10,24 @@ use sha2::{Digest as _, Sha256};
 
 use super::{from_json, PayloadError, RegistryEvent};
 
-#[derive(Debug, Deserialize)]
-struct Notification {
+/// An ACR trigger notification, as far as signet reads it (its JSON Schema is derived
+/// from this type: `schemas/webhooks/acr.schema.json`).
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[schema(as = AcrNotification)]
+pub struct Notification {
     push_data: PushData,
     repository: Repository,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[schema(as = AcrPushData)]
 struct PushData {
     digest: Option<String>,
     tag: String,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[schema(as = AcrRepository)]
 struct Repository {
     namespace: String,
     name: String,

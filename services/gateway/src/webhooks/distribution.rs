@@ -8,20 +8,28 @@ use serde::Deserialize;
 
 use super::{from_json, host_of, PayloadError, RegistryEvent};
 
-#[derive(Debug, Deserialize)]
-struct Envelope {
+/// A distribution notification envelope, as far as signet reads it (its JSON Schema is
+/// derived from this type: `schemas/webhooks/distribution.schema.json`).
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[schema(as = DistributionNotification)]
+pub struct Envelope {
     events: Vec<Event>,
 }
 
-#[derive(Debug, Deserialize)]
+/// One registry event; fields signet does not read are allowed and ignored.
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[schema(as = DistributionEvent)]
 struct Event {
+    /// Unique per event; a retried delivery repeats it.
     id: String,
+    /// `push`, `pull`, `mount` or `delete`; only manifest pushes are signed.
     action: String,
     target: Target,
     request: Option<Request>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[schema(as = DistributionTarget)]
 struct Target {
     #[serde(rename = "mediaType")]
     media_type: Option<String>,
@@ -32,8 +40,10 @@ struct Target {
     tag: Option<String>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[schema(as = DistributionRequest)]
 struct Request {
+    /// The registry host the client pushed to.
     host: Option<String>,
 }
 

@@ -10,40 +10,91 @@ use sha2::{Digest as _, Sha256};
 
 use super::{from_json, host_of, PayloadError, RegistryEvent};
 
-/// The Default format.
-#[derive(Debug, Deserialize)]
-struct Default {
+/// The Default format, as far as signet reads it (its JSON Schema is derived from this
+/// type: `schemas/webhooks/harbor-default.schema.json`).
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[schema(as = HarborNotification)]
+pub struct Default {
+    /// `PUSH_ARTIFACT` is a push; other types are acknowledged and not signed.
     #[serde(rename = "type")]
     event_type: String,
     event_data: Option<EventData>,
 }
 
-/// The CloudEvents format (structured JSON).
-#[derive(Debug, Deserialize)]
-struct CloudEvent {
+/// The CloudEvents format (structured JSON), as far as signet reads it (its JSON Schema
+/// is derived from this type: `schemas/webhooks/harbor-cloudevents.schema.json`). The
+/// receiver tells it from the Default format by its `specversion`.
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[schema(as = HarborCloudEvent)]
+pub struct CloudEvent {
+    /// Unique per event; a retried delivery repeats it.
     id: String,
+    /// `harbor.artifact.pushed` is a push; other types are acknowledged and not signed.
     #[serde(rename = "type")]
     event_type: String,
     data: Option<EventData>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[schema(as = HarborEventData)]
 struct EventData {
     #[serde(default)]
     resources: Vec<Resource>,
     repository: Option<Repository>,
 }
 
-#[derive(Debug, Deserialize)]
+/// One artifact; an untagged one has its digest in place of a tag.
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[schema(as = HarborResource)]
 struct Resource {
     digest: Option<String>,
     tag: Option<String>,
     resource_url: Option<String>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[schema(as = HarborRepository)]
 struct Repository {
+    /// `project/repository`.
     repo_full_name: String,
+}
+
+/// What the Harbor receiver accepts, either format (`HarborPayload` in the API document).
+/// Only a schema: [`parse`] tells the formats apart by `specversion`, which a schema
+/// can say only as "any of", since a CloudEvents body also has a `type`.
+pub struct Payload;
+
+impl utoipa::PartialSchema for Payload {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        use utoipa::ToSchema;
+        utoipa::openapi::schema::AnyOfBuilder::new()
+            .item(utoipa::openapi::Ref::from_schema_name(CloudEvent::name()))
+            .item(utoipa::openapi::Ref::from_schema_name(Default::name()))
+            .description(Some(
+                "A Harbor notification: a body with `specversion` is the CloudEvents format, \
+                 any other the Default format.",
+            ))
+            .into()
+    }
+}
+
+impl utoipa::ToSchema for Payload {
+    fn name() -> std::borrow::Cow<'static, str> {
+        "HarborPayload".into()
+    }
+
+    fn schemas(
+        schemas: &mut Vec<(
+            String,
+            utoipa::openapi::RefOr<utoipa::openapi::schema::Schema>,
+        )>,
+    ) {
+        use utoipa::PartialSchema;
+        schemas.push((CloudEvent::name().into_owned(), CloudEvent::schema()));
+        CloudEvent::schemas(schemas);
+        schemas.push((Default::name().into_owned(), Default::schema()));
+        Default::schemas(schemas);
+    }
 }
 
 /// What Harbor names a push in each format; everything else is another action.

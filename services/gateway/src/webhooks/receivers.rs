@@ -185,7 +185,7 @@ impl ReceiverStats {
 }
 
 /// A copy of one receiver's counters.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct ReceiverCounts {
     pub deliveries: u64,
     pub unauthenticated: u64,
