@@ -118,8 +118,9 @@ impl IntoResponse for ApiError {
 impl From<StoreError> for ApiError {
     fn from(e: StoreError) -> Self {
         match e {
-            StoreError::Conflict(m) => Self::Conflict(m),
-            StoreError::NotFound(m) => Self::NotFound(m),
+            // The store's own words ("witness \"prod\" already exists"), not just the name.
+            e @ StoreError::Conflict(_) => Self::Conflict(e.to_string()),
+            e @ StoreError::NotFound(_) => Self::NotFound(e.to_string()),
             e if e.retryable() => Self::Unavailable(format!("the store is unavailable: {e}")),
             e => Self::Internal(e.to_string()),
         }
@@ -166,10 +167,10 @@ impl From<QueryRejection> for ApiError {
 
 pub type ApiResult<T> = Result<T, ApiError>;
 
-/// `Json<T>` whose rejections are [`ApiError`]s, so a malformed body gets the same
 /// [`ApiError`]'s JSON body, as the API document names it (`Error`).
 pub(crate) type ErrorBody = Body<'static>;
 
+/// `Json<T>` whose rejections are [`ApiError`]s, so a malformed body gets the same
 /// `{error, detail}` shape as every other 4xx.
 #[derive(axum::extract::FromRequest)]
 #[from_request(via(axum::Json), rejection(ApiError))]

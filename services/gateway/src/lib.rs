@@ -65,7 +65,10 @@ pub fn router(state: AppState) -> Router {
                     .and_then(|v| v.to_str().ok())
                     .unwrap_or_default();
                 let path = logged_path(req.uri().path());
-                tracing::info_span!("http", method = %req.method(), path = %path, request_id = %id)
+                let span = tracing::info_span!("http", method = %req.method(), path = %path, request_id = %id);
+                // A caller's `traceparent` (a pipeline step, a registry) starts the trace.
+                signet_runtime::telemetry::set_parent_from_http(&span, req.headers());
+                span
             }),
         )
         .layer(SetRequestIdLayer::new(REQUEST_ID, MakeRequestUuid))

@@ -170,7 +170,8 @@ pub struct VerifierSettings {
     #[serde(with = "humantime_serde")]
     pub tls_reload_interval: Duration,
     /// How long one admission may take; past it, enforced namespaces fail closed. Keep
-    /// it well under the webhook's `timeoutSeconds` (10 s by default).
+    /// it well under the webhook's `timeoutSeconds` (the Helm chart's default is 5 s;
+    /// the chart refuses a timeout that does not exceed this budget).
     #[serde(with = "humantime_serde")]
     pub decision_budget: Duration,
     /// Most (digest, witness key) verdicts held; the least recently used go first.

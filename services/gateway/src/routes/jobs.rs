@@ -5,7 +5,6 @@ use axum::http::StatusCode;
 use axum::Json;
 use chrono::Utc;
 use serde::{Deserialize, Serialize};
-use signet_bus::{Message, JOB_ID_HEADER};
 use signet_core::{Job, JobState, NewAudit, Role, SignatureRecord};
 use signet_store::SignatureFilter;
 use uuid::Uuid;
@@ -50,6 +49,7 @@ pub async fn signature_of(state: &AppState, job: &Job) -> ApiResult<Option<Signa
 fn parse_id(id: &str) -> ApiResult<Uuid> {
     Uuid::try_parse(id).map_err(|_| ApiError::BadRequest(format!("job id {id:?} is not a UUID")))
 }
+
 #[utoipa::path(
     get,
     path = "/v1/jobs/{id}",
@@ -64,7 +64,6 @@ fn parse_id(id: &str) -> ApiResult<Uuid> {
     ),
     security(("bearer" = [])),
 )]
-
 pub async fn show(
     State(state): State<AppState>,
     caller: Caller,
@@ -90,6 +89,7 @@ pub struct ListQuery {
     pub state: Option<String>,
     pub limit: Option<u32>,
 }
+
 #[utoipa::path(
     get,
     path = "/v1/jobs",
@@ -103,7 +103,6 @@ pub struct ListQuery {
     ),
     security(("bearer" = [])),
 )]
-
 pub async fn list(
     State(state): State<AppState>,
     caller: Caller,
@@ -124,6 +123,7 @@ pub async fn list(
         .await?;
     Ok(Json(serde_json::json!({ "jobs": jobs })))
 }
+
 #[utoipa::path(
     post,
     path = "/v1/jobs/{id}/retry",
@@ -140,7 +140,6 @@ pub async fn list(
     ),
     security(("bearer" = [])),
 )]
-
 /// Replays a failed job: the same job id goes back on the queue with a fresh attempt
 /// count.
 pub async fn retry(
@@ -166,13 +165,7 @@ pub async fn retry(
     job.error = None;
     job.updated_at = Utc::now();
     state.store.update_job(&job).await?;
-    let mut message = Message {
-        body: serde_json::to_vec(&job.request).map_err(|e| ApiError::Internal(e.to_string()))?,
-        ..Default::default()
-    };
-    message
-        .headers
-        .insert(JOB_ID_HEADER.into(), job.id.to_string());
+    let message = crate::routes::sign::job_message(&job)?;
     if let Err(e) = state.bus.jobs.publish(message).await {
         job.state = JobState::Failed;
         job.error = Some(format!("retry not enqueued: {e}"));

@@ -180,7 +180,9 @@ pub async fn enqueue_as(
     publish(state, job, actor).await
 }
 
-async fn publish(state: &AppState, mut job: Job, actor: &str) -> ApiResult<Job> {
+/// The bus message of `job`: its request as the body, its id, and the trace context of
+/// the request that enqueues it, so the signer's work joins the caller's trace.
+pub(crate) fn job_message(job: &Job) -> ApiResult<Message> {
     let body = serde_json::to_vec(&job.request).map_err(|e| ApiError::Internal(e.to_string()))?;
     let mut message = Message {
         body,
@@ -189,6 +191,12 @@ async fn publish(state: &AppState, mut job: Job, actor: &str) -> ApiResult<Job> 
     message
         .headers
         .insert(JOB_ID_HEADER.into(), job.id.to_string());
+    signet_runtime::telemetry::inject(&tracing::Span::current(), &mut message.headers);
+    Ok(message)
+}
+
+async fn publish(state: &AppState, mut job: Job, actor: &str) -> ApiResult<Job> {
+    let message = job_message(&job)?;
     if let Err(e) = state.bus.jobs.publish(message).await {
         // Not enqueued means not accepted: the job is closed so nobody waits on it, and
         // the caller (a registry, a pipeline) is told to try again.

@@ -253,8 +253,10 @@ struct Skipped {
     reason: String,
 }
 
-fn add(counter: &std::sync::atomic::AtomicU64, n: u64) {
+/// Adds `n` to one of a receiver's counters, and to the same series in `/metrics`.
+fn add(kind: ReceiverKind, counter: &std::sync::atomic::AtomicU64, outcome: &str, n: u64) {
     ReceiverStats::add(counter, n);
+    signet_runtime::metrics::metrics().webhook(kind.name(), outcome, n);
 }
 
 async fn receive(
@@ -273,24 +275,24 @@ async fn receive(
     let body = read_body(body, state.webhooks.body_limit)
         .await
         .inspect_err(|_| {
-            add(&stats.malformed, 1);
+            add(kind, &stats.malformed, "malformed", 1);
         })?;
     let passed = receiver
         .guard
         .check(headers, &body, url_secret)
         .map_err(|why| {
-            add(&stats.unauthenticated, 1);
+            add(kind, &stats.unauthenticated, "unauthenticated", 1);
             tracing::warn!(receiver = %kind, reason = %why, "webhook refused: not authenticated");
             ApiError::Unauthorized(why)
         })?;
-    add(&stats.deliveries, 1);
+    add(kind, &stats.deliveries, "deliveries", 1);
     if let Some(id) = &passed.delivery_id {
         if !state
             .store
             .remember_delivery(kind.name(), id, state.webhooks.replay_window)
             .await?
         {
-            add(&stats.replays, 1);
+            add(kind, &stats.replays, "replays", 1);
             tracing::warn!(receiver = %kind, delivery = %id, "webhook refused: replayed delivery id");
             return Err(ApiError::Conflict(format!(
                 "delivery {id:?} was already received; a replayed webhook is refused (send each delivery with a new X-Delivery-Id)"
@@ -300,8 +302,10 @@ async fn receive(
     let outcome = handle(state, receiver, &body, passed.delivery_id.as_deref()).await;
     if let Err(e) = &outcome {
         match e {
-            ApiError::BadRequest(_) | ApiError::Unprocessable(_) => add(&stats.malformed, 1),
-            ApiError::Unavailable(_) => add(&stats.unavailable, 1),
+            ApiError::BadRequest(_) | ApiError::Unprocessable(_) => {
+                add(kind, &stats.malformed, "malformed", 1)
+            }
+            ApiError::Unavailable(_) => add(kind, &stats.unavailable, "unavailable", 1),
             _ => {}
         }
         // Not accepted, so the sender's retry must not count as a replay.
@@ -350,13 +354,13 @@ async fn handle(
     // Read only when a delivery has something to sign: most events (the registry's own
     // pulls, blob pushes, signet's signature pushes) do not.
     let mut rules: Option<Rules> = None;
-    add(&stats.events, events.len() as u64);
+    add(kind, &stats.events, "events", events.len() as u64);
     for event in events {
         let image = match filter::classify(&event, receiver.registry.as_deref())
             .map_err(ApiError::Unprocessable)?
         {
             Verdict::Ignore(why) => {
-                add(&stats.ignored, 1);
+                add(kind, &stats.ignored, "ignored", 1);
                 tracing::debug!(receiver = %kind, event = %event.key, reason = why.label(), "webhook event not signed: {why}");
                 report.ignored.push(IgnoredEvent {
                     event: event.key,
@@ -372,7 +376,7 @@ async fn handle(
         };
         let witnesses = rules.witnesses_for(&image);
         if witnesses.is_empty() {
-            add(&stats.unmatched, 1);
+            add(kind, &stats.unmatched, "unmatched", 1);
             tracing::info!(receiver = %kind, %image, "push matched no enabled signing rule; acknowledged, not signed");
             report.unmatched.push(image.to_string());
             continue;
@@ -386,7 +390,7 @@ async fn handle(
             let id = job_id(kind, &event.key, &image, &witness);
             match enqueue_as(state, id, request, &source, &source).await {
                 Ok(job) => {
-                    add(&stats.jobs, 1);
+                    add(kind, &stats.jobs, "jobs", 1);
                     report.jobs.push(JobRef {
                         id: job.id,
                         image: image.to_string(),
@@ -422,7 +426,7 @@ async fn generic_request(
     let stats = state.webhooks.stats.receiver(kind);
     let request: SignRequest =
         from_json("the sign request", body).map_err(|e| ApiError::BadRequest(e.0))?;
-    add(&stats.events, 1);
+    add(kind, &stats.events, "events", 1);
     let image =
         ImageRef::parse(&request.image).map_err(|e| ApiError::BadRequest(format!("image: {e}")))?;
     let mut report = Report {
@@ -430,7 +434,7 @@ async fn generic_request(
         ..Report::default()
     };
     if let Some(tag) = image.tag().filter(|t| is_attachment_tag(t)) {
-        add(&stats.ignored, 1);
+        add(kind, &stats.ignored, "ignored", 1);
         report.ignored.push(IgnoredEvent {
             event: request.image.clone(),
             reason: filter::Ignored::AttachmentTag(tag.to_owned()).to_string(),
@@ -444,7 +448,7 @@ async fn generic_request(
     };
     let source = format!("webhook:{kind}");
     let job = enqueue_as(state, id, request, &source, &source).await?;
-    add(&stats.jobs, 1);
+    add(kind, &stats.jobs, "jobs", 1);
     report.jobs.push(JobRef {
         id: job.id,
         image: job.request.image.clone(),
