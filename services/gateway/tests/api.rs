@@ -2,12 +2,14 @@
 //! validation, limits and readiness. Signing itself is covered end to end by the CLI's
 //! tests; here no signer runs, so jobs stay queued.
 
+mod common;
+
 use std::sync::Arc;
 
 use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
-use signet_core::Role;
-use signet_gateway::{auth, AppState};
+
+use signet_gateway::AppState;
 use signet_kms::{Kms, KmsConfig};
 use signet_registry::{RegistryClient, RegistryConfig};
 use signet_runtime::settings::GatewaySettings;
@@ -47,31 +49,15 @@ async fn start() -> Gateway {
         outbox_kick: Arc::new(tokio::sync::Notify::new()),
         webhooks: Arc::default(),
     };
-    let mut tokens = Vec::new();
-    for (name, role) in [
-        ("root", Role::Admin),
-        ("ci", Role::Signer),
-        ("c1", Role::Verifier),
-    ] {
-        tokens.push(
-            auth::issue(&store, name, role, "test")
-                .await
-                .expect("token")
-                .secret,
-        );
-    }
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind");
-    let url = format!("http://{}", listener.local_addr().expect("addr"));
+    let tokens = common::tokens(&store).await;
     let shutdown = CancellationToken::new();
-    tokio::spawn(signet_gateway::serve(listener, state, shutdown.clone()));
+    let url = common::serve(state, shutdown.clone()).await;
     Gateway {
         url,
         store,
-        admin: tokens[0].clone(),
-        signer: tokens[1].clone(),
-        verifier: tokens[2].clone(),
+        admin: tokens.admin,
+        signer: tokens.signer,
+        verifier: tokens.verifier,
         http: reqwest::Client::new(),
         _dir: dir,
         _shutdown: shutdown.drop_guard(),

@@ -1,6 +1,8 @@
 //! Security policies, trust bundles, trusted images and admission decisions over the
 //! wire, against a gateway on a free port with a SQLite store in a temp dir.
 
+mod common;
+
 use std::sync::Arc;
 
 use chrono::Utc;
@@ -8,9 +10,9 @@ use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
 use signet_core::{
     AdmissionDecision, AdmissionOutcome, DenialReason, Digest, EventKind, ImageVerdict, NewAudit,
-    PolicyMode, Role, SignatureRecord,
+    PolicyMode, SignatureRecord,
 };
-use signet_gateway::{auth, AppState};
+use signet_gateway::AppState;
 use signet_kms::{Kms, KmsConfig};
 use signet_registry::{RegistryClient, RegistryConfig};
 use signet_runtime::settings::GatewaySettings;
@@ -46,31 +48,15 @@ async fn start() -> Gateway {
         outbox_kick: Arc::new(tokio::sync::Notify::new()),
         webhooks: Arc::default(),
     };
-    let mut tokens = Vec::new();
-    for (name, role) in [
-        ("root", Role::Admin),
-        ("ci", Role::Signer),
-        ("c1", Role::Verifier),
-    ] {
-        tokens.push(
-            auth::issue(&store, name, role, "test")
-                .await
-                .expect("token")
-                .secret,
-        );
-    }
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind");
-    let url = format!("http://{}", listener.local_addr().expect("addr"));
+    let tokens = common::tokens(&store).await;
     let shutdown = CancellationToken::new();
-    tokio::spawn(signet_gateway::serve(listener, state, shutdown.clone()));
+    let url = common::serve(state, shutdown.clone()).await;
     Gateway {
         url,
         store,
-        admin: tokens[0].clone(),
-        signer: tokens[1].clone(),
-        verifier: tokens[2].clone(),
+        admin: tokens.admin,
+        signer: tokens.signer,
+        verifier: tokens.verifier,
         http: reqwest::Client::new(),
         _dir: dir,
         _shutdown: shutdown.drop_guard(),

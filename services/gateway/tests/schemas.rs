@@ -5,6 +5,8 @@
 //! bundle, the gateway's answers (against the OpenAPI document), and the webhook bodies
 //! captured from real registries. Each family also has payloads that must fail.
 
+mod common;
+
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -13,12 +15,12 @@ use std::time::Duration;
 use axum::http::HeaderName;
 use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
-use signet_core::{EventKind, JobState, Role};
+use signet_core::{EventKind, JobState};
 use signet_gateway::schemas::{self, SchemaFile, ANY_EVENT, DIALECT, OPENAPI};
 use signet_gateway::webhooks::auth::Guard;
 use signet_gateway::webhooks::receivers::Receiver;
 use signet_gateway::webhooks::{acr, distribution, harbor, ReceiverKind, Receivers};
-use signet_gateway::{auth, AppState};
+use signet_gateway::AppState;
 use signet_kms::{Kms, KmsConfig};
 use signet_registry::{RegistryClient, RegistryConfig};
 use signet_runtime::secret::SecretString;
@@ -484,33 +486,17 @@ impl Signet {
             outbox_kick: kick.clone(),
             webhooks: Arc::new(receivers),
         };
-        let mut tokens = Vec::new();
-        for (name, role) in [
-            ("root", Role::Admin),
-            ("ci", Role::Signer),
-            ("c1", Role::Verifier),
-        ] {
-            tokens.push(
-                auth::issue(&store, name, role, "test")
-                    .await
-                    .expect("token")
-                    .secret,
-            );
-        }
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("bind");
-        let url = format!("http://{}", listener.local_addr().expect("addr"));
-        tokio::spawn(signet_gateway::serve(listener, state, shutdown.clone()));
+        let tokens = common::tokens(&store).await;
+        let url = common::serve(state, shutdown.clone()).await;
         Self {
             url,
             store,
             bus,
             kms,
             kick,
-            admin: tokens[0].clone(),
-            signer: tokens[1].clone(),
-            verifier: tokens[2].clone(),
+            admin: tokens.admin,
+            signer: tokens.signer,
+            verifier: tokens.verifier,
             http: reqwest::Client::new(),
             api: Api::new(schema(OPENAPI)),
             shutdown,

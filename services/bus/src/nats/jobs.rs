@@ -30,6 +30,20 @@ impl NatsJobs {
     }
 }
 
+impl NatsJobs {
+    /// The jobs stream's current state (fetched, not cached).
+    async fn jobs_state(&self) -> Result<async_nats::jetstream::stream::State, BusError> {
+        self.shared.ensure_connected()?;
+        let stream = self
+            .shared
+            .js
+            .get_stream(self.shared.names.jobs_stream())
+            .await
+            .map_err(|e| unavailable(format!("finding the jobs stream: {e}")))?;
+        Ok(stream.cached_info().state.clone())
+    }
+}
+
 #[async_trait]
 impl JobQueue for NatsJobs {
     fn backend(&self) -> &'static str {
@@ -69,27 +83,13 @@ impl JobQueue for NatsJobs {
     }
 
     async fn depth(&self) -> Result<Option<u64>, BusError> {
-        self.shared.ensure_connected()?;
-        let stream = self
-            .shared
-            .js
-            .get_stream(self.shared.names.jobs_stream())
-            .await
-            .map_err(|e| unavailable(format!("finding the jobs stream: {e}")))?;
-        Ok(Some(stream.cached_info().state.messages))
+        Ok(Some(self.jobs_state().await?.messages))
     }
 
     async fn oldest(&self) -> Result<Option<chrono::DateTime<chrono::Utc>>, BusError> {
-        self.shared.ensure_connected()?;
-        let stream = self
-            .shared
-            .js
-            .get_stream(self.shared.names.jobs_stream())
-            .await
-            .map_err(|e| unavailable(format!("finding the jobs stream: {e}")))?;
         // A work-queue stream drops what is acked: its first message is the oldest job
         // not yet done.
-        let state = &stream.cached_info().state;
+        let state = self.jobs_state().await?;
         if state.messages == 0 {
             return Ok(None);
         }

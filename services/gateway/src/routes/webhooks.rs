@@ -31,6 +31,42 @@ use crate::AppState;
 /// The namespace of webhook job ids (UUIDv5 over receiver, event, image and witness).
 const JOB_ID_NAMESPACE: Uuid = Uuid::from_u128(0x6a1c_4e07_5b3d_4f8e_9c21_d0a7_35e6_b812);
 
+/// What every registry webhook receiver answers, for the API document.
+#[derive(utoipa::IntoResponses)]
+#[allow(dead_code)] // describes answers the handlers build; never constructed
+enum RegistryWebhookAnswers {
+    #[response(
+        status = 200,
+        description = "Nothing to sign: what was ignored or unmatched, and why"
+    )]
+    NothingToSign(Report),
+    #[response(
+        status = 202,
+        description = "Every job the delivery yields is on the bus"
+    )]
+    Enqueued(Report),
+    #[response(status = 400, description = "The body is not what the registry sends")]
+    Malformed(crate::error::ErrorBody),
+    #[response(status = 401, description = "The sender could not be authenticated")]
+    Unauthenticated(crate::error::ErrorBody),
+    #[response(status = 404, description = "The receiver is not enabled")]
+    NotEnabled(crate::error::ErrorBody),
+    #[response(status = 409, description = "A replayed delivery id")]
+    Replayed(crate::error::ErrorBody),
+    #[response(status = 413, description = "The body is too large")]
+    TooLarge(crate::error::ErrorBody),
+    #[response(
+        status = 422,
+        description = "A push names an image that cannot be signed"
+    )]
+    Unsignable(crate::error::ErrorBody),
+    #[response(
+        status = 503,
+        description = "The bus did not take a job; the registry sends the delivery again"
+    )]
+    Unavailable(crate::error::ErrorBody),
+}
+
 #[utoipa::path(
     post,
     path = "/v1/webhooks/distribution",
@@ -42,17 +78,7 @@ const JOB_ID_NAMESPACE: Uuid = Uuid::from_u128(0x6a1c_4e07_5b3d_4f8e_9c21_d0a7_3
         (crate::webhooks::distribution::Envelope = "application/vnd.docker.distribution.events.v1+json"),
         (crate::webhooks::distribution::Envelope = "application/json"),
     )),
-    responses(
-        (status = 200, description = "Nothing to sign: what was ignored or unmatched, and why", body = Report),
-        (status = 202, description = "Every job the delivery yields is on the bus", body = Report),
-        (status = 400, description = "The body is not what the registry sends", body = crate::error::ErrorBody),
-        (status = 401, description = "The sender could not be authenticated", body = crate::error::ErrorBody),
-        (status = 404, description = "The receiver is not enabled", body = crate::error::ErrorBody),
-        (status = 409, description = "A replayed delivery id", body = crate::error::ErrorBody),
-        (status = 413, description = "The body is too large", body = crate::error::ErrorBody),
-        (status = 503, description = "The bus did not take a job; the registry sends the delivery again", body = crate::error::ErrorBody),
-        (status = 422, description = "A push names an image that cannot be signed", body = crate::error::ErrorBody),
-    ),
+    responses(RegistryWebhookAnswers),
 )]
 pub async fn distribution(
     State(state): State<AppState>,
@@ -71,17 +97,7 @@ pub async fn distribution(
         Default format. Artifact pushes with a tag that a signing rule matches become one job \
         per witness. Authenticated as configured for the receiver (a static token header, or HMAC-SHA256 with a delivery id), not with an API token.",
     request_body(content = crate::webhooks::harbor::Payload),
-    responses(
-        (status = 200, description = "Nothing to sign: what was ignored or unmatched, and why", body = Report),
-        (status = 202, description = "Every job the delivery yields is on the bus", body = Report),
-        (status = 400, description = "The body is not what the registry sends", body = crate::error::ErrorBody),
-        (status = 401, description = "The sender could not be authenticated", body = crate::error::ErrorBody),
-        (status = 404, description = "The receiver is not enabled", body = crate::error::ErrorBody),
-        (status = 409, description = "A replayed delivery id", body = crate::error::ErrorBody),
-        (status = 413, description = "The body is too large", body = crate::error::ErrorBody),
-        (status = 503, description = "The bus did not take a job; the registry sends the delivery again", body = crate::error::ErrorBody),
-        (status = 422, description = "A push names an image that cannot be signed", body = crate::error::ErrorBody),
-    ),
+    responses(RegistryWebhookAnswers),
 )]
 pub async fn harbor(
     State(state): State<AppState>,
@@ -106,17 +122,7 @@ pub struct SecretQuery {
     description = "ACR sends no custom headers, so the receiver's secret is in the URL.",
     params(SecretQuery),
     request_body = crate::webhooks::acr::Notification,
-    responses(
-        (status = 200, description = "Nothing to sign: what was ignored or unmatched, and why", body = Report),
-        (status = 202, description = "Every job the delivery yields is on the bus", body = Report),
-        (status = 400, description = "The body is not what the registry sends", body = crate::error::ErrorBody),
-        (status = 401, description = "The sender could not be authenticated", body = crate::error::ErrorBody),
-        (status = 404, description = "The receiver is not enabled", body = crate::error::ErrorBody),
-        (status = 409, description = "A replayed delivery id", body = crate::error::ErrorBody),
-        (status = 413, description = "The body is too large", body = crate::error::ErrorBody),
-        (status = 503, description = "The bus did not take a job; the registry sends the delivery again", body = crate::error::ErrorBody),
-        (status = 422, description = "A push names an image that cannot be signed", body = crate::error::ErrorBody),
-    ),
+    responses(RegistryWebhookAnswers),
 )]
 /// ACR with the secret in the query: `/v1/webhooks/acr?secret=SECRET`.
 pub async fn acr(
@@ -143,17 +149,7 @@ pub async fn acr(
     description = "ACR sends no custom headers, so the receiver's secret is in the URL.",
     params(("secret" = String, Path, description = "The receiver's URL secret")),
     request_body = crate::webhooks::acr::Notification,
-    responses(
-        (status = 200, description = "Nothing to sign: what was ignored or unmatched, and why", body = Report),
-        (status = 202, description = "Every job the delivery yields is on the bus", body = Report),
-        (status = 400, description = "The body is not what the registry sends", body = crate::error::ErrorBody),
-        (status = 401, description = "The sender could not be authenticated", body = crate::error::ErrorBody),
-        (status = 404, description = "The receiver is not enabled", body = crate::error::ErrorBody),
-        (status = 409, description = "A replayed delivery id", body = crate::error::ErrorBody),
-        (status = 413, description = "The body is too large", body = crate::error::ErrorBody),
-        (status = 503, description = "The bus did not take a job; the registry sends the delivery again", body = crate::error::ErrorBody),
-        (status = 422, description = "A push names an image that cannot be signed", body = crate::error::ErrorBody),
-    ),
+    responses(RegistryWebhookAnswers),
 )]
 /// ACR with the secret in the path: `/v1/webhooks/acr/SECRET`.
 pub async fn acr_with_secret(
