@@ -263,31 +263,20 @@ impl Env {
 
     /// Pushes `n` fresh images with skopeo, four at a time, as `e2e/<prefix>-<i>:v1`.
     async fn push(&self, prefix: &str, n: usize) -> Vec<(String, Digest)> {
+        self.push_in_background(prefix, n)
+            .await
+            .expect("pushing task")
+    }
+
+    /// Starts pushing `n` images with skopeo (four at a time); the task yields them.
+    fn push_in_background(
+        &self,
+        prefix: &str,
+        n: usize,
+    ) -> tokio::task::JoinHandle<Vec<(String, Digest)>> {
         let host = self.registry.host();
-        let mut pushes = JoinSet::new();
-        let mut pushed = Vec::new();
         let layouts = self.tmp.path().to_owned();
-        for i in 0..n {
-            if pushes.len() >= 4 {
-                pushed.push(join(pushes.join_next().await));
-            }
-            let repo = format!("e2e/{prefix}-{i}");
-            let layout = layouts.join(format!("layout-{prefix}-{i}"));
-            let host = host.clone();
-            pushes.spawn(async move {
-                let image = TestImage::random();
-                image.write_oci_layout(&layout, "v1").expect("OCI layout");
-                let digest = skopeo_copy(&layout, &host, &repo, "v1")
-                    .await
-                    .expect("skopeo copy");
-                assert_eq!(digest, image.digest());
-                (repo, digest)
-            });
-        }
-        while let Some(r) = pushes.join_next().await {
-            pushed.push(join(Some(r)));
-        }
-        pushed
+        tokio::spawn(push_all(host, layouts, prefix.to_owned(), n))
     }
 
     /// Waits until the registry has delivered every notification sent so far: it sends
@@ -380,6 +369,38 @@ impl Env {
         drop(up);
         delete_namespace(&bus, &namespace).await;
     }
+}
+
+/// Pushes `n` random images as `e2e/PREFIX-I:v1` with skopeo, four at a time.
+async fn push_all(
+    host: String,
+    layouts: PathBuf,
+    prefix: String,
+    n: usize,
+) -> Vec<(String, Digest)> {
+    let mut pushes = JoinSet::new();
+    let mut pushed = Vec::new();
+    for i in 0..n {
+        if pushes.len() >= 4 {
+            pushed.push(join(pushes.join_next().await));
+        }
+        let repo = format!("e2e/{prefix}-{i}");
+        let layout = layouts.join(format!("layout-{prefix}-{i}"));
+        let host = host.clone();
+        pushes.spawn(async move {
+            let image = TestImage::random();
+            image.write_oci_layout(&layout, "v1").expect("OCI layout");
+            let digest = skopeo_copy(&layout, &host, &repo, "v1")
+                .await
+                .expect("skopeo copy");
+            assert_eq!(digest, image.digest());
+            (repo, digest)
+        });
+    }
+    while let Some(r) = pushes.join_next().await {
+        pushed.push(join(Some(r)));
+    }
+    pushed
 }
 
 fn join(r: Option<Result<(String, Digest), tokio::task::JoinError>>) -> (String, Digest) {
@@ -549,12 +570,14 @@ async fn killed_mid_batch(bus: &str) {
     let mut env = env;
     env.witness_and_rule("prod", "local://prod");
     let n = batch();
-    let images = env.push("kill", n).await;
-    // Some done, more to do.
+    // Killed while images are still being pushed: some signed, some in flight, some
+    // not even notified yet (the registry retries those until signet is back).
+    let pushing = env.push_in_background("kill", n);
     env.until_succeeded(n / 3, deadline(n)).await;
     let at_kill = env.succeeded().await;
     env.up.kill().expect("SIGKILL signet");
     env.up.restart().await.expect("restart signet");
+    let images = pushing.await.expect("pushing task");
     env.until_succeeded(n, deadline(n)).await;
     eprintln!("{bus}: {n} images, {at_kill} signed when signet was killed");
     env.assert_signed_exactly_once(&images, 0).await;
