@@ -115,6 +115,21 @@ fn load_average() -> String {
         .unwrap_or_default()
 }
 
+async fn interrupted() {
+    use tokio::signal::unix::{signal, SignalKind};
+    match signal(SignalKind::terminate()) {
+        Ok(mut term) => {
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => {}
+                _ = term.recv() => {}
+            }
+        }
+        Err(_) => {
+            let _ = tokio::signal::ctrl_c().await;
+        }
+    }
+}
+
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     match Args::parse().command {
@@ -153,7 +168,12 @@ async fn main() -> anyhow::Result<()> {
                 "signet-load, profile {} on {}",
                 profile.name, report.machine
             );
-            if let Err(e) = run::run(&profile, &mut report).await {
+            // Ctrl-C or SIGTERM stops the run; dropping it stops every process it started.
+            let outcome = tokio::select! {
+                r = run::run(&profile, &mut report) => r,
+                _ = interrupted() => Err(anyhow::anyhow!("interrupted")),
+            };
+            if let Err(e) = outcome {
                 report.skip("the run", &e);
             }
             report.machine = format!(

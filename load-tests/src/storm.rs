@@ -21,6 +21,9 @@ use crate::procs::rss_mib;
 use crate::stack::Stack;
 use crate::stats::{per_second, Summary};
 
+/// Each pushed digest: the repository it went to and when its push started.
+type Pushed = HashMap<String, (String, DateTime<Utc>)>;
+
 /// Repositories a storm spreads its images over.
 const REPOS: u64 = 8;
 
@@ -66,7 +69,7 @@ pub async fn run(
             .await?;
     }
     let log_before = stack.registry.log().lines().count();
-    let pushed: Arc<Mutex<HashMap<String, (String, DateTime<Utc>)>>> = Arc::default();
+    let pushed: Arc<Mutex<Pushed>> = Arc::default();
 
     let (stop_tx, stop_rx) = watch::channel(false);
     let sampler = stack.signer().and_then(|s| s.pid()).map(|pid| {
