@@ -112,9 +112,10 @@ pub async fn stepped(v: &Verifier, images: &[String], rates: &[f64], step: Durat
         )
         .await;
         println!(
-            "    {rate:>6.0}/s offered: {:.0}/s achieved, {}",
+            "    {rate:>6.0}/s offered: {:.0}/s achieved, {}; sends lagged p99 {}",
             run.achieved(),
-            run.summary
+            run.summary,
+            crate::stats::ms(run.send_lag.p99)
         );
         out.push(run);
         // Let connections and queues settle between steps.
@@ -279,6 +280,7 @@ mod tests {
             summary: Summary::new(samples, failed, Duration::from_secs(1)),
             offered,
             late: 0,
+            send_lag: Summary::new(Vec::new(), 0, Duration::from_secs(1)),
         }
     }
 

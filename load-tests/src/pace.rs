@@ -2,11 +2,13 @@
 //! can (closed loop), each bounded in count and in time.
 //!
 //! Open loop: operation `i` is due at `start + i / rate`, whether or not earlier ones have
-//! finished, and its latency is measured **from when it was due**, not from when it was
-//! finally sent. A server that falls behind therefore shows up in the latencies instead of
-//! silently lowering the offered rate (the "coordinated omission" mistake). In-flight
-//! operations are capped; an operation that waits for a free slot is late, and its wait
-//! counts in its latency.
+//! finished. In-flight operations are capped; an operation that has to wait for a free
+//! slot (because the server is slow to answer earlier ones) has its latency measured
+//! **from when it was due**, so a server that falls behind shows up in the latencies
+//! instead of silently lowering the offered rate (the "coordinated omission" mistake).
+//! Other operations are timed from when they were sent: tokio's timer fires up to a
+//! millisecond after the instant asked for, and that is the client's lateness, not the
+//! server's. How late sends were is reported on its own ([`Paced::send_lag`]).
 
 use std::future::Future;
 use std::sync::Arc;
@@ -45,6 +47,8 @@ pub struct Paced {
     pub offered: f64,
     /// Operations that could not start when due because `in_flight` were running.
     pub late: u64,
+    /// How long after their due time operations were sent (timer and scheduling lag).
+    pub send_lag: Summary,
 }
 
 impl Paced {
@@ -66,34 +70,38 @@ where
     let stop = start + limits.duration;
     let mut tasks = JoinSet::new();
     let mut late = 0;
+    let mut lags = Vec::new();
     for i in 0..limits.count {
         let scheduled = start + due_after(rate, i);
         if scheduled > stop {
             break;
         }
         tokio::time::sleep_until(scheduled).await;
-        let permit = match slots.clone().try_acquire_owned() {
-            Ok(p) => p,
+        let (permit, from) = match slots.clone().try_acquire_owned() {
+            Ok(p) => (p, Instant::now()),
             Err(_) => {
                 late += 1;
                 match slots.clone().acquire_owned().await {
-                    Ok(p) => p,
+                    Ok(p) => (p, scheduled),
                     Err(_) => break,
                 }
             }
         };
+        lags.push(Instant::now().saturating_duration_since(scheduled));
         let fut = op(i);
         tasks.spawn(async move {
             let ok = fut.await;
             drop(permit);
-            (ok, scheduled.elapsed())
+            (ok, from.elapsed())
         });
     }
     let (samples, failed) = collect(&mut tasks).await;
+    let elapsed = start.elapsed();
     Paced {
-        summary: Summary::new(samples, failed, start.elapsed()),
+        summary: Summary::new(samples, failed, elapsed),
         offered: rate,
         late,
+        send_lag: Summary::new(lags, 0, elapsed),
     }
 }
 
@@ -200,6 +208,7 @@ mod tests {
         }
         assert_eq!(run.summary.count, 10);
         assert_eq!(run.late, 0);
+        assert_eq!(run.send_lag.max, Duration::ZERO);
         // Each took 5 ms of (paused, exact) time from when it was due.
         assert_eq!(run.summary.p99, Duration::from_millis(5));
         assert_eq!(run.summary.max, Duration::from_millis(5));
@@ -238,6 +247,11 @@ mod tests {
         )
         .await;
         assert_eq!(run.late, 3);
+        assert_eq!(
+            run.send_lag.max,
+            Duration::from_millis(270),
+            "the 4th was sent at 300 ms"
+        );
         // The 4th was due at 30 ms and finished at 400 ms.
         assert_eq!(run.summary.max, Duration::from_millis(370));
         assert_eq!(run.summary.p50, Duration::from_millis(190));

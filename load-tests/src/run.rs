@@ -450,8 +450,8 @@ fn storm_figures(report: &mut Report, base: &Baselines, scenario: &str, s: &Stor
         .target(Target::RatioAtLeast(0.8), "≥ 80% of ceiling")
         .baseline("raw signature writes", base.ceiling.throughput())
         .note(format!(
-            "{:.1} registry requests per signed image (push + signet)",
-            s.registry_requests_per_image
+            "{:.1} registry requests per signed image (push + signet): {}",
+            s.registry_requests_per_image, s.registry_mix
         )),
     );
     report.push(
@@ -539,11 +539,12 @@ async fn admission_scenarios(
         .iter()
         .map(|s| {
             format!(
-                "{:.0}/s: p99 {} ({:.0}/s done, {} sent late)",
+                "{:.0}/s: p99 {} ({:.0}/s done, {} waited for a slot, send lag p99 {})",
                 s.offered,
                 ms(s.summary.p99),
                 s.achieved(),
-                s.late
+                s.late,
+                ms(s.send_lag.p99)
             )
         })
         .collect();

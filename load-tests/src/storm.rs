@@ -44,6 +44,8 @@ pub struct Storm {
     pub signer_rss_max: Option<f64>,
     /// Registry requests per signed image (the push, signet's reads and writes).
     pub registry_requests_per_image: f64,
+    /// Those requests by kind, per signed image.
+    pub registry_mix: String,
     /// `repository@digest` of every signed image, for the admission scenarios.
     pub images: Vec<String>,
 }
@@ -52,6 +54,38 @@ impl Storm {
     pub fn throughput(&self) -> f64 {
         per_second(self.signed, self.all_signed_in)
     }
+}
+
+/// What kinds of request an access log shows (`"GET /v2/r/manifests/t HTTP/1.1"` lines),
+/// as counts per `per` images, most frequent first.
+pub fn request_mix(lines: &[&str], per: usize) -> String {
+    let mut counts: HashMap<String, usize> = HashMap::new();
+    for line in lines {
+        let Some(request) = line.split('"').nth(1) else {
+            continue;
+        };
+        let mut parts = request.split_whitespace();
+        let (Some(method), Some(path)) = (parts.next(), parts.next()) else {
+            continue;
+        };
+        let kind = if path.contains("/manifests/") {
+            "manifest"
+        } else if path.contains("/blobs/uploads/") {
+            "blob upload"
+        } else if path.contains("/blobs/") {
+            "blob"
+        } else {
+            "other"
+        };
+        *counts.entry(format!("{method} {kind}")).or_default() += 1;
+    }
+    let mut counts: Vec<_> = counts.into_iter().collect();
+    counts.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
+    counts
+        .iter()
+        .map(|(k, n)| format!("{k} {:.1}", *n as f64 / per as f64))
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 /// Pushes images to `prefix/app0..7` (which a rule for `witness` covers) in `shape`.
@@ -174,12 +208,9 @@ pub async fn run(
         }
     }
     let all_signed_in = (last - first).to_std().unwrap_or_default();
-    let requests = stack
-        .registry
-        .log()
-        .lines()
-        .count()
-        .saturating_sub(log_before);
+    let log = stack.registry.log();
+    let during: Vec<&str> = log.lines().skip(log_before).collect();
+    let requests = during.len();
     Ok(Storm {
         pushed: pushed.len(),
         signed: latencies.len(),
@@ -191,6 +222,28 @@ pub async fn run(
         all_signed_in,
         signer_rss_max,
         registry_requests_per_image: requests as f64 / recorded.len().max(1) as f64,
+        registry_mix: request_mix(&during, recorded.len().max(1)),
         images: signed_images,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_request_mix_counts_kinds_per_image() {
+        let lines = [
+            r#"127.0.0.1 - - [01/Dec/2026:20:25:10 +0000] "PUT /v2/burst/app0/manifests/v1 HTTP/1.1" 201 0 "" "skopeo""#,
+            r#"127.0.0.1 - - [01/Dec/2026:20:25:10 +0000] "GET /v2/burst/app0/manifests/sha256-ab.sig HTTP/1.1" 404 0 "" "signet""#,
+            r#"127.0.0.1 - - [01/Dec/2026:20:25:10 +0000] "POST /v2/burst/app0/blobs/uploads/ HTTP/1.1" 202 0 "" "signet""#,
+            r#"127.0.0.1 - - [01/Dec/2026:20:25:10 +0000] "PUT /v2/burst/app0/blobs/uploads/u1?digest=sha256:cd HTTP/1.1" 201 0 "" "signet""#,
+            r#"127.0.0.1 - - [01/Dec/2026:20:25:10 +0000] "PUT /v2/burst/app1/manifests/v2 HTTP/1.1" 201 0 "" "skopeo""#,
+            "time=\"2026-12-01\" level=warning msg=noise",
+        ];
+        assert_eq!(
+            request_mix(&lines, 2),
+            "PUT manifest 1.0, GET manifest 0.5, POST blob upload 0.5, PUT blob upload 0.5"
+        );
+    }
 }
