@@ -463,9 +463,13 @@ fn storm_figures(report: &mut Report, base: &Baselines, scenario: &str, s: &Stor
         )),
     );
     if let Some(m) = s.signer_rss_max {
+        let which = if scenario.contains("embedded") {
+            "the whole `signet up` process (gateway, signer, verifier)"
+        } else {
+            "the signet-signer process"
+        };
         report.push(
-            Figure::new(scenario, "signer RSS, max during the storm", m, Unit::MiB)
-                .note("signet-signer (signet up for the embedded bus: the whole process)"),
+            Figure::new(scenario, "signer RSS, max during the storm", m, Unit::MiB).note(which),
         );
     }
 }
