@@ -107,6 +107,8 @@ impl Profile {
 /// The baselines every stack is compared with.
 struct Baselines {
     ceiling: Summary,
+    /// The ceiling for writes with signet's request pattern.
+    shaped: Summary,
     per_image: PerImage,
 }
 
@@ -192,6 +194,33 @@ async fn baselines(profile: &Profile, report: &mut Report) -> anyhow::Result<Bas
             ms(ceiling.p50)
         )),
     );
+    // Enough images for the whole window at the plain ceiling's rate.
+    let shaped_count =
+        ((ceiling.throughput() * profile.ceiling_for.as_secs_f64()) as u64).clamp(100, 5000);
+    let shaped = ceiling::signet_shaped(
+        &registry,
+        profile.ceiling_workers,
+        shaped_count,
+        profile.ceiling_for,
+    )
+    .await?;
+    println!("  registry ceiling, signet's request pattern: {shaped}");
+    report.push(
+        Figure::new(
+            "registry ceiling (baseline)",
+            &format!(
+                "signature writes with signet's {} requests",
+                ceiling::SIGNET_SHAPED_REQUESTS
+            ),
+            shaped.throughput(),
+            Unit::PerSecond,
+        )
+        .baseline("raw signature writes", ceiling.throughput())
+        .note(format!(
+            "the image manifest read, a second .sig read and a HEAD after the PUT; {} of {} prepared images written",
+            shaped.count, shaped_count
+        )),
+    );
     let per_image = per_image::run(
         &registry,
         profile.per_image,
@@ -230,7 +259,11 @@ async fn baselines(profile: &Profile, report: &mut Report) -> anyhow::Result<Bas
             ms(per_image.parallel.p99)
         )),
     );
-    Ok(Baselines { ceiling, per_image })
+    Ok(Baselines {
+        ceiling,
+        shaped,
+        per_image,
+    })
 }
 
 const WITNESSES: [&str; 3] = ["burst", "paced", "api"];
@@ -453,6 +486,16 @@ fn storm_figures(report: &mut Report, base: &Baselines, scenario: &str, s: &Stor
             "{:.1} registry requests per signed image (push + signet): {}",
             s.registry_requests_per_image, s.registry_mix
         )),
+    );
+    report.push(
+        Figure::new(
+            scenario,
+            "throughput vs ceiling for signet's requests",
+            s.throughput(),
+            Unit::PerSecond,
+        )
+        .baseline("signet-shaped writes", base.shaped.throughput())
+        .note("what the registry allows for signet's request pattern, alone on the machine"),
     );
     report.push(
         Figure::latency(scenario, "p50 push→signature", s.latency.p50).note(format!(

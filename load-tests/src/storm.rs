@@ -56,11 +56,18 @@ impl Storm {
     }
 }
 
+/// Whether an access-log line records a request (`... "GET /v2/... HTTP/1.1" ...`).
+fn is_request(line: &str) -> bool {
+    line.split('"')
+        .nth(1)
+        .is_some_and(|r| r.contains(" /v2/") && r.ends_with("HTTP/1.1"))
+}
+
 /// What kinds of request an access log shows (`"GET /v2/r/manifests/t HTTP/1.1"` lines),
 /// as counts per `per` images, most frequent first.
 pub fn request_mix(lines: &[&str], per: usize) -> String {
     let mut counts: HashMap<String, usize> = HashMap::new();
-    for line in lines {
+    for line in lines.iter().filter(|l| is_request(l)) {
         let Some(request) = line.split('"').nth(1) else {
             continue;
         };
@@ -210,7 +217,8 @@ pub async fn run(
     let all_signed_in = (last - first).to_std().unwrap_or_default();
     let log = stack.registry.log();
     let during: Vec<&str> = log.lines().skip(log_before).collect();
-    let requests = during.len();
+    // Only access-log lines; the registry also logs warnings (a 404 is one).
+    let requests = during.iter().filter(|l| is_request(l)).count();
     Ok(Storm {
         pushed: pushed.len(),
         signed: latencies.len(),
@@ -240,7 +248,9 @@ mod tests {
             r#"127.0.0.1 - - [01/Dec/2026:20:25:10 +0000] "PUT /v2/burst/app0/blobs/uploads/u1?digest=sha256:cd HTTP/1.1" 201 0 "" "signet""#,
             r#"127.0.0.1 - - [01/Dec/2026:20:25:10 +0000] "PUT /v2/burst/app1/manifests/v2 HTTP/1.1" 201 0 "" "skopeo""#,
             "time=\"2026-12-01\" level=warning msg=noise",
+            r#"time="2026-12-01" level=error msg="response completed with error" err.code="manifest unknown" http.request.method=GET"#,
         ];
+        assert_eq!(lines.iter().filter(|l| is_request(l)).count(), 5);
         assert_eq!(
             request_mix(&lines, 2),
             "PUT manifest 1.0, GET manifest 0.5, POST blob upload 0.5, PUT blob upload 0.5"
