@@ -30,7 +30,7 @@ bench:
     cargo build --release -q -p signet-cli -p signet-gateway -p signet-signer -p signet-verifier -p signet-load
     target/release/signet-load run --profile quick
 
-# The full benchmark set, at the sizes the targets are stated for (about 10 minutes).
+# The full benchmark set, at the sizes the targets are stated for (4-6 minutes here).
 bench-full:
     cargo build --release -q -p signet-cli -p signet-gateway -p signet-signer -p signet-verifier -p signet-load
     target/release/signet-load run --profile full
