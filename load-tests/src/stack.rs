@@ -193,6 +193,13 @@ impl Stack {
             format!("127.0.0.1:{}", free_port()?),
         ));
         env.push(kv("SIGNET_VERIFIER__CLUSTER", CLUSTER));
+        // Never the default admin ports, which another signet on this machine may hold.
+        for key in [
+            "SIGNET_SIGNER__ADMIN_LISTEN",
+            "SIGNET_VERIFIER__ADMIN_LISTEN",
+        ] {
+            env.push(kv(key, format!("127.0.0.1:{}", free_port()?)));
+        }
         let mut up = Service::spawn("signet-up", &binary("signet")?, &["up"], &env, dir.path())?;
         up.ready(&http, &format!("{gateway_url}/healthz")).await?;
         let token = std::fs::read_to_string(data.join("admin.token"))
