@@ -27,3 +27,15 @@ lint:
 # Build release binaries: signet, signet-gateway, signet-signer, signet-verifier.
 build:
     cargo build --release --workspace --bins
+
+# Benchmarks (docs/benchmarks.md): every scenario, small, against release builds; under
+# two minutes once built. Needs PostgreSQL, RabbitMQ and NATS on their usual ports (as
+# scripts/test.sh starts them), docker-registry and bao. Figures go to target/bench/.
+bench:
+    cargo build --release -q -p signet-cli -p signet-gateway -p signet-signer -p signet-verifier -p signet-load
+    target/release/signet-load run --profile quick
+
+# The full benchmark set, at the sizes the targets are stated for (4-6 minutes here).
+bench-full:
+    cargo build --release -q -p signet-cli -p signet-gateway -p signet-signer -p signet-verifier -p signet-load
+    target/release/signet-load run --profile full

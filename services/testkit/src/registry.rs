@@ -48,6 +48,8 @@ pub struct NotificationEndpoint {
     pub threshold: u32,
     pub backoff: Duration,
     pub ignored_media_types: Vec<String>,
+    /// Actions (`pull`, `push`, `mount`, `delete`) the registry does not report.
+    pub ignored_actions: Vec<String>,
 }
 
 impl NotificationEndpoint {
@@ -61,6 +63,7 @@ impl NotificationEndpoint {
             threshold: 10,
             backoff: Duration::from_secs(1),
             ignored_media_types: Vec::new(),
+            ignored_actions: Vec::new(),
         }
     }
 
@@ -98,6 +101,12 @@ impl NotificationEndpoint {
         self
     }
 
+    /// Does not report `action` (e.g. `pull`, as docs/webhooks.md recommends for signet).
+    pub fn ignore_action(mut self, action: impl Into<String>) -> Self {
+        self.ignored_actions.push(action.into());
+        self
+    }
+
     fn to_config(&self) -> serde_json::Value {
         let mut v = serde_json::json!({
             "name": self.name,
@@ -109,6 +118,9 @@ impl NotificationEndpoint {
         });
         if !self.ignored_media_types.is_empty() {
             v["ignoredmediatypes"] = serde_json::json!(self.ignored_media_types);
+        }
+        if !self.ignored_actions.is_empty() {
+            v["ignore"] = serde_json::json!({ "actions": self.ignored_actions });
         }
         v
     }
@@ -495,7 +507,8 @@ mod tests {
             .timeout(Duration::from_millis(500))
             .threshold(3)
             .backoff(Duration::from_secs(2))
-            .ignore_media_type("application/octet-stream");
+            .ignore_media_type("application/octet-stream")
+            .ignore_action("pull");
         let v = e.to_config();
         assert_eq!(v["url"], "http://127.0.0.1:1/hook");
         assert_eq!(v["headers"]["Authorization"][0], "Bearer x");
@@ -503,6 +516,7 @@ mod tests {
         assert_eq!(v["threshold"], 3);
         assert_eq!(v["backoff"], "2000ms");
         assert_eq!(v["ignoredmediatypes"][0], "application/octet-stream");
+        assert_eq!(v["ignore"]["actions"][0], "pull");
     }
 
     #[test]

@@ -1,0 +1,89 @@
+//! The registry's own ceiling for signature writes: a raw loop of cosign-shaped
+//! signature writes (six requests each, see [`Registry::raw_signature_write`]) from many
+//! concurrent workers, with no signing, store or queue in the way. Signet cannot sign
+//! faster than its registry can take signatures; the push storm is judged against this.
+
+use std::time::Duration;
+
+use signet_core::Digest;
+
+use crate::oci::Registry;
+use crate::pace::{closed_loop, Limits};
+use crate::stats::Summary;
+
+/// Requests one raw signature write makes.
+pub const REQUESTS_PER_WRITE: f64 = 6.0;
+/// Requests one write shaped like signet's makes.
+pub const SIGNET_SHAPED_REQUESTS: f64 = 9.0;
+
+/// Writes signatures for made-up digests into 8 repositories from `workers` loops for
+/// `duration` (at most `count` writes).
+pub async fn run(registry: &Registry, workers: usize, count: u64, duration: Duration) -> Summary {
+    let salt = uuid::Uuid::new_v4();
+    let registry = registry.clone();
+    closed_loop(
+        workers,
+        Limits {
+            count,
+            duration,
+            in_flight: workers,
+        },
+        move |i| {
+            let registry = registry.clone();
+            async move {
+                let digest = Digest::of(format!("{salt}-{i}").as_bytes());
+                registry
+                    .raw_signature_write(&format!("ceiling/app{}", i % 8), &digest)
+                    .await
+                    .is_ok()
+            }
+        },
+    )
+    .await
+}
+
+/// The ceiling again with the requests signet's signer makes per signature today
+/// ([`Registry::signet_shaped_signature_write`]): what signet could reach if nothing
+/// but its registry traffic counted. Images are pushed first (not timed).
+pub async fn signet_shaped(
+    registry: &Registry,
+    workers: usize,
+    count: u64,
+    duration: Duration,
+) -> anyhow::Result<Summary> {
+    let images = crate::oci::ImageSet::new();
+    for r in 0..8 {
+        images.prepare(registry, &format!("shaped/app{r}")).await?;
+    }
+    let mut digests = Vec::with_capacity(count as usize);
+    for i in 0..count {
+        let (body, digest) = images.manifest(i);
+        registry
+            .put_manifest(&format!("shaped/app{}", i % 8), &format!("v{i}"), body)
+            .await?;
+        digests.push(digest);
+    }
+    let digests = std::sync::Arc::new(digests);
+    let registry = registry.clone();
+    Ok(closed_loop(
+        workers,
+        Limits {
+            count,
+            duration,
+            in_flight: workers,
+        },
+        move |i| {
+            let (registry, digests) = (registry.clone(), digests.clone());
+            async move {
+                let Some(digest) = digests.get(i as usize) else {
+                    return false;
+                };
+                registry
+                    .signet_shaped_signature_write(&format!("shaped/app{}", i % 8), digest)
+                    .await
+                    .is_ok()
+            }
+        },
+    )
+    .await)
+}

@@ -1,0 +1,448 @@
+//! One signet installation on loopback, started the way `docs/operate.md` runs production:
+//! `signet-gateway`, `signet-signer` and one or more `signet-verifier` processes, a fresh
+//! PostgreSQL database, RabbitMQ or NATS (in a namespace of their own), and a real
+//! `docker-registry` whose notifications go to the gateway with the settings
+//! `docs/webhooks.md` recommends. The embedded bus lives inside one process, so for it the
+//! stack is `signet up` (SQLite, embedded queue, its own verifier).
+//!
+//! First tokens are minted straight into the new database, as operate.md's bootstrap step
+//! does with a throwaway `signet up`; everything else goes through the API.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::Context;
+use signet_core::Role;
+use signet_store::Store;
+use signet_testkit::brokers::{delete_namespace, SHARED_AMQP, SHARED_NATS};
+use signet_testkit::postgres::TestDatabase;
+use signet_testkit::registry::{NotificationEndpoint, TestRegistry};
+use tempfile::TempDir;
+
+use crate::api::Api;
+use crate::procs::{binary, free_port, Service};
+
+/// The verifiers' cluster name; policies are bound to it.
+pub const CLUSTER: &str = "c1";
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BusKind {
+    Embedded,
+    Nats,
+    Amqp,
+}
+
+impl BusKind {
+    pub fn name(self) -> &'static str {
+        match self {
+            BusKind::Embedded => "embedded",
+            BusKind::Nats => "nats",
+            BusKind::Amqp => "rabbitmq",
+        }
+    }
+
+    pub fn url(self) -> &'static str {
+        match self {
+            BusKind::Embedded => "embedded",
+            BusKind::Nats => SHARED_NATS,
+            BusKind::Amqp => SHARED_AMQP,
+        }
+    }
+}
+
+/// What differs between stacks.
+#[derive(Debug, Clone)]
+pub struct StackOptions {
+    pub bus: BusKind,
+    /// KMS provider variables (`VAULT_ADDR`, ...) for the gateway and the signer.
+    pub kms_env: Vec<(String, String)>,
+}
+
+/// A verifier process and an HTTPS client that trusts its certificate.
+pub struct Verifier {
+    pub service: Option<Service>,
+    /// `https://127.0.0.1:PORT/validate`.
+    pub validate: String,
+    /// `https://127.0.0.1:PORT` (which serves `/metrics` too) and the admin port.
+    pub base: String,
+    pub admin: String,
+    pub client: reqwest::Client,
+}
+
+pub struct Stack {
+    pub bus: BusKind,
+    pub registry: TestRegistry,
+    pub api: Api,
+    pub namespace: String,
+    /// The gateway (or `signet up`), then the signer.
+    pub services: Vec<Service>,
+    dir: TempDir,
+    env: Vec<(String, String)>,
+    verifier_token: PathBuf,
+    gateway_url: String,
+    db: Option<TestDatabase>,
+    http: reqwest::Client,
+}
+
+fn kv(k: &str, v: impl Into<String>) -> (String, String) {
+    (k.to_owned(), v.into())
+}
+
+#[cfg(unix)]
+fn write_private(path: &Path, contents: &str) -> anyhow::Result<()> {
+    use std::io::Write as _;
+    use std::os::unix::fs::OpenOptionsExt as _;
+    let mut f = std::fs::OpenOptions::new()
+        .create_new(true)
+        .write(true)
+        .mode(0o600)
+        .open(path)
+        .with_context(|| format!("cannot create {}", path.display()))?;
+    f.write_all(contents.as_bytes())?;
+    Ok(())
+}
+
+impl Stack {
+    pub async fn start(options: StackOptions) -> anyhow::Result<Stack> {
+        let dir = tempfile::Builder::new().prefix("signet-load-").tempdir()?;
+        let data = dir.path().join("data");
+        std::fs::create_dir_all(&data)?;
+        let http = reqwest::Client::builder().no_proxy().build()?;
+        let port = free_port()?;
+        let gateway_url = format!("http://127.0.0.1:{port}");
+        let hook_token = uuid::Uuid::new_v4().simple().to_string();
+        let hook_file = dir.path().join("webhook.token");
+        write_private(&hook_file, &hook_token)?;
+        // docs/webhooks.md's registry settings: 5 s timeout, threshold 5, backoff 1 s,
+        // blob events and pulls not reported.
+        let registry = TestRegistry::builder()
+            .notify(
+                NotificationEndpoint::new(format!("{gateway_url}/v1/webhooks/distribution"))
+                    .header("Authorization", format!("Bearer {hook_token}"))
+                    .timeout(Duration::from_secs(5))
+                    .threshold(5)
+                    .backoff(Duration::from_secs(1))
+                    .ignore_media_type("application/octet-stream")
+                    .ignore_action("pull"),
+            )
+            .access_log()
+            .start()
+            .await
+            .context("starting docker-registry")?;
+        let namespace = format!("load{}", &uuid::Uuid::new_v4().simple().to_string()[..12]);
+        let mut env = vec![
+            kv("SIGNET_DATA_DIR", data.display().to_string()),
+            kv("SIGNET_BUS", options.bus.url()),
+            kv("SIGNET_BUS_OPTIONS__NAMESPACE", namespace.clone()),
+            kv(
+                "SIGNET_WEBHOOKS__DISTRIBUTION__TOKEN_FILE",
+                hook_file.display().to_string(),
+            ),
+        ];
+        env.extend(options.kms_env.iter().cloned());
+        let verifier_token = dir.path().join("verifier.token");
+        let mut stack = if options.bus == BusKind::Embedded {
+            Self::start_up(
+                options.bus,
+                dir,
+                env,
+                registry,
+                namespace,
+                gateway_url,
+                port,
+                http,
+            )
+            .await?
+        } else {
+            Self::start_apart(
+                options.bus,
+                dir,
+                env,
+                registry,
+                namespace,
+                gateway_url,
+                port,
+                http,
+                verifier_token,
+            )
+            .await?
+        };
+        stack.bus = options.bus;
+        Ok(stack)
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    async fn start_up(
+        bus: BusKind,
+        dir: TempDir,
+        mut env: Vec<(String, String)>,
+        registry: TestRegistry,
+        namespace: String,
+        gateway_url: String,
+        port: u16,
+        http: reqwest::Client,
+    ) -> anyhow::Result<Stack> {
+        let data = dir.path().join("data");
+        env.push(kv("SIGNET_GATEWAY__LISTEN", format!("127.0.0.1:{port}")));
+        env.push(kv(
+            "SIGNET_GATEWAY__ADMIN_LISTEN",
+            format!("127.0.0.1:{}", free_port()?),
+        ));
+        env.push(kv(
+            "SIGNET_VERIFIER__LISTEN",
+            format!("127.0.0.1:{}", free_port()?),
+        ));
+        env.push(kv("SIGNET_VERIFIER__CLUSTER", CLUSTER));
+        // Never the default admin ports, which another signet on this machine may hold.
+        for key in [
+            "SIGNET_SIGNER__ADMIN_LISTEN",
+            "SIGNET_VERIFIER__ADMIN_LISTEN",
+        ] {
+            env.push(kv(key, format!("127.0.0.1:{}", free_port()?)));
+        }
+        let mut up = Service::spawn("signet-up", &binary("signet")?, &["up"], &env, dir.path())?;
+        up.ready(&http, &format!("{gateway_url}/healthz")).await?;
+        let token = std::fs::read_to_string(data.join("admin.token"))
+            .context("reading the admin token signet up wrote")?;
+        let api = Api::new(&gateway_url, token.trim())?;
+        Ok(Stack {
+            bus,
+            registry,
+            api,
+            namespace,
+            services: vec![up],
+            verifier_token: data.join("verifier.token"),
+            dir,
+            env,
+            gateway_url,
+            db: None,
+            http,
+        })
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    async fn start_apart(
+        bus: BusKind,
+        dir: TempDir,
+        mut env: Vec<(String, String)>,
+        registry: TestRegistry,
+        namespace: String,
+        gateway_url: String,
+        port: u16,
+        http: reqwest::Client,
+        verifier_token: PathBuf,
+    ) -> anyhow::Result<Stack> {
+        let db = TestDatabase::create().await.context("PostgreSQL")?;
+        env.push(kv("SIGNET_STORE", db.url()));
+        // Creates the schema, as the gateway would at its start.
+        let store = Store::connect(db.url()).await?;
+        let admin =
+            signet_gateway::auth::issue(&store, "load-admin", Role::Admin, "bootstrap").await?;
+        let verifier =
+            signet_gateway::auth::issue(&store, "load-verifier", Role::Verifier, "bootstrap")
+                .await?;
+        store.close().await;
+        write_private(&verifier_token, &verifier.secret)?;
+
+        let mut gw_env = env.clone();
+        gw_env.push(kv("SIGNET_GATEWAY__LISTEN", format!("127.0.0.1:{port}")));
+        gw_env.push(kv(
+            "SIGNET_GATEWAY__ADMIN_LISTEN",
+            format!("127.0.0.1:{}", free_port()?),
+        ));
+        let mut gateway = Service::spawn(
+            "signet-gateway",
+            &binary("signet-gateway")?,
+            &[],
+            &gw_env,
+            dir.path(),
+        )?;
+        gateway
+            .ready(&http, &format!("{gateway_url}/healthz"))
+            .await?;
+
+        let signer_admin = free_port()?;
+        let mut signer_env = env.clone();
+        signer_env.push(kv(
+            "SIGNET_SIGNER__ADMIN_LISTEN",
+            format!("127.0.0.1:{signer_admin}"),
+        ));
+        let mut signer = Service::spawn(
+            "signet-signer",
+            &binary("signet-signer")?,
+            &[],
+            &signer_env,
+            dir.path(),
+        )?;
+        // The signer serves no API; until its admin port is served, its log says when it
+        // consumes jobs.
+        signer
+            .ready_any(
+                &[(&http, &format!("http://127.0.0.1:{signer_admin}/healthz"))],
+                Some("consuming sign jobs"),
+            )
+            .await?;
+        Ok(Stack {
+            bus,
+            registry,
+            api: Api::new(&gateway_url, &admin.secret)?,
+            namespace,
+            services: vec![gateway, signer],
+            verifier_token,
+            dir,
+            env,
+            gateway_url,
+            db: Some(db),
+            http,
+        })
+    }
+
+    /// The signing process: `signet-signer`, or `signet up` for the embedded bus.
+    pub fn signer(&self) -> Option<&Service> {
+        self.services.last()
+    }
+
+    pub fn data_dir(&self) -> PathBuf {
+        self.dir.path().join("data")
+    }
+
+    /// Starts a `signet-verifier` for cluster [`CLUSTER`] with `extra` settings and
+    /// waits until it has its trust bundle. With the embedded bus there is only the
+    /// verifier inside `signet up`.
+    pub async fn start_verifier(
+        &self,
+        name: &str,
+        extra: &[(&str, String)],
+    ) -> anyhow::Result<Verifier> {
+        anyhow::ensure!(
+            self.bus != BusKind::Embedded,
+            "a separate verifier needs a broker"
+        );
+        let dir = self.dir.path().join(name);
+        std::fs::create_dir_all(&dir)?;
+        let tls = signet_verifier::TlsFiles {
+            cert: dir.join("tls.crt"),
+            key: dir.join("tls.key"),
+        };
+        signet_verifier::tls::write_self_signed(&tls, &["127.0.0.1"])?;
+        let port = free_port()?;
+        let admin = free_port()?;
+        let mut env: Vec<(String, String)> = self
+            .env
+            .iter()
+            .filter(|(k, _)| k.starts_with("SIGNET_BUS"))
+            .cloned()
+            .collect();
+        env.extend([
+            kv("SIGNET_VERIFIER__LISTEN", format!("127.0.0.1:{port}")),
+            kv(
+                "SIGNET_VERIFIER__ADMIN_LISTEN",
+                format!("127.0.0.1:{admin}"),
+            ),
+            kv("SIGNET_VERIFIER__CLUSTER", CLUSTER),
+            kv("SIGNET_VERIFIER__GATEWAY", self.gateway_url.clone()),
+            kv(
+                "SIGNET_VERIFIER__TOKEN_FILE",
+                self.verifier_token.display().to_string(),
+            ),
+            kv("SIGNET_VERIFIER__TLS_CERT", tls.cert.display().to_string()),
+            kv("SIGNET_VERIFIER__TLS_KEY", tls.key.display().to_string()),
+        ]);
+        env.extend(extra.iter().map(|(k, v)| kv(k, v.clone())));
+        let mut service = Service::spawn(
+            name,
+            &binary("signet-verifier")?,
+            &[],
+            &env,
+            self.dir.path(),
+        )?;
+        let client = https_client(&tls.cert)?;
+        let base = format!("https://127.0.0.1:{port}");
+        let admin = format!("http://127.0.0.1:{admin}");
+        // Ready once a trust bundle is loaded.
+        service
+            .ready_any(
+                &[
+                    (&client, &format!("{base}/readyz")),
+                    (&self.http, &format!("{admin}/readyz")),
+                ],
+                None,
+            )
+            .await?;
+        Ok(Verifier {
+            service: Some(service),
+            validate: format!("{base}/validate"),
+            base,
+            admin,
+            client,
+        })
+    }
+
+    /// Stops every process and removes what the stack left on the shared broker.
+    pub async fn shutdown(mut self) {
+        for s in self.services.iter_mut().rev() {
+            s.stop();
+        }
+        delete_namespace(self.bus.url(), &self.namespace).await;
+        drop(self.db.take());
+    }
+}
+
+impl Verifier {
+    /// The sum of a Prometheus series' samples whose line starts with `series` (a name
+    /// and, optionally, the start of its labels), from the verifier's `/metrics`.
+    pub async fn metric(&self, http: &reqwest::Client, series: &str) -> Option<f64> {
+        for (client, base) in [(&self.client, &self.base), (http, &self.admin)] {
+            let Ok(resp) = client.get(format!("{base}/metrics")).send().await else {
+                continue;
+            };
+            if resp.status().is_success() {
+                return Some(sum_series(&resp.text().await.ok()?, series));
+            }
+        }
+        None
+    }
+}
+
+/// Adds up the samples of `series` in a Prometheus text exposition.
+pub fn sum_series(text: &str, series: &str) -> f64 {
+    text.lines()
+        .filter(|l| !l.starts_with('#') && l.starts_with(series))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
+}
+
+/// An HTTPS client that trusts only the verifier's self-signed certificate, with enough
+/// pooled connections for the highest admission rate.
+pub fn https_client(cert: &Path) -> anyhow::Result<reqwest::Client> {
+    let pem = std::fs::read(cert).with_context(|| format!("reading {}", cert.display()))?;
+    Ok(reqwest::Client::builder()
+        .no_proxy()
+        .tls_certs_only([reqwest::Certificate::from_pem(&pem)?])
+        .pool_max_idle_per_host(512)
+        .timeout(Duration::from_secs(10))
+        .build()?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sums_the_samples_of_one_series() {
+        let text = "# HELP signet_cache_events Verifier cache hits\n\
+# TYPE signet_cache_events counter\n\
+signet_cache_events_total{cache=\"trust\",event=\"miss\"} 7\n\
+signet_cache_events_total{cache=\"trust\",event=\"hit\"} 900\n\
+signet_cache_events_total{cache=\"tag\",event=\"miss\"} 2\n";
+        assert_eq!(
+            sum_series(
+                text,
+                "signet_cache_events_total{cache=\"trust\",event=\"miss\"}"
+            ),
+            7.0
+        );
+        assert_eq!(sum_series(text, "signet_cache_events_total{"), 909.0);
+        assert_eq!(sum_series(text, "signet_nothing"), 0.0);
+    }
+}
