@@ -391,7 +391,6 @@ impl RegistryClient {
         })
     }
 
-    /// Runs one public operation under the configured timeout.
     /// Runs one registry operation under the configured timeout and counts it in the
     /// `signet_registry_requests` metrics as `operation`.
     async fn bounded<T>(
