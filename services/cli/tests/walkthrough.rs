@@ -413,3 +413,33 @@ async fn wrong_keys_tampering_and_bad_input_get_precise_errors() {
     );
     assert!(failed.contains(&format!("neg/app@{second}")), "{failed}");
 }
+
+/// `signet up` on a laptop where the admin port's address is taken (Prometheus holds
+/// 9090 on many): it starts anyway, says why it has no admin port, and signs.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn signet_up_starts_when_its_admin_port_is_taken() {
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let addr = taken.local_addr().expect("addr").to_string();
+    let up = SignetUp::start(bin(), &[("SIGNET_GATEWAY__ADMIN_LISTEN", addr.as_str())])
+        .await
+        .expect("signet up starts without its admin port");
+    assert!(up.admin().is_err(), "no admin URL is recorded");
+    let log = up.log();
+    assert!(
+        log.contains("running without the admin port") && log.contains(&addr),
+        "{log}"
+    );
+    ok(
+        &up.cli(&[
+            "witness",
+            "create",
+            "--name",
+            "prod",
+            "--kms-key",
+            "local://prod",
+        ])
+        .expect("cli"),
+        "witness create",
+    );
+    drop(taken);
+}

@@ -84,7 +84,11 @@ pub async fn up(
     std::fs::write(settings.data_dir.join(SERVER_FILE), format!("{url}\n"))?;
 
     let verifier = start_verifier(&settings, &store, &bus, &url, shutdown.clone()).await?;
-    let (admin_addr, admin) = signet_runtime::admin::spawn(
+    // On a laptop the admin port is a convenience, and its default (9090) is often
+    // taken (Prometheus): run without it rather than not at all. The service binaries,
+    // whose probes need it, refuse to start instead.
+    let admin_file = settings.data_dir.join(ADMIN_FILE);
+    let admin = match signet_runtime::admin::spawn(
         "gateway.admin_listen",
         &settings.gateway.admin_listen,
         signet_bus::readiness(store.clone(), bus.clone()),
@@ -92,11 +96,18 @@ pub async fn up(
         settings.admin_port_token()?,
         shutdown.clone(),
     )
-    .await?;
-    std::fs::write(
-        settings.data_dir.join(ADMIN_FILE),
-        format!("http://{admin_addr}\n"),
-    )?;
+    .await
+    {
+        Ok((addr, task)) => {
+            std::fs::write(&admin_file, format!("http://{addr}\n"))?;
+            Some(task)
+        }
+        Err(e) => {
+            let _ = std::fs::remove_file(&admin_file);
+            tracing::warn!(error = %e, "running without the admin port (/metrics, /readyz); set gateway.admin_listen (SIGNET_GATEWAY__ADMIN_LISTEN) to a free address to have it");
+            None
+        }
+    };
 
     let kick = Arc::new(Notify::new());
     let relay = tokio::spawn(signet_bus::outbox::run(
@@ -131,7 +142,9 @@ pub async fn up(
     signer_task.await??;
     relay.await?;
     verifier.wait().await?;
-    admin.await??;
+    if let Some(admin) = admin {
+        admin.await??;
+    }
     store.close().await;
     tracing::info!("signet stopped");
     Ok(())
