@@ -52,7 +52,8 @@ if ! listening 5432; then
 fi
 if ! listening 5672; then
   say "starting RabbitMQ"
-  as_root rabbitmq-server -detached
+  # Every quorum queue holds files open; the default soft limit of 1024 runs out fast.
+  (ulimit -n "$(ulimit -Hn)" 2>/dev/null; as_root rabbitmq-server -detached)
   wait_port 5672 RabbitMQ 60
 fi
 if ! listening 4222; then
@@ -62,6 +63,11 @@ if ! listening 4222; then
     -a 127.0.0.1 -p 4222 -js -sd /tmp/signet-nats -l /tmp/signet-nats/nats.log
   wait_port 4222 NATS 30
 fi
+
+# Leftovers of earlier runs (a killed test) must not pile up on the shared brokers, and
+# this run's must not stay behind, whatever the outcome.
+scripts/sweep-test-brokers.sh
+trap 'scripts/sweep-test-brokers.sh' EXIT
 
 say "running the test suite"
 if cargo nextest --version >/dev/null 2>&1; then

@@ -88,6 +88,7 @@ impl EventSource {
             payload,
             job_id: None,
             created_at: Utc::now(),
+            revoked: None,
         })
     }
 

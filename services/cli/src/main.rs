@@ -69,6 +69,9 @@ enum Command {
     /// List trusted images.
     #[command(subcommand)]
     Images(commands::images::ImagesCommand),
+    /// List signature records, or revoke one.
+    #[command(subcommand)]
+    Signature(commands::signature::SignatureCommand),
     /// Manage signing rules: which pushed repositories are signed, by which witness.
     #[command(subcommand)]
     Rule(commands::rule::RuleCommand),
@@ -107,6 +110,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Audit(args) => commands::audit::run(&ctx, args).await,
         Command::Policy(c) => commands::policy::run(&ctx, c).await,
         Command::Images(c) => commands::images::run(&ctx, c).await,
+        Command::Signature(c) => commands::signature::run(&ctx, c).await,
         Command::Rule(c) => commands::rule::run(&ctx, c).await,
     }
 }

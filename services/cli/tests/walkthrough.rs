@@ -14,15 +14,14 @@ use signet_testkit::signet::SignetUp;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn readme_walkthrough_and_independent_verifiers() {
-    let registry = TestRegistry::start().await.expect("docker-registry");
+    let Demo {
+        registry,
+        pushed,
+        image,
+        up,
+        tmp,
+    } = Demo::start().await;
     let host = registry.host();
-    let pushed = TestImage::random()
-        .push(&host, "demo/app", "v1")
-        .await
-        .expect("push image");
-    let image = format!("{host}/demo/app:v1");
-    let up = SignetUp::start(bin(), &[]).await.expect("signet up");
-    let tmp = tempfile::tempdir().expect("tempdir");
 
     // The admin token file is private.
     #[cfg(unix)]
@@ -53,13 +52,8 @@ async fn readme_walkthrough_and_independent_verifiers() {
         .expect("cli"),
         "witness create",
     );
-    let pem = ok(
-        &up.cli(&["witness", "export-key", "prod"]).expect("cli"),
-        "export-key",
-    );
+    let (pem, key) = export_key(&up, "prod", tmp.path());
     assert!(pem.starts_with("-----BEGIN PUBLIC KEY-----"), "{pem}");
-    let key = tmp.path().join("prod.pub");
-    std::fs::write(&key, &pem).expect("write key");
 
     let out = ok(
         &up.cli(&["sign", &image, "--witness", "prod", "--wait"])
@@ -126,24 +120,8 @@ async fn readme_walkthrough_and_independent_verifiers() {
     );
 
     // A second witness adds a second layer, and both verify independently.
-    ok(
-        &up.cli(&[
-            "witness",
-            "create",
-            "--name",
-            "qa",
-            "--kms-key",
-            "local://qa",
-        ])
-        .expect("cli"),
-        "witness create qa",
-    );
-    let qa_pem = ok(
-        &up.cli(&["witness", "export-key", "qa"]).expect("cli"),
-        "export qa",
-    );
-    let qa_key = tmp.path().join("qa.pub");
-    std::fs::write(&qa_key, &qa_pem).expect("write");
+    create_local_witness(&up, "qa");
+    let (_, qa_key) = export_key(&up, "qa", tmp.path());
     ok(
         &up.cli(&["sign", &image, "--witness", "qa", "--wait"])
             .expect("cli"),
@@ -227,39 +205,9 @@ async fn wrong_keys_tampering_and_bad_input_get_precise_errors() {
     .await
     .expect("signet up");
     let tmp = tempfile::tempdir().expect("tempdir");
-    ok(
-        &up.cli(&[
-            "witness",
-            "create",
-            "--name",
-            "prod",
-            "--kms-key",
-            "local://prod",
-        ])
-        .expect("cli"),
-        "witness create",
-    );
-    ok(
-        &up.cli(&[
-            "witness",
-            "create",
-            "--name",
-            "other",
-            "--kms-key",
-            "local://other",
-        ])
-        .expect("cli"),
-        "witness create",
-    );
-    let other_key = tmp.path().join("other.pub");
-    std::fs::write(
-        &other_key,
-        ok(
-            &up.cli(&["witness", "export-key", "other"]).expect("cli"),
-            "export",
-        ),
-    )
-    .expect("write");
+    create_local_witness(&up, "prod");
+    create_local_witness(&up, "other");
+    let (_, other_key) = export_key(&up, "other", tmp.path());
 
     // Unknown witness, malformed references, unknown image.
     let msg = fails(
@@ -429,17 +377,130 @@ async fn signet_up_starts_when_its_admin_port_is_taken() {
         log.contains("running without the admin port") && log.contains(&addr),
         "{log}"
     );
-    ok(
-        &up.cli(&[
-            "witness",
-            "create",
-            "--name",
-            "prod",
-            "--kms-key",
-            "local://prod",
-        ])
-        .expect("cli"),
-        "witness create",
-    );
+    create_local_witness(&up, "prod");
     drop(taken);
+}
+
+/// Revoking one signature from the CLI: `signet verify --witness` then refuses it and
+/// says why, signing the image again does not undo it, and the revocation is audited.
+/// A verifier that does not ask signet (`--key`, cosign) still sees a valid signature:
+/// the layer stays in the registry.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_revoked_signature_is_refused_by_verify_and_not_made_again() {
+    // The registry must outlive the test: bind it, do not leave it to `..`.
+    let Demo {
+        registry: _registry,
+        image,
+        up,
+        tmp,
+        ..
+    } = Demo::start().await;
+    create_local_witness(&up, "prod");
+    let (_, key) = export_key(&up, "prod", tmp.path());
+    ok(
+        &up.cli(&["sign", &image, "--witness", "prod", "--wait"])
+            .expect("cli"),
+        "sign",
+    );
+    let listed: serde_json::Value = serde_json::from_str(&ok(
+        &up.cli(&["-o", "json", "signature", "list", "--image", &image])
+            .expect("cli"),
+        "signature list",
+    ))
+    .expect("json");
+    let id = listed["signatures"][0]["id"]
+        .as_str()
+        .expect("a signature id")
+        .to_owned();
+    let out = ok(
+        &up.cli(&["signature", "revoke", &id, "--reason", "leaked build cache"])
+            .expect("cli"),
+        "signature revoke",
+    );
+    assert!(out.contains("revoked signature"), "{out}");
+    let again = fails(
+        &up.cli(&["signature", "revoke", &id, "--reason", "twice"])
+            .expect("cli"),
+        "signature revoke again",
+    );
+    assert!(again.contains("already exists"), "{again}");
+
+    let out = up
+        .cli(&["verify", &image, "--witness", "prod"])
+        .expect("cli");
+    assert!(!out.status.success(), "verify --witness refuses it");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("revoked") && text.contains("leaked build cache"),
+        "{text}"
+    );
+    ok(
+        &up.cli(&["verify", &image, "--key", key.to_str().expect("utf8")])
+            .expect("cli"),
+        "verify --key (asks no one but the registry)",
+    );
+    let signed_again = fails(
+        &up.cli(&["sign", &image, "--witness", "prod", "--wait"])
+            .expect("cli"),
+        "sign again",
+    );
+    assert!(signed_again.contains("was revoked"), "{signed_again}");
+    let audit = ok(
+        &up.cli(&["audit", "--action", "signature.revoke"])
+            .expect("cli"),
+        "audit",
+    );
+    assert!(audit.contains("signature.revoke"), "{audit}");
+}
+
+/// `signet witness create --name NAME --kms-key local://NAME`, which must succeed.
+fn create_local_witness(up: &SignetUp, name: &str) {
+    let key = format!("local://{name}");
+    ok(
+        &up.cli(&["witness", "create", "--name", name, "--kms-key", &key])
+            .expect("cli"),
+        &format!("witness create {name}"),
+    );
+}
+
+/// `signet witness export-key NAME`, written to `DIR/NAME.pub`: the PEM and its path.
+fn export_key(up: &SignetUp, name: &str, dir: &std::path::Path) -> (String, std::path::PathBuf) {
+    let pem = ok(
+        &up.cli(&["witness", "export-key", name]).expect("cli"),
+        &format!("witness export-key {name}"),
+    );
+    let path = dir.join(format!("{name}.pub"));
+    std::fs::write(&path, &pem).expect("write the public key");
+    (pem, path)
+}
+
+/// The README's starting point: a registry holding `demo/app:v1`, a running `signet up`
+/// and a folder for exported keys.
+struct Demo {
+    registry: TestRegistry,
+    pushed: Digest,
+    /// `HOST/demo/app:v1`.
+    image: String,
+    up: SignetUp,
+    tmp: tempfile::TempDir,
+}
+
+impl Demo {
+    async fn start() -> Self {
+        let registry = TestRegistry::start().await.expect("docker-registry");
+        let pushed = TestImage::random()
+            .push(&registry.host(), "demo/app", "v1")
+            .await
+            .expect("push image");
+        let image = format!("{}/demo/app:v1", registry.host());
+        let up = SignetUp::start(bin(), &[]).await.expect("signet up");
+        let tmp = tempfile::tempdir().expect("tempdir");
+        Self {
+            registry,
+            pushed,
+            image,
+            up,
+            tmp,
+        }
+    }
 }

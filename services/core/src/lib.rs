@@ -28,6 +28,7 @@ pub use events::EventKind;
 pub use model::*;
 pub use payload::{PayloadError, SimpleSigning};
 pub use policy::{
-    PolicyAction, PolicyMode, PolicyUpdate, SecurityPolicy, SigningRule, TrustBundle, TrustedKey,
+    PolicyAction, PolicyMode, PolicyUpdate, RevokedSignature, SecurityPolicy, SigningRule,
+    TrustBundle, TrustedKey,
 };
 pub use reference::{ImageRef, ReferenceError};

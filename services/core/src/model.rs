@@ -198,6 +198,20 @@ pub struct SignatureRecord {
     pub artifact: String,
     pub job_id: Option<Uuid>,
     pub created_at: DateTime<Utc>,
+    /// Set once an operator revoked the signature: verifiers refuse it, although its
+    /// layer stays in the registry, and signet does not sign the image again with the
+    /// same witness.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub revoked: Option<Revocation>,
+}
+
+/// Who revoked a signature, when and why.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct Revocation {
+    pub at: DateTime<Utc>,
+    /// The API token's name.
+    pub by: String,
+    pub reason: String,
 }
 
 /// What an API token may do.

@@ -107,6 +107,22 @@ pub struct TrustBundle {
     /// instead of "unsigned".
     #[serde(default)]
     pub revoked_keys: Vec<TrustedKey>,
+    /// Signatures by these witnesses that an operator revoked: refused although they
+    /// verify (their layers stay in the registry).
+    #[serde(default)]
+    pub revoked_signatures: Vec<RevokedSignature>,
+}
+
+/// One revoked signature, as a verifier needs it: which image, which key.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct RevokedSignature {
+    /// `registry/repository`.
+    pub repository: String,
+    pub digest: crate::Digest,
+    pub witness: String,
+    pub key_fingerprint: String,
+    pub revoked_at: DateTime<Utc>,
+    pub reason: String,
 }
 
 /// What changed about a policy; the data of a `policy.updated` event.

@@ -403,6 +403,7 @@ fn record(repo: &str, seed: &str, witness: &Value) -> SignatureRecord {
         signature: vec![1; 256],
         job_id: None,
         created_at: Utc::now(),
+        revoked: None,
     }
 }
 

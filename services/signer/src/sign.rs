@@ -213,7 +213,7 @@ impl SignContext {
             .await
             .map_err(from_store)?
         {
-            return Ok((existing, SignOutcome::AlreadyRecorded));
+            return already_recorded(existing);
         }
 
         let claim = format!("{repository}@{digest}#{}", witness.name);
@@ -296,7 +296,7 @@ impl SignContext {
             .await
             .map_err(from_store)?
         {
-            return Ok((existing, SignOutcome::AlreadyRecorded));
+            return already_recorded(existing);
         }
         let primary = witness.primary().ok_or_else(|| {
             SignError::permanent(
@@ -393,6 +393,7 @@ impl SignContext {
             artifact,
             job_id: Some(job.id),
             created_at: Utc::now(),
+            revoked: None,
         };
         let audit = NewAudit::new(
             "signer",
@@ -460,6 +461,24 @@ impl SignContext {
                 }
             })
             .inspect(|_| metrics.kms_call(kind, "ok", seconds))
+    }
+}
+
+/// The recorded signature stands for the job, unless it was revoked: then signet does
+/// not sign the image again with that witness (a new push of the same digest must not
+/// undo a revocation).
+fn already_recorded(
+    existing: SignatureRecord,
+) -> Result<(SignatureRecord, SignOutcome), SignError> {
+    match &existing.revoked {
+        None => Ok((existing, SignOutcome::AlreadyRecorded)),
+        Some(r) => Err(SignError::permanent(
+            "signature_revoked",
+            format!(
+                "the signature of {}@{} by witness {:?} was revoked by {} at {} ({}); signet does not sign it again",
+                existing.repository, existing.digest, existing.witness, r.by, r.at, r.reason
+            ),
+        )),
     }
 }
 

@@ -116,6 +116,22 @@ impl Harness {
         self.store.list_jobs(None, 1000).await.expect("jobs")
     }
 
+    /// Polls until the bus holds exactly `count` dead letters.
+    async fn until_dead_letters(&self, count: usize) {
+        let deadline = tokio::time::Instant::now() + DEADLINE;
+        loop {
+            let dead = self.bus.jobs.dead_letters(10).await.expect("dead letters");
+            if dead.len() == count {
+                return;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "{count} dead letters did not appear within {DEADLINE:?}: {dead:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
     /// Polls until `check` holds for the stored jobs.
     async fn until(&self, what: &str, check: impl Fn(&[Job]) -> bool) -> Vec<Job> {
         let deadline = tokio::time::Instant::now() + DEADLINE;
@@ -186,8 +202,8 @@ async fn an_external_message_keeps_one_job_across_redeliveries() {
     assert_eq!(jobs[0].source, "bus");
     let error = jobs[0].error.as_deref().unwrap_or_default();
     assert!(error.starts_with("gave up after 3 attempts"), "{error}");
-    let dead = h.bus.jobs.dead_letters(10).await.expect("dead letters");
-    assert_eq!(dead.len(), 1);
+    // The failure is recorded before the message moves to the dead letters.
+    h.until_dead_letters(1).await;
     stop.cancel();
     task.await.expect("drained");
 }
@@ -280,18 +296,7 @@ async fn failures_are_recorded_with_a_signature_failed_event() {
         .as_deref()
         .unwrap_or_default()
         .contains("not a sign request"));
-    let deadline = tokio::time::Instant::now() + DEADLINE;
-    loop {
-        let dead = h.bus.jobs.dead_letters(10).await.expect("dead letters");
-        if dead.len() == 2 {
-            break;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "dead letters: {dead:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    h.until_dead_letters(2).await;
     let events: Vec<_> = h
         .store
         .outbox_pending(100)

@@ -202,10 +202,12 @@ impl Store {
         names.sort_unstable();
         names.dedup();
         let mut witnesses = Vec::with_capacity(names.len());
+        let mut revoked_signatures = Vec::new();
         for name in names {
             if let Some(w) = crate::witnesses::select_witness(&mut tx, name).await? {
                 witnesses.push(w);
             }
+            revoked_signatures.extend(crate::signatures::select_revoked(&mut tx, name).await?);
         }
         tx.commit().await.map_err(db(OP))?;
         let (keys, revoked_keys) = bundle_keys(&witnesses);
@@ -216,6 +218,7 @@ impl Store {
             policies,
             keys,
             revoked_keys,
+            revoked_signatures,
         })
     }
 }

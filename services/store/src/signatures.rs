@@ -1,8 +1,11 @@
 //! Signature records: one per (repository, digest, witness).
 
-use signet_core::{Digest, NewAudit, SignatureAlgorithm, SignatureRecord};
+use signet_core::{
+    Digest, EventKind, NewAudit, Revocation, RevokedSignature, SignatureAlgorithm, SignatureRecord,
+};
 use sqlx::any::AnyRow;
 use sqlx::AnyConnection;
+use uuid::Uuid;
 
 use crate::audit::insert_audit;
 use crate::codec::{self, col, Bind, Filter};
@@ -10,8 +13,13 @@ use crate::error::{db, StoreError};
 use crate::outbox::{insert_outbox, OutboxEvent};
 use crate::Store;
 
+/// What a new record is written with.
+const INSERT_COLUMNS: &str = "id, repository, digest, witness, key_version, key_fingerprint, \
+                              algorithm, payload, signature, artifact, job_id, created_at";
+/// What a record is read with: the written columns and its revocation.
 const COLUMNS: &str = "id, repository, digest, witness, key_version, key_fingerprint, algorithm, \
-                       payload, signature, artifact, job_id, created_at";
+                       payload, signature, artifact, job_id, created_at, \
+                       revoked_at, revoked_by, revoked_reason";
 
 /// Which signature records to list (newest first). Unset fields match everything.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -63,7 +71,7 @@ impl Store {
         }
 
         let inserted = sqlx::query(&format!(
-            "INSERT INTO signatures ({COLUMNS}) \
+            "INSERT INTO signatures ({INSERT_COLUMNS}) \
              VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12) \
              ON CONFLICT (repository, digest, witness) DO NOTHING"
         ))
@@ -129,6 +137,74 @@ impl Store {
         }
         tx.commit().await.map_err(db(OP))?;
         Ok(stored)
+    }
+
+    #[tracing::instrument(name = "store.get_signature", level = "debug", skip_all, fields(id = %id))]
+    pub async fn get_signature(&self, id: Uuid) -> Result<Option<SignatureRecord>, StoreError> {
+        let row = sqlx::query(&format!("SELECT {COLUMNS} FROM signatures WHERE id = $1"))
+            .bind(id.to_string())
+            .fetch_optional(&self.read)
+            .await
+            .map_err(db("reading a signature"))?;
+        row.as_ref().map(signature_from_row).transpose()
+    }
+
+    /// Revokes a signature: marks the record, and writes the audit entry and the
+    /// `signature.revoked` event (the record, revocation included) in the same
+    /// transaction. `NotFound` for an unknown id, `Conflict` when already revoked.
+    #[tracing::instrument(name = "store.revoke_signature", level = "debug", skip_all, fields(id = %id))]
+    pub async fn revoke_signature(
+        &self,
+        id: Uuid,
+        by: &str,
+        reason: &str,
+    ) -> Result<SignatureRecord, StoreError> {
+        const OP: &str = "revoking a signature";
+        let now = codec::now_millis();
+        let mut tx = self.begin_write(OP).await?;
+        let marked = sqlx::query(
+            "UPDATE signatures SET revoked_at = $2, revoked_by = $3, revoked_reason = $4 \
+             WHERE id = $1 AND revoked_at IS NULL",
+        )
+        .bind(id.to_string())
+        .bind(now)
+        .bind(by)
+        .bind(reason)
+        .execute(&mut *tx)
+        .await
+        .map_err(db(OP))?
+        .rows_affected();
+        let row = sqlx::query(&format!("SELECT {COLUMNS} FROM signatures WHERE id = $1"))
+            .bind(id.to_string())
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(db(OP))?;
+        let Some(record) = row.as_ref().map(signature_from_row).transpose()? else {
+            return Err(StoreError::NotFound(format!("signature {id}")));
+        };
+        if marked == 0 {
+            return Err(StoreError::Conflict(format!(
+                "a revocation of signature {id}"
+            )));
+        }
+        let audit = NewAudit::new(
+            by,
+            "signature.revoke",
+            format!("{}@{}", record.repository, record.digest),
+            serde_json::json!({
+                "signature_id": id,
+                "witness": record.witness,
+                "key_fingerprint": record.key_fingerprint,
+                "reason": reason,
+            }),
+        );
+        insert_audit(&mut tx, &audit, now).await?;
+        let data = serde_json::to_value(&record)
+            .map_err(|e| StoreError::corrupt(format!("signature {id}"), e))?;
+        let event = OutboxEvent::new(EventKind::SignatureRevoked, record.digest.to_string(), data);
+        insert_outbox(&mut tx, &event, now).await?;
+        tx.commit().await.map_err(db(OP))?;
+        Ok(record)
     }
 
     #[tracing::instrument(name = "store.find_signature", level = "debug", skip_all, fields(repository = %repository, digest = %digest, witness = %witness))]
@@ -213,5 +289,50 @@ fn signature_from_row(row: &AnyRow) -> Result<SignatureRecord, StoreError> {
         artifact: col(row, &what, "artifact")?,
         job_id: job_id.map(|j| codec::uuid(&what, &j)).transpose()?,
         created_at: codec::time(&what, col(row, &what, "created_at")?)?,
+        revoked: revocation(row, &what)?,
     })
+}
+
+fn revocation(row: &AnyRow, what: &str) -> Result<Option<Revocation>, StoreError> {
+    let at: Option<i64> = col(row, what, "revoked_at")?;
+    let Some(at) = at else {
+        return Ok(None);
+    };
+    let by: Option<String> = col(row, what, "revoked_by")?;
+    let reason: Option<String> = col(row, what, "revoked_reason")?;
+    Ok(Some(Revocation {
+        at: codec::time(what, at)?,
+        by: by.unwrap_or_default(),
+        reason: reason.unwrap_or_default(),
+    }))
+}
+
+/// The revoked signatures by `witness`, for a trust bundle.
+pub(crate) async fn select_revoked(
+    conn: &mut AnyConnection,
+    witness: &str,
+) -> Result<Vec<RevokedSignature>, StoreError> {
+    let rows = sqlx::query(
+        "SELECT repository, digest, witness, key_fingerprint, revoked_at, revoked_reason \
+         FROM signatures WHERE witness = $1 AND revoked_at IS NOT NULL ORDER BY revoked_at, id",
+    )
+    .bind(witness)
+    .fetch_all(&mut *conn)
+    .await
+    .map_err(db("reading revoked signatures"))?;
+    rows.iter()
+        .map(|row| {
+            let what = "revoked signature";
+            let digest: String = col(row, what, "digest")?;
+            let reason: Option<String> = col(row, what, "revoked_reason")?;
+            Ok(RevokedSignature {
+                repository: col(row, what, "repository")?,
+                digest: Digest::parse(&digest).map_err(|e| StoreError::corrupt(what, e))?,
+                witness: col(row, what, "witness")?,
+                key_fingerprint: col(row, what, "key_fingerprint")?,
+                revoked_at: codec::time(what, col(row, what, "revoked_at")?)?,
+                reason: reason.unwrap_or_default(),
+            })
+        })
+        .collect()
 }

@@ -8,7 +8,7 @@ use serde_json::json;
 use signet_core::{
     AdmissionDecision, AdmissionOutcome, DenialReason, EventKind, ImageVerdict, KeyVersion,
     KeyVersionState, NewAudit, PolicyAction, PolicyMode, PolicyUpdate, PublicKey, SecurityPolicy,
-    SignatureAlgorithm, Witness, WitnessState,
+    SignatureAlgorithm, SignatureRecord, Witness, WitnessState,
 };
 use signet_store::{DecisionFilter, Store, StoreError};
 use signet_testkit::postgres::TestDatabase;
@@ -83,6 +83,7 @@ on_both_backends!(
     trust_bundle_is_one_snapshot_with_its_revision,
     decisions_are_stored_once_and_break_glass_is_audited,
     impact_sums_up_a_policy,
+    revoked_signatures_are_audited_announced_and_in_trust_bundles,
 );
 
 // ---------- helpers ----------
@@ -655,4 +656,124 @@ async fn impact_sums_up_a_policy(db: TestDb) {
     assert_eq!(all_time.would_block, 4);
     let nothing = store.policy_impact("nobody", None).await.expect("impact");
     assert_eq!(nothing.decisions, 0);
+}
+
+async fn revoked_signatures_are_audited_announced_and_in_trust_bundles(db: TestDb) {
+    let store = db.open().await;
+    setup_witnesses(&store, &["release", "other"]).await;
+    store
+        .create_policy(
+            &policy("prod", "c1", &["release"]),
+            &audit("policy.create", "prod"),
+        )
+        .await
+        .expect("create");
+    let record = |witness: &str, n: u8| SignatureRecord {
+        id: uuid::Uuid::now_v7(),
+        repository: "registry.example.com/team/app".into(),
+        digest: signet_core::Digest::of(&[n]),
+        witness: witness.into(),
+        key_version: "2".into(),
+        key_fingerprint: key(2).fingerprint(),
+        algorithm: SignatureAlgorithm::RsaPkcs1Sha256,
+        payload: vec![n],
+        signature: vec![n],
+        artifact: "registry.example.com/team/app:sha256-x.sig".into(),
+        job_id: None,
+        created_at: ms(Utc::now()),
+        revoked: None,
+    };
+    let (a, b, c) = (
+        record("release", 1),
+        record("release", 2),
+        record("other", 3),
+    );
+    for r in [&a, &b, &c] {
+        store
+            .record_signature(r, &audit("signature.publish", "x"), None)
+            .await
+            .expect("record");
+    }
+    let before = store.outbox_revision().await.expect("revision");
+
+    let revoked = store
+        .revoke_signature(a.id, "token:admin", "built from the wrong branch")
+        .await
+        .expect("revoke");
+    let r = revoked.revoked.clone().expect("revocation on the record");
+    assert_eq!(
+        (r.by.as_str(), r.reason.as_str()),
+        ("token:admin", "built from the wrong branch")
+    );
+    assert_eq!(
+        store.get_signature(a.id).await.expect("get"),
+        Some(revoked.clone()),
+        "kept, revoked"
+    );
+    assert_eq!(
+        store
+            .find_signature(&a.repository, &a.digest, "release")
+            .await
+            .expect("find")
+            .and_then(|s| s.revoked),
+        Some(r.clone())
+    );
+    assert!(matches!(
+        store.revoke_signature(a.id, "token:admin", "again").await,
+        Err(StoreError::Conflict(_))
+    ));
+    assert!(matches!(
+        store
+            .revoke_signature(uuid::Uuid::now_v7(), "token:admin", "nothing")
+            .await,
+        Err(StoreError::NotFound(_))
+    ));
+    store
+        .revoke_signature(c.id, "token:admin", "not this cluster's witness")
+        .await
+        .expect("revoke c");
+
+    // One event each, carrying the record with its revocation, in the same transaction.
+    let events: Vec<_> = store
+        .outbox_pending(10_000)
+        .await
+        .expect("outbox")
+        .into_iter()
+        .filter(|e| e.id > before)
+        .collect();
+    assert_eq!(events.len(), 2, "{events:#?}");
+    assert_eq!(
+        events[0].event.event_type,
+        EventKind::SignatureRevoked.cloudevent_type()
+    );
+    let data: SignatureRecord =
+        serde_json::from_value(events[0].event.data.clone()).expect("a record");
+    assert_eq!(data, revoked);
+    let audited = store
+        .list_audit(&signet_store::AuditFilter {
+            action_prefix: Some("signature.revoke".into()),
+            newest_first: false,
+            limit: 100,
+            subject: None,
+            since_id: None,
+        })
+        .await
+        .expect("audit");
+    assert_eq!(audited.len(), 2, "{audited:#?}");
+
+    // The bundle of c1 lists the revoked signature of its policy's witness only.
+    let bundle = store.trust_bundle("c1").await.expect("bundle");
+    assert_eq!(
+        bundle.revoked_signatures.len(),
+        1,
+        "{:#?}",
+        bundle.revoked_signatures
+    );
+    let listed = &bundle.revoked_signatures[0];
+    assert_eq!(listed.digest, a.digest);
+    assert_eq!(listed.witness, "release");
+    assert_eq!(listed.key_fingerprint, a.key_fingerprint);
+    assert_eq!(listed.reason, "built from the wrong branch");
+    assert_eq!(listed.revoked_at, r.at);
+    let _ = b;
 }

@@ -194,6 +194,7 @@ fn signature(
         artifact: format!("{repository}:{}", digest.signature_tag()),
         job_id,
         created_at: ms(Utc::now()),
+        revoked: None,
     }
 }
 

@@ -16,7 +16,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
 use crate::control::ControlPlane;
-use crate::trust::{apply_policy_update, apply_witness, backoff, Trust};
+use crate::trust::{apply_policy_update, apply_signature_revoked, apply_witness, backoff, Trust};
 
 /// The longest wait between two failed attempts to reach the bus or the control plane.
 const MAX_BACKOFF: Duration = Duration::from_secs(10);
@@ -197,9 +197,19 @@ async fn handle(trust: &Trust, resync: &Resync, event: &Event) {
             }
         }
         EventKind::SignatureRevoked => {
-            if let Ok(record) = serde_json::from_value::<SignatureRecord>(event.data.clone()) {
-                trust.forget(&record).await;
+            let Ok(record) = serde_json::from_value::<SignatureRecord>(event.data.clone()) else {
+                resync.request("unreadable signature.revoked event");
+                return;
+            };
+            match event.revision {
+                Some(r) => {
+                    if trust.apply(r, |b| apply_signature_revoked(b, &record)) {
+                        tracing::info!(digest = %record.digest, witness = %record.witness, revision = r, "signature revocation applied");
+                    }
+                }
+                None => resync.request("signature.revoked event without a revision"),
             }
+            trust.forget(&record).await;
         }
         EventKind::WitnessCreated
         | EventKind::WitnessRotated

@@ -61,6 +61,7 @@ impl TestKey {
             artifact: format!("{repository}:{}", digest.signature_tag()),
             job_id: None,
             created_at: Utc::now(),
+            revoked: None,
         }
     }
 
@@ -111,6 +112,7 @@ pub fn bundle(revision: i64, policies: Vec<SecurityPolicy>, keys: Vec<TrustedKey
         policies,
         keys,
         revoked_keys: Vec::new(),
+        revoked_signatures: Vec::new(),
     }
 }
 

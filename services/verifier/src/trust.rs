@@ -25,8 +25,9 @@ use moka::policy::EvictionPolicy;
 use prometheus_client::metrics::counter::Counter;
 use signet_core::policy::compile_glob;
 use signet_core::{
-    DenialReason, Digest, ImageRef, PolicyAction, PolicyUpdate, PublicKey, SecurityPolicy,
-    SignatureAlgorithm, SignatureRecord, SimpleSigning, TrustBundle, TrustedKey, Witness,
+    DenialReason, Digest, ImageRef, PolicyAction, PolicyUpdate, PublicKey, RevokedSignature,
+    SecurityPolicy, SignatureAlgorithm, SignatureRecord, SimpleSigning, TrustBundle, TrustedKey,
+    Witness,
 };
 use signet_registry::{RegistryClient, RegistryError, SignatureLayer};
 use tokio::time::Instant;
@@ -116,6 +117,8 @@ pub struct Snapshot {
     pub bundle: TrustBundle,
     pub policies: Vec<CompiledPolicy>,
     pub keys: HashMap<KeyId, Arc<KeyEntry>>,
+    /// Signatures an operator revoked, by (digest, key): refused although they verify.
+    pub revoked_signatures: HashMap<(DigestId, KeyId), RevokedSignature>,
 }
 
 impl Snapshot {
@@ -157,11 +160,25 @@ impl Snapshot {
             .filter(|p| p.cluster == bundle.cluster)
             .map(|p| compile_policy(p, &keys))
             .collect();
+        let revoked_signatures = bundle
+            .revoked_signatures
+            .iter()
+            .filter_map(|r| {
+                let id = key_id(&r.key_fingerprint)?;
+                Some(((digest_id(&r.digest), id), r.clone()))
+            })
+            .collect();
         Self {
             bundle,
             policies,
             keys,
+            revoked_signatures,
         }
+    }
+
+    /// Whether the signature on digest `d` by key `id` was revoked.
+    pub fn is_revoked(&self, d: DigestId, id: &KeyId) -> bool {
+        self.revoked_signatures.contains_key(&(d, *id))
     }
 
     pub fn revision(&self) -> i64 {
@@ -285,6 +302,34 @@ pub fn apply_witness(bundle: &mut TrustBundle, w: &Witness) {
     }
 }
 
+/// Applies a `signature.revoked` event to a bundle: the signature joins the revoked
+/// ones when a policy of the bundle names its witness.
+pub fn apply_signature_revoked(bundle: &mut TrustBundle, record: &SignatureRecord) {
+    let named = bundle
+        .policies
+        .iter()
+        .any(|p| p.witnesses.iter().any(|n| n == &record.witness));
+    let listed = bundle
+        .revoked_signatures
+        .iter()
+        .any(|r| r.digest == record.digest && r.key_fingerprint == record.key_fingerprint);
+    if !named || listed {
+        return;
+    }
+    let (revoked_at, reason) = match &record.revoked {
+        Some(r) => (r.at, r.reason.clone()),
+        None => (chrono::Utc::now(), String::new()),
+    };
+    bundle.revoked_signatures.push(RevokedSignature {
+        repository: record.repository.clone(),
+        digest: record.digest.clone(),
+        witness: record.witness.clone(),
+        key_fingerprint: record.key_fingerprint.clone(),
+        revoked_at,
+        reason,
+    });
+}
+
 /// Where a verdict in the trust cache came from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Origin {
@@ -400,6 +445,7 @@ impl Trust {
             policies: Vec::new(),
             keys: Vec::new(),
             revoked_keys: Vec::new(),
+            revoked_signatures: Vec::new(),
         };
         Self {
             snapshot: ArcSwap::from_pointee(Snapshot::compile(empty)),
@@ -532,6 +578,9 @@ impl Trust {
             .verify(key.algorithm, &record.payload, &record.signature)
             .map_err(|e| e.to_string())?;
         let d = digest_id(&record.digest);
+        if snapshot.is_revoked(d, &id) {
+            return Err("the signature was revoked".to_owned());
+        }
         self.verified.insert((d, id), Origin::Event).await;
         // A "no valid signature" answer for this digest is now out of date.
         self.fetched
@@ -598,7 +647,7 @@ impl Trust {
     ) -> Check {
         let d = digest_id(digest);
         let require = policy.policy.require as usize;
-        let signed = self.signed_witnesses(policy, d).await;
+        let signed = self.signed_witnesses(snapshot, policy, d).await;
         if signed.len() >= require {
             self.counters.trust_hit.inc();
             return Check {
@@ -611,7 +660,7 @@ impl Trust {
         if let Ok(layers) = &layers {
             self.verify_layers(snapshot, layers, digest, d).await;
         }
-        let signed = self.signed_witnesses(policy, d).await;
+        let signed = self.signed_witnesses(snapshot, policy, d).await;
         if signed.len() >= require {
             return Check {
                 witnesses: signed,
@@ -619,7 +668,15 @@ impl Trust {
             };
         }
         let failure = self
-            .explain(policy, &signed, image, digest, d, layers.as_deref())
+            .explain(
+                snapshot,
+                policy,
+                &signed,
+                image,
+                digest,
+                d,
+                layers.as_deref(),
+            )
             .await;
         Check {
             witnesses: signed,
@@ -652,6 +709,7 @@ impl Trust {
         for (id, key) in &snapshot.keys {
             if key.live
                 && !found.contains(&key.witness)
+                && !snapshot.is_revoked(d, id)
                 && self.verified.get(&(d, *id)).await.is_some()
             {
                 found.push(key.witness.clone());
@@ -661,11 +719,16 @@ impl Trust {
         found
     }
 
-    async fn signed_witnesses(&self, policy: &CompiledPolicy, d: DigestId) -> Vec<Arc<str>> {
+    async fn signed_witnesses(
+        &self,
+        snapshot: &Snapshot,
+        policy: &CompiledPolicy,
+        d: DigestId,
+    ) -> Vec<Arc<str>> {
         let mut signed = Vec::new();
         for w in &policy.witnesses {
             for id in &w.live {
-                if self.verified.get(&(d, *id)).await.is_some() {
+                if !snapshot.is_revoked(d, id) && self.verified.get(&(d, *id)).await.is_some() {
                     signed.push(w.name.clone());
                     break;
                 }
@@ -737,8 +800,10 @@ impl Trust {
     }
 
     /// Why the policy's witnesses fall short, for the denial message.
+    #[allow(clippy::too_many_arguments)]
     async fn explain(
         &self,
+        snapshot: &Snapshot,
         policy: &CompiledPolicy,
         signed: &[Arc<str>],
         image: &ImageRef,
@@ -766,8 +831,26 @@ impl Trust {
                 signed.iter().map(|s| &**s).collect::<Vec<_>>().join(", ")
             )
         };
-        // A revoked key's verdict outranks everything: it is the most useful thing to say
-        // and needs no registry.
+        // A revoked signature or key outranks everything: it is the most useful thing to
+        // say and needs no registry.
+        for w in &missing {
+            for id in w.live.iter().chain(&w.revoked) {
+                if let Some(r) = snapshot.revoked_signatures.get(&(d, *id)) {
+                    let why = if r.reason.is_empty() {
+                        String::new()
+                    } else {
+                        format!(" ({})", r.reason)
+                    };
+                    return Failure::new(
+                        DenialReason::Revoked,
+                        format!(
+                            "{shortfall}signed by witness {}, but that signature was revoked at {}{why}",
+                            w.name, r.revoked_at
+                        ),
+                    );
+                }
+            }
+        }
         for w in &missing {
             for id in &w.revoked {
                 if self.verified.get(&(d, *id)).await.is_some() {

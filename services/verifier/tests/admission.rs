@@ -16,6 +16,7 @@ on_every_bus!(
     every_workload_kind,
     event_fed_admission_needs_no_registry,
     revocation_leads_to_denial,
+    a_revoked_signature_is_refused_though_the_registry_keeps_it,
     policy_toggles_propagate,
     restarted_verifier_resyncs,
     serves_from_cache_while_the_control_plane_is_down,
@@ -263,6 +264,74 @@ async fn revocation_leads_to_denial(backend: Backend) {
     );
     let m = message(&denied);
     assert!(m.contains("revoked"), "{m}");
+}
+
+/// One signature revoked (not its key): the image is denied at once, by the running
+/// verifier (event) and by one started afterwards that finds the layer in the registry
+/// (trust bundle); the same witness's other images stay admitted, and signet will not
+/// sign the image again with that witness.
+async fn a_revoked_signature_is_refused_though_the_registry_keeps_it(backend: Backend) {
+    let s = setup(backend, VerifierOptions::default()).await;
+    let (other, _) = s.images.push("team/other", "v1").await;
+    s.cp.sign(&other, "release").await;
+    assert!(s.verifier.allowed("prod", &s.signed).await);
+    assert!(s.verifier.allowed("prod", &other).await);
+    let sigs =
+        s.cp.ok(
+            Method::GET,
+            &format!("/v1/signatures?image={}", s.signed),
+            None,
+        )
+        .await;
+    let id = sigs["signatures"][0]["id"].as_str().expect("signature id");
+    s.cp.ok(
+        Method::POST,
+        &format!("/v1/signatures/{id}/revoke"),
+        Some(json!({"reason": "built from an unreviewed branch"})),
+    )
+    .await;
+    let started = std::time::Instant::now();
+    let denied = poll("the revoked signature's image to be denied", || async {
+        let r = s.verifier.validate("pod-create", "prod", &s.signed).await;
+        (r["allowed"] == false).then_some(r)
+    })
+    .await;
+    eprintln!(
+        "{backend:?}: denied {:?} after the signature was revoked",
+        started.elapsed()
+    );
+    let m = message(&denied);
+    assert!(
+        m.contains("revoked") && m.contains("built from an unreviewed branch"),
+        "{m}"
+    );
+    assert!(
+        s.verifier.allowed("prod", &other).await,
+        "the witness's other signatures still count"
+    );
+    // A verifier that never saw the event: the registry still has the layer, the
+    // trust bundle says it is revoked.
+    let fresh = Verifier::start(&s.cp, VerifierOptions::default()).await;
+    fresh.caught_up(&s.cp).await;
+    let r = fresh.validate("pod-create", "prod", &s.signed).await;
+    assert_eq!(r["allowed"], false, "{r}");
+    assert!(message(&r).contains("revoked"), "{}", message(&r));
+    assert!(fresh.allowed("prod", &other).await);
+    // Signing it again does not undo the revocation.
+    let (status, job) =
+        s.cp.call(
+            Method::POST,
+            "/v1/sign?wait=30",
+            Some(json!({"image": s.signed, "witness": "release"})),
+        )
+        .await;
+    assert_eq!(status, reqwest::StatusCode::UNPROCESSABLE_ENTITY, "{job}");
+    assert!(
+        job["detail"]
+            .as_str()
+            .is_some_and(|d| d.contains("was revoked")),
+        "{job}"
+    );
 }
 
 async fn policy_toggles_propagate(backend: Backend) {

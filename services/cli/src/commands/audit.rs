@@ -2,11 +2,8 @@
 //! decided.
 
 use std::process::ExitCode;
-use std::time::Duration;
 
 use clap::Args;
-use reqwest::Method;
-use serde_json::Value;
 
 use super::Context;
 use crate::output::{self, s, Format};
@@ -42,15 +39,12 @@ pub async fn run(ctx: &Context, a: AuditArgs) -> anyhow::Result<ExitCode> {
     if a.admissions {
         return admissions(ctx, a).await;
     }
-    let mut path = format!("/v1/audit?limit={}", a.limit);
-    for (k, v) in [("action", &a.action), ("subject", &a.subject)] {
-        if let Some(v) = v {
-            path.push_str(&format!("&{k}={}", urlencode(v)));
-        }
-    }
-    let (_, v): (_, Value) = ctx
-        .client
-        .call::<(), _>(Method::GET, &path, None, Duration::from_secs(30))
+    let v = ctx
+        .list(
+            "/v1/audit",
+            a.limit,
+            &[("action", &a.action), ("subject", &a.subject)],
+        )
         .await?;
     match ctx.format {
         Format::Json => output::json(&v),
@@ -72,20 +66,17 @@ pub async fn run(ctx: &Context, a: AuditArgs) -> anyhow::Result<ExitCode> {
 
 /// Admission decisions, newest first: one line per workload and policy.
 async fn admissions(ctx: &Context, a: AuditArgs) -> anyhow::Result<ExitCode> {
-    let mut path = format!("/v1/admission-decisions?limit={}", a.limit);
-    for (k, v) in [
-        ("policy", &a.policy),
-        ("cluster", &a.cluster),
-        ("namespace", &a.namespace),
-        ("outcome", &a.outcome),
-    ] {
-        if let Some(v) = v {
-            path.push_str(&format!("&{k}={}", urlencode(v)));
-        }
-    }
-    let (_, v): (_, Value) = ctx
-        .client
-        .call::<(), _>(Method::GET, &path, None, Duration::from_secs(30))
+    let v = ctx
+        .list(
+            "/v1/admission-decisions",
+            a.limit,
+            &[
+                ("policy", &a.policy),
+                ("cluster", &a.cluster),
+                ("namespace", &a.namespace),
+                ("outcome", &a.outcome),
+            ],
+        )
         .await?;
     match ctx.format {
         Format::Json => output::json(&v),
@@ -113,9 +104,4 @@ async fn admissions(ctx: &Context, a: AuditArgs) -> anyhow::Result<ExitCode> {
         }
     }
     Ok(ExitCode::SUCCESS)
-}
-
-/// Percent-encodes a query value.
-pub fn urlencode(v: &str) -> String {
-    url::form_urlencoded::byte_serialize(v.as_bytes()).collect()
 }

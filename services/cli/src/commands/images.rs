@@ -2,14 +2,10 @@
 //! witness, and where the signature lives.
 
 use std::process::ExitCode;
-use std::time::Duration;
 
 use clap::Subcommand;
-use reqwest::Method;
-use serde_json::Value;
 
 use super::Context;
-use crate::commands::audit::urlencode;
 use crate::output::{self, s, Format};
 
 #[derive(Debug, Subcommand)]
@@ -34,15 +30,12 @@ pub async fn run(ctx: &Context, cmd: ImagesCommand) -> anyhow::Result<ExitCode> 
             repository,
             limit,
         } => {
-            let mut path = format!("/v1/images?trusted=true&limit={limit}");
-            for (k, v) in [("witness", &witness), ("repository", &repository)] {
-                if let Some(v) = v {
-                    path.push_str(&format!("&{k}={}", urlencode(v)));
-                }
-            }
-            let (_, v): (_, Value) = ctx
-                .client
-                .call::<(), _>(Method::GET, &path, None, Duration::from_secs(30))
+            let v = ctx
+                .list(
+                    "/v1/images?trusted=true",
+                    limit,
+                    &[("witness", &witness), ("repository", &repository)],
+                )
                 .await?;
             match ctx.format {
                 Format::Json => output::json(&v),

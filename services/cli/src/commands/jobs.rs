@@ -53,14 +53,7 @@ pub async fn run(ctx: &Context, cmd: JobsCommand) -> anyhow::Result<ExitCode> {
             } else {
                 state
             };
-            let mut path = format!("/v1/jobs?limit={limit}");
-            if let Some(st) = state {
-                path.push_str(&format!("&state={st}"));
-            }
-            let (_, v): (_, Value) = ctx
-                .client
-                .call::<(), _>(Method::GET, &path, None, TIMEOUT)
-                .await?;
+            let v = ctx.list("/v1/jobs", limit, &[("state", &state)]).await?;
             match ctx.format {
                 Format::Json => output::json(&v),
                 Format::Text => {

@@ -6,6 +6,7 @@ pub mod jobs;
 pub mod policy;
 pub mod rule;
 pub mod sign;
+pub mod signature;
 pub mod token;
 pub mod up;
 pub mod verify;
@@ -32,6 +33,33 @@ pub struct Context {
 }
 
 impl Context {
+    /// `GET PATH?limit=N` plus each filter that is set, percent-encoded: the listing
+    /// endpoints all take their filters this way. `path` may hold a query already.
+    pub async fn list(
+        &self,
+        path: &str,
+        limit: u32,
+        filters: &[(&str, &Option<String>)],
+    ) -> anyhow::Result<serde_json::Value> {
+        let sep = if path.contains('?') { '&' } else { '?' };
+        let mut path = format!("{path}{sep}limit={limit}");
+        for (k, v) in filters {
+            if let Some(v) = v {
+                path.push_str(&format!("&{k}={}", urlencode(v)));
+            }
+        }
+        let (_, v) = self
+            .client
+            .call::<(), _>(
+                reqwest::Method::GET,
+                &path,
+                None,
+                std::time::Duration::from_secs(30),
+            )
+            .await?;
+        Ok(v)
+    }
+
     pub fn new(cli: &Cli) -> anyhow::Result<Self> {
         let mut settings: Settings = signet_runtime::load(cli.config.as_deref())?;
         if let Some(dir) = &cli.data_dir {
@@ -65,4 +93,9 @@ fn read_token(path: &PathBuf) -> anyhow::Result<Option<String>> {
             Err(e).with_context(|| format!("cannot read the admin token at {}", path.display()))
         }
     }
+}
+
+/// Percent-encodes a query or path value.
+pub fn urlencode(v: &str) -> String {
+    url::form_urlencoded::byte_serialize(v.as_bytes()).collect()
 }

@@ -9,7 +9,7 @@ use reqwest::Method;
 use serde_json::{json, Map, Value};
 
 use super::Context;
-use crate::commands::audit::urlencode;
+use crate::commands::urlencode;
 use crate::output::{self, field, s, Format};
 
 #[derive(Debug, Subcommand)]

@@ -38,6 +38,9 @@ struct TrustedKey {
     algorithm: SignatureAlgorithm,
 }
 
+/// Why signet revoked the signatures on the digest, by key fingerprint (witness mode).
+type Revoked = std::collections::HashMap<String, String>;
+
 pub async fn run(ctx: &Context, a: VerifyArgs) -> anyhow::Result<ExitCode> {
     let image = ImageRef::parse(&a.image)?;
     let keys = load_keys(ctx, &a).await?;
@@ -49,10 +52,14 @@ pub async fn run(ctx: &Context, a: VerifyArgs) -> anyhow::Result<ExitCode> {
         None => registry.resolve(&image).await?,
     };
     let layers = registry.fetch_signatures(&image, &digest).await?;
+    let revoked = match &a.witness {
+        Some(w) => revoked_signatures(ctx, &image, &digest, w).await?,
+        None => Revoked::new(),
+    };
     let checks: Vec<_> = layers
         .iter()
         .enumerate()
-        .map(|(i, layer)| check_layer(i, layer, &image, &digest, &keys))
+        .map(|(i, layer)| check_layer(i, layer, &image, &digest, &keys, &revoked))
         .collect();
     let verified: Vec<_> = checks.iter().filter_map(|c| c.as_ref().ok()).collect();
     match ctx.format {
@@ -138,12 +145,50 @@ async fn load_keys(ctx: &Context, a: &VerifyArgs) -> anyhow::Result<Vec<TrustedK
     Ok(keys)
 }
 
+/// The witness's signatures on `digest` that signet revoked: their layers stay in the
+/// registry and still verify, so only the control plane can say.
+async fn revoked_signatures(
+    ctx: &Context,
+    image: &ImageRef,
+    digest: &Digest,
+    witness: &str,
+) -> anyhow::Result<Revoked> {
+    let pinned = format!("{}@{digest}", image.repository_ref());
+    let path = format!(
+        "/v1/signatures?image={}&witness={}",
+        crate::commands::urlencode(&pinned),
+        crate::commands::urlencode(witness)
+    );
+    let (_, v): (_, Value) = ctx
+        .client
+        .call::<(), _>(Method::GET, &path, None, Duration::from_secs(30))
+        .await?;
+    Ok(v["signatures"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|r| r["revoked"].is_object())
+        .map(|r| {
+            (
+                s(&r["key_fingerprint"]).to_owned(),
+                format!(
+                    "revoked by {} at {} ({})",
+                    s(&r["revoked"]["by"]),
+                    s(&r["revoked"]["at"]),
+                    s(&r["revoked"]["reason"])
+                ),
+            )
+        })
+        .collect())
+}
+
 fn check_layer(
     index: usize,
     layer: &SignatureLayer,
     image: &ImageRef,
     digest: &Digest,
     keys: &[TrustedKey],
+    revoked: &Revoked,
 ) -> Result<Value, String> {
     let n = index + 1;
     let payload =
@@ -169,6 +214,12 @@ fn check_layer(
                 .is_ok()
         })
         .ok_or_else(|| format!("signature {n}: does not verify under any given key"))?;
+    if let Some(why) = revoked.get(&key.key.fingerprint()) {
+        return Err(format!(
+            "signature {n}: verifies under {}, but signet {why}",
+            key.label
+        ));
+    }
     Ok(json!({
         "verified": true,
         "layer": n,

@@ -58,6 +58,7 @@ pub fn router() -> Router<AppState> {
         .route("/v1/jobs/{id}", get(jobs::show))
         .route("/v1/jobs/{id}/retry", post(jobs::retry))
         .route("/v1/signatures", get(records::signatures))
+        .route("/v1/signatures/{id}/revoke", post(records::revoke))
         .route("/v1/audit", get(records::audit))
         .route("/v1/tokens", post(tokens::create).get(tokens::list))
         .route("/v1/tokens/{name}", axum::routing::delete(tokens::revoke))
@@ -114,6 +115,7 @@ pub fn router() -> Router<AppState> {
         rules::update,
         rules::delete,
         records::signatures,
+        records::revoke,
         records::audit,
         tokens::create,
         tokens::list,

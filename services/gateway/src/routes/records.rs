@@ -1,13 +1,14 @@
-//! Read-only views: signature records and the audit log.
+//! Signature records (and their revocation) and the audit log.
 
-use axum::extract::State;
+use axum::extract::{Path, State};
 use axum::Json;
 use serde::Deserialize;
-use signet_core::ImageRef;
+use signet_core::{ImageRef, SignatureRecord};
 use signet_store::{AuditFilter, SignatureFilter};
+use uuid::Uuid;
 
 use crate::auth::Caller;
-use crate::error::{ApiError, ApiQuery, ApiResult, ErrorBody};
+use crate::error::{ApiError, ApiJson, ApiQuery, ApiResult, ErrorBody};
 use crate::AppState;
 
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
@@ -62,6 +63,56 @@ pub async fn signatures(
     }
     let records = state.store.list_signatures(&filter).await?;
     Ok(Json(serde_json::json!({ "signatures": records })))
+}
+
+/// Why a signature is revoked; kept on the record, in the audit log and in trust bundles.
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RevokeSignature {
+    pub reason: String,
+}
+
+#[utoipa::path(
+    post,
+    path = "/v1/signatures/{id}/revoke",
+    tag = "records",
+    summary = "Revoke one signature",
+    description = "Verifiers refuse the signature from then on (the event reaches them at once, \
+                   the trust bundle after a restart), although its layer stays in the registry; \
+                   signet does not sign the image again with that witness. To stop trusting \
+                   everything a key signed, revoke the key version instead. Role: admin.",
+    params(("id" = Uuid, Path, description = "The signature record's id")),
+    request_body = RevokeSignature,
+    responses(
+        (status = 200, description = "The record, revoked", body = SignatureRecord),
+        (status = 400, description = "No reason given, or the id is not a UUID", body = ErrorBody),
+        (status = 404, description = "No such signature", body = ErrorBody),
+        (status = 409, description = "Already revoked", body = ErrorBody),
+    ),
+    security(("bearer" = [])),
+)]
+pub async fn revoke(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+    ApiJson(body): ApiJson<RevokeSignature>,
+) -> ApiResult<Json<SignatureRecord>> {
+    caller.require_admin()?;
+    let id = Uuid::parse_str(&id)
+        .map_err(|_| ApiError::BadRequest(format!("signature id {id:?} is not a UUID")))?;
+    let reason = body.reason.trim();
+    if reason.is_empty() {
+        return Err(ApiError::BadRequest(
+            "reason: say why the signature is revoked; it is kept with the revocation".into(),
+        ));
+    }
+    let record = state
+        .store
+        .revoke_signature(id, &caller.actor(), reason)
+        .await?;
+    state.outbox_kick.notify_one();
+    tracing::warn!(signature = %id, image = %format!("{}@{}", record.repository, record.digest), witness = %record.witness, actor = %caller.actor(), "signature revoked");
+    Ok(Json(record))
 }
 
 #[derive(Debug, Deserialize, utoipa::IntoParams)]

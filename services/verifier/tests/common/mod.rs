@@ -322,6 +322,21 @@ impl Drop for ControlPlane {
         if let Some((token, _)) = &self.gateway {
             token.cancel();
         }
+        // The shared brokers outlive the test: remove the queues, exchanges and streams
+        // of its namespace (a quorum queue left behind costs RabbitMQ for good). Drop is
+        // not async, so a runtime of its own on a thread of its own does it.
+        if self.backend != Backend::Embedded {
+            let (url, namespace) = (self.backend.url().to_owned(), self.namespace.clone());
+            let _ = std::thread::spawn(move || {
+                if let Ok(rt) = tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                {
+                    rt.block_on(signet_testkit::brokers::delete_namespace(&url, &namespace));
+                }
+            })
+            .join();
+        }
     }
 }
 
