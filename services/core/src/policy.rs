@@ -125,6 +125,21 @@ pub struct RevokedSignature {
     pub reason: String,
 }
 
+impl RevokedSignature {
+    /// The trust-bundle entry of `record`; `None` while it is not revoked.
+    pub fn of(record: &crate::SignatureRecord) -> Option<Self> {
+        let revocation = record.revoked.as_ref()?;
+        Some(Self {
+            repository: record.repository.clone(),
+            digest: record.digest.clone(),
+            witness: record.witness.clone(),
+            key_fingerprint: record.key_fingerprint.clone(),
+            revoked_at: revocation.at,
+            reason: revocation.reason.clone(),
+        })
+    }
+}
+
 /// What changed about a policy; the data of a `policy.updated` event.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct PolicyUpdate {

@@ -139,16 +139,6 @@ impl Store {
         Ok(stored)
     }
 
-    #[tracing::instrument(name = "store.get_signature", level = "debug", skip_all, fields(id = %id))]
-    pub async fn get_signature(&self, id: Uuid) -> Result<Option<SignatureRecord>, StoreError> {
-        let row = sqlx::query(&format!("SELECT {COLUMNS} FROM signatures WHERE id = $1"))
-            .bind(id.to_string())
-            .fetch_optional(&self.read)
-            .await
-            .map_err(db("reading a signature"))?;
-        row.as_ref().map(signature_from_row).transpose()
-    }
-
     /// Revokes a signature: marks the record, and writes the audit entry and the
     /// `signature.revoked` event (the record, revocation included) in the same
     /// transaction. `NotFound` for an unknown id, `Conflict` when already revoked.
@@ -312,27 +302,17 @@ pub(crate) async fn select_revoked(
     conn: &mut AnyConnection,
     witness: &str,
 ) -> Result<Vec<RevokedSignature>, StoreError> {
-    let rows = sqlx::query(
-        "SELECT repository, digest, witness, key_fingerprint, revoked_at, revoked_reason \
-         FROM signatures WHERE witness = $1 AND revoked_at IS NOT NULL ORDER BY revoked_at, id",
-    )
+    let rows = sqlx::query(&format!(
+        "SELECT {COLUMNS} FROM signatures \
+         WHERE witness = $1 AND revoked_at IS NOT NULL ORDER BY revoked_at, id"
+    ))
     .bind(witness)
     .fetch_all(&mut *conn)
     .await
     .map_err(db("reading revoked signatures"))?;
-    rows.iter()
-        .map(|row| {
-            let what = "revoked signature";
-            let digest: String = col(row, what, "digest")?;
-            let reason: Option<String> = col(row, what, "revoked_reason")?;
-            Ok(RevokedSignature {
-                repository: col(row, what, "repository")?,
-                digest: Digest::parse(&digest).map_err(|e| StoreError::corrupt(what, e))?,
-                witness: col(row, what, "witness")?,
-                key_fingerprint: col(row, what, "key_fingerprint")?,
-                revoked_at: codec::time(what, col(row, what, "revoked_at")?)?,
-                reason: reason.unwrap_or_default(),
-            })
-        })
-        .collect()
+    let mut revoked = Vec::with_capacity(rows.len());
+    for row in &rows {
+        revoked.extend(RevokedSignature::of(&signature_from_row(row)?));
+    }
+    Ok(revoked)
 }

@@ -706,7 +706,10 @@ async fn revoked_signatures_are_audited_announced_and_in_trust_bundles(db: TestD
         ("token:admin", "built from the wrong branch")
     );
     assert_eq!(
-        store.get_signature(a.id).await.expect("get"),
+        store
+            .find_signature(&a.repository, &a.digest, "release")
+            .await
+            .expect("find"),
         Some(revoked.clone()),
         "kept, revoked"
     );
@@ -775,5 +778,11 @@ async fn revoked_signatures_are_audited_announced_and_in_trust_bundles(db: TestD
     assert_eq!(listed.key_fingerprint, a.key_fingerprint);
     assert_eq!(listed.reason, "built from the wrong branch");
     assert_eq!(listed.revoked_at, r.at);
-    let _ = b;
+    assert!(
+        bundle
+            .revoked_signatures
+            .iter()
+            .all(|l| l.digest != b.digest),
+        "the witness's other signature is not listed"
+    );
 }

@@ -10,7 +10,9 @@ use std::time::Duration;
 
 use chrono::Utc;
 use signet_bus::{Event, EventBus};
-use signet_core::{EventKind, PolicyUpdate, SignatureRecord, TrustBundle, Witness};
+use signet_core::{
+    EventKind, PolicyUpdate, RevokedSignature, SignatureRecord, TrustBundle, Witness,
+};
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
@@ -201,13 +203,16 @@ async fn handle(trust: &Trust, resync: &Resync, event: &Event) {
                 resync.request("unreadable signature.revoked event");
                 return;
             };
-            match event.revision {
-                Some(r) => {
-                    if trust.apply(r, |b| apply_signature_revoked(b, &record)) {
+            // The store writes the revocation into the event; without it, only the bundle
+            // says what was revoked.
+            match (RevokedSignature::of(&record), event.revision) {
+                (Some(revoked), Some(r)) => {
+                    if trust.apply(r, |b| apply_signature_revoked(b, &revoked)) {
                         tracing::info!(digest = %record.digest, witness = %record.witness, revision = r, "signature revocation applied");
                     }
                 }
-                None => resync.request("signature.revoked event without a revision"),
+                (None, _) => resync.request("signature.revoked event without its revocation"),
+                (_, None) => resync.request("signature.revoked event without a revision"),
             }
             trust.forget(&record).await;
         }

@@ -302,32 +302,20 @@ pub fn apply_witness(bundle: &mut TrustBundle, w: &Witness) {
     }
 }
 
-/// Applies a `signature.revoked` event to a bundle: the signature joins the revoked
-/// ones when a policy of the bundle names its witness.
-pub fn apply_signature_revoked(bundle: &mut TrustBundle, record: &SignatureRecord) {
+/// Applies a `signature.revoked` event's entry to a bundle: it joins the revoked
+/// signatures when a policy of the bundle names its witness.
+pub fn apply_signature_revoked(bundle: &mut TrustBundle, revoked: &RevokedSignature) {
     let named = bundle
         .policies
         .iter()
-        .any(|p| p.witnesses.iter().any(|n| n == &record.witness));
+        .any(|p| p.witnesses.iter().any(|n| n == &revoked.witness));
     let listed = bundle
         .revoked_signatures
         .iter()
-        .any(|r| r.digest == record.digest && r.key_fingerprint == record.key_fingerprint);
-    if !named || listed {
-        return;
+        .any(|r| r.digest == revoked.digest && r.key_fingerprint == revoked.key_fingerprint);
+    if named && !listed {
+        bundle.revoked_signatures.push(revoked.clone());
     }
-    let (revoked_at, reason) = match &record.revoked {
-        Some(r) => (r.at, r.reason.clone()),
-        None => (chrono::Utc::now(), String::new()),
-    };
-    bundle.revoked_signatures.push(RevokedSignature {
-        repository: record.repository.clone(),
-        digest: record.digest.clone(),
-        witness: record.witness.clone(),
-        key_fingerprint: record.key_fingerprint.clone(),
-        revoked_at,
-        reason,
-    });
 }
 
 /// Where a verdict in the trust cache came from.
