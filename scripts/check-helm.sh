@@ -167,11 +167,28 @@ for h in "${HELMS[@]}"; do
   if "$helm" template signet "$CHART" >"$OUT/defaults.log" 2>&1; then
     die "helm $version rendered the chart without image, store, bus and verifier settings"
   fi
-  for needed in image.repository store.existingSecret bus.existingSecret verifier.cluster verifier.gateway.tokenSecret.name; do
-    grep -q -- "- $needed:" "$OUT/defaults.log" ||
-      { cat "$OUT/defaults.log"; die "helm $version: rendering the defaults does not ask for $needed"; }
+  needed=(image.repository store.existingSecret bus.existingSecret controlPlane.signingKey
+    verifier.cluster verifier.gateway.tokenSecret.name verifier.controlPlaneKeys bus.verifierExistingSecret)
+  for n in "${needed[@]}"; do
+    grep -q -- "- $n:" "$OUT/defaults.log" ||
+      { cat "$OUT/defaults.log"; die "helm $version: rendering the defaults does not ask for $n"; }
   done
-  pass "defaults alone: refused, naming the 5 values to set"
+  pass "defaults alone: refused, naming the ${#needed[@]} values to set"
+  # The trust root: a verifier never gets publishing bus credentials, nor runs without a
+  # pinned control plane key.
+  if "$helm" template signet "$CHART" -f "$CHART/ci/minimal-values.yaml" \
+    --set bus.verifierExistingSecret=signet-bus >"$OUT/shared-bus.log" 2>&1; then
+    die "helm $version rendered a verifier with the gateway's (publishing) bus credentials"
+  fi
+  grep -q "bus.verifierExistingSecret: must not be bus.existingSecret" "$OUT/shared-bus.log" ||
+    { cat "$OUT/shared-bus.log"; die "helm $version: the shared bus credentials were refused for another reason"; }
+  if "$helm" template signet "$CHART" -f "$CHART/ci/minimal-values.yaml" \
+    --set 'verifier.controlPlaneKeys=null' >"$OUT/no-keys.log" 2>&1; then
+    die "helm $version rendered a verifier without a pinned control plane key"
+  fi
+  grep -q "verifier.controlPlaneKeys:" "$OUT/no-keys.log" ||
+    { cat "$OUT/no-keys.log"; die "helm $version: a verifier without keys was refused for another reason"; }
+  pass "a verifier with publishing bus credentials, or without a pinned key: refused"
   if "$helm" template signet "$CHART" -f "$CHART/ci/minimal-values.yaml" --set gateway.replica=3 >/dev/null 2>&1; then
     die "helm $version accepted a misspelt value (gateway.replica)"
   fi

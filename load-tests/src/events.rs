@@ -12,7 +12,7 @@ use std::time::Duration;
 use anyhow::{bail, Context};
 use chrono::Utc;
 use futures::StreamExt;
-use signet_bus::{BusOptions, Event};
+use signet_bus::{BusOptions, Event, OutgoingEvent};
 use signet_core::{Digest, EventKind, SignatureAlgorithm, SignatureRecord, SimpleSigning};
 use signet_kms::{KeyProvider, Kms, KmsConfig};
 use signet_store::Store;
@@ -24,6 +24,8 @@ use crate::stats::Summary;
 
 pub struct EventSource {
     bus: signet_bus::Bus,
+    /// Seals events as the relay does; verifiers refuse unsealed ones.
+    control_key: signet_kms::ControlPlaneKey,
     key: Arc<dyn KeyProvider>,
     version: String,
     fingerprint: String,
@@ -49,6 +51,8 @@ impl EventSource {
         .await
         .with_context(|| format!("connecting to {}", stack.bus.name()))?;
         let kms = Kms::new(KmsConfig::new(stack.data_dir()));
+        let control_key =
+            signet_kms::ControlPlaneKey::open(&kms, crate::stack::CONTROL_PLANE_KEY).await?;
         let key = kms.open(key_uri)?;
         let described = key.describe().await?;
         let primary = described
@@ -58,6 +62,7 @@ impl EventSource {
             .context("the witness key has no primary version")?;
         Ok(Self {
             bus,
+            control_key,
             version: primary.version.clone(),
             fingerprint: primary.public_key.fingerprint(),
             key,
@@ -98,7 +103,9 @@ impl EventSource {
             record.digest.to_string(),
             serde_json::to_value(record)?,
         );
-        self.bus.events.publish(&event).await?;
+        let outgoing = OutgoingEvent::encode(&event)?;
+        let seal = self.control_key.seal(&outgoing.bytes).await?;
+        self.bus.events.publish(&outgoing.sealed(&seal)).await?;
         Ok(())
     }
 

@@ -102,11 +102,26 @@ fn write_private(path: &Path, contents: &str) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// The control plane's key URI, shared by the gateway and signer (one data dir).
+pub const CONTROL_PLANE_KEY: &str = "local://signet-control-plane";
+/// Its public half, in the stack's dir.
+const CONTROL_PLANE_PEM: &str = "control-plane.pem";
+
 impl Stack {
     pub async fn start(options: StackOptions) -> anyhow::Result<Stack> {
         let dir = tempfile::Builder::new().prefix("signet-load-").tempdir()?;
         let data = dir.path().join("data");
         std::fs::create_dir_all(&data)?;
+        // The control plane's sealing key, made before any process could race to create
+        // it; verifiers pin its public half.
+        let control_key = signet_testkit::control_plane_key(&signet_kms::Kms::new(
+            signet_kms::KmsConfig::new(&data),
+        ))
+        .await;
+        std::fs::write(
+            dir.path().join(CONTROL_PLANE_PEM),
+            control_key.public_key().to_pem(),
+        )?;
         let http = reqwest::Client::builder().no_proxy().build()?;
         let port = free_port()?;
         let gateway_url = format!("http://127.0.0.1:{port}");
@@ -134,6 +149,9 @@ impl Stack {
             kv("SIGNET_DATA_DIR", data.display().to_string()),
             kv("SIGNET_BUS", options.bus.url()),
             kv("SIGNET_BUS_OPTIONS__NAMESPACE", namespace.clone()),
+            kv("SIGNET_CONTROL_PLANE__SIGNING_KEY", CONTROL_PLANE_KEY),
+            // The gateway and signer binaries refuse development keys unless told.
+            kv("SIGNET_KMS__ALLOW_LOCAL_KEYS", "true"),
             kv(
                 "SIGNET_WEBHOOKS__DISTRIBUTION__TOKEN_FILE",
                 hook_file.display().to_string(),
@@ -347,6 +365,17 @@ impl Stack {
             ),
             kv("SIGNET_VERIFIER__TLS_CERT", tls.cert.display().to_string()),
             kv("SIGNET_VERIFIER__TLS_KEY", tls.key.display().to_string()),
+            kv(
+                "SIGNET_VERIFIER__CONTROL_PLANE_KEYS",
+                format!(
+                    "[{:?}]",
+                    self.dir
+                        .path()
+                        .join(CONTROL_PLANE_PEM)
+                        .display()
+                        .to_string()
+                ),
+            ),
         ]);
         env.extend(extra.iter().map(|(k, v)| kv(k, v.clone())));
         let mut service = Service::spawn(

@@ -169,7 +169,7 @@ Input: dict "root" $ "component" "gateway". Empty when there is nothing to mount
 - name: SIGNET_BUS
   valueFrom:
     secretKeyRef:
-      name: {{ (and (eq .component "verifier") $v.bus.verifierExistingSecret) | default (include "signet.busSecret" .root) }}
+      name: {{ if eq .component "verifier" }}{{ required "bus.verifierExistingSecret: name a Secret with consume-only bus credentials for the verifiers" $v.bus.verifierExistingSecret }}{{ else }}{{ include "signet.busSecret" .root }}{{ end }}
       key: {{ $v.bus.key }}
 {{- if has .component (list "gateway" "signer") }}
 {{- range $k := keys $v.kms.env | sortAlpha }}

@@ -20,6 +20,9 @@ whole numbers as integers.
 {{- if $v.adminToken.secretName }}
 {{- $_ := set $s "admin_token_file" (printf "%s/admin/token" $secrets) -}}
 {{- end }}
+{{- if or $v.gateway.enabled $v.signer.enabled }}
+{{- $_ := set $s "control_plane" (dict "signing_key" $v.controlPlane.signingKey) -}}
+{{- end }}
 {{- if $v.gateway.enabled }}
 {{- $_ := set $s.gateway "listen" (printf "0.0.0.0:%v" $v.gateway.port) -}}
 {{- $_ := set $s.gateway "admin_listen" (printf "0.0.0.0:%v" $v.gateway.adminPort) -}}
@@ -37,6 +40,7 @@ whole numbers as integers.
 {{- $_ := set $s.verifier "tls_key" (printf "%s/tls.key" (include "signet.paths.tls" .)) -}}
 {{- /* The last trust bundle survives a container restart (not a pod replacement). */ -}}
 {{- $_ := set $s.verifier "state_dir" (include "signet.paths.data" .) -}}
+{{- $_ := set $s.verifier "control_plane_keys" (list (printf "%s/control-plane-keys.pem" (include "signet.paths.config" .))) -}}
 {{- end }}
 {{- if or $v.registry.dockerConfigSecret $v.registry.verifierDockerConfigSecret }}
 {{- $_ := set $s.registry "docker_config" (printf "%s/docker/config.json" $secrets) -}}

@@ -15,8 +15,8 @@ Every template includes it first, so whichever Helm renders first reports the li
 {{- if and (or $v.gateway.enabled $v.signer.enabled) (not $v.store.existingSecret) -}}
 {{- $p = append $p "store.existingSecret: name the Secret holding the PostgreSQL URL (the gateway and the signer need it)" -}}
 {{- end -}}
-{{- if not $v.bus.existingSecret -}}
-{{- $p = append $p "bus.existingSecret: name the Secret holding the bus URL (amqp://, amqps:// or nats://); every component needs the bus" -}}
+{{- if and (or $v.gateway.enabled $v.signer.enabled) (not $v.bus.existingSecret) -}}
+{{- $p = append $p "bus.existingSecret: name the Secret holding the bus URL (amqp://, amqps:// or nats://); the gateway and the signer publish on it" -}}
 {{- end -}}
 {{- range $name := list "distribution" "harbor" "acr" "generic" -}}
 {{- $r := index $v.webhooks $name -}}
@@ -45,8 +45,24 @@ Every template includes it first, so whichever Helm renders first reports the li
 {{- $p = append $p (printf "registry.credentials[%d]: set username with passwordSecret, or tokenSecret" $i) -}}
 {{- end -}}
 {{- end -}}
+{{- if and (or $v.gateway.enabled $v.signer.enabled) (not $v.controlPlane.signingKey) -}}
+{{- $p = append $p "controlPlane.signingKey: name the KMS key that seals trust bundles and events (awskms://…, hashivault://…, alikms://…); the gateway and the signer refuse to start without it" -}}
+{{- end -}}
 {{- if $v.verifier.enabled -}}
 {{- $vf := $v.verifier -}}
+{{- if not $vf.controlPlaneKeys -}}
+{{- $p = append $p "verifier.controlPlaneKeys: give the control plane's public key (PEM, `signet control-plane key`); the verifier trusts nothing it did not seal" -}}
+{{- end -}}
+{{- range $i, $k := $vf.controlPlaneKeys -}}
+{{- if not (contains "-----BEGIN" $k) -}}
+{{- $p = append $p (printf "verifier.controlPlaneKeys[%d]: not a PEM public key" $i) -}}
+{{- end -}}
+{{- end -}}
+{{- if not $v.bus.verifierExistingSecret -}}
+{{- $p = append $p "bus.verifierExistingSecret: name a Secret with bus credentials that may only consume events; verifiers never get the gateway's publishing credentials" -}}
+{{- else if eq $v.bus.verifierExistingSecret $v.bus.existingSecret -}}
+{{- $p = append $p "bus.verifierExistingSecret: must not be bus.existingSecret (the gateway's credentials publish events); give verifiers consume-only credentials" -}}
+{{- end -}}
 {{- if not $vf.cluster -}}
 {{- $p = append $p "verifier.cluster: name the cluster this verifier enforces policies for (as in `signet policy create --cluster`)" -}}
 {{- end -}}

@@ -10,7 +10,7 @@ use signet_store::Store;
 use tokio::sync::{broadcast, mpsc, Notify, Semaphore};
 use tokio_util::sync::CancellationToken;
 
-use crate::event::{Event, EventBus};
+use crate::event::{EventBus, OutgoingEvent, ReceivedEvent};
 use crate::queue::{enforce_max_deliver, DeadLetter, Delivery, JobQueue, Message, Settle};
 use crate::{Bus, BusError, BusOptions, Names};
 
@@ -256,7 +256,7 @@ impl Drop for EmbeddedSettle {
 
 #[derive(Debug)]
 struct EmbeddedEvents {
-    tx: broadcast::Sender<Event>,
+    tx: broadcast::Sender<ReceivedEvent>,
 }
 
 #[async_trait]
@@ -265,16 +265,16 @@ impl EventBus for EmbeddedEvents {
         BACKEND
     }
 
-    async fn publish(&self, event: &Event) -> Result<(), BusError> {
+    async fn publish(&self, event: &OutgoingEvent) -> Result<(), BusError> {
         // No subscriber is not an error: verifiers catch up from the trust bundle.
-        let _ = self.tx.send(event.clone());
+        let _ = self.tx.send(ReceivedEvent::from(event));
         Ok(())
     }
 
     async fn subscribe(
         &self,
         shutdown: CancellationToken,
-    ) -> Result<mpsc::Receiver<Event>, BusError> {
+    ) -> Result<mpsc::Receiver<ReceivedEvent>, BusError> {
         let mut sub = self.tx.subscribe();
         let (tx, rx) = mpsc::channel(EVENT_BUFFER);
         tokio::spawn(async move {

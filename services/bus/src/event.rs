@@ -6,10 +6,11 @@
 use std::fmt;
 
 use async_trait::async_trait;
+use bytes::Bytes;
 use chrono::{DateTime, Utc};
 use cloudevents::event::{Data, ExtensionValue};
 use cloudevents::{AttributesReader, EventBuilder, EventBuilderV10};
-use signet_core::EventKind;
+use signet_core::{EventKind, PinnedKeys, Seal, SealError};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
@@ -104,19 +105,100 @@ impl Event {
     }
 }
 
+/// An event on its way out: the exact CloudEvent bytes, the control plane's seal over
+/// them, and what a broker routes and deduplicates by.
+#[derive(Debug, Clone, PartialEq)]
+pub struct OutgoingEvent {
+    pub id: String,
+    pub kind: EventKind,
+    pub traceparent: Option<String>,
+    pub bytes: Bytes,
+    /// The `Signet-Signature` header value; verifiers refuse events without one.
+    pub seal: Option<String>,
+}
+
+impl OutgoingEvent {
+    /// `event` encoded, not sealed yet.
+    pub fn encode(event: &Event) -> Result<Self, BusError> {
+        Ok(Self {
+            id: event.id.clone(),
+            kind: event.kind,
+            traceparent: event.traceparent.clone(),
+            bytes: Bytes::from(event.to_json()?),
+            seal: None,
+        })
+    }
+
+    pub fn sealed(mut self, seal: &Seal) -> Self {
+        self.seal = Some(seal.to_header());
+        self
+    }
+}
+
+/// An event as it arrived: bytes nobody has vouched for yet, and the seal that came
+/// with them, if any.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ReceivedEvent {
+    pub bytes: Bytes,
+    pub seal: Option<String>,
+}
+
+impl ReceivedEvent {
+    /// Checks the seal against the pinned control plane keys, then parses.
+    pub fn open(&self, keys: &PinnedKeys) -> Result<Event, EventRefused> {
+        keys.check(&self.bytes, self.seal.as_deref())
+            .map_err(EventRefused::Seal)?;
+        Event::from_json(&self.bytes).map_err(EventRefused::Unreadable)
+    }
+
+    /// Parses without checking the seal: for tools and tests that only look.
+    pub fn unverified(&self) -> Result<Event, BusError> {
+        Event::from_json(&self.bytes)
+    }
+}
+
+impl From<&OutgoingEvent> for ReceivedEvent {
+    fn from(e: &OutgoingEvent) -> Self {
+        Self {
+            bytes: e.bytes.clone(),
+            seal: e.seal.clone(),
+        }
+    }
+}
+
+/// Why a received event was not taken.
+#[derive(Debug, thiserror::Error)]
+pub enum EventRefused {
+    #[error(transparent)]
+    Seal(SealError),
+    #[error("sealed, but not a signet event: {0}")]
+    Unreadable(BusError),
+}
+
+impl EventRefused {
+    /// A short label for metrics.
+    pub fn reason(&self) -> &'static str {
+        match self {
+            Self::Seal(e) => e.reason(),
+            Self::Unreadable(_) => "unreadable",
+        }
+    }
+}
+
 /// Where events are published and how they are received.
 #[async_trait]
 pub trait EventBus: Send + Sync + fmt::Debug {
     fn backend(&self) -> &'static str;
     /// Returns once the broker has the event.
-    async fn publish(&self, event: &Event) -> Result<(), BusError>;
-    /// Receives every event published from now on, until `shutdown` fires. After a
-    /// broker outage the stream resumes by itself; a subscriber notices missed events
-    /// by a gap in [`Event::revision`].
+    async fn publish(&self, event: &OutgoingEvent) -> Result<(), BusError>;
+    /// Receives every event published from now on, until `shutdown` fires, as it
+    /// arrived: a subscriber checks the seal before it believes anything. After a broker
+    /// outage the stream resumes by itself; a subscriber notices missed events by a gap
+    /// in [`Event::revision`].
     async fn subscribe(
         &self,
         shutdown: CancellationToken,
-    ) -> Result<mpsc::Receiver<Event>, BusError>;
+    ) -> Result<mpsc::Receiver<ReceivedEvent>, BusError>;
 }
 
 #[cfg(test)]

@@ -47,7 +47,7 @@ mod settings;
 
 use std::sync::Arc;
 
-pub use event::{Event, EventBus};
+pub use event::{Event, EventBus, EventRefused, OutgoingEvent, ReceivedEvent};
 pub use options::{BusOptions, Names};
 pub use queue::{DeadLetter, Delivery, JobQueue, Message, Settle};
 

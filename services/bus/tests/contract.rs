@@ -9,7 +9,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
 use common::{eventually, recv, Backend, Harness, AMQP_URL, NATS_URL};
-use signet_bus::{Event, Message, JOB_ID_HEADER, TRACEPARENT_HEADER};
+use signet_bus::{Event, Message, OutgoingEvent, JOB_ID_HEADER, TRACEPARENT_HEADER};
 use signet_core::EventKind;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
@@ -290,10 +290,19 @@ async fn events_reach_every_subscriber(b: Backend) {
     );
     event.revision = Some(7);
     event.traceparent = Some("00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01".into());
-    h.bus.events.publish(&event).await.expect("publish");
+    // The bus carries the seal beside the bytes, untouched (checking it is the
+    // subscriber's job).
+    let mut outgoing = OutgoingEvent::encode(&event).expect("encode");
+    outgoing.seal = Some(format!(
+        "keyid=\"sha256:{}\", alg=\"RSA_PKCS1_SHA256\", sig=\"AAAA\"",
+        "ab".repeat(32)
+    ));
+    h.bus.events.publish(&outgoing).await.expect("publish");
     for rx in [&mut one, &mut two] {
         let got = recv(rx, "the event").await;
-        assert_eq!(got, event);
+        assert_eq!(got.bytes, outgoing.bytes, "the exact bytes");
+        assert_eq!(got.seal, outgoing.seal);
+        assert_eq!(got.unverified().expect("decode"), event);
     }
     stop.cancel();
     h.cleanup().await;

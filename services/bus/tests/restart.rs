@@ -18,7 +18,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use common::{eventually, free_port, listening};
-use signet_bus::{connect_with, Bus, BusError, BusOptions, Event, Message};
+use signet_bus::{connect_with, Bus, BusError, BusOptions, Event, Message, OutgoingEvent};
 use signet_core::EventKind;
 use signet_store::Store;
 use tempfile::TempDir;
@@ -375,11 +375,14 @@ async fn nothing_lost_across_a_restart(broker: &mut impl PrivateBroker) {
     );
     assert!(bus
         .events
-        .publish(&Event::new(
-            EventKind::PolicyUpdated,
-            "p",
-            serde_json::json!({})
-        ))
+        .publish(
+            &OutgoingEvent::encode(&Event::new(
+                EventKind::PolicyUpdated,
+                "p",
+                serde_json::json!({})
+            ))
+            .expect("encode")
+        )
         .await
         .is_err());
 
@@ -416,13 +419,19 @@ async fn nothing_lost_across_a_restart(broker: &mut impl PrivateBroker) {
             "no event reached the subscriber after the restart"
         );
         let e = Event::new(EventKind::WitnessCreated, "w", serde_json::json!({"n": 1}));
-        if bus.events.publish(&e).await.is_err() {
+        if bus
+            .events
+            .publish(&OutgoingEvent::encode(&e).expect("encode"))
+            .await
+            .is_err()
+        {
             tokio::time::sleep(Duration::from_millis(100)).await;
             continue;
         }
         while let Ok(Some(got)) =
             tokio::time::timeout(Duration::from_millis(300), events.recv()).await
         {
+            let got = got.unverified().expect("decode");
             if got.id == e.id {
                 break 'resumed got;
             }

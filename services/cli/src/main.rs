@@ -46,7 +46,7 @@ pub struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
-    /// Run gateway and signer in one process on embedded defaults (for a laptop or a demo).
+    /// Run gateway, signer and verifier in one process on embedded defaults (for a laptop or a demo).
     Up(commands::up::UpArgs),
     /// Manage witnesses: named signing identities bound to KMS keys.
     #[command(subcommand)]
@@ -75,6 +75,9 @@ enum Command {
     /// Manage signing rules: which pushed repositories are signed, by which witness.
     #[command(subcommand)]
     Rule(commands::rule::RuleCommand),
+    /// The control plane's own key, which verifiers pin.
+    #[command(subcommand)]
+    ControlPlane(commands::control_plane::ControlPlaneCommand),
 }
 
 fn main() -> ExitCode {
@@ -112,5 +115,6 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Images(c) => commands::images::run(&ctx, c).await,
         Command::Signature(c) => commands::signature::run(&ctx, c).await,
         Command::Rule(c) => commands::rule::run(&ctx, c).await,
+        Command::ControlPlane(c) => commands::control_plane::run(&ctx, c).await,
     }
 }

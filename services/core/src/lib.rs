@@ -9,6 +9,8 @@
 //! - [`crypto`]: RSA public keys, fingerprints and signature verification.
 //! - [`events`]: the event types signet emits and where they are published.
 //! - [`policy`]: security policies, signing rules and the trust bundle verifiers enforce.
+//! - [`seal`]: the control plane's detached signature over bundles and events, and the
+//!   pinned keys verifiers check it with.
 //! - [`admission`]: what a verifier decided about a workload, as it reports it.
 //! - [`model`]: witnesses, jobs, signature records, roles, audit entries.
 
@@ -20,6 +22,7 @@ pub mod model;
 pub mod payload;
 pub mod policy;
 pub mod reference;
+pub mod seal;
 
 pub use admission::{AdmissionDecision, AdmissionOutcome, DenialReason, ImageVerdict};
 pub use crypto::{CryptoError, PublicKey, SignatureAlgorithm};
@@ -32,3 +35,4 @@ pub use policy::{
     TrustBundle, TrustedKey,
 };
 pub use reference::{ImageRef, ReferenceError};
+pub use seal::{PinnedKeys, Seal, SealError, SEAL_HEADER};

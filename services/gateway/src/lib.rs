@@ -25,7 +25,7 @@ use std::time::Duration;
 use axum::http::{HeaderName, Request};
 use axum::Router;
 use signet_bus::Bus;
-use signet_kms::Kms;
+use signet_kms::{ControlPlaneKey, Kms};
 use signet_registry::RegistryClient;
 use signet_runtime::settings::GatewaySettings;
 use signet_store::Store;
@@ -47,6 +47,8 @@ pub struct AppState {
     pub outbox_kick: Arc<Notify>,
     /// The registry webhook receivers, with their secrets and counters.
     pub webhooks: Arc<webhooks::Receivers>,
+    /// Seals trust bundles (the outbox relay seals events with the same key).
+    pub control_key: Arc<ControlPlaneKey>,
 }
 
 const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");

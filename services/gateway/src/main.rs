@@ -7,7 +7,7 @@ use anyhow::Context;
 use clap::Parser;
 use signet_gateway::webhooks::Receivers;
 use signet_gateway::AppState;
-use signet_kms::{Kms, KmsConfig};
+use signet_kms::{ControlPlaneKey, Kms, KmsConfig};
 use signet_registry::{RegistryClient, RegistryConfig};
 use signet_runtime::Settings;
 use signet_store::Store;
@@ -45,10 +45,22 @@ async fn main() -> anyhow::Result<()> {
     .await?;
     // Secrets are read now: a receiver that cannot authenticate must stop the start.
     let webhooks = Arc::new(Receivers::from_settings(&settings.webhooks)?);
+    let kms = Arc::new(Kms::new(KmsConfig::from_settings(&settings)));
+    let control_key = Arc::new(
+        ControlPlaneKey::from_settings(&kms, &settings)
+            .await
+            .context("cannot open the control plane's signing key")?,
+    );
+    tracing::info!(
+        key = control_key.uri(),
+        fingerprint = control_key.fingerprint(),
+        "trust bundles and events are sealed by the control plane's key"
+    );
     let kick = Arc::new(Notify::new());
     let relay = tokio::spawn(signet_bus::outbox::run(
         store.clone(),
         bus.events.clone(),
+        control_key.clone(),
         kick.clone(),
         shutdown.clone(),
     ));
@@ -64,11 +76,12 @@ async fn main() -> anyhow::Result<()> {
     let state = AppState {
         store: store.clone(),
         bus,
-        kms: Arc::new(Kms::new(KmsConfig::from_settings(&settings))),
+        kms,
         registry: RegistryClient::new(RegistryConfig::from_settings(&settings)?)?,
         settings: Arc::new(settings.gateway.clone()),
         outbox_kick: kick,
         webhooks,
+        control_key,
     };
     let listener = tokio::net::TcpListener::bind(&settings.gateway.listen)
         .await

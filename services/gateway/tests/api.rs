@@ -40,14 +40,17 @@ async fn start() -> Gateway {
         body_limit_bytes: 4096,
         ..GatewaySettings::default()
     };
+    let kms = Arc::new(Kms::new(KmsConfig::new(dir.path())));
+    let control_key = signet_testkit::control_plane_key(&kms).await;
     let state = AppState {
         store: store.clone(),
         bus,
-        kms: Arc::new(Kms::new(KmsConfig::new(dir.path()))),
+        kms,
         registry: RegistryClient::new(RegistryConfig::default()).expect("registry client"),
         settings: Arc::new(settings),
         outbox_kick: Arc::new(tokio::sync::Notify::new()),
         webhooks: Arc::default(),
+        control_key,
     };
     let tokens = common::tokens(&store).await;
     let shutdown = CancellationToken::new();

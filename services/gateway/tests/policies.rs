@@ -26,6 +26,8 @@ struct Gateway {
     signer: String,
     verifier: String,
     http: reqwest::Client,
+    /// The control plane key's public half, as a verifier pins it.
+    pinned: signet_core::PinnedKeys,
     _dir: tempfile::TempDir,
     _shutdown: tokio_util::sync::DropGuard,
 }
@@ -39,14 +41,18 @@ async fn start() -> Gateway {
     .await
     .expect("store");
     let bus = signet_bus::connect("embedded", &store).await.expect("bus");
+    let kms = Arc::new(Kms::new(KmsConfig::new(dir.path())));
+    let control_key = signet_testkit::control_plane_key(&kms).await;
+    let pinned = signet_core::PinnedKeys::new([control_key.public_key().clone()]);
     let state = AppState {
         store: store.clone(),
         bus,
-        kms: Arc::new(Kms::new(KmsConfig::new(dir.path()))),
+        kms,
         registry: RegistryClient::new(RegistryConfig::default()).expect("registry client"),
         settings: Arc::new(GatewaySettings::default()),
         outbox_kick: Arc::new(tokio::sync::Notify::new()),
         webhooks: Arc::default(),
+        control_key,
     };
     let tokens = common::tokens(&store).await;
     let shutdown = CancellationToken::new();
@@ -58,6 +64,7 @@ async fn start() -> Gateway {
         signer: tokens.signer,
         verifier: tokens.verifier,
         http: reqwest::Client::new(),
+        pinned,
         _dir: dir,
         _shutdown: shutdown.drop_guard(),
     }
@@ -344,6 +351,37 @@ async fn trust_bundle_carries_policies_and_live_keys_at_a_revision() {
     assert_eq!(keys[0]["witness"], "release");
     assert_eq!(keys[0]["fingerprint"], release["fingerprint"]);
     assert_eq!(b["revoked_keys"].as_array().map(Vec::len), Some(0));
+
+    // The body is sealed by the control plane's key: the seal verifies over exactly
+    // these bytes, and not over anything else.
+    let resp = gw
+        .http
+        .get(format!("{}/v1/trust-bundle?cluster=c1", gw.url))
+        .bearer_auth(&gw.verifier)
+        .send()
+        .await
+        .expect("bundle");
+    let seal = resp
+        .headers()
+        .get("signet-signature")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned);
+    let bytes = resp.bytes().await.expect("body");
+    gw.pinned
+        .check(&bytes, seal.as_deref())
+        .expect("the bundle is sealed by the control plane's key");
+    let mut tampered = bytes.to_vec();
+    tampered.extend_from_slice(b" ");
+    assert!(gw.pinned.check(&tampered, seal.as_deref()).is_err());
+    let (s, key) = gw
+        .call(Method::GET, "/v1/control-plane/key", &gw.verifier, None)
+        .await;
+    assert_eq!(s, StatusCode::OK, "{key}");
+    assert_eq!(
+        key["fingerprint"].as_str(),
+        gw.pinned.fingerprints().next(),
+        "{key}"
+    );
 
     // Revoking the witness moves its keys out of the trusted set.
     let (s, _) = gw

@@ -440,6 +440,7 @@ struct Signet {
     bus: signet_bus::Bus,
     kms: Arc<Kms>,
     kick: Arc<tokio::sync::Notify>,
+    control_key: Arc<signet_kms::ControlPlaneKey>,
     admin: String,
     signer: String,
     verifier: String,
@@ -463,9 +464,11 @@ impl Signet {
         let kms = Arc::new(Kms::new(KmsConfig::new(dir.path())));
         let kick = Arc::new(tokio::sync::Notify::new());
         let shutdown = CancellationToken::new();
+        let control_key = signet_testkit::control_plane_key(&kms).await;
         tokio::spawn(signet_bus::outbox::run(
             store.clone(),
             bus.events.clone(),
+            control_key.clone(),
             kick.clone(),
             shutdown.clone(),
         ));
@@ -485,6 +488,7 @@ impl Signet {
             settings: Arc::new(GatewaySettings::default()),
             outbox_kick: kick.clone(),
             webhooks: Arc::new(receivers),
+            control_key: control_key.clone(),
         };
         let tokens = common::tokens(&store).await;
         let url = common::serve(state, shutdown.clone()).await;
@@ -494,6 +498,7 @@ impl Signet {
             bus,
             kms,
             kick,
+            control_key,
             admin: tokens.admin,
             signer: tokens.signer,
             verifier: tokens.verifier,
@@ -1006,6 +1011,9 @@ async fn real_payloads_match_their_schemas() {
                 )
             })
             .expect("the event stream stays open");
+        // Every event leaves sealed by the control plane's key.
+        let pinned = signet_core::PinnedKeys::new([s.control_key.public_key().clone()]);
+        let event = event.open(&pinned).expect("sealed by the control plane");
         // The bytes every broker backend puts on the wire.
         let wire: Value = serde_json::from_slice(&event.to_json().expect("encode")).expect("JSON");
         let path = schemas::event_path(event.kind);

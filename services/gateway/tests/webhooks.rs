@@ -83,10 +83,12 @@ async fn start_with(bus_url: &str, receivers: Receivers) -> Gateway {
     let bus = signet_bus::connect_with(bus_url, &store, options)
         .await
         .unwrap_or_else(|e| panic!("bus at {bus_url}: {e}"));
+    let kms = Arc::new(Kms::new(KmsConfig::new(dir.path())));
+    let control_key = signet_testkit::control_plane_key(&kms).await;
     let state = AppState {
         store: store.clone(),
         bus: bus.clone(),
-        kms: Arc::new(Kms::new(KmsConfig::new(dir.path()))),
+        kms,
         registry: RegistryClient::new(RegistryConfig::default()).expect("registry client"),
         settings: Arc::new(GatewaySettings::default()),
         outbox_kick: Arc::new(tokio::sync::Notify::new()),
@@ -95,6 +97,7 @@ async fn start_with(bus_url: &str, receivers: Receivers) -> Gateway {
             r.body_limit = 8 * 1024;
             r
         }),
+        control_key,
     };
     let admin = auth::issue(&store, "root", Role::Admin, "test")
         .await

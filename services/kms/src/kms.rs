@@ -31,6 +31,13 @@ pub struct KmsConfig {
     /// Alibaba Cloud KMS endpoint for every `alikms://` key (a VPC endpoint or a dedicated
     /// gateway): a host, or a URL. Wins over `SIGNET_ALIBABA_KMS_ENDPOINT`.
     pub alibaba_endpoint: Option<String>,
+    /// Whether `local://` development keys (plain files in the data dir) may be opened.
+    /// The service binaries refuse them unless `kms.allow_local_keys` says otherwise.
+    pub allow_local: bool,
+    /// The `host[:port]` endpoints an `awskms://HOST/KEY` URI may name; `None`: any. A
+    /// key URI is admin input, and its endpoint is where the "KMS public key" verifiers
+    /// will trust comes from.
+    pub allowed_endpoints: Option<Vec<String>>,
 }
 
 impl KmsConfig {
@@ -40,6 +47,8 @@ impl KmsConfig {
             timeout: DEFAULT_TIMEOUT,
             environment: Environment::Process,
             alibaba_endpoint: None,
+            allow_local: true,
+            allowed_endpoints: None,
         }
     }
 }
@@ -117,6 +126,25 @@ impl Kms {
             ));
         };
         match scheme {
+            "local" if !self.config.allow_local => Err(KmsError::new(
+                "local",
+                redact_uri(uri),
+                KmsErrorKind::Unsupported(
+                    "local:// keys are development keys kept as files in the data dir; the \
+                     service binaries refuse them unless kms.allow_local_keys = true \
+                     (signet up allows them)"
+                        .into(),
+                ),
+            )),
+            "awskms" if !self.endpoint_allowed(uri) => Err(KmsError::new(
+                "awskms",
+                redact_uri(uri),
+                KmsErrorKind::Unsupported(
+                    "the key URI names its own KMS endpoint, which is not in kms.allowed_endpoints; \
+                     a key's public half would come from there"
+                        .into(),
+                ),
+            )),
             "local" => Ok(Arc::new(LocalProvider::open(
                 uri,
                 rest,
@@ -165,6 +193,22 @@ impl Kms {
     }
 }
 
+impl Kms {
+    fn endpoint_allowed(&self, uri: &str) -> bool {
+        let Some(allowed) = &self.config.allowed_endpoints else {
+            return true;
+        };
+        match crate::aws::parse_uri(uri) {
+            Ok(parsed) => parsed
+                .endpoint
+                .as_deref()
+                .is_none_or(|e| allowed.iter().any(|a| a.eq_ignore_ascii_case(e))),
+            // The provider reports what is wrong with the URI.
+            Err(_) => true,
+        }
+    }
+}
+
 const SUPPORTED: &str =
     "local://NAME, awskms://[ENDPOINT]/KEY, hashivault://KEY, alikms://REGION/KEY_ID[?version=V]";
 
@@ -188,6 +232,33 @@ pub(crate) fn redact_uri(uri: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn production_refuses_local_keys_and_unlisted_endpoints() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut config = KmsConfig::new(dir.path());
+        config.allow_local = false;
+        config.allowed_endpoints = Some(vec!["kms.internal:4566".into()]);
+        let kms = Kms::new(config);
+        let local = kms.open("local://prod").expect_err("local refused");
+        assert!(
+            local.to_string().contains("kms.allow_local_keys"),
+            "{local}"
+        );
+        let evil = kms
+            .open("awskms://attacker.example/alias/x")
+            .expect_err("endpoint refused");
+        assert!(evil.to_string().contains("kms.allowed_endpoints"), "{evil}");
+        // Listed and default endpoints pass this check (opening may still want a region).
+        for allowed in ["awskms://kms.internal:4566/alias/x", "awskms:///alias/x"] {
+            if let Err(e) = kms.open(allowed) {
+                assert!(
+                    !e.to_string().contains("allowed_endpoints"),
+                    "{allowed}: {e}"
+                );
+            }
+        }
+    }
 
     #[test]
     fn redacts_userinfo() {

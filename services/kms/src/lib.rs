@@ -16,6 +16,7 @@
 //! - `vault`: `hashivault://KEY`, HashiCorp Vault / OpenBao transit.
 //! - `alibaba`: `alikms://REGION/KEY_ID[?version=V]`, Alibaba Cloud KMS.
 //! - [`acs3`]: Alibaba's ACS3-HMAC-SHA256 request signing as pure functions.
+//! - [`seal`]: the control plane's key, which seals trust bundles and events.
 
 pub mod acs3;
 mod alibaba;
@@ -25,6 +26,7 @@ pub mod error;
 mod http;
 pub mod kms;
 mod local;
+pub mod seal;
 mod settings;
 mod vault;
 
@@ -33,6 +35,7 @@ use signet_core::{PublicKey, SignatureAlgorithm};
 pub use env::Environment;
 pub use error::{KmsError, KmsErrorKind};
 pub use kms::{Kms, KmsConfig};
+pub use seal::ControlPlaneKey;
 
 /// What a key is: how it signs, and every version that may have made a signature.
 #[derive(Debug, Clone, PartialEq, Eq)]

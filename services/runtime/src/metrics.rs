@@ -85,6 +85,15 @@ pub struct WebhookLabels {
     pub outcome: String,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RefusalLabels {
+    /// `bundle` (fetched from the gateway), `kept` (the copy on disk), `event`.
+    pub source: String,
+    /// `unsealed`, `malformed`, `unknown_key`, `bad_signature`, `unreadable`,
+    /// `revision_out_of_range`.
+    pub reason: String,
+}
+
 /// Every series signet exposes.
 pub struct Metrics {
     registry: Registry,
@@ -106,6 +115,13 @@ pub struct Metrics {
     /// Seconds from an event's publication to a verifier applying it.
     pub event_lag: Histogram,
     pub webhooks: Family<WebhookLabels, Counter>,
+    /// Trust bundles and events a verifier refused: not sealed by a pinned control plane
+    /// key, or out of range.
+    pub trust_refusals: Family<RefusalLabels, Counter>,
+    /// Trust bundles installed with a lower revision than the verifier's previous one:
+    /// the control plane went back (a restored store), or local state had come from
+    /// elsewhere. Alert on any.
+    pub trust_rollbacks: Counter,
 }
 
 impl Metrics {
@@ -125,6 +141,8 @@ impl Metrics {
             queue_lag_seconds: Gauge::default(),
             event_lag: latency(),
             webhooks: Family::default(),
+            trust_refusals: Family::default(),
+            trust_rollbacks: Counter::default(),
             registry: Registry::default(),
         };
         registry.register("jobs", "Sign jobs by outcome and reason", m.jobs.clone());
@@ -187,6 +205,16 @@ impl Metrics {
             "webhook_events",
             "Registry webhook deliveries and events by receiver and outcome (the counters of GET /v1/webhooks/stats)",
             m.webhooks.clone(),
+        );
+        registry.register(
+            "trust_refusals",
+            "Trust bundles and events refused by a verifier, by source and reason",
+            m.trust_refusals.clone(),
+        );
+        registry.register(
+            "trust_bundle_rollbacks",
+            "Trust bundles installed with a lower revision than the previous one",
+            m.trust_rollbacks.clone(),
         );
         Self { registry, ..m }
     }

@@ -42,6 +42,20 @@ pub struct Settings {
     pub admin_token_file: Option<PathBuf>,
     /// Where spans go (OTLP) and how many traces are kept.
     pub telemetry: TelemetrySettings,
+    /// The control plane's signing key, which seals every trust bundle and event.
+    pub control_plane: ControlPlaneSettings,
+}
+
+/// The control plane's own identity towards verifiers. The gateway and the signer (both
+/// relay events from the outbox) seal what they send with this key; verifiers pin its
+/// public half (`verifier.control_plane_keys`) and refuse anything else.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ControlPlaneSettings {
+    /// A KMS key URI, as for witnesses (`awskms://…`, `hashivault://…`, `alikms://…`).
+    /// Required by the gateway and the signer; `signet up` uses
+    /// `local://signet-control-plane` in its data dir when unset.
+    pub signing_key: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -76,6 +90,11 @@ pub struct KmsSettings {
     /// Time limit for one KMS call.
     #[serde(with = "humantime_serde")]
     pub timeout: Duration,
+    /// Allow `local://` development keys (plain files in the data dir) outside `signet up`.
+    pub allow_local_keys: bool,
+    /// `host[:port]` endpoints `awskms://HOST/KEY` URIs may name (LocalStack, a VPC
+    /// endpoint). A URI without an endpoint (`awskms:///…`) uses the region's own.
+    pub allowed_endpoints: Vec<String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -196,6 +215,13 @@ pub struct VerifierSettings {
     /// Where the last trust bundle is kept, so a restarted verifier can decide while the
     /// control plane is unreachable. Unset: kept in memory only.
     pub state_dir: Option<PathBuf>,
+    /// PEM files with the control plane's public key (two during a rotation; a file may
+    /// hold several keys). Trust bundles and events not sealed by one of them are
+    /// refused. Required; `signet up` pins its own key.
+    pub control_plane_keys: Vec<PathBuf>,
+    /// A PEM CA bundle the gateway's certificate must chain to when `gateway` is
+    /// `https://`; instead of the system roots, not in addition.
+    pub gateway_ca: Option<PathBuf>,
 }
 
 /// The registry webhook receivers. A receiver that is not configured is off (its URL
@@ -258,6 +284,7 @@ impl Default for Settings {
             verifier: VerifierSettings::default(),
             admin_token_file: None,
             telemetry: TelemetrySettings::default(),
+            control_plane: ControlPlaneSettings::default(),
         }
     }
 }
@@ -312,6 +339,8 @@ impl Default for KmsSettings {
     fn default() -> Self {
         Self {
             timeout: Duration::from_secs(10),
+            allow_local_keys: false,
+            allowed_endpoints: Vec::new(),
         }
     }
 }
@@ -358,6 +387,8 @@ impl Default for VerifierSettings {
             report_interval: Duration::from_secs(2),
             report_batch: 500,
             state_dir: None,
+            control_plane_keys: Vec::new(),
+            gateway_ca: None,
         }
     }
 }
@@ -440,6 +471,13 @@ impl Validate for Settings {
         }
         if self.kms.timeout.is_zero() {
             p.push("kms.timeout: must be more than 0s".into());
+        }
+        if let Some(k) = &self.control_plane.signing_key {
+            if !k.contains("://") {
+                p.push(format!(
+                    "control_plane.signing_key: {k:?} is not a KMS key URI (awskms://…, hashivault://…, alikms://…)"
+                ));
+            }
         }
         if self.registry.timeout.is_zero() {
             p.push("registry.timeout: must be more than 0s".into());
@@ -552,6 +590,20 @@ fn validate_verifier(v: &VerifierSettings, p: &mut Vec<String>) {
     }
     if v.tls_cert.is_some() != v.tls_key.is_some() {
         p.push("verifier.tls_cert and verifier.tls_key go together".into());
+    }
+    if v.control_plane_keys.len() > 4 {
+        p.push(
+            "verifier.control_plane_keys: at most 4 files (the current key and the next during a rotation)"
+                .into(),
+        );
+    }
+    if v.gateway_ca.is_some()
+        && !v
+            .gateway
+            .as_deref()
+            .is_some_and(|g| g.starts_with("https://"))
+    {
+        p.push("verifier.gateway_ca: set only with an https:// verifier.gateway".into());
     }
     if v.tls_reload_interval < Duration::from_millis(100) {
         p.push("verifier.tls_reload_interval: must be at least 100ms".into());

@@ -3,8 +3,9 @@
 use std::path::PathBuf;
 use std::sync::Arc;
 
+use anyhow::Context;
 use clap::Parser;
-use signet_kms::{Kms, KmsConfig};
+use signet_kms::{ControlPlaneKey, Kms, KmsConfig};
 use signet_registry::{RegistryClient, RegistryConfig};
 use signet_runtime::Settings;
 use signet_signer::sign::SignContext;
@@ -53,10 +54,18 @@ async fn main() -> anyhow::Result<()> {
     .await?;
     let kms = Arc::new(Kms::new(KmsConfig::from_settings(&settings)));
     let registry = RegistryClient::new(RegistryConfig::from_settings(&settings)?)?;
+    let control_key = Arc::new(
+        ControlPlaneKey::from_settings(&kms, &settings)
+            .await
+            .context(
+                "cannot open the control plane's signing key (the signer relays events too)",
+            )?,
+    );
     let kick = Arc::new(Notify::new());
     let relay = tokio::spawn(signet_bus::outbox::run(
         store.clone(),
         bus.events.clone(),
+        control_key,
         kick.clone(),
         shutdown.clone(),
     ));

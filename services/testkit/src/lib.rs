@@ -11,6 +11,7 @@
 //! - [`postgres`]: create a throwaway PostgreSQL database on the local server.
 //! - [`brokers`]: private nats-server and RabbitMQ nodes a test may stop and start.
 //! - [`proxy`]: an HTTP proxy that injects faults (500s, throttling) in front of a service.
+//! - [`control_plane_key`]: the key an in-process control plane seals bundles and events with.
 
 pub mod brokers;
 pub mod emulators;
@@ -19,3 +20,14 @@ pub mod postgres;
 pub mod proxy;
 pub mod registry;
 pub mod signet;
+
+/// The control plane's sealing key as `signet up` makes it: a local development key in
+/// `kms`'s data dir (created on first use).
+pub async fn control_plane_key(
+    kms: &signet_kms::Kms,
+) -> std::sync::Arc<signet_kms::ControlPlaneKey> {
+    match signet_kms::ControlPlaneKey::open(kms, "local://signet-control-plane").await {
+        Ok(k) => std::sync::Arc::new(k),
+        Err(e) => panic!("the local control plane key: {e}"),
+    }
+}

@@ -494,7 +494,6 @@ mod tests {
     use super::*;
     use crate::config::CacheConfig;
     use crate::testing::{bundle, no_registry, policy, TestKey};
-    use signet_core::WitnessState;
     use tokio::sync::mpsc;
 
     const FIXTURES: [(&str, &str); 13] = [
@@ -814,10 +813,13 @@ mod tests {
     async fn revocation_denies_from_the_cache() {
         let mut f = fixture(vec![policy("p", &["w"], "prod", PolicyMode::Enforce)]).await;
         let signed = f.signed.clone();
-        let witness = f.key.witness("w", WitnessState::Revoked);
-        assert!(f
-            .trust
-            .apply(2, |b| crate::trust::apply_witness(b, &witness)));
+        let mut revoked = bundle(
+            2,
+            vec![policy("p", &["w"], "prod", PolicyMode::Enforce)],
+            vec![],
+        );
+        revoked.revoked_keys = vec![f.key.trusted("w", "1")];
+        f.trust.install(revoked);
         let r = f
             .admission
             .validate(&request("pod-create", "prod", &images(&f, &signed)))

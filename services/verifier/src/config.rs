@@ -5,6 +5,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use secrecy::SecretString;
+use signet_core::PinnedKeys;
 use signet_runtime::secret::read_secret_file;
 use signet_runtime::Settings;
 
@@ -37,6 +38,10 @@ pub struct VerifierConfig {
     pub report_batch: usize,
     /// Where the last trust bundle is kept across restarts.
     pub state_dir: Option<PathBuf>,
+    /// The control plane keys whose seal bundles and events must carry.
+    pub control_plane_keys: PinnedKeys,
+    /// The CA the gateway's certificate must chain to (`https://` gateways).
+    pub gateway_ca: Option<PathBuf>,
 }
 
 /// Sizes and lifetimes of the trust cache.
@@ -79,13 +84,38 @@ impl VerifierConfig {
         if v.tls_cert.is_none() || v.tls_key.is_none() {
             missing.push("verifier.tls_cert and verifier.tls_key (PEM files)");
         }
+        if v.control_plane_keys.is_empty() {
+            missing.push(
+                "verifier.control_plane_keys (PEM files with the control plane's public key; \
+                 `signet control-plane key` prints it)",
+            );
+        }
         let (Some(gateway), Some(token_file), Some(cert), Some(key)) =
             (&v.gateway, &v.token_file, &v.tls_cert, &v.tls_key)
         else {
             return Err(VerifierError::Config(format!("set {}", missing.join(", "))));
         };
+        if !missing.is_empty() {
+            return Err(VerifierError::Config(format!("set {}", missing.join(", "))));
+        }
         let token =
             read_secret_file(token_file).map_err(|e| VerifierError::Config(e.to_string()))?;
+        let mut control_plane_keys = PinnedKeys::default();
+        for path in &v.control_plane_keys {
+            let text = std::fs::read_to_string(path).map_err(|e| {
+                VerifierError::Config(format!(
+                    "verifier.control_plane_keys: cannot read {}: {e}",
+                    path.display()
+                ))
+            })?;
+            let keys = PinnedKeys::from_pem(&text).map_err(|e| {
+                VerifierError::Config(format!(
+                    "verifier.control_plane_keys: {}: {e}",
+                    path.display()
+                ))
+            })?;
+            control_plane_keys.extend(keys);
+        }
         Ok(Self {
             listen: v.listen.clone(),
             cluster: v.cluster.clone(),
@@ -107,6 +137,8 @@ impl VerifierConfig {
             report_interval: v.report_interval,
             report_batch: v.report_batch,
             state_dir: v.state_dir.clone(),
+            control_plane_keys,
+            gateway_ca: v.gateway_ca.clone(),
         })
     }
 }
@@ -115,16 +147,26 @@ impl VerifierConfig {
     /// For `signet up`, whose verifier runs beside its own gateway: whatever the
     /// `verifier` section leaves unset is filled in — the gateway at `gateway_url`, the
     /// token in `token_file`, a self-signed certificate for localhost and 127.0.0.1 in
-    /// `<data dir>/verifier/` (generated on first start), and that dir for the kept
-    /// bundle.
+    /// `<data dir>/verifier/` (generated on first start), that dir for the kept bundle,
+    /// and the control plane key `control_plane_pem` (its own gateway's) pinned.
     pub fn for_signet_up(
         settings: &Settings,
         gateway_url: &str,
         token_file: &std::path::Path,
+        control_plane_pem: &str,
     ) -> Result<Self, VerifierError> {
         let mut s = settings.clone();
         let dir = settings.data_dir.join("verifier");
         let v = &mut s.verifier;
+        if v.control_plane_keys.is_empty() {
+            let pinned = dir.join("control-plane.pem");
+            std::fs::create_dir_all(&dir)
+                .and_then(|()| std::fs::write(&pinned, control_plane_pem))
+                .map_err(|e| {
+                    VerifierError::Config(format!("cannot write {}: {e}", pinned.display()))
+                })?;
+            v.control_plane_keys.push(pinned);
+        }
         v.gateway.get_or_insert_with(|| gateway_url.to_owned());
         v.token_file.get_or_insert_with(|| token_file.to_owned());
         v.state_dir.get_or_insert_with(|| dir.clone());
@@ -148,6 +190,10 @@ mod tests {
     use super::*;
     use secrecy::ExposeSecret;
 
+    fn test_key_pem() -> String {
+        crate::testing::TestKey::new().public.to_pem()
+    }
+
     #[test]
     fn names_every_missing_setting() {
         let err = VerifierConfig::from_settings(&Settings::default())
@@ -157,6 +203,7 @@ mod tests {
         assert!(err.contains("verifier.gateway"), "{err}");
         assert!(err.contains("verifier.token_file"), "{err}");
         assert!(err.contains("verifier.tls_cert"), "{err}");
+        assert!(err.contains("verifier.control_plane_keys"), "{err}");
     }
 
     #[test]
@@ -168,7 +215,8 @@ mod tests {
             data_dir: dir.path().to_owned(),
             ..Settings::default()
         };
-        let c = VerifierConfig::for_signet_up(&s, "http://127.0.0.1:7700", &token).expect("config");
+        let c = VerifierConfig::for_signet_up(&s, "http://127.0.0.1:7700", &token, &test_key_pem())
+            .expect("config");
         assert_eq!(c.gateway, "http://127.0.0.1:7700");
         assert_eq!(c.tls.cert, dir.path().join("verifier/tls.crt"));
         assert!(c.tls.cert.exists() && c.tls.key.exists());
@@ -178,7 +226,9 @@ mod tests {
         );
         // A second start keeps the certificate.
         let before = std::fs::read(&c.tls.cert).expect("cert");
-        VerifierConfig::for_signet_up(&s, "http://127.0.0.1:7700", &token).expect("config");
+        VerifierConfig::for_signet_up(&s, "http://127.0.0.1:7700", &token, &test_key_pem())
+            .expect("config");
+        assert_eq!(c.control_plane_keys.fingerprints().count(), 1);
         assert_eq!(std::fs::read(&c.tls.cert).expect("cert"), before);
     }
 
@@ -193,7 +243,21 @@ mod tests {
         s.verifier.tls_cert = Some(dir.path().join("c.pem"));
         s.verifier.tls_key = Some(dir.path().join("k.pem"));
         s.verifier.cluster = "c1".into();
+        // Without a pinned control plane key the verifier does not start.
+        let err = VerifierConfig::from_settings(&s)
+            .err()
+            .map(|e| e.to_string());
+        assert!(
+            err.as_deref()
+                .is_some_and(|e| e.contains("verifier.control_plane_keys")),
+            "{err:?}"
+        );
+        let pinned = dir.path().join("cp.pem");
+        let (a, b) = (test_key_pem(), test_key_pem());
+        std::fs::write(&pinned, format!("{a}{b}")).expect("write");
+        s.verifier.control_plane_keys = vec![pinned];
         let c = VerifierConfig::from_settings(&s).expect("config");
+        assert_eq!(c.control_plane_keys.fingerprints().count(), 2);
         assert_eq!(c.gateway, "http://127.0.0.1:7700");
         assert_eq!(c.token.expose_secret(), "sgt_x_y");
         assert_eq!(c.cluster, "c1");

@@ -1,16 +1,57 @@
 //! The control plane as the verifier sees it: fetch the cluster's trust bundle, report
 //! admission decisions. Every call has a short timeout; the caller retries and keeps
-//! deciding from what it already has.
+//! deciding from what it already has. A bundle is believed only when the control
+//! plane's seal over its exact bytes verifies under a pinned key; the transport (plain
+//! HTTP in a laptop setup, a pod network, a proxy) is not trusted.
 
 use std::time::Duration;
 
 use reqwest::StatusCode;
 use secrecy::{ExposeSecret, SecretString};
-use signet_core::{AdmissionDecision, TrustBundle};
+use signet_core::{AdmissionDecision, PinnedKeys, TrustBundle, SEAL_HEADER};
 
 use crate::error::ControlPlaneError;
 
 const CALL_TIMEOUT: Duration = Duration::from_secs(5);
+/// The largest trust bundle read: 100k revoked signatures come to about 40 MiB.
+const MAX_BUNDLE_BYTES: usize = 128 * 1024 * 1024;
+
+/// A trust bundle as the gateway sealed it: the exact bytes, their seal, and what they
+/// say. Kept on disk in this form, so a restarted verifier checks the seal again.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct SealedBundle {
+    /// The bundle's JSON, base64 on disk.
+    #[serde(with = "b64")]
+    pub bytes: Vec<u8>,
+    /// The `Signet-Signature` value that came with it.
+    pub seal: String,
+}
+
+impl SealedBundle {
+    /// Checks the seal, then parses.
+    pub fn open(&self, keys: &PinnedKeys) -> Result<TrustBundle, signet_core::SealError> {
+        keys.check(&self.bytes, Some(&self.seal))?;
+        serde_json::from_slice(&self.bytes).map_err(|e| {
+            signet_core::SealError::Malformed(format!("sealed, but not a trust bundle: {e}"))
+        })
+    }
+}
+
+mod b64 {
+    use base64::Engine;
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(bytes: &[u8], s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&base64::engine::general_purpose::STANDARD.encode(bytes))
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<u8>, D::Error> {
+        let text = String::deserialize(d)?;
+        base64::engine::general_purpose::STANDARD
+            .decode(text)
+            .map_err(serde::de::Error::custom)
+    }
+}
 
 /// A client for the gateway's verifier endpoints. Cheap to clone.
 #[derive(Clone)]
@@ -18,6 +59,7 @@ pub struct ControlPlane {
     base: String,
     cluster: String,
     token: SecretString,
+    keys: PinnedKeys,
     http: reqwest::Client,
 }
 
@@ -36,29 +78,58 @@ struct Report<'a> {
 }
 
 impl ControlPlane {
-    pub fn new(base: &str, cluster: &str, token: SecretString) -> Result<Self, ControlPlaneError> {
-        let http = reqwest::Client::builder()
+    /// A client that believes bundles sealed by `keys`; with `gateway_ca`, an `https://`
+    /// gateway must present a certificate that CA issued (and no other root counts).
+    pub fn new(
+        base: &str,
+        cluster: &str,
+        token: SecretString,
+        keys: PinnedKeys,
+        gateway_ca: Option<&std::path::Path>,
+    ) -> Result<Self, ControlPlaneError> {
+        let unusable = |reason: String| ControlPlaneError::Unreachable {
+            url: base.to_owned(),
+            reason,
+        };
+        let mut builder = reqwest::Client::builder()
             .timeout(CALL_TIMEOUT)
             .connect_timeout(CALL_TIMEOUT)
+            // A bundle comes from the gateway itself, never from where it points.
+            .redirect(reqwest::redirect::Policy::none());
+        if let Some(path) = gateway_ca {
+            let pem = std::fs::read(path)
+                .map_err(|e| unusable(format!("cannot read {}: {e}", path.display())))?;
+            let certs = reqwest::Certificate::from_pem_bundle(&pem)
+                .map_err(|e| unusable(format!("{} is not a PEM CA bundle: {e}", path.display())))?;
+            if certs.is_empty() {
+                return Err(unusable(format!("{} holds no certificate", path.display())));
+            }
+            builder = builder.tls_certs_only(certs).https_only(true);
+        }
+        let http = builder
             .build()
-            .map_err(|e| ControlPlaneError::Unreachable {
-                url: base.to_owned(),
-                reason: format!("cannot build an HTTP client: {e}"),
-            })?;
+            .map_err(|e| unusable(format!("cannot build an HTTP client: {e}")))?;
         Ok(Self {
             base: base.trim_end_matches('/').to_owned(),
             cluster: cluster.to_owned(),
             token,
+            keys,
             http,
         })
+    }
+
+    /// The pinned control plane keys.
+    pub fn keys(&self) -> &PinnedKeys {
+        &self.keys
     }
 
     pub fn url(&self) -> &str {
         &self.base
     }
 
-    /// `GET /v1/trust-bundle?cluster=C`.
-    pub async fn bundle(&self) -> Result<TrustBundle, ControlPlaneError> {
+    /// `GET /v1/trust-bundle?cluster=C`, checked against the pinned keys. A bundle for
+    /// another cluster is refused too: the seal says who wrote it, not for whom.
+    pub async fn bundle(&self) -> Result<(TrustBundle, SealedBundle), ControlPlaneError> {
         let resp = self
             .http
             .get(format!("{}/v1/trust-bundle", self.base))
@@ -67,10 +138,41 @@ impl ControlPlane {
             .send()
             .await
             .map_err(|e| self.unreachable(e))?;
-        let resp = self.check(resp).await?;
-        resp.json()
-            .await
-            .map_err(|e| ControlPlaneError::Decode(e.to_string()))
+        let mut resp = self.check(resp).await?;
+        let seal = resp
+            .headers()
+            .get(SEAL_HEADER)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned);
+        let mut bytes = Vec::new();
+        while let Some(chunk) = resp.chunk().await.map_err(|e| self.unreachable(e))? {
+            if bytes.len() + chunk.len() > MAX_BUNDLE_BYTES {
+                return Err(ControlPlaneError::Decode(format!(
+                    "the trust bundle is larger than {} MiB",
+                    MAX_BUNDLE_BYTES >> 20
+                )));
+            }
+            bytes.extend_from_slice(&chunk);
+        }
+        let sealed = SealedBundle {
+            bytes,
+            seal: seal.unwrap_or_default(),
+        };
+        let refused = |reason| ControlPlaneError::Unsealed {
+            url: self.base.clone(),
+            reason,
+        };
+        if sealed.seal.is_empty() {
+            return Err(refused(signet_core::SealError::Missing));
+        }
+        let bundle = sealed.open(&self.keys).map_err(refused)?;
+        if bundle.cluster != self.cluster {
+            return Err(ControlPlaneError::Decode(format!(
+                "asked for cluster {}'s trust bundle, got cluster {}'s",
+                self.cluster, bundle.cluster
+            )));
+        }
+        Ok((bundle, sealed))
     }
 
     /// `POST /v1/admission-decisions`; returns how many were new.

@@ -36,4 +36,10 @@ pub enum ControlPlaneError {
     Failed { status: u16, detail: String },
     #[error("control plane answered with something that is not the expected JSON: {0}")]
     Decode(String),
+    #[error("trust bundle from {url} refused: {reason}")]
+    Unsealed {
+        url: String,
+        #[source]
+        reason: signet_core::SealError,
+    },
 }

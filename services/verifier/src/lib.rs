@@ -104,9 +104,15 @@ pub async fn start(
         .state_dir
         .as_ref()
         .map(|d| sync::bundle_file(d, &config.cluster));
+    if config.control_plane_keys.is_empty() {
+        return Err(VerifierError::Config(
+            "no control plane key is pinned (verifier.control_plane_keys): nothing could be trusted"
+                .into(),
+        ));
+    }
     if let Some(bundle) = kept
         .as_deref()
-        .and_then(|p| sync::load_kept(p, &config.cluster))
+        .and_then(|p| sync::load_kept(p, &config.cluster, &config.control_plane_keys))
     {
         tracing::info!(
             revision = bundle.revision,
@@ -114,8 +120,18 @@ pub async fn start(
         );
         trust.install(bundle);
     }
-    let control = ControlPlane::new(&config.gateway, &config.cluster, config.token.clone())
-        .map_err(|e| VerifierError::Config(e.to_string()))?;
+    let control = ControlPlane::new(
+        &config.gateway,
+        &config.cluster,
+        config.token.clone(),
+        config.control_plane_keys.clone(),
+        config.gateway_ca.as_deref(),
+    )
+    .map_err(|e| VerifierError::Config(e.to_string()))?;
+    tracing::info!(
+        pinned = ?config.control_plane_keys.fingerprints().collect::<Vec<_>>(),
+        "trust bundles and events are believed only when sealed by these control plane keys"
+    );
 
     let provider = tls::provider();
     let cert = Arc::new(tls::ReloadingCert::load(
@@ -168,6 +184,7 @@ pub async fn start(
         tokio::spawn(sync::event_loop(
             trust.clone(),
             events,
+            config.control_plane_keys.clone(),
             resync,
             shutdown.clone(),
         )),

@@ -1,27 +1,38 @@
-//! Keeping the trust snapshot current: events are applied as they arrive; the trust
-//! bundle is fetched at start, when the event stream (re)connects, when a revision gap
-//! shows that events were missed, when an event names keys the snapshot lacks, and every
-//! `resync_interval` besides. While the control plane is down the verifier keeps its
-//! last bundle (also kept on disk when a state dir is set) and its cache.
+//! Keeping the trust snapshot current. The one source of keys and policies is the trust
+//! bundle, sealed by the control plane's key and checked against the pinned keys; it is
+//! fetched at start, when the event stream (re)connects, when a revision gap shows that
+//! events were missed, whenever an event says a witness or policy changed, and every
+//! `resync_interval` besides. Events are believed only with a valid seal too, and even
+//! then witness and policy events are invalidation hints: their bodies are never
+//! applied. `signature.published` fills the cache after the signature verifies against
+//! the bundle's keys; `signature.revoked` takes effect at once (it only narrows trust).
+//! While the control plane is down the verifier keeps its last bundle (also kept on
+//! disk, sealed, when a state dir is set) and its cache.
 
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::Utc;
-use signet_bus::{Event, EventBus};
-use signet_core::{
-    EventKind, PolicyUpdate, RevokedSignature, SignatureRecord, TrustBundle, Witness,
-};
+use signet_bus::{Event, EventBus, ReceivedEvent};
+use signet_core::{EventKind, PinnedKeys, RevokedSignature, SignatureRecord, TrustBundle};
+use signet_runtime::metrics::{metrics, RefusalLabels};
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
-use crate::control::ControlPlane;
-use crate::trust::{apply_policy_update, apply_signature_revoked, apply_witness, backoff, Trust};
+use crate::control::{ControlPlane, SealedBundle};
+use crate::trust::{backoff, Installed, Trust};
 
 /// The longest wait between two failed attempts to reach the bus or the control plane.
 const MAX_BACKOFF: Duration = Duration::from_secs(10);
+/// The shortest time between two bundle fetches, however many events ask for one: a
+/// flood of hints costs the gateway at most this rate per verifier.
+const MIN_RESYNC_GAP: Duration = Duration::from_millis(250);
+/// How far an event's revision may run ahead of the last bundle's. Events are sealed, so
+/// only the control plane can send one; the bound keeps a replayed or broken revision
+/// from moving the verifier's notion of "now" out of reach of the next bundle.
+pub const MAX_EVENT_AHEAD: i64 = 1_000_000;
 
 /// Asks the re-sync task for a fresh bundle. Requests made while one is being fetched
 /// lead to one more fetch, not one each.
@@ -35,25 +46,44 @@ impl Resync {
     }
 }
 
+/// Counts and logs something the verifier would not believe.
+pub fn refused(source: &str, reason: &str, detail: &dyn std::fmt::Display) {
+    metrics()
+        .trust_refusals
+        .get_or_create(&RefusalLabels {
+            source: source.to_owned(),
+            reason: reason.to_owned(),
+        })
+        .inc();
+    tracing::warn!(source, reason, %detail, "refused: not sealed by a pinned control plane key, or out of range");
+}
+
 /// The file the last bundle is kept in.
 pub fn bundle_file(state_dir: &std::path::Path, cluster: &str) -> PathBuf {
     state_dir.join(format!("trust-bundle-{cluster}.json"))
 }
 
-/// Loads a kept bundle for `cluster`, if there is a readable one.
-pub fn load_kept(path: &std::path::Path, cluster: &str) -> Option<TrustBundle> {
+/// Loads a kept bundle for `cluster` whose seal still verifies under `keys`.
+pub fn load_kept(path: &std::path::Path, cluster: &str, keys: &PinnedKeys) -> Option<TrustBundle> {
     let bytes = std::fs::read(path).ok()?;
-    match serde_json::from_slice::<TrustBundle>(&bytes) {
+    let sealed = match serde_json::from_slice::<SealedBundle>(&bytes) {
+        Ok(s) => s,
+        Err(e) => {
+            refused("kept", "unreadable", &format!("{}: {e}", path.display()));
+            return None;
+        }
+    };
+    match sealed.open(keys) {
         Ok(b) if b.cluster == cluster => Some(b),
         Ok(_) => None,
         Err(e) => {
-            tracing::warn!(path = %path.display(), error = %e, "kept trust bundle is unreadable; ignoring it");
+            refused("kept", e.reason(), &format!("{}: {e}", path.display()));
             None
         }
     }
 }
 
-fn keep(path: &std::path::Path, bundle: &TrustBundle) -> std::io::Result<()> {
+fn keep(path: &std::path::Path, bundle: &SealedBundle) -> std::io::Result<()> {
     let json = serde_json::to_vec(bundle).map_err(std::io::Error::other)?;
     if let Some(dir) = path.parent() {
         std::fs::create_dir_all(dir)?;
@@ -79,24 +109,40 @@ pub async fn resync_loop(
         tokio::pin!(requested);
         requested.as_mut().enable();
         let wait = match control.bundle().await {
-            Ok(bundle) => {
+            Ok((bundle, sealed)) => {
                 failures = 0;
                 let revision = bundle.revision;
                 let policies = bundle.policies.len();
-                let to_keep = kept.as_ref().map(|p| (p.clone(), bundle.clone()));
-                if trust.install(bundle) {
-                    tracing::debug!(revision, policies, "trust bundle installed");
-                    if let Some((path, bundle)) = to_keep {
-                        let written =
-                            tokio::task::spawn_blocking(move || keep(&path, &bundle)).await;
-                        if let Ok(Err(e)) = written {
-                            tracing::warn!(error = %e, "cannot keep the trust bundle on disk");
-                        }
+                match trust.install(bundle) {
+                    Installed::Current => {
+                        tracing::debug!(revision, policies, "trust bundle installed")
+                    }
+                    Installed::Behind => {
+                        // Events newer than the bundle were applied while it was on its
+                        // way; the bundle wins, and the next one brings them back.
+                        tracing::info!(
+                            revision,
+                            "trust bundle older than the events already applied; fetching again"
+                        );
+                        resync.request("bundle behind the events");
+                    }
+                    Installed::Rollback { previous } => {
+                        metrics().trust_rollbacks.inc();
+                        tracing::error!(revision, previous, "ALERT: the control plane's trust bundle went back in revision; installed it as authoritative (a restored store, or local state that came from elsewhere)");
+                    }
+                }
+                if let Some(path) = kept.clone() {
+                    let written = tokio::task::spawn_blocking(move || keep(&path, &sealed)).await;
+                    if let Ok(Err(e)) = written {
+                        tracing::warn!(error = %e, "cannot keep the trust bundle on disk");
                     }
                 }
                 interval
             }
             Err(e) => {
+                if let crate::ControlPlaneError::Unsealed { reason, .. } = &e {
+                    refused("bundle", reason.reason(), &e);
+                }
                 failures += 1;
                 let delay = backoff(failures, MAX_BACKOFF);
                 tracing::warn!(error = %e, retry_in = ?delay, revision = trust.snapshot().revision(), "cannot fetch the trust bundle; deciding from the last one");
@@ -105,16 +151,21 @@ pub async fn resync_loop(
         };
         tokio::select! {
             _ = shutdown.cancelled() => return,
+            _ = tokio::time::sleep(MIN_RESYNC_GAP) => {}
+        }
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
             _ = &mut requested => {}
-            _ = tokio::time::sleep(wait) => {}
+            _ = tokio::time::sleep(wait.saturating_sub(MIN_RESYNC_GAP)) => {}
         }
     }
 }
 
-/// Follows the event stream until `shutdown`.
+/// Follows the event stream until `shutdown`, believing only events sealed by `keys`.
 pub async fn event_loop(
     trust: Arc<Trust>,
     events: Arc<dyn EventBus>,
+    keys: PinnedKeys,
     resync: Resync,
     shutdown: CancellationToken,
 ) {
@@ -138,12 +189,15 @@ pub async fn event_loop(
         resync.request("subscribed to events");
         let mut last_seen: Option<i64> = None;
         loop {
-            let event = tokio::select! {
+            let received = tokio::select! {
                 _ = shutdown.cancelled() => return,
                 e = rx.recv() => e,
             };
-            let Some(event) = event else {
+            let Some(received) = received else {
                 break;
+            };
+            let Some(event) = open(&trust, &keys, &received) else {
+                continue;
             };
             if let Some(r) = event.revision {
                 let expected = last_seen.unwrap_or(0).max(trust.snapshot().revision());
@@ -162,8 +216,10 @@ pub async fn event_loop(
             if let Some(tp) = &event.traceparent {
                 signet_runtime::telemetry::set_parent_from_traceparent(&span, tp);
             }
-            handle(&trust, &resync, &event).instrument(span).await;
-            if let Some(r) = event.revision {
+            let applied = handle(&trust, &resync, &event).instrument(span).await;
+            // A hint is reflected only once the bundle it asked for is installed (that
+            // bundle's revision then counts), so "seen" never runs ahead of the state.
+            if let (true, Some(r)) = (applied, event.revision) {
                 trust.note_event(r);
             }
         }
@@ -174,16 +230,41 @@ pub async fn event_loop(
     }
 }
 
-async fn handle(trust: &Trust, resync: &Resync, event: &Event) {
+/// The event, if its seal verifies and its revision is within reach of the bundle's.
+fn open(trust: &Trust, keys: &PinnedKeys, received: &ReceivedEvent) -> Option<Event> {
+    let event = match received.open(keys) {
+        Ok(e) => e,
+        Err(e) => {
+            refused("event", e.reason(), &e);
+            return None;
+        }
+    };
+    if let Some(r) = event.revision {
+        let bundle = trust.bundle_revision();
+        if r < 0 || r > bundle.max(0).saturating_add(MAX_EVENT_AHEAD) {
+            refused(
+                "event",
+                "revision_out_of_range",
+                &format!(
+                    "event {} has revision {r}, the last trust bundle {bundle}",
+                    event.id
+                ),
+            );
+            return None;
+        }
+    }
+    Some(event)
+}
+
+/// Handles one sealed event; false when it was only a hint to fetch the bundle.
+async fn handle(trust: &Trust, resync: &Resync, event: &Event) -> bool {
     let lag = (Utc::now() - event.time).num_microseconds().unwrap_or(0) as f64 / 1e6;
-    signet_runtime::metrics::metrics()
-        .event_lag
-        .observe(lag.max(0.0));
+    metrics().event_lag.observe(lag.max(0.0));
     match event.kind {
         EventKind::SignaturePublished => {
             let Ok(record) = serde_json::from_value::<SignatureRecord>(event.data.clone()) else {
                 tracing::warn!(event = %event.id, "signature.published event without a signature record; ignoring it");
-                return;
+                return true;
             };
             match trust.learn(&record).await {
                 Ok(()) => {
@@ -197,61 +278,49 @@ async fn handle(trust: &Trust, resync: &Resync, event: &Event) {
                     }
                 }
             }
+            true
         }
         EventKind::SignatureRevoked => {
             let Ok(record) = serde_json::from_value::<SignatureRecord>(event.data.clone()) else {
                 resync.request("unreadable signature.revoked event");
-                return;
+                return false;
             };
             // The store writes the revocation into the event; without it, only the bundle
-            // says what was revoked.
+            // says what was revoked. Either way the bundle is fetched to confirm it.
+            trust.forget(&record).await;
             match (RevokedSignature::of(&record), event.revision) {
                 (Some(revoked), Some(r)) => {
-                    if trust.apply(r, |b| apply_signature_revoked(b, &revoked)) {
+                    if trust.revoke(r, &revoked) {
                         tracing::info!(digest = %record.digest, witness = %record.witness, revision = r, "signature revocation applied");
                     }
+                    true
                 }
-                (None, _) => resync.request("signature.revoked event without its revocation"),
-                (_, None) => resync.request("signature.revoked event without a revision"),
+                (None, _) => {
+                    resync.request("signature.revoked event without its revocation");
+                    false
+                }
+                (_, None) => {
+                    resync.request("signature.revoked event without a revision");
+                    false
+                }
             }
-            trust.forget(&record).await;
         }
+        // Keys and policies come from the bundle only: the event says that something
+        // changed, the bundle says what.
         EventKind::WitnessCreated
         | EventKind::WitnessRotated
         | EventKind::WitnessKeyRevoked
         | EventKind::WitnessRevoked => {
-            let Ok(witness) = serde_json::from_value::<Witness>(event.data.clone()) else {
-                resync.request("unreadable witness event");
-                return;
-            };
-            match event.revision {
-                Some(r) => {
-                    if trust.apply(r, |b| apply_witness(b, &witness)) {
-                        tracing::info!(witness = %witness.name, kind = %event.kind, revision = r, "witness change applied");
-                    }
-                }
-                None => resync.request("witness event without a revision"),
-            }
+            tracing::info!(witness = %event.subject, kind = %event.kind, revision = event.revision, "witness changed; fetching the trust bundle");
+            resync.request("witness event");
+            false
         }
         EventKind::PolicyUpdated => {
-            let Ok(update) = serde_json::from_value::<PolicyUpdate>(event.data.clone()) else {
-                resync.request("unreadable policy event");
-                return;
-            };
-            let Some(r) = event.revision else {
-                resync.request("policy event without a revision");
-                return;
-            };
-            let mut lacks_keys = false;
-            let applied = trust.apply(r, |b| lacks_keys = apply_policy_update(b, &update));
-            if applied {
-                tracing::info!(policy = %update.policy.name, action = update.action.as_str(), revision = r, "policy change applied");
-            }
-            if lacks_keys {
-                resync.request("a policy names a witness whose keys are not here yet");
-            }
+            tracing::info!(policy = %event.subject, revision = event.revision, "policy changed; fetching the trust bundle");
+            resync.request("policy event");
+            false
         }
-        EventKind::SignatureFailed | EventKind::AdmissionBreakGlass => {}
+        EventKind::SignatureFailed | EventKind::AdmissionBreakGlass => true,
     }
 }
 
@@ -262,31 +331,42 @@ mod tests {
     use crate::testing::{bundle, no_registry, policy, TestKey};
     use async_trait::async_trait;
     use futures::FutureExt;
-    use signet_bus::BusError;
-    use signet_core::{Digest, PolicyAction, PolicyMode};
+    use signet_bus::{BusError, OutgoingEvent};
+    use signet_core::{Digest, PolicyMode, WitnessState};
     use tokio::sync::{mpsc, Mutex};
 
     /// An event bus whose one subscription the test feeds by hand.
     #[derive(Debug)]
-    struct HandFed(Mutex<Option<mpsc::Receiver<Event>>>);
+    struct HandFed(Mutex<Option<mpsc::Receiver<ReceivedEvent>>>);
 
     #[async_trait]
     impl EventBus for HandFed {
         fn backend(&self) -> &'static str {
             "test"
         }
-        async fn publish(&self, _: &Event) -> Result<(), BusError> {
+        async fn publish(&self, _: &OutgoingEvent) -> Result<(), BusError> {
             Ok(())
         }
-        async fn subscribe(&self, _: CancellationToken) -> Result<mpsc::Receiver<Event>, BusError> {
+        async fn subscribe(
+            &self,
+            _: CancellationToken,
+        ) -> Result<mpsc::Receiver<ReceivedEvent>, BusError> {
             self.0.lock().await.take().ok_or(BusError::Closed)
         }
     }
 
-    fn event(kind: EventKind, revision: i64, data: serde_json::Value) -> Event {
+    /// An event as the control plane's relay sends it: encoded and sealed by `by`.
+    fn sealed(
+        by: &TestKey,
+        kind: EventKind,
+        revision: i64,
+        data: serde_json::Value,
+    ) -> ReceivedEvent {
         let mut e = Event::new(kind, "x", data);
         e.revision = Some(revision);
-        e
+        let out = OutgoingEvent::encode(&e).expect("encode");
+        let seal = by.seal(&out.bytes);
+        ReceivedEvent::from(&out.sealed(&seal))
     }
 
     async fn next_request(resync: &Resync) {
@@ -306,14 +386,24 @@ mod tests {
         }
     }
 
-    #[tokio::test]
-    async fn events_apply_and_gaps_ask_for_a_resync() {
-        let key = TestKey::new();
+    struct Harness {
+        control: TestKey,
+        witness: TestKey,
+        trust: Arc<Trust>,
+        tx: mpsc::Sender<ReceivedEvent>,
+        resync: Resync,
+        shutdown: CancellationToken,
+        task: tokio::task::JoinHandle<()>,
+    }
+
+    async fn harness() -> Harness {
+        let control = TestKey::new();
+        let witness = TestKey::new();
         let trust = Arc::new(Trust::new("c1", no_registry(), CacheConfig::default()));
         trust.install(bundle(
             5,
             vec![policy("p", &["w"], "prod", PolicyMode::Enforce)],
-            vec![key.trusted("w", "1")],
+            vec![witness.trusted("w", "1")],
         ));
         let (tx, rx) = mpsc::channel(16);
         let bus = Arc::new(HandFed(Mutex::new(Some(rx))));
@@ -322,52 +412,200 @@ mod tests {
         let task = tokio::spawn(event_loop(
             trust.clone(),
             bus,
+            PinnedKeys::new([control.public.clone()]),
             resync.clone(),
             shutdown.clone(),
         ));
         next_request(&resync).await; // subscribing asks for one
+        Harness {
+            control,
+            witness,
+            trust,
+            tx,
+            resync,
+            shutdown,
+            task,
+        }
+    }
 
+    impl Harness {
+        async fn stop(self) {
+            self.shutdown.cancel();
+            self.task.await.expect("event loop ends");
+        }
+    }
+
+    #[tokio::test]
+    async fn sealed_events_apply_and_gaps_ask_for_a_resync() {
+        let h = harness().await;
         // The next revision in sequence: a signature, learned; no re-sync.
         let digest = Digest::of(b"img");
-        let record = key.record("w", "reg.local/team/app", &digest);
-        tx.send(event(
-            EventKind::SignaturePublished,
-            6,
-            serde_json::to_value(&record).expect("json"),
-        ))
-        .await
-        .expect("send");
-        seen(&trust, 6).await;
-        assert_eq!(trust.entries_now().await, 1);
+        let record = h.witness.record("w", "reg.local/team/app", &digest);
+        let data = serde_json::to_value(&record).expect("json");
+        h.tx.send(sealed(&h.control, EventKind::SignaturePublished, 6, data))
+            .await
+            .expect("send");
+        seen(&h.trust, 6).await;
+        assert_eq!(h.trust.entries_now().await, 1);
         assert!(
-            resync.0.notified().now_or_never().is_none(),
+            h.resync.0.notified().now_or_never().is_none(),
             "no gap, no re-sync"
         );
 
-        // A policy change, applied from the event itself.
-        let mut off = policy("p", &["w"], "prod", PolicyMode::Enforce);
-        off.enabled = false;
-        tx.send(event(
-            EventKind::PolicyUpdated,
-            7,
-            serde_json::to_value(PolicyUpdate {
-                action: PolicyAction::Disabled,
-                policy: off,
-            })
-            .expect("json"),
+        // Revisions 7 and 8 never arrive: a gap.
+        h.tx.send(sealed(
+            &h.control,
+            EventKind::SignatureFailed,
+            9,
+            serde_json::json!({}),
         ))
         .await
         .expect("send");
-        seen(&trust, 7).await;
-        assert!(!trust.snapshot().policies[0].policy.enabled);
-        assert!(resync.0.notified().now_or_never().is_none());
+        next_request(&h.resync).await;
 
-        // Revisions 8 and 9 never arrive: a gap.
-        tx.send(event(EventKind::SignatureFailed, 10, serde_json::json!({})))
+        // Revision 7 turns up late: a revocation. It counts at once (review L8: it used to
+        // wait for the next bundle).
+        let mut revoked = record.clone();
+        revoked.revoked = Some(signet_core::Revocation {
+            at: Utc::now(),
+            by: "admin".into(),
+            reason: "leaked".into(),
+        });
+        let data = serde_json::to_value(&revoked).expect("json");
+        h.tx.send(sealed(&h.control, EventKind::SignatureRevoked, 7, data))
             .await
             .expect("send");
-        next_request(&resync).await;
-        shutdown.cancel();
-        task.await.expect("event loop ends");
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        while h.trust.snapshot().bundle.revoked_signatures.is_empty() {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "late revocation not applied"
+            );
+            tokio::task::yield_now().await;
+        }
+        assert_eq!(h.trust.entries_now().await, 0, "its verdict is gone");
+        h.stop().await;
+    }
+
+    /// The attack of the 2026-12 review (C1): a bus publisher with no signet credential
+    /// puts their own key into witness `w` and freezes the verifier with a huge revision.
+    #[tokio::test]
+    async fn a_bus_publisher_cannot_install_keys_or_freeze_the_verifier() {
+        let h = harness().await;
+        let attacker = TestKey::new();
+        let evil = Digest::of(b"cryptominer");
+        let forged_witness =
+            serde_json::to_value(attacker.witness("w", WitnessState::Active)).expect("json");
+        let forged_signature =
+            serde_json::to_value(attacker.record("w", "attacker.example/miner", &evil))
+                .expect("json");
+        let huge = 1_000_000_000_000_000;
+        // Unsealed, sealed by the attacker's own key, and sealed by the attacker's key
+        // while naming the pinned one.
+        let mut lying = sealed(
+            &attacker,
+            EventKind::WitnessRotated,
+            huge,
+            forged_witness.clone(),
+        );
+        if let Some(seal) = &lying.seal {
+            let mut parsed = signet_core::Seal::parse(seal).expect("seal");
+            parsed.key = h.control.public.fingerprint();
+            lying.seal = Some(parsed.to_header());
+        }
+        let unsealed = ReceivedEvent {
+            seal: None,
+            ..sealed(
+                &attacker,
+                EventKind::WitnessRotated,
+                huge,
+                forged_witness.clone(),
+            )
+        };
+        for forged in [
+            unsealed,
+            sealed(
+                &attacker,
+                EventKind::WitnessRotated,
+                huge,
+                forged_witness.clone(),
+            ),
+            lying,
+            sealed(
+                &attacker,
+                EventKind::SignaturePublished,
+                huge + 1,
+                forged_signature.clone(),
+            ),
+        ] {
+            h.tx.send(forged).await.expect("send");
+        }
+        // A genuine event after them is handled: the loop is not stuck.
+        h.tx.send(sealed(
+            &h.control,
+            EventKind::SignatureFailed,
+            6,
+            serde_json::json!({}),
+        ))
+        .await
+        .expect("send");
+        seen(&h.trust, 6).await;
+        assert_eq!(h.trust.seen_revision(), 6, "no forged revision was taken");
+        let snapshot = h.trust.snapshot();
+        assert!(
+            snapshot
+                .keys
+                .keys()
+                .all(|k| *k != crate::trust::key_id(&attacker.public.fingerprint()).expect("id")),
+            "the attacker's key is not trusted"
+        );
+        assert_eq!(
+            h.trust.entries_now().await,
+            0,
+            "the forged signature is not cached"
+        );
+
+        // Even sealed by the control plane, a witness event is only a hint: its body is
+        // not applied, and a far-off revision is refused.
+        h.tx.send(sealed(
+            &h.control,
+            EventKind::WitnessRotated,
+            7,
+            forged_witness.clone(),
+        ))
+        .await
+        .expect("send");
+        next_request(&h.resync).await;
+        assert_eq!(
+            h.trust.seen_revision(),
+            6,
+            "a hint counts once its bundle is in"
+        );
+        assert_eq!(h.trust.snapshot().keys.len(), 1);
+        assert!(h
+            .trust
+            .snapshot()
+            .keys
+            .values()
+            .all(|k| k.public_key == h.witness.public));
+        h.tx.send(sealed(
+            &h.control,
+            EventKind::SignatureFailed,
+            5 + MAX_EVENT_AHEAD + 1,
+            serde_json::json!({}),
+        ))
+        .await
+        .expect("send");
+        h.tx.send(sealed(
+            &h.control,
+            EventKind::SignatureFailed,
+            8,
+            serde_json::json!({}),
+        ))
+        .await
+        .expect("send");
+        seen(&h.trust, 8).await;
+        assert_eq!(h.trust.seen_revision(), 8);
+        h.stop().await;
     }
 }

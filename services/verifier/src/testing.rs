@@ -35,6 +35,15 @@ impl TestKey {
         sig
     }
 
+    /// A seal over `bytes` by this key, as the control plane's KMS key makes it.
+    pub fn seal(&self, bytes: &[u8]) -> signet_core::Seal {
+        signet_core::Seal {
+            key: self.public.fingerprint(),
+            algorithm: SignatureAlgorithm::RsaPkcs1Sha256,
+            signature: self.sign(bytes),
+        }
+    }
+
     pub fn trusted(&self, witness: &str, version: &str) -> TrustedKey {
         TrustedKey {
             witness: witness.into(),

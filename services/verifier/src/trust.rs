@@ -25,9 +25,8 @@ use moka::policy::EvictionPolicy;
 use prometheus_client::metrics::counter::Counter;
 use signet_core::policy::compile_glob;
 use signet_core::{
-    DenialReason, Digest, ImageRef, PolicyAction, PolicyUpdate, PublicKey, RevokedSignature,
-    SecurityPolicy, SignatureAlgorithm, SignatureRecord, SimpleSigning, TrustBundle, TrustedKey,
-    Witness,
+    DenialReason, Digest, ImageRef, PublicKey, RevokedSignature, SecurityPolicy,
+    SignatureAlgorithm, SignatureRecord, SimpleSigning, TrustBundle,
 };
 use signet_registry::{RegistryClient, RegistryError, SignatureLayer};
 use tokio::time::Instant;
@@ -255,53 +254,6 @@ fn compile_policy(p: &SecurityPolicy, keys: &HashMap<KeyId, Arc<KeyEntry>>) -> C
     }
 }
 
-/// Applies a `policy.updated` event to a bundle. Returns true when the bundle may now
-/// lack keys (a witness it has no keys for), so a re-sync is due.
-pub fn apply_policy_update(bundle: &mut TrustBundle, update: &PolicyUpdate) -> bool {
-    let p = &update.policy;
-    bundle.policies.retain(|existing| existing.name != p.name);
-    if update.action == PolicyAction::Deleted || p.cluster != bundle.cluster {
-        return false;
-    }
-    bundle.policies.push(p.clone());
-    bundle.policies.sort_by(|a, b| a.name.cmp(&b.name));
-    p.witnesses.iter().any(|w| {
-        !bundle
-            .keys
-            .iter()
-            .chain(bundle.revoked_keys.iter())
-            .any(|k| &k.witness == w)
-    })
-}
-
-/// Applies a witness event (created, rotated, key revoked, revoked) to a bundle: the
-/// witness's keys are replaced by those the event carries, split by whether they live.
-pub fn apply_witness(bundle: &mut TrustBundle, w: &Witness) {
-    if !bundle
-        .policies
-        .iter()
-        .any(|p| p.witnesses.iter().any(|n| n == &w.name))
-    {
-        return;
-    }
-    bundle.keys.retain(|k| k.witness != w.name);
-    bundle.revoked_keys.retain(|k| k.witness != w.name);
-    for v in &w.key_versions {
-        let key = TrustedKey {
-            witness: w.name.clone(),
-            version: v.version.clone(),
-            fingerprint: v.fingerprint.clone(),
-            algorithm: w.algorithm,
-            public_key: v.public_key.clone(),
-        };
-        if w.live_versions().any(|l| l.version == v.version) {
-            bundle.keys.push(key);
-        } else {
-            bundle.revoked_keys.push(key);
-        }
-    }
-}
-
 /// Applies a `signature.revoked` event's entry to a bundle: it joins the revoked
 /// signatures when a policy of the bundle names its witness.
 pub fn apply_signature_revoked(bundle: &mut TrustBundle, revoked: &RevokedSignature) {
@@ -316,6 +268,17 @@ pub fn apply_signature_revoked(bundle: &mut TrustBundle, revoked: &RevokedSignat
     if named && !listed {
         bundle.revoked_signatures.push(revoked.clone());
     }
+}
+
+/// How an installed bundle relates to what the verifier held before.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Installed {
+    /// As new as, or newer than, everything applied so far.
+    Current,
+    /// Older than events applied since the last bundle: a fetch that raced an event.
+    Behind,
+    /// Older than the previous bundle: the control plane went back. Alert.
+    Rollback { previous: i64 },
 }
 
 /// Where a verdict in the trust cache came from.
@@ -408,6 +371,8 @@ pub struct Trust {
     loaded: AtomicBool,
     /// The highest event revision handled so far.
     seen: AtomicI64,
+    /// The revision of the last bundle installed (-1: none yet).
+    bundle_revision: AtomicI64,
     verified: Cache<(DigestId, KeyId), Origin>,
     fetched: Cache<(String, DigestId), Arc<Vec<SignatureLayer>>>,
     tags: Cache<String, Digest>,
@@ -439,6 +404,7 @@ impl Trust {
             snapshot: ArcSwap::from_pointee(Snapshot::compile(empty)),
             loaded: AtomicBool::new(false),
             seen: AtomicI64::new(0),
+            bundle_revision: AtomicI64::new(-1),
             verified: Cache::builder()
                 .max_capacity(cache.capacity)
                 .time_to_live(cache.trust_ttl)
@@ -494,40 +460,47 @@ impl Trust {
         self.verified.entry_count()
     }
 
-    /// Installs a bundle unless the current snapshot is newer. Returns whether it was.
-    pub fn install(&self, bundle: TrustBundle) -> bool {
+    /// Installs a bundle the control plane sealed. It is authoritative: installed even
+    /// when its revision is lower than what the verifier holds, and the answer says so.
+    pub fn install(&self, bundle: TrustBundle) -> Installed {
         let revision = bundle.revision;
         let next = Arc::new(Snapshot::compile(bundle));
-        let loaded = self.is_loaded();
-        let mut installed = false;
-        self.snapshot.rcu(|current| {
-            installed = !loaded || revision >= current.revision();
-            if installed {
-                next.clone()
-            } else {
-                current.clone()
-            }
-        });
-        if installed {
-            self.loaded.store(true, Ordering::Release);
-            // What the registry answered was judged against the old keys.
-            self.fetched.invalidate_all();
+        let held = self.snapshot.swap(next).revision();
+        let previous = self.bundle_revision.swap(revision, Ordering::AcqRel);
+        self.loaded.store(true, Ordering::Release);
+        // What the registry answered was judged against the old keys.
+        self.fetched.invalidate_all();
+        if previous > revision {
+            // Whatever came after the bundle now in force is not believed any more.
+            self.seen.store(revision, Ordering::Release);
+            Installed::Rollback { previous }
+        } else if held > revision {
+            Installed::Behind
+        } else {
+            Installed::Current
         }
-        installed
     }
 
-    /// Applies a change to the bundle, as of event `revision`: nothing happens when the
-    /// snapshot already includes it. Returns whether the snapshot changed.
-    pub fn apply(&self, revision: i64, mut change: impl FnMut(&mut TrustBundle)) -> bool {
+    /// The revision of the last bundle installed; -1 before the first.
+    pub fn bundle_revision(&self) -> i64 {
+        self.bundle_revision.load(Ordering::Acquire)
+    }
+
+    /// A `signature.revoked` event (sealed by the control plane): the revocation joins the
+    /// snapshot at once, whatever its revision. A revocation only narrows trust, so one
+    /// that arrives late, behind a newer event, still counts rather than waiting for the
+    /// next bundle. Returns whether the snapshot changed.
+    pub fn revoke(&self, revision: i64, revoked: &RevokedSignature) -> bool {
         let mut changed = false;
         self.snapshot.rcu(|current| {
-            changed = revision > current.revision();
+            let mut bundle = current.bundle.clone();
+            let before = bundle.revoked_signatures.len();
+            apply_signature_revoked(&mut bundle, revoked);
+            changed = bundle.revoked_signatures.len() != before || revision > bundle.revision;
             if !changed {
                 return current.clone();
             }
-            let mut bundle = current.bundle.clone();
-            change(&mut bundle);
-            bundle.revision = revision;
+            bundle.revision = bundle.revision.max(revision);
             Arc::new(Snapshot::compile(bundle))
         });
         if changed {
@@ -909,7 +882,7 @@ pub fn backoff(attempt: u32, max: Duration) -> Duration {
 mod tests {
     use super::*;
     use crate::testing::{bundle, no_registry, policy, unreachable_image, TestKey};
-    use signet_core::{PolicyMode, WitnessState};
+    use signet_core::PolicyMode;
 
     fn trust() -> Trust {
         Trust::new("c1", no_registry(), CacheConfig::default())
@@ -976,56 +949,28 @@ mod tests {
     }
 
     #[test]
-    fn events_change_a_bundle() {
+    fn a_revoked_signature_joins_the_bundle_once_when_a_policy_names_its_witness() {
         let k = TestKey::new();
         let mut b = bundle(
             1,
             vec![policy("p", &["w"], "prod", PolicyMode::Enforce)],
-            vec![],
+            vec![k.trusted("w", "1")],
         );
-        let mut off = policy("p", &["w"], "prod", PolicyMode::Enforce);
-        off.enabled = false;
-        let lacks = apply_policy_update(
-            &mut b,
-            &PolicyUpdate {
-                action: PolicyAction::Disabled,
-                policy: off,
-            },
-        );
-        assert!(lacks, "no keys of w yet");
-        assert!(!b.policies[0].enabled);
-        apply_witness(&mut b, &k.witness("w", WitnessState::Active));
-        assert_eq!(b.keys.len(), 1);
-        apply_witness(&mut b, &k.witness("w", WitnessState::Revoked));
-        assert!(b.keys.is_empty());
-        assert_eq!(b.revoked_keys.len(), 1);
-        apply_witness(&mut b, &k.witness("unrelated", WitnessState::Active));
-        assert_eq!(
-            b.keys.len() + b.revoked_keys.len(),
-            1,
-            "witnesses no policy names are not kept"
-        );
-        let mut moved = policy("p", &["w"], "prod", PolicyMode::Enforce);
-        moved.cluster = "c2".into();
-        apply_policy_update(
-            &mut b,
-            &PolicyUpdate {
-                action: PolicyAction::Updated,
-                policy: moved.clone(),
-            },
-        );
-        assert!(
-            b.policies.is_empty(),
-            "a policy moved to another cluster leaves this one"
-        );
-        apply_policy_update(
-            &mut b,
-            &PolicyUpdate {
-                action: PolicyAction::Deleted,
-                policy: moved,
-            },
-        );
-        assert!(b.policies.is_empty());
+        let digest = Digest::of(b"image");
+        let mut record = k.record("w", "reg.local/team/app", &digest);
+        record.revoked = Some(signet_core::Revocation {
+            at: chrono::Utc::now(),
+            by: "admin".into(),
+            reason: "leaked".into(),
+        });
+        let revoked = RevokedSignature::of(&record).expect("revoked");
+        apply_signature_revoked(&mut b, &revoked);
+        apply_signature_revoked(&mut b, &revoked);
+        assert_eq!(b.revoked_signatures.len(), 1);
+        let mut other = revoked.clone();
+        other.witness = "unrelated".into();
+        apply_signature_revoked(&mut b, &other);
+        assert_eq!(b.revoked_signatures.len(), 1);
     }
 
     #[tokio::test]
@@ -1033,7 +978,10 @@ mod tests {
         let k = TestKey::new();
         let t = trust();
         let p = policy("p", &["w"], "prod", PolicyMode::Enforce);
-        assert!(t.install(bundle(5, vec![p], vec![k.trusted("w", "1")])));
+        assert_eq!(
+            t.install(bundle(5, vec![p], vec![k.trusted("w", "1")])),
+            Installed::Current
+        );
         let digest = Digest::of(b"image");
         let image = ImageRef::parse(&unreachable_image("team/app", &digest)).expect("ref");
         let record = k.record("w", &image.repository_ref(), &digest);
@@ -1095,10 +1043,14 @@ mod tests {
         t.learn(&k.record("w", &image.repository_ref(), &digest))
             .await
             .expect("learn");
-        assert!(t.apply(2, |b| apply_witness(
-            b,
-            &k.witness("w", WitnessState::Revoked)
-        )));
+        // The bundle that follows the witness's revocation.
+        let mut revoked = bundle(
+            2,
+            vec![policy("p", &["w"], "prod", PolicyMode::Enforce)],
+            vec![],
+        );
+        revoked.revoked_keys = vec![k.trusted("w", "1")];
+        assert_eq!(t.install(revoked), Installed::Current);
         let snap = t.snapshot();
         let check = t
             .check(&snap, &snap.policies[0], &image, &digest, deadline())
@@ -1106,12 +1058,25 @@ mod tests {
         let f = check.failure.expect("denied");
         assert_eq!(f.reason, DenialReason::Revoked, "{}", f.detail);
         assert!(f.detail.contains("witness w is revoked"), "{}", f.detail);
-        // A stale event changes nothing; an older bundle is not installed.
-        assert!(!t.apply(2, |b| b.policies.clear()));
-        assert!(!t.install(bundle(1, vec![], vec![])));
-        assert_eq!(t.snapshot().policies.len(), 1);
-        assert!(t.install(bundle(7, vec![], vec![])));
+        // The gateway is authoritative: an older bundle is installed, and called a
+        // rollback; a newer one is current.
+        assert_eq!(
+            t.install(bundle(1, vec![], vec![])),
+            Installed::Rollback { previous: 2 }
+        );
         assert!(t.snapshot().policies.is_empty());
+        assert_eq!(t.seen_revision(), 1);
+        assert_eq!(t.install(bundle(7, vec![], vec![])), Installed::Current);
+        // An event applied past the bundle, then a bundle fetched before it: behind.
+        let mut record = k.record("w", &image.repository_ref(), &digest);
+        record.revoked = Some(signet_core::Revocation {
+            at: chrono::Utc::now(),
+            by: "admin".into(),
+            reason: "leaked".into(),
+        });
+        let revoked = RevokedSignature::of(&record).expect("revoked");
+        assert!(t.revoke(8, &revoked));
+        assert_eq!(t.install(bundle(7, vec![], vec![])), Installed::Behind);
     }
 
     #[test]

@@ -18,7 +18,10 @@ use tokio_util::sync::CancellationToken;
 
 use super::link::Link;
 use super::{connect, properties, unavailable, Config, BACKEND};
-use crate::event::{Event, EventBus};
+use bytes::Bytes;
+use signet_core::SEAL_HEADER;
+
+use crate::event::{EventBus, OutgoingEvent, ReceivedEvent};
 use crate::{reconnect, BusError};
 
 const CLOUDEVENTS_JSON: &str = "application/cloudevents+json";
@@ -45,13 +48,15 @@ impl EventBus for AmqpEvents {
     }
 
     #[tracing::instrument(name = "bus.publish_event", level = "debug", skip_all, fields(backend = "amqp", kind = event.kind.name()))]
-    async fn publish(&self, event: &Event) -> Result<(), BusError> {
-        let body = event.to_json()?;
+    async fn publish(&self, event: &OutgoingEvent) -> Result<(), BusError> {
         // The context is in the CloudEvent too; in the header, tools that do not read
         // CloudEvents see it.
         let mut headers = FieldTable::default();
         if let Some(tp) = &event.traceparent {
             headers.insert(crate::TRACEPARENT_HEADER.into(), super::long_string(tp));
+        }
+        if let Some(seal) = &event.seal {
+            headers.insert(SEAL_HEADER.into(), super::long_string(seal));
         }
         let props = properties(headers, CLOUDEVENTS_JSON).with_message_id(
             ShortString::try_new(event.id.as_str())
@@ -62,7 +67,7 @@ impl EventBus for AmqpEvents {
             .publish(
                 &self.cfg.names.events_exchange(),
                 event.kind.name(),
-                &body,
+                &event.bytes,
                 props,
                 false,
             )
@@ -72,7 +77,7 @@ impl EventBus for AmqpEvents {
     async fn subscribe(
         &self,
         shutdown: CancellationToken,
-    ) -> Result<mpsc::Receiver<Event>, BusError> {
+    ) -> Result<mpsc::Receiver<ReceivedEvent>, BusError> {
         let first = open_subscription(&self.cfg).await?;
         let (tx, rx) = mpsc::channel(EVENT_BUFFER);
         tokio::spawn(subscription_loop(self.cfg.clone(), shutdown, tx, first));
@@ -137,7 +142,7 @@ async fn open_subscription(cfg: &Config) -> Result<(Connection, lapin::Consumer)
 async fn subscription_loop(
     cfg: Arc<Config>,
     shutdown: CancellationToken,
-    tx: mpsc::Sender<Event>,
+    tx: mpsc::Sender<ReceivedEvent>,
     first: (Connection, lapin::Consumer),
 ) {
     let (mut _conn, mut consumer) = first;
@@ -158,13 +163,18 @@ async fn subscription_loop(
                     break;
                 }
             };
-            match Event::from_json(&d.data) {
-                Ok(event) => {
-                    if tx.send(event).await.is_err() {
-                        return;
-                    }
-                }
-                Err(e) => tracing::warn!(error = %e, "ignoring a message on the events exchange"),
+            let seal = d
+                .properties
+                .headers()
+                .as_ref()
+                .and_then(|h| h.inner().get(SEAL_HEADER))
+                .and_then(super::value_text);
+            let received = ReceivedEvent {
+                bytes: Bytes::from(d.data.clone()),
+                seal,
+            };
+            if tx.send(received).await.is_err() {
+                return;
             }
             // The queue is this subscriber's alone; the ack only paces the broker.
             let _ = d.acker.ack(BasicAckOptions::default()).await;

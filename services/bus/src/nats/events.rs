@@ -14,7 +14,9 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use super::{unavailable, Shared, BACKEND};
-use crate::event::{Event, EventBus};
+use signet_core::SEAL_HEADER;
+
+use crate::event::{EventBus, OutgoingEvent, ReceivedEvent};
 use crate::{reconnect, BusError};
 
 const EVENT_BUFFER: usize = 1024;
@@ -37,9 +39,11 @@ impl EventBus for NatsEvents {
     }
 
     #[tracing::instrument(name = "bus.publish_event", level = "debug", skip_all, fields(backend = "nats", kind = event.kind.name()))]
-    async fn publish(&self, event: &Event) -> Result<(), BusError> {
-        let body = event.to_json()?;
+    async fn publish(&self, event: &OutgoingEvent) -> Result<(), BusError> {
         let mut headers = HeaderMap::new();
+        if let Some(seal) = &event.seal {
+            headers.insert(SEAL_HEADER, seal.as_str());
+        }
         headers.insert("Nats-Msg-Id", event.id.as_str());
         headers.insert("Content-Type", "application/cloudevents+json");
         // The context is in the CloudEvent too; in the header, tools that do not read
@@ -48,14 +52,18 @@ impl EventBus for NatsEvents {
             headers.insert(crate::TRACEPARENT_HEADER, tp.as_str());
         }
         self.shared
-            .publish(self.shared.names.event_subject(event.kind), headers, body)
+            .publish(
+                self.shared.names.event_subject(event.kind),
+                headers,
+                event.bytes.clone(),
+            )
             .await
     }
 
     async fn subscribe(
         &self,
         shutdown: CancellationToken,
-    ) -> Result<mpsc::Receiver<Event>, BusError> {
+    ) -> Result<mpsc::Receiver<ReceivedEvent>, BusError> {
         self.shared.ensure_connected()?;
         let first = ordered(&self.shared, DeliverPolicy::New).await?;
         let (tx, rx) = mpsc::channel(EVENT_BUFFER);
@@ -87,7 +95,7 @@ async fn ordered(shared: &Shared, start: DeliverPolicy) -> Result<pull::Ordered,
 async fn subscription_loop(
     shared: Arc<Shared>,
     shutdown: CancellationToken,
-    tx: mpsc::Sender<Event>,
+    tx: mpsc::Sender<ReceivedEvent>,
     first: pull::Ordered,
 ) {
     let mut messages = first;
@@ -116,13 +124,18 @@ async fn subscription_loop(
             if let Ok(info) = msg.info() {
                 last_seen = Some(info.stream_sequence);
             }
-            match Event::from_json(&msg.message.payload) {
-                Ok(event) => {
-                    if tx.send(event).await.is_err() {
-                        return;
-                    }
-                }
-                Err(e) => tracing::warn!(error = %e, "ignoring a message on the events stream"),
+            let seal = msg
+                .message
+                .headers
+                .as_ref()
+                .and_then(|h| h.get(SEAL_HEADER))
+                .map(|v| v.as_str().to_owned());
+            let received = ReceivedEvent {
+                bytes: msg.message.payload.clone(),
+                seal,
+            };
+            if tx.send(received).await.is_err() {
+                return;
             }
         }
         let mut backoff = reconnect::backoff(max);

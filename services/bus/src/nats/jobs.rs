@@ -59,7 +59,7 @@ impl JobQueue for NatsJobs {
     async fn publish(&self, message: Message) -> Result<(), BusError> {
         let headers = encode_headers(&message.headers);
         self.shared
-            .publish(self.shared.names.jobs(), headers, message.body)
+            .publish(self.shared.names.jobs(), headers, message.body.into())
             .await
     }
 
@@ -371,7 +371,11 @@ impl Settle for NatsSettle {
         headers.insert(DELIVERIES_HEADER.to_owned(), self.count.to_string());
         let body = self.msg.message.payload.to_vec();
         self.shared
-            .publish(self.shared.names.dead(), encode_headers(&headers), body)
+            .publish(
+                self.shared.names.dead(),
+                encode_headers(&headers),
+                body.into(),
+            )
             .await?;
         self.answer(AckKind::Ack, "ack after dead-lettering").await
     }

@@ -237,13 +237,13 @@ impl Shared {
         &self,
         subject: String,
         headers: HeaderMap,
-        body: Vec<u8>,
+        body: bytes::Bytes,
     ) -> Result<(), BusError> {
         self.ensure_connected()?;
         let timeout = self.options.publish_timeout;
         let acked = tokio::time::timeout(timeout, async {
             self.js
-                .publish_with_headers(subject, headers, body.into())
+                .publish_with_headers(subject, headers, body.clone())
                 .await
                 .map_err(|e| unavailable(format!("publishing failed: {e}")))?
                 .await

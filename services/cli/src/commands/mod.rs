@@ -1,6 +1,7 @@
 //! One module per command group; [`Context`] carries what they share.
 
 pub mod audit;
+pub mod control_plane;
 pub mod images;
 pub mod jobs;
 pub mod policy;

@@ -11,7 +11,7 @@ use anyhow::Context as _;
 use clap::Args;
 use signet_gateway::webhooks::Receivers;
 use signet_gateway::AppState;
-use signet_kms::{Kms, KmsConfig};
+use signet_kms::{ControlPlaneKey, Kms, KmsConfig};
 use signet_registry::{RegistryClient, RegistryConfig};
 use signet_runtime::Settings;
 use signet_signer::sign::SignContext;
@@ -21,6 +21,9 @@ use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
 use super::{Context, SERVER_FILE};
+
+/// The control plane's key under `signet up` when `control_plane.signing_key` is unset.
+const CONTROL_PLANE_KEY: &str = "local://signet-control-plane";
 
 /// The file in the data dir where `signet up` records its verifier's HTTPS URL.
 pub const VERIFIER_FILE: &str = "verifier-url";
@@ -70,7 +73,25 @@ pub async fn up(
     .await?;
     // Secrets are read now: a receiver that cannot authenticate must stop the start.
     let webhooks = Arc::new(Receivers::from_settings(&settings.webhooks)?);
-    let kms = Arc::new(Kms::new(KmsConfig::from_settings(&settings)));
+    // A laptop: local development keys and any KMS endpoint (LocalStack, moto) are fine.
+    let mut kms_config = KmsConfig::from_settings(&settings);
+    kms_config.allow_local = true;
+    kms_config.allowed_endpoints = None;
+    let kms = Arc::new(Kms::new(kms_config));
+    // The control plane's own key seals trust bundles and events; the verifier below
+    // pins it. On a laptop it is a local development key like the witnesses'.
+    let control_uri = settings
+        .control_plane
+        .signing_key
+        .clone()
+        .unwrap_or_else(|| CONTROL_PLANE_KEY.to_owned());
+    let control_key = Arc::new(
+        ControlPlaneKey::open(&kms, &control_uri)
+            .await
+            .with_context(|| {
+                format!("cannot open the control plane's signing key {control_uri}")
+            })?,
+    );
     let registry = RegistryClient::new(RegistryConfig::from_settings(&settings)?)?;
     let token_path = settings.admin_token_path();
     if let Some(issued) = signet_gateway::auth::bootstrap_admin(&store, &token_path).await? {
@@ -83,7 +104,15 @@ pub async fn up(
     let url = format!("http://{}", listener.local_addr()?);
     std::fs::write(settings.data_dir.join(SERVER_FILE), format!("{url}\n"))?;
 
-    let verifier = start_verifier(&settings, &store, &bus, &url, shutdown.clone()).await?;
+    let verifier = start_verifier(
+        &settings,
+        &store,
+        &bus,
+        &url,
+        &control_key.public_key().to_pem(),
+        shutdown.clone(),
+    )
+    .await?;
     // On a laptop the admin port is a convenience, and its default (9090) is often
     // taken (Prometheus): run without it rather than not at all. The service binaries,
     // whose probes need it, refuse to start instead.
@@ -113,6 +142,7 @@ pub async fn up(
     let relay = tokio::spawn(signet_bus::outbox::run(
         store.clone(),
         bus.events.clone(),
+        control_key.clone(),
         kick.clone(),
         shutdown.clone(),
     ));
@@ -136,6 +166,7 @@ pub async fn up(
         settings: Arc::new(settings.gateway.clone()),
         outbox_kick: kick,
         webhooks,
+        control_key,
     };
     tracing::info!(%url, data_dir = %settings.data_dir.display(), "signet is up (embedded mode; the local KMS is for development only)");
     signet_gateway::serve(listener, state, shutdown.clone()).await?;
@@ -158,6 +189,7 @@ async fn start_verifier(
     store: &Store,
     bus: &signet_bus::Bus,
     gateway_url: &str,
+    control_plane_pem: &str,
     shutdown: CancellationToken,
 ) -> anyhow::Result<signet_verifier::Running> {
     let token_file = settings.data_dir.join("verifier.token");
@@ -169,8 +201,12 @@ async fn start_verifier(
         signet_gateway::auth::write_private(&token_file, format!("{}\n", issued.secret).as_bytes())
             .with_context(|| format!("cannot write {}", token_file.display()))?;
     }
-    let config =
-        signet_verifier::VerifierConfig::for_signet_up(settings, gateway_url, &token_file)?;
+    let config = signet_verifier::VerifierConfig::for_signet_up(
+        settings,
+        gateway_url,
+        &token_file,
+        control_plane_pem,
+    )?;
     let mut registry = RegistryConfig::from_settings(settings)?;
     registry.timeout = registry.timeout.min(config.decision_budget);
     let running = signet_verifier::start(

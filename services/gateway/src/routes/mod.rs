@@ -71,6 +71,7 @@ pub fn router() -> Router<AppState> {
         )
         .route("/v1/policies/{name}/impact", get(policies::impact))
         .route("/v1/trust-bundle", get(trust::bundle))
+        .route("/v1/control-plane/key", get(trust::control_plane_key))
         .route("/v1/images", get(trust::images))
         .route(
             "/v1/admission-decisions",
@@ -127,6 +128,7 @@ pub fn router() -> Router<AppState> {
         policies::delete,
         policies::impact,
         trust::bundle,
+        trust::control_plane_key,
         trust::images,
         trust::report,
         trust::decisions,

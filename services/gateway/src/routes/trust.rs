@@ -4,6 +4,8 @@
 use std::collections::HashSet;
 
 use axum::extract::State;
+use axum::http::{header, HeaderName, HeaderValue};
+use axum::response::{IntoResponse, Response};
 use axum::Json;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
@@ -34,21 +36,84 @@ pub struct BundleQuery {
         `signetrevision` are newer. Role: verifier.",
     params(BundleQuery),
     responses(
-        (status = 200, description = "The bundle", body = TrustBundle),
+        (status = 200, description = "The bundle, exactly the bytes the `Signet-Signature` \
+            header seals", body = TrustBundle,
+            headers(("Signet-Signature" = String, description = "The control plane's seal \
+                over the body: `keyid=\"sha256:…\", alg=\"RSA_PKCS1_SHA256\", sig=\"<base64>\"`"))),
         (status = 400, description = "Bad cluster name", body = ErrorBody),
+        (status = 503, description = "The control plane's key cannot seal now", body = ErrorBody),
     ),
     security(("bearer" = [])),
 )]
 /// The cluster's policies (enabled or not) and every live key of their witnesses, with
-/// the outbox revision they were read at.
+/// the outbox revision they were read at, sealed by the control plane's key: verifiers
+/// check the seal over these exact bytes before they believe a word of it.
 pub async fn bundle(
     State(state): State<AppState>,
     caller: Caller,
     ApiQuery(q): ApiQuery<BundleQuery>,
-) -> ApiResult<Json<TrustBundle>> {
+) -> ApiResult<Response> {
     caller.require(&[Role::Verifier])?;
     validate_name("cluster", &q.cluster).map_err(|e| ApiError::BadRequest(e.to_string()))?;
-    Ok(Json(state.store.trust_bundle(&q.cluster).await?))
+    let bundle = state.store.trust_bundle(&q.cluster).await?;
+    let bytes = serde_json::to_vec(&bundle)
+        .map_err(|e| ApiError::Internal(format!("encoding the trust bundle: {e}")))?;
+    let seal = state.control_key.seal(&bytes).await.map_err(|e| {
+        tracing::error!(error = %e, "cannot seal the trust bundle");
+        ApiError::Unavailable(
+            "the control plane's signing key cannot seal the trust bundle now".into(),
+        )
+    })?;
+    let header = HeaderValue::from_str(&seal.to_header())
+        .map_err(|e| ApiError::Internal(format!("seal header: {e}")))?;
+    Ok((
+        [
+            (
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("application/json"),
+            ),
+            (HeaderName::from_static("signet-signature"), header),
+        ],
+        bytes,
+    )
+        .into_response())
+}
+
+#[utoipa::path(
+    get,
+    path = "/v1/control-plane/key",
+    tag = "verifiers",
+    summary = "The control plane's public key",
+    description = "The public half of the key that seals trust bundles and events, to pin in \
+        verifiers (`verifier.control_plane_keys`, the chart's `verifier.controlPlaneKeys`). \
+        Fetching it over the network is trust on first use: compare its fingerprint with the \
+        KMS's own answer. Role: verifier.",
+    responses(
+        (status = 200, description = "The key", body = ControlPlaneKeyInfo),
+    ),
+    security(("bearer" = [])),
+)]
+pub async fn control_plane_key(
+    State(state): State<AppState>,
+    caller: Caller,
+) -> ApiResult<Json<ControlPlaneKeyInfo>> {
+    caller.require(&[Role::Verifier])?;
+    Ok(Json(ControlPlaneKeyInfo {
+        kms_key: state.control_key.uri().to_owned(),
+        fingerprint: state.control_key.fingerprint().to_owned(),
+        public_key: state.control_key.public_key().to_pem(),
+    }))
+}
+
+/// The key that seals trust bundles and events.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct ControlPlaneKeyInfo {
+    /// The KMS key URI.
+    pub kms_key: String,
+    /// `sha256:<hex>` of the DER SubjectPublicKeyInfo; the `keyid` of every seal.
+    pub fingerprint: String,
+    /// PEM `PUBLIC KEY`.
+    pub public_key: String,
 }
 
 #[derive(Debug, Deserialize, utoipa::IntoParams)]

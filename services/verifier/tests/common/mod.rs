@@ -137,6 +137,8 @@ pub struct ControlPlane {
     kick: Arc<Notify>,
     kms: Arc<Kms>,
     webhooks: Arc<signet_gateway::webhooks::Receivers>,
+    /// Seals the bundles and events; verifiers pin its public key.
+    pub control_key: Arc<signet_kms::ControlPlaneKey>,
     http: reqwest::Client,
 }
 
@@ -162,9 +164,11 @@ impl ControlPlane {
         let kms = Arc::new(Kms::new(KmsConfig::new(dir.path())));
         let kick = Arc::new(Notify::new());
         let workers = CancellationToken::new();
+        let control_key = signet_testkit::control_plane_key(&kms).await;
         tokio::spawn(signet_bus::outbox::run(
             store.clone(),
             bus.events.clone(),
+            control_key.clone(),
             kick.clone(),
             workers.clone(),
         ));
@@ -203,6 +207,7 @@ impl ControlPlane {
             kick,
             kms,
             webhooks,
+            control_key,
             http: reqwest::Client::new(),
         };
         cp.serve(listener);
@@ -218,6 +223,7 @@ impl ControlPlane {
             settings: Arc::new(GatewaySettings::default()),
             outbox_kick: self.kick.clone(),
             webhooks: self.webhooks.clone(),
+            control_key: self.control_key.clone(),
         };
         let token = CancellationToken::new();
         let task = tokio::spawn({
@@ -454,6 +460,8 @@ impl Verifier {
             report_interval: options.report_interval,
             report_batch: 100,
             state_dir: Some(state_dir.clone()),
+            control_plane_keys: signet_core::PinnedKeys::new([cp.control_key.public_key().clone()]),
+            gateway_ca: None,
         };
         let events = match cp.backend {
             Backend::Embedded => cp.bus.events.clone(),
