@@ -17,6 +17,10 @@ ci:
 schemas:
     SIGNET_UPDATE_SCHEMAS=1 cargo test -q -p signet-gateway --test schemas
 
+# cargo-audit and cargo-deny, offline, against the RustSec snapshot in ../shared/advisory-db.
+supply-chain:
+    scripts/supply-chain.sh
+
 # Format, lint.
 fmt:
     cargo fmt --all
