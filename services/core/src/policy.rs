@@ -62,6 +62,11 @@ pub struct SecurityPolicy {
     pub require_digest: bool,
     /// Whether the `signet.dev/break-glass` annotation may let a workload through.
     pub allow_break_glass: bool,
+    /// Whether `/mutate` rewrites each verified tag on a Pod to `tag@digest`, so the
+    /// kubelet pulls exactly what was verified (Pods only: controllers keep their tags,
+    /// and GitOps tools see no drift). On for new policies.
+    #[serde(default)]
+    pub pin_digests: bool,
     pub note: String,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
@@ -239,6 +244,7 @@ mod tests {
             exemptions: vec!["registry.k8s.io/pause:*".into()],
             require_digest: false,
             allow_break_glass: false,
+            pin_digests: false,
             note: String::new(),
             created_at: t,
             updated_at: t,

@@ -17,7 +17,8 @@ use crate::outbox::{insert_outbox, OutboxEvent};
 use crate::{Backend, Store};
 
 const COLUMNS: &str = "name, cluster, namespace, witnesses, require_count, mode, enabled, \
-                       exemptions, require_digest, allow_break_glass, note, created_at, updated_at";
+                       exemptions, require_digest, allow_break_glass, note, created_at, updated_at, \
+                       pin_digests";
 
 impl Store {
     /// Stores a new policy with its audit entry and a `policy.updated` (`created`) event;
@@ -35,7 +36,7 @@ impl Store {
         check_witnesses(&mut tx, &p.witnesses, OP).await?;
         let inserted = sqlx::query(&format!(
             "INSERT INTO policies ({COLUMNS}) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14) \
              ON CONFLICT (name) DO NOTHING"
         ))
         .bind(p.name.as_str())
@@ -51,6 +52,7 @@ impl Store {
         .bind(p.note.as_str())
         .bind(codec::millis(p.created_at))
         .bind(codec::millis(p.updated_at))
+        .bind(codec::flag(p.pin_digests))
         .execute(&mut *tx)
         .await
         .map_err(db(OP))?
@@ -93,8 +95,8 @@ impl Store {
         let changed = sqlx::query(
             "UPDATE policies SET cluster = $2, namespace = $3, witnesses = $4, \
              require_count = $5, mode = $6, enabled = $7, exemptions = $8, \
-             require_digest = $9, allow_break_glass = $10, note = $11, updated_at = $12 \
-             WHERE name = $1 AND updated_at = $13",
+             require_digest = $9, allow_break_glass = $10, note = $11, updated_at = $12, \
+             pin_digests = $14 WHERE name = $1 AND updated_at = $13",
         )
         .bind(stored.name.as_str())
         .bind(stored.cluster.as_str())
@@ -109,6 +111,7 @@ impl Store {
         .bind(stored.note.as_str())
         .bind(updated_at)
         .bind(before)
+        .bind(codec::flag(stored.pin_digests))
         .execute(&mut *tx)
         .await
         .map_err(db(OP))?
@@ -323,6 +326,7 @@ fn policy_from_row(row: &AnyRow) -> Result<SecurityPolicy, StoreError> {
     let enabled: i64 = col(row, &what, "enabled")?;
     let require_digest: i64 = col(row, &what, "require_digest")?;
     let allow_break_glass: i64 = col(row, &what, "allow_break_glass")?;
+    let pin_digests: i64 = col(row, &what, "pin_digests")?;
     Ok(SecurityPolicy {
         cluster: col(row, &what, "cluster")?,
         namespace: col(row, &what, "namespace")?,
@@ -335,6 +339,7 @@ fn policy_from_row(row: &AnyRow) -> Result<SecurityPolicy, StoreError> {
         exemptions: codec::from_json(&what, &exemptions)?,
         require_digest: require_digest != 0,
         allow_break_glass: allow_break_glass != 0,
+        pin_digests: pin_digests != 0,
         note: col(row, &what, "note")?,
         created_at: codec::time(&what, col(row, &what, "created_at")?)?,
         updated_at: codec::time(&what, col(row, &what, "updated_at")?)?,

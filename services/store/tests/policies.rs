@@ -136,6 +136,7 @@ fn policy(name: &str, cluster: &str, witnesses: &[&str]) -> SecurityPolicy {
         exemptions: vec!["registry.k8s.io/pause:*".into()],
         require_digest: false,
         allow_break_glass: true,
+        pin_digests: false,
         note: "release images only".into(),
         created_at: now,
         updated_at: now,

@@ -371,7 +371,10 @@ impl Admission {
     }
 
     /// `POST /mutate`: adds the Trusted Image annotation listing each image's verified
-    /// digest and witnesses. Never denies; `/validate` decides.
+    /// digest and witnesses, and, on Pods in namespaces whose policies pin digests,
+    /// rewrites each verified tag to `tag@digest` so the kubelet pulls exactly what was
+    /// verified (review M7; controllers keep their tags, so GitOps tools see no drift).
+    /// Never denies; `/validate` decides.
     pub async fn mutate(&self, req: &AdmissionRequest<DynamicObject>) -> AdmissionResponse {
         let response = AdmissionResponse::from(req);
         let Some((object, raw_images)) = images_to_check(req) else {
@@ -388,34 +391,66 @@ impl Admission {
                     .trust
                     .witnesses_of(snapshot, &image, &digest, deadline)
                     .await;
-                (!witnesses.is_empty()).then(|| {
-                    json!({
-                        "image": raw,
-                        "digest": digest,
-                        "witnesses": witnesses.iter().map(|w| &**w).collect::<Vec<_>>(),
-                    })
-                })
+                (!witnesses.is_empty()).then_some((*raw, image, digest, witnesses))
             }
         });
-        let trusted: Vec<Value> = join_all(checks).await.into_iter().flatten().collect();
+        let trusted: Vec<_> = join_all(checks).await.into_iter().flatten().collect();
         if trusted.is_empty() {
             return response;
         }
-        let value = Value::String(Value::Array(trusted).to_string());
-        let ops = if object.metadata.annotations.is_some() {
-            json!([{
+        let listed: Vec<Value> = trusted
+            .iter()
+            .map(|(raw, _, digest, witnesses)| {
+                json!({
+                    "image": raw,
+                    "digest": digest,
+                    "witnesses": witnesses.iter().map(|w| &**w).collect::<Vec<_>>(),
+                })
+            })
+            .collect();
+        let value = Value::String(Value::Array(listed).to_string());
+        let mut ops = if object.metadata.annotations.is_some() {
+            vec![json!({
                 "op": "add",
                 "path": format!("/metadata/annotations/{}", VERIFIED_ANNOTATION.replace('~', "~0").replace('/', "~1")),
                 "value": value,
-            }])
+            })]
         } else {
-            json!([{
+            vec![json!({
                 "op": "add",
                 "path": "/metadata/annotations",
                 "value": { VERIFIED_ANNOTATION: value },
-            }])
+            })]
         };
-        match serde_json::from_value::<json_patch::Patch>(ops)
+        if req.kind.kind == "Pod" {
+            let namespace = req
+                .namespace
+                .as_deref()
+                .or(object.metadata.namespace.as_deref())
+                .unwrap_or_default();
+            // The witnesses of the policies here that pin digests: an image they
+            // verified runs by digest.
+            let pinning: Vec<&str> = snapshot
+                .applicable(namespace)
+                .filter(|p| p.policy.pin_digests)
+                .flat_map(|p| p.witnesses.iter().map(|w| &*w.name))
+                .collect();
+            for (pointer, raw) in workload::pod_container_images(&object.data) {
+                let pinned = trusted.iter().find(|(r, image, _, witnesses)| {
+                    *r == raw
+                        && image.digest().is_none()
+                        && witnesses.iter().any(|w| pinning.contains(&&**w))
+                });
+                if let Some((_, _, digest, _)) = pinned {
+                    ops.push(json!({
+                        "op": "replace",
+                        "path": pointer,
+                        "value": format!("{raw}@{digest}"),
+                    }));
+                }
+            }
+        }
+        match serde_json::from_value::<json_patch::Patch>(Value::Array(ops))
             .map_err(|e| e.to_string())
             .and_then(|p| response.clone().with_patch(p).map_err(|e| e.to_string()))
         {

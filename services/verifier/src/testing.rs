@@ -107,6 +107,7 @@ pub fn policy(name: &str, witnesses: &[&str], namespace: &str, mode: PolicyMode)
         exemptions: vec!["registry.k8s.io/pause:*".into()],
         require_digest: false,
         allow_break_glass: false,
+        pin_digests: false,
         note: String::new(),
         created_at: t,
         updated_at: t,

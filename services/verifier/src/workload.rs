@@ -63,6 +63,29 @@ pub fn images(spec: &Value) -> Vec<&str> {
     out
 }
 
+/// Each container of a Pod's spec with the JSON Pointer of its `image` field
+/// (`/spec/containers/0/image`), for patches that rewrite images in place.
+pub fn pod_container_images(pod: &Value) -> Vec<(String, &str)> {
+    let mut out = Vec::new();
+    let Some(spec) = pod.get("spec") else {
+        return out;
+    };
+    for list in CONTAINER_LISTS {
+        for (i, c) in spec
+            .get(list)
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+            .enumerate()
+        {
+            if let Some(image) = c.get("image").and_then(Value::as_str) {
+                out.push((format!("/spec/{list}/{i}/image"), image));
+            }
+        }
+    }
+    out
+}
+
 /// The value of `key` in the object's annotations or, for a workload, its pod
 /// template's.
 pub fn annotation<'a>(

@@ -177,6 +177,62 @@ async fn every_workload_kind(backend: Backend) {
     assert_eq!(listed.as_array().map(Vec::len), Some(1), "{listed}");
     assert_eq!(listed[0]["image"], s.signed.as_str());
     assert_eq!(listed[0]["witnesses"], json!(["release"]));
+    // Digest pinning (review M7, on for new policies): the Pod's verified tag now names
+    // the digest that was verified; the unverified init image is left alone.
+    let digest = listed[0]["digest"].as_str().expect("digest");
+    let replaced: Vec<&serde_json::Value> = patch
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|op| op["op"] == "replace")
+        .collect();
+    assert_eq!(replaced.len(), 1, "{patch}");
+    assert_eq!(replaced[0]["path"], "/spec/containers/0/image");
+    assert_eq!(replaced[0]["value"], format!("{}@{digest}", s.signed));
+    // Controllers keep their tags (GitOps tools would see drift); their Pods get pinned.
+    let deployment = v
+        .review(
+            "/mutate",
+            "deployment-create",
+            &[
+                ("NAMESPACE", "prod"),
+                ("IMAGE", &s.signed),
+                ("INIT_IMAGE", &s.signed),
+            ],
+        )
+        .await;
+    let patch = base64_decode(deployment["patch"].as_str().expect("patch"));
+    let patch: serde_json::Value = serde_json::from_slice(&patch).expect("JSON patch");
+    assert!(
+        patch
+            .as_array()
+            .into_iter()
+            .flatten()
+            .all(|op| op["op"] != "replace"),
+        "{patch}"
+    );
+    // A policy that opts out leaves Pods' tags alone.
+    s.cp.ok(
+        Method::PATCH,
+        "/v1/policies/prod-images",
+        Some(json!({"pin_digests": false})),
+    )
+    .await;
+    v.caught_up(&s.cp).await;
+    let unpinned = v
+        .review(
+            "/mutate",
+            "pod-create",
+            &[
+                ("NAMESPACE", "prod"),
+                ("IMAGE", &s.signed),
+                ("INIT_IMAGE", &s.signed),
+            ],
+        )
+        .await;
+    let patch = base64_decode(unpinned["patch"].as_str().expect("patch"));
+    let patch: serde_json::Value = serde_json::from_slice(&patch).expect("JSON patch");
+    assert_eq!(patch.as_array().map(Vec::len), Some(1), "{patch}");
 }
 
 fn base64_decode(s: &str) -> Vec<u8> {

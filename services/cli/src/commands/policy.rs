@@ -68,6 +68,9 @@ pub struct CreateArgs {
     /// Honour the `signet.dev/break-glass: "<reason>"` annotation (always audited).
     #[arg(long)]
     allow_break_glass: bool,
+    /// Leave Pods' tags as they are instead of pinning each verified tag to its digest.
+    #[arg(long)]
+    no_pin_digests: bool,
     #[arg(long, default_value = "")]
     note: String,
     /// Enable it right away instead of creating it disabled.
@@ -99,6 +102,9 @@ pub struct UpdateArgs {
     require_digest: Option<bool>,
     #[arg(long)]
     allow_break_glass: Option<bool>,
+    /// Rewrite verified tags on Pods to `tag@digest` at admission.
+    #[arg(long)]
+    pin_digests: Option<bool>,
     #[arg(long)]
     note: Option<String>,
 }
@@ -119,6 +125,7 @@ pub async fn run(ctx: &Context, cmd: PolicyCommand) -> anyhow::Result<ExitCode> 
                 "exemptions": a.exemptions,
                 "require_digest": a.require_digest,
                 "allow_break_glass": a.allow_break_glass,
+                "pin_digests": !a.no_pin_digests,
                 "note": a.note,
             });
             let (_, p): (_, Value) = ctx
@@ -190,6 +197,7 @@ pub async fn run(ctx: &Context, cmd: PolicyCommand) -> anyhow::Result<ExitCode> 
                 ("mode", json!(a.mode)),
                 ("require_digest", json!(a.require_digest)),
                 ("allow_break_glass", json!(a.allow_break_glass)),
+                ("pin_digests", json!(a.pin_digests)),
                 ("note", json!(a.note)),
             ] {
                 if !v.is_null() {
@@ -197,7 +205,7 @@ pub async fn run(ctx: &Context, cmd: PolicyCommand) -> anyhow::Result<ExitCode> 
                 }
             }
             if body.is_empty() {
-                anyhow::bail!("nothing to change: pass at least one of --witness, --require, --cluster, --namespace, --mode, --exempt, --no-exemptions, --require-digest, --allow-break-glass, --note");
+                anyhow::bail!("nothing to change: pass at least one of --witness, --require, --cluster, --namespace, --mode, --exempt, --no-exemptions, --require-digest, --allow-break-glass, --pin-digests, --note");
             }
             let p = patch(ctx, &a.name, Value::Object(body)).await?;
             report(ctx, &p, &format!("policy {} updated", a.name));
@@ -298,6 +306,7 @@ fn print_policy(p: &Value) {
     field("exemptions:", list(&p["exemptions"]));
     field("digest only:", s(&p["require_digest"]));
     field("break-glass:", s(&p["allow_break_glass"]));
+    field("pin digests:", s(&p["pin_digests"]));
     field("note:", s(&p["note"]));
     field("updated:", s(&p["updated_at"]));
 }

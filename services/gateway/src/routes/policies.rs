@@ -37,6 +37,9 @@ pub struct CreatePolicy {
     pub require_digest: bool,
     #[serde(default)]
     pub allow_break_glass: bool,
+    /// Rewrite verified tags on Pods to `tag@digest` at admission (`/mutate`); default
+    /// true.
+    pub pin_digests: Option<bool>,
     #[serde(default)]
     pub note: String,
 }
@@ -54,6 +57,7 @@ pub struct PatchPolicy {
     pub exemptions: Option<Vec<String>>,
     pub require_digest: Option<bool>,
     pub allow_break_glass: Option<bool>,
+    pub pin_digests: Option<bool>,
     pub note: Option<String>,
 }
 
@@ -123,6 +127,7 @@ pub async fn create(
         exemptions: req.exemptions,
         require_digest: req.require_digest,
         allow_break_glass: req.allow_break_glass,
+        pin_digests: req.pin_digests.unwrap_or(true),
         note: req.note,
         // Stored with millisecond precision: answer with what a read returns.
         created_at: DateTime::from_timestamp_millis(now.timestamp_millis()).unwrap_or(now),
@@ -228,6 +233,9 @@ fn apply(p: &mut SecurityPolicy, patch: &PatchPolicy) -> ApiResult<PolicyAction>
     }
     if let Some(d) = patch.require_digest {
         p.require_digest = d;
+    }
+    if let Some(b) = patch.pin_digests {
+        p.pin_digests = b;
     }
     if let Some(b) = patch.allow_break_glass {
         p.allow_break_glass = b;
@@ -399,6 +407,7 @@ mod tests {
             exemptions: vec![],
             require_digest: false,
             allow_break_glass: false,
+            pin_digests: false,
             note: String::new(),
             created_at: t,
             updated_at: t,
