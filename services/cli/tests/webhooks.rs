@@ -131,14 +131,24 @@ impl Env {
             ("SIGNET_SIGNER__MAX_ATTEMPTS".into(), "30".into()),
             ("SIGNET_REGISTRY__TIMEOUT".into(), "5s".into()),
         ];
+        // The receiver speaks for one registry: the proxy's name when signet reaches the
+        // registry through it (the registry still names itself in events), else its own.
         let proxy = if setup.behind_proxy {
             let proxy = FaultProxy::start(&registry.url()).await.expect("proxy");
             env.push((
                 "SIGNET_WEBHOOKS__DISTRIBUTION__REGISTRY".into(),
                 proxy.host(),
             ));
+            env.push((
+                "SIGNET_WEBHOOKS__DISTRIBUTION__EVENT_HOSTS".into(),
+                format!("[\"{}\"]", registry.host()),
+            ));
             Some(proxy)
         } else {
+            env.push((
+                "SIGNET_WEBHOOKS__DISTRIBUTION__REGISTRY".into(),
+                registry.host(),
+            ));
             None
         };
         env.extend(setup.env);

@@ -469,14 +469,18 @@ impl Signet {
             kick.clone(),
             shutdown.clone(),
         ));
-        let receivers = Receivers::default().with(Receiver {
-            kind: ReceiverKind::Distribution,
-            guard: Guard::Token {
-                header: HeaderName::from_static("authorization"),
-                token: SecretString::from(DIST_TOKEN),
-            },
-            registry: None,
-        });
+        // Bound, as every configured registry receiver is, to the host the captured
+        // notification names.
+        let receivers = Receivers::default().with(
+            Receiver::new(
+                ReceiverKind::Distribution,
+                Guard::Token {
+                    header: HeaderName::from_static("authorization"),
+                    token: SecretString::from(DIST_TOKEN),
+                },
+            )
+            .registry("127.0.0.1:18998"),
+        );
         let state = AppState {
             store: store.clone(),
             bus: bus.clone(),

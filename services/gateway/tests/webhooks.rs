@@ -43,28 +43,35 @@ struct Gateway {
 
 fn receivers() -> Receivers {
     Receivers::default()
-        .with(Receiver {
-            kind: ReceiverKind::Distribution,
-            guard: Guard::Token {
-                header: HeaderName::from_static("authorization"),
-                token: SecretString::from(DIST_TOKEN),
-            },
-            registry: None,
-        })
-        .with(Receiver {
-            kind: ReceiverKind::Harbor,
-            guard: Guard::Hmac {
-                key: SecretString::from(HARBOR_HMAC),
-            },
-            registry: None,
-        })
-        .with(Receiver {
-            kind: ReceiverKind::Acr,
-            guard: Guard::UrlSecret {
-                secret: SecretString::from(ACR_SECRET),
-            },
-            registry: None,
-        })
+        .with(
+            Receiver::new(
+                ReceiverKind::Distribution,
+                Guard::Token {
+                    header: HeaderName::from_static("authorization"),
+                    token: SecretString::from(DIST_TOKEN),
+                },
+            )
+            .registry(CAPTURED_HOST),
+        )
+        .with(
+            Receiver::new(
+                ReceiverKind::Harbor,
+                Guard::Hmac {
+                    key: SecretString::from(HARBOR_HMAC),
+                    allow_github: true,
+                },
+            )
+            .registry("harbor.dev"),
+        )
+        .with(
+            Receiver::new(
+                ReceiverKind::Acr,
+                Guard::UrlSecret {
+                    secret: SecretString::from(ACR_SECRET),
+                },
+            )
+            .registry("registry.cn-hangzhou.aliyuncs.com"),
+        )
 }
 
 async fn start_with(bus_url: &str, receivers: Receivers) -> Gateway {
@@ -624,11 +631,7 @@ async fn malformed_bodies_get_a_precise_4xx_never_a_5xx() {
 async fn the_generic_receiver_takes_sign_requests() {
     let gw = start_with(
         "embedded",
-        Receivers::default().with(Receiver {
-            kind: ReceiverKind::Generic,
-            guard: Guard::Open,
-            registry: None,
-        }),
+        Receivers::default().with(Receiver::new(ReceiverKind::Generic, Guard::Open)),
     )
     .await;
     gw.witness("prod").await;

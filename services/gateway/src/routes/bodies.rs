@@ -137,6 +137,7 @@ pub struct DecisionList {
 /// `GET /v1/webhooks/stats`: each receiver's counters since the process started.
 #[derive(ToSchema)]
 pub struct WebhookCounters {
-    /// By receiver name: `distribution`, `harbor`, `acr`, `generic`.
+    /// By receiver: `distribution`, `harbor`, `acr`, `generic`, and `KIND/NAME` for
+    /// each named receiver.
     pub receivers: BTreeMap<String, ReceiverCounts>,
 }
