@@ -559,3 +559,117 @@ async fn a_captured_generic_delivery_replayed_after_the_tag_moved_signs_nothing_
     assert_eq!(counts["replays"], 1, "{counts:#}");
     assert_eq!(counts["unauthenticated"], 4, "{counts:#}");
 }
+
+/// The attacker holds a pipeline's signer token that an admin scoped to one team's
+/// repositories (`signet token create --scope 'HOST/team/**'`): a compromised build
+/// job. They ask for images of other teams (and lookalike paths) to be signed, and read
+/// other teams' jobs. Nothing outside the scope is enqueued or shown.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_scoped_signer_token_cannot_sign_or_read_outside_its_repositories() {
+    let reg = registry().await;
+    let host = reg.host();
+    let image = TestImage::random();
+    for repo in ["team/app", "other/app", "teamx/app", "team/app/web"] {
+        image.push(&host, repo, "v1").await.expect("push");
+    }
+    let s = Signet::start(Receivers::default(), GatewaySettings::default(), true).await;
+    let (st, created) = s
+        .call(
+            Method::POST,
+            "/v1/tokens",
+            Some(&s.admin),
+            Some(
+                json!({"name": "team-ci", "role": "signer", "scope": [format!("{host}/team/**")]}),
+            ),
+        )
+        .await;
+    assert_eq!(st, StatusCode::CREATED, "{created:#}");
+    assert_eq!(created["scope"], json!([format!("{host}/team/**")]));
+    let team = created["token"].as_str().expect("token").to_owned();
+
+    for outside in ["other/app", "teamx/app"] {
+        let (st, body) = s
+            .call(
+                Method::POST,
+                "/v1/sign?wait=30",
+                Some(&team),
+                Some(json!({"image": format!("{host}/{outside}:v1"), "witness": "prod"})),
+            )
+            .await;
+        assert_eq!(st, StatusCode::FORBIDDEN, "{outside}: {body:#}");
+        assert!(
+            body["detail"]
+                .as_str()
+                .unwrap_or_default()
+                .contains(&format!(
+                    "{host}/{outside} is outside token \"team-ci\"'s scope"
+                )),
+            "{body:#}"
+        );
+    }
+    assert!(
+        s.jobs().await.is_empty(),
+        "nothing outside the scope is enqueued"
+    );
+
+    // Inside the scope, at any depth: signed.
+    for inside in ["team/app", "team/app/web"] {
+        let (st, body) = s
+            .call(
+                Method::POST,
+                "/v1/sign?wait=60",
+                Some(&team),
+                Some(json!({"image": format!("{host}/{inside}:v1"), "witness": "prod"})),
+            )
+            .await;
+        assert_eq!(st, StatusCode::OK, "{inside}: {body:#}");
+    }
+
+    // Another pipeline's job (an unscoped token) is not the scoped token's to read.
+    let (st, other_job) = s
+        .call(
+            Method::POST,
+            "/v1/sign",
+            Some(&s.signer),
+            Some(json!({"image": format!("{host}/other/app:v1"), "witness": "prod"})),
+        )
+        .await;
+    assert_eq!(st, StatusCode::ACCEPTED, "{other_job:#}");
+    let path = format!("/v1/jobs/{}", other_job["id"].as_str().expect("id"));
+    let (st, body) = s.call(Method::GET, &path, Some(&team), None).await;
+    assert_eq!(st, StatusCode::NOT_FOUND, "{body:#}");
+    let (st, body) = s.call(Method::GET, &path, Some(&s.signer), None).await;
+    assert_eq!(st, StatusCode::OK, "{body:#}");
+
+    // Scopes are checked when written, and only signer tokens take one.
+    for (body, want) in [
+        (
+            json!({"name": "bad", "role": "signer", "scope": ["nohost"]}),
+            "must match registry/repository",
+        ),
+        (
+            json!({"name": "bad", "role": "admin", "scope": [format!("{host}/**")]}),
+            "only signer tokens take a scope",
+        ),
+    ] {
+        let (st, b) = s
+            .call(Method::POST, "/v1/tokens", Some(&s.admin), Some(body))
+            .await;
+        assert_eq!(st, StatusCode::BAD_REQUEST, "{b:#}");
+        assert!(
+            b["detail"].as_str().unwrap_or_default().contains(want),
+            "{b:#}"
+        );
+    }
+    let (_, listed) = s
+        .call(Method::GET, "/v1/tokens", Some(&s.admin), None)
+        .await;
+    let team_entry = listed["tokens"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find(|t| t["name"] == "team-ci")
+        .cloned()
+        .expect("listed");
+    assert_eq!(team_entry["scope"], json!([format!("{host}/team/**")]));
+}

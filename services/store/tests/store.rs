@@ -784,6 +784,7 @@ async fn tokens_store_only_the_hash(db: TestDb) {
         role: Role::Signer,
         created_at: ms(Utc::now()),
         revoked: false,
+        scope: vec!["registry.example.com/team/**".into()],
     };
     let hash = [7u8; 32];
     store
@@ -813,6 +814,7 @@ async fn tokens_store_only_the_hash(db: TestDb) {
         role: Role::Verifier,
         created_at: ms(Utc::now()),
         revoked: true,
+        scope: Vec::new(),
     };
     store
         .create_token(&revoked, &[9u8; 32], &audit("token.create", "old-verifier"))

@@ -71,6 +71,8 @@ pub struct IssuedToken {
     pub name: String,
     pub role: Role,
     pub created_at: DateTime<Utc>,
+    /// The repositories a signer token may sign (globs); empty: any.
+    pub scope: Vec<String>,
     /// The bearer token. Only its hash is stored; it cannot be shown again.
     pub token: String,
 }

@@ -43,6 +43,7 @@ const POLL: Duration = Duration::from_millis(20);
         (status = 202, description = "Enqueued (or still running when `wait` ran out)", body = JobView),
         (status = 200, description = "Signed, within `wait`", body = JobView),
         (status = 400, description = "Not a valid sign request or image reference", body = crate::error::ErrorBody),
+        (status = 403, description = "The image is outside the token's scope; nothing was enqueued", body = crate::error::ErrorBody),
         (status = 404, description = "No such witness", body = crate::error::ErrorBody),
         (status = 409, description = "The witness is revoked", body = crate::error::ErrorBody),
         (status = 422, description = "The job failed for good, within `wait`", body = super::bodies::SignFailed),
@@ -57,6 +58,12 @@ pub async fn sign(
     ApiJson(request): ApiJson<SignRequest>,
 ) -> ApiResult<Response> {
     caller.require(&[Role::Signer])?;
+    let image =
+        ImageRef::parse(&request.image).map_err(|e| ApiError::BadRequest(format!("image: {e}")))?;
+    if let Err(refused) = caller.require_in_scope(&image) {
+        tracing::warn!(token = %caller.name, image = %request.image, "sign request refused: outside the token's scope");
+        return Err(refused);
+    }
     let job = enqueue(&state, request, "api", &caller.actor()).await?;
     let Some(wait) = query.wait else {
         return Ok((StatusCode::ACCEPTED, Json(JobView::new(&job, None))).into_response());
