@@ -49,6 +49,8 @@ pub struct AppState {
     pub outbox_kick: Arc<Notify>,
     /// The registry webhook receivers, with their secrets and counters.
     pub webhooks: Arc<webhooks::Receivers>,
+    /// `POST /v1/sign?wait=` requests waiting now, per token (capped).
+    pub waiters: Arc<routes::Waiters>,
 }
 
 const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");

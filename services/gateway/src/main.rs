@@ -69,6 +69,7 @@ async fn main() -> anyhow::Result<()> {
         settings: Arc::new(settings.gateway.clone()),
         outbox_kick: kick,
         webhooks,
+        waiters: Arc::default(),
     };
     let listener = tokio::net::TcpListener::bind(&settings.gateway.listen)
         .await

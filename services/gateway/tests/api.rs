@@ -48,6 +48,7 @@ async fn start() -> Gateway {
         settings: Arc::new(settings),
         outbox_kick: Arc::new(tokio::sync::Notify::new()),
         webhooks: Arc::default(),
+        waiters: Arc::default(),
     };
     let tokens = common::tokens(&store).await;
     let shutdown = CancellationToken::new();

@@ -101,6 +101,7 @@ impl Signet {
             settings: Arc::new(settings),
             outbox_kick: kick,
             webhooks: Arc::new(receivers),
+            waiters: Arc::default(),
         };
         let tokens = common::tokens(&store).await;
         let url = common::serve(state.clone(), shutdown.clone()).await;
@@ -672,4 +673,98 @@ async fn a_scoped_signer_token_cannot_sign_or_read_outside_its_repositories() {
         .cloned()
         .expect("listed");
     assert_eq!(team_entry["scope"], json!([format!("{host}/team/**")]));
+}
+
+/// The id of an API token (`sgt_<id>_<secret>`).
+fn token_id(token: &str) -> uuid::Uuid {
+    let id = token
+        .strip_prefix("sgt_")
+        .and_then(|rest| rest.split('_').next())
+        .expect("a signet token");
+    uuid::Uuid::parse_str(id).expect("token id")
+}
+
+/// L4. The attacker holds a signer token and keeps `POST /v1/sign?wait=` requests open
+/// on jobs that do not finish (no signer runs: a backlog, a KMS outage). A wait must
+/// cost the store a bounded number of reads, not one every 20 ms, and the token may
+/// hold only `gateway.max_waiters_per_token` of them open: the next is refused with
+/// 429 and enqueues nothing. Other tokens are not affected.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_signer_token_holding_waits_open_costs_bounded_store_reads_and_is_capped() {
+    let settings = GatewaySettings {
+        max_waiters_per_token: 2,
+        wait_poll_max: Duration::from_millis(500),
+        ..GatewaySettings::default()
+    };
+    let s = Signet::start(Receivers::default(), settings, false).await;
+    let sign = |token: String, wait: u64, n: u32| {
+        let s = &s;
+        async move {
+            s.call(
+                Method::POST,
+                &format!("/v1/sign?wait={wait}"),
+                Some(&token),
+                Some(json!({"image": format!("registry.example.com/team/app:v{n}"), "witness": "prod"})),
+            )
+            .await
+        }
+    };
+
+    // One wait of 3 s on a job nobody signs. Polling every 20 ms read the job 150
+    // times; pauses that double up to 500 ms read it about 10 times.
+    let before = s.store.job_reads();
+    let (st, body) = sign(s.signer.clone(), 3, 1).await;
+    assert_eq!(st, StatusCode::ACCEPTED, "{body:#}");
+    assert_eq!(body["state"], "queued");
+    let reads = s.store.job_reads() - before;
+    assert!(reads <= 15, "one 3 s wait read the job {reads} times");
+
+    // Two waits held open; the third is refused and enqueues nothing.
+    let held: Vec<_> = (2..4)
+        .map(|n| {
+            let url = format!("{}/v1/sign?wait=5", s.url);
+            let token = s.signer.clone();
+            let http = s.http.clone();
+            tokio::spawn(async move {
+                http.post(url)
+                    .bearer_auth(token)
+                    .json(&json!({"image": format!("registry.example.com/team/app:v{n}"), "witness": "prod"}))
+                    .send()
+                    .await
+                    .expect("request")
+                    .status()
+            })
+        })
+        .collect();
+    let until = tokio::time::Instant::now() + DEADLINE;
+    while s.jobs().await.len() < 3 {
+        assert!(
+            tokio::time::Instant::now() < until,
+            "the held waits never started"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(s.state.waiters.waiting(token_id(&s.signer)), 2);
+    let (st, body) = sign(s.signer.clone(), 5, 4).await;
+    assert_eq!(st, StatusCode::TOO_MANY_REQUESTS, "{body:#}");
+    assert!(
+        body["detail"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("gateway.max_waiters_per_token"),
+        "{body:#}"
+    );
+    assert_eq!(s.jobs().await.len(), 3, "a refused wait enqueues nothing");
+    // Without ?wait, and for another token, nothing is capped.
+    let (st, body) = sign(s.signer.clone(), 0, 5).await;
+    assert_eq!(st, StatusCode::ACCEPTED, "{body:#}");
+    let (st, body) = sign(s.admin.clone(), 1, 6).await;
+    assert_eq!(st, StatusCode::ACCEPTED, "{body:#}");
+    for h in held {
+        assert_eq!(h.await.expect("held wait"), StatusCode::ACCEPTED);
+    }
+    // Their places are given back.
+    assert_eq!(s.state.waiters.waiting(token_id(&s.signer)), 0);
+    let (st, body) = sign(s.signer.clone(), 1, 7).await;
+    assert_eq!(st, StatusCode::ACCEPTED, "{body:#}");
 }

@@ -489,6 +489,7 @@ impl Signet {
             settings: Arc::new(GatewaySettings::default()),
             outbox_kick: kick.clone(),
             webhooks: Arc::new(receivers),
+            waiters: Arc::default(),
         };
         let tokens = common::tokens(&store).await;
         let url = common::serve(state, shutdown.clone()).await;

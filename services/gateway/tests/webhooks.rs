@@ -102,6 +102,7 @@ async fn start_with(bus_url: &str, receivers: Receivers) -> Gateway {
             r.body_limit = 8 * 1024;
             r
         }),
+        waiters: Arc::default(),
     };
     let admin = auth::issue(&store, "root", Role::Admin, "test")
         .await

@@ -136,6 +136,7 @@ pub async fn up(
         settings: Arc::new(settings.gateway.clone()),
         outbox_kick: kick,
         webhooks,
+        waiters: Arc::default(),
     };
     tracing::info!(%url, data_dir = %settings.data_dir.display(), "signet is up (embedded mode; the local KMS is for development only)");
     signet_gateway::serve(listener, state, shutdown.clone()).await?;

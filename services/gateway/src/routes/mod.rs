@@ -14,6 +14,8 @@ mod trust;
 mod webhooks;
 mod witnesses;
 
+pub use sign::Waiters;
+
 use axum::routing::{get, post};
 use axum::Router;
 use utoipa::openapi::response::{Response, ResponseBuilder};

@@ -218,6 +218,7 @@ impl ControlPlane {
             settings: Arc::new(GatewaySettings::default()),
             outbox_kick: self.kick.clone(),
             webhooks: self.webhooks.clone(),
+            waiters: Arc::default(),
         };
         let token = CancellationToken::new();
         let task = tokio::spawn({
