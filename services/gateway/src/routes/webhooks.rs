@@ -22,6 +22,7 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde::{Deserialize, Serialize};
+use sha2::{Digest as _, Sha256};
 use signet_core::digest::is_attachment_tag;
 use signet_core::{ImageRef, SignRequest};
 use uuid::Uuid;
@@ -35,7 +36,6 @@ use crate::webhooks::receivers::Receiver;
 use crate::webhooks::rules::Rules;
 use crate::webhooks::{acr, distribution, from_json, harbor, ReceiverKind, ReceiverStats};
 use crate::AppState;
-use sha2::{Digest as _, Sha256};
 
 /// The namespace of webhook job ids (UUIDv5 over receiver, event, image and witness).
 const JOB_ID_NAMESPACE: Uuid = Uuid::from_u128(0x6a1c_4e07_5b3d_4f8e_9c21_d0a7_35e6_b812);
