@@ -717,6 +717,7 @@ async fn a_signer_token_holding_waits_open_costs_bounded_store_reads_and_is_capp
     assert_eq!(st, StatusCode::ACCEPTED, "{body:#}");
     assert_eq!(body["state"], "queued");
     let reads = s.store.job_reads() - before;
+    eprintln!("one 3 s wait read the job {reads} times");
     assert!(reads <= 15, "one 3 s wait read the job {reads} times");
 
     // Two waits held open; the third is refused and enqueues nothing.
