@@ -332,3 +332,55 @@ async fn publish(state: &AppState, mut job: Job, actor: &str) -> ApiResult<Job> 
     tracing::info!(job_id = %job.id, image = %job.request.image, witness = %job.request.witness, %actor, "sign job enqueued");
     Ok(job)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::sync::broadcast;
+
+    /// Bounds a call that must return at once; it fails only if the call hangs.
+    async fn promptly<F: std::future::Future<Output = bool>>(f: F) -> bool {
+        tokio::time::timeout(Duration::from_secs(60), f)
+            .await
+            .expect("returned without waiting for its deadline")
+    }
+
+    #[tokio::test]
+    async fn a_waiter_wakes_for_its_job_not_for_others() {
+        let (tx, mut rx) = broadcast::channel(8);
+        let (mine, other) = (Uuid::now_v7(), Uuid::now_v7());
+        let in_an_hour = tokio::time::Instant::now() + Duration::from_secs(3600);
+        tx.send(other).expect("send");
+        tx.send(mine).expect("send");
+        assert!(promptly(changed_before(&mut rx, mine, in_an_hour)).await);
+        // Nothing more for it: the pause ends at its deadline.
+        let soon = tokio::time::Instant::now() + Duration::from_millis(10);
+        tx.send(other).expect("send");
+        assert!(!changed_before(&mut rx, mine, soon).await);
+    }
+
+    #[tokio::test]
+    async fn a_waiter_that_fell_behind_reads_again() {
+        let (tx, mut rx) = broadcast::channel(1);
+        tx.send(Uuid::now_v7()).expect("send");
+        tx.send(Uuid::now_v7()).expect("send");
+        let in_an_hour = tokio::time::Instant::now() + Duration::from_secs(3600);
+        assert!(promptly(changed_before(&mut rx, Uuid::now_v7(), in_an_hour)).await);
+    }
+
+    #[test]
+    fn waiters_are_capped_per_token_and_give_their_place_back() {
+        let waiters = Arc::new(Waiters::default());
+        let (a, b) = (Uuid::now_v7(), Uuid::now_v7());
+        let first = waiters.enter(a, 2).expect("first");
+        let second = waiters.enter(a, 2).expect("second");
+        assert!(waiters.enter(a, 2).is_none(), "the third of one token");
+        let other = waiters.enter(b, 2).expect("another token");
+        assert_eq!((waiters.waiting(a), waiters.waiting(b)), (2, 1));
+        drop(first);
+        assert_eq!(waiters.waiting(a), 1);
+        let again = waiters.enter(a, 2).expect("a place was given back");
+        drop((second, again, other));
+        assert_eq!((waiters.waiting(a), waiters.waiting(b)), (0, 0));
+    }
+}
