@@ -138,6 +138,10 @@ mistakes = {
     "a duration that is not one": {"settings": {"signer": {"retry_base": "soon"}}},
     "a webhook timeout above 30s": {"verifier": {"webhook": {"timeoutSeconds": 31}}},
     "a URL secret outside ACR": {"webhooks": {"harbor": {"auth": "url-secret"}}},
+    "a registry receiver without its registry": {"webhooks": {"distribution": {"enabled": True}}},
+    "a named registry receiver without its registry": {"webhooks": {"receivers": [{"name": "staging", "kind": "harbor", "auth": "token"}]}},
+    "a named URL secret outside ACR": {"webhooks": {"receivers": [{"name": "x", "kind": "generic", "auth": "url-secret"}]}},
+    "a receiver name that is not a URL segment": {"webhooks": {"receivers": [{"name": "Staging/1", "kind": "generic", "auth": "hmac"}]}},
     "a truncated digest": {"image": {"digest": "sha256:abc"}},
     "a zero concurrency": {"settings": {"signer": {"concurrency": 0}}},
 }

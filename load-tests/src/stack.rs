@@ -156,6 +156,7 @@ impl Stack {
                 "SIGNET_WEBHOOKS__DISTRIBUTION__TOKEN_FILE",
                 hook_file.display().to_string(),
             ),
+            kv("SIGNET_WEBHOOKS__DISTRIBUTION__REGISTRY", registry.host()),
         ];
         env.extend(options.kms_env.iter().cloned());
         let verifier_token = dir.path().join("verifier.token");

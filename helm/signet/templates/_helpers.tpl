@@ -111,6 +111,15 @@ Input: dict "root" $ "component" "gateway". Empty when there is nothing to mount
         path: webhooks/{{ $name }}/{{ $r.auth }}
 {{- end }}
 {{- end }}
+{{- range $r := $v.webhooks.receivers }}
+{{- if ne $r.auth "insecure-no-auth" }}
+- secret:
+    name: {{ required (printf "webhooks.receivers[%s].secretName: name the Secret holding the receiver's %s" $r.name $r.auth) $r.secretName }}
+    items:
+      - key: {{ $r.secretKey | default $r.auth }}
+        path: webhooks/receivers/{{ $r.name }}/{{ $r.auth }}
+{{- end }}
+{{- end }}
 {{- end }}
 {{- if eq .component "verifier" }}
 - secret:

@@ -9,6 +9,22 @@ then writes `16.0`, which a Rust integer setting refuses. "signet.toml.value" wr
 whole numbers as integers.
 */}}
 
+{{/* One receiver's settings (JSON) from its values. Input: dict "r" VALUES "file" PATH. */}}
+{{- define "signet.receiverSettings" -}}
+{{- $r := .r -}}
+{{- $rs := dict -}}
+{{- if eq $r.auth "token" }}{{ $_ := set $rs "token_file" .file }}{{ end -}}
+{{- if eq $r.auth "hmac" }}{{ $_ := set $rs "hmac_secret_file" .file }}{{ end -}}
+{{- if eq $r.auth "url-secret" }}{{ $_ := set $rs "url_secret_file" .file }}{{ end -}}
+{{- if eq $r.auth "insecure-no-auth" }}{{ $_ := set $rs "insecure_no_auth" true }}{{ end -}}
+{{- if and $r.tokenHeader (eq $r.auth "token") }}{{ $_ := set $rs "token_header" $r.tokenHeader }}{{ end -}}
+{{- if $r.registry }}{{ $_ := set $rs "registry" $r.registry }}{{ end -}}
+{{- if $r.eventHosts }}{{ $_ := set $rs "event_hosts" $r.eventHosts }}{{ end -}}
+{{- if $r.repositories }}{{ $_ := set $rs "repositories" $r.repositories }}{{ end -}}
+{{- if and (eq $r.auth "hmac") (kindIs "bool" $r.allowGithubSignature) }}{{ $_ := set $rs "allow_github_signature" $r.allowGithubSignature }}{{ end -}}
+{{- toJson $rs -}}
+{{- end -}}
+
 {{- define "signet.settings" -}}
 {{- $v := .Values -}}
 {{- $s := deepCopy $v.settings -}}
@@ -58,17 +74,18 @@ whole numbers as integers.
 {{- range $name := list "distribution" "harbor" "acr" "generic" }}
 {{- $r := index $v.webhooks $name }}
 {{- if $r.enabled }}
-{{- $rs := dict -}}
 {{- $file := printf "%s/webhooks/%s/%s" $secrets $name $r.auth -}}
-{{- if eq $r.auth "token" }}{{ $_ := set $rs "token_file" $file }}{{ end -}}
-{{- if eq $r.auth "hmac" }}{{ $_ := set $rs "hmac_secret_file" $file }}{{ end -}}
-{{- if eq $r.auth "url-secret" }}{{ $_ := set $rs "url_secret_file" $file }}{{ end -}}
-{{- if eq $r.auth "insecure-no-auth" }}{{ $_ := set $rs "insecure_no_auth" true }}{{ end -}}
-{{- if and $r.tokenHeader (eq $r.auth "token") }}{{ $_ := set $rs "token_header" $r.tokenHeader }}{{ end -}}
-{{- if $r.registry }}{{ $_ := set $rs "registry" $r.registry }}{{ end -}}
-{{- $_ := set $s.webhooks $name $rs -}}
+{{- $_ := set $s.webhooks $name (include "signet.receiverSettings" (dict "r" $r "file" $file) | fromJson) -}}
 {{- end }}
 {{- end }}
+{{- $named := dict -}}
+{{- range $r := $v.webhooks.receivers }}
+{{- $file := printf "%s/webhooks/receivers/%s/%s" $secrets $r.name $r.auth -}}
+{{- $rs := include "signet.receiverSettings" (dict "r" $r "file" $file) | fromJson -}}
+{{- $_ := set $rs "kind" $r.kind -}}
+{{- $_ := set $named $r.name $rs -}}
+{{- end }}
+{{- if $named }}{{ $_ := set $s.webhooks "receivers" $named }}{{ end -}}
 {{- end }}
 {{- toJson $s -}}
 {{- end -}}

@@ -30,6 +30,31 @@ Every template includes it first, so whichever Helm renders first reports the li
 {{- if and $r.tokenHeader (ne $r.auth "token") -}}
 {{- $p = append $p (printf "webhooks.%s.tokenHeader: only applies with auth: token" $name) -}}
 {{- end -}}
+{{- if and (ne $name "generic") (not $r.registry) -}}
+{{- $p = append $p (printf "webhooks.%s.registry: name the registry host this receiver speaks for; events naming another host are refused" $name) -}}
+{{- end -}}
+{{- if and (kindIs "bool" $r.allowGithubSignature) (ne $r.auth "hmac") -}}
+{{- $p = append $p (printf "webhooks.%s.allowGithubSignature: only applies with auth: hmac" $name) -}}
+{{- end -}}
+{{- end -}}
+{{- end -}}
+{{- $seen := dict -}}
+{{- range $r := $v.webhooks.receivers -}}
+{{- if not $v.gateway.enabled -}}
+{{- $p = append $p (printf "webhooks.receivers[%s]: receivers run in the gateway; enable gateway too" $r.name) -}}
+{{- end -}}
+{{- if hasKey $seen $r.name -}}
+{{- $p = append $p (printf "webhooks.receivers[%s]: two receivers have this name" $r.name) -}}
+{{- end -}}
+{{- $_ := set $seen $r.name true -}}
+{{- if and (ne $r.auth "insecure-no-auth") (not $r.secretName) -}}
+{{- $p = append $p (printf "webhooks.receivers[%s].secretName: name the Secret holding the receiver's %s (auth: %s)" $r.name $r.auth $r.auth) -}}
+{{- end -}}
+{{- if and (ne $r.kind "generic") (not $r.registry) -}}
+{{- $p = append $p (printf "webhooks.receivers[%s].registry: name the registry host this receiver speaks for" $r.name) -}}
+{{- end -}}
+{{- if and $r.tokenHeader (ne $r.auth "token") -}}
+{{- $p = append $p (printf "webhooks.receivers[%s].tokenHeader: only applies with auth: token" $r.name) -}}
 {{- end -}}
 {{- end -}}
 {{- if and (or $v.gateway.enabled $v.signer.enabled) $v.registry.verifierDockerConfigSecret (not $v.registry.dockerConfigSecret) -}}

@@ -453,6 +453,72 @@ async fn a_revoked_signature_is_refused_by_verify_and_not_made_again() {
     assert!(audit.contains("signature.revoke"), "{audit}");
 }
 
+/// A pipeline's token made with `signet token create --scope`: the pipeline (or whoever
+/// steals its token) signs inside the scope and nowhere else; `token list` shows it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_scoped_signer_token_signs_only_inside_its_scope() {
+    let Demo {
+        registry,
+        image,
+        up,
+        ..
+    } = Demo::start().await;
+    create_local_witness(&up, "prod");
+    let host = registry.host();
+    let scope = format!("{host}/team/**");
+    let token = ok(
+        &up.cli(&[
+            "token", "create", "--name", "team-ci", "--role", "signer", "--scope", &scope,
+        ])
+        .expect("cli"),
+        "token create --scope",
+    );
+    let token = token.trim();
+    let refused = fails(
+        &up.cli(&[
+            "--token",
+            token,
+            "sign",
+            &image,
+            "--witness",
+            "prod",
+            "--wait",
+        ])
+        .expect("cli"),
+        "sign outside the scope",
+    );
+    assert!(
+        refused.contains(&format!(
+            "{host}/demo/app is outside token \"team-ci\"'s scope"
+        )),
+        "{refused}"
+    );
+    TestImage::random()
+        .push(&host, "team/app", "v1")
+        .await
+        .expect("push");
+    ok(
+        &up.cli(&[
+            "--token",
+            token,
+            "sign",
+            &format!("{host}/team/app:v1"),
+            "--witness",
+            "prod",
+            "--wait",
+        ])
+        .expect("cli"),
+        "sign inside the scope",
+    );
+    let listed = ok(&up.cli(&["token", "list"]).expect("cli"), "token list");
+    assert!(
+        listed
+            .lines()
+            .any(|l| l.starts_with("team-ci") && l.contains(&scope)),
+        "{listed}"
+    );
+}
+
 /// `signet witness create --name NAME --kms-key local://NAME`, which must succeed.
 fn create_local_witness(up: &SignetUp, name: &str) {
     let key = format!("local://{name}");

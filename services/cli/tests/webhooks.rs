@@ -131,14 +131,24 @@ impl Env {
             ("SIGNET_SIGNER__MAX_ATTEMPTS".into(), "30".into()),
             ("SIGNET_REGISTRY__TIMEOUT".into(), "5s".into()),
         ];
+        // The receiver speaks for one registry: the proxy's name when signet reaches the
+        // registry through it (the registry still names itself in events), else its own.
         let proxy = if setup.behind_proxy {
             let proxy = FaultProxy::start(&registry.url()).await.expect("proxy");
             env.push((
                 "SIGNET_WEBHOOKS__DISTRIBUTION__REGISTRY".into(),
                 proxy.host(),
             ));
+            env.push((
+                "SIGNET_WEBHOOKS__DISTRIBUTION__EVENT_HOSTS".into(),
+                format!("[\"{}\"]", registry.host()),
+            ));
             Some(proxy)
         } else {
+            env.push((
+                "SIGNET_WEBHOOKS__DISTRIBUTION__REGISTRY".into(),
+                registry.host(),
+            ));
             None
         };
         env.extend(setup.env);
@@ -1035,4 +1045,130 @@ async fn signing_rules_from_the_cli_decide_what_is_signed() {
         ["rule.create", "rule.delete", "rule.disable", "rule.enable"]
     );
     env.cleanup().await;
+}
+
+/// Two registries, each notifying its own receiver with its own token: production the
+/// unnamed `[webhooks.distribution]`, staging the named `[webhooks.receivers.staging]`
+/// (`/v1/webhooks/distribution/staging`). Each registry's pushes are signed on that
+/// registry, under its receiver's name.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_registry_notifies_its_own_receiver() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let port = free_port();
+    let mut env: Vec<(String, String)> =
+        vec![("SIGNET_GATEWAY__LISTEN".into(), format!("127.0.0.1:{port}"))];
+    let mut registries = Vec::new();
+    for (name, path, key) in [
+        ("prod", "/v1/webhooks/distribution", "DISTRIBUTION"),
+        (
+            "staging",
+            "/v1/webhooks/distribution/staging",
+            "RECEIVERS__STAGING",
+        ),
+    ] {
+        let token = format!("{name}-{}", unique());
+        let file = tmp.path().join(format!("{name}.token"));
+        std::fs::write(&file, format!("{token}\n")).expect("write token");
+        let registry = TestRegistry::builder()
+            .notify(
+                NotificationEndpoint::new(format!("http://127.0.0.1:{port}{path}"))
+                    .header("Authorization", format!("Bearer {token}"))
+                    .timeout(Duration::from_secs(10))
+                    .threshold(3)
+                    .backoff(Duration::from_millis(500)),
+            )
+            .start()
+            .await
+            .expect("docker-registry");
+        env.push((
+            format!("SIGNET_WEBHOOKS__{key}__TOKEN_FILE"),
+            file.display().to_string(),
+        ));
+        env.push((format!("SIGNET_WEBHOOKS__{key}__REGISTRY"), registry.host()));
+        registries.push(registry);
+    }
+    env.push((
+        "SIGNET_WEBHOOKS__RECEIVERS__STAGING__KIND".into(),
+        "distribution".into(),
+    ));
+    let pairs: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    let up = SignetUp::start(bin(), &pairs).await.expect("signet up");
+    let cli = |args: &[&str]| ok(&up.cli(args).expect("run signet"), &args.join(" "));
+    cli(&[
+        "witness",
+        "create",
+        "--name",
+        "prod",
+        "--kms-key",
+        "local://prod",
+    ]);
+    cli(&[
+        "rule",
+        "create",
+        "all",
+        "--repository",
+        "**",
+        "--witness",
+        "prod",
+    ]);
+    for registry in &registries {
+        TestImage::random()
+            .push(&registry.host(), "e2e/app", "v1")
+            .await
+            .expect("push");
+    }
+
+    let admin = up.admin_token().expect("admin token");
+    let http = reqwest::Client::new();
+    let until = tokio::time::Instant::now() + deadline(2);
+    let jobs = loop {
+        let body: Value = http
+            .get(format!("{}/v1/jobs", up.server()))
+            .bearer_auth(&admin)
+            .send()
+            .await
+            .expect("GET /v1/jobs")
+            .json()
+            .await
+            .expect("json");
+        let jobs = body["jobs"].as_array().cloned().unwrap_or_default();
+        let done = jobs.iter().filter(|j| j["state"] == "succeeded").count();
+        if done >= 2 {
+            break jobs;
+        }
+        assert!(
+            tokio::time::Instant::now() < until,
+            "not signed in time: {jobs:#?}\n{}",
+            tail(&up.log())
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    let mut signed: Vec<(String, String)> = jobs
+        .iter()
+        .map(|j| {
+            (
+                j["source"].as_str().unwrap_or_default().to_owned(),
+                j["request"]["image"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_owned(),
+            )
+        })
+        .collect();
+    signed.sort();
+    assert_eq!(signed.len(), 2, "{signed:#?}");
+    assert_eq!(signed[0].0, "webhook:distribution");
+    assert!(
+        signed[0]
+            .1
+            .starts_with(&format!("{}/e2e/app:v1@", registries[0].host())),
+        "{signed:?}"
+    );
+    assert_eq!(signed[1].0, "webhook:distribution/staging");
+    assert!(
+        signed[1]
+            .1
+            .starts_with(&format!("{}/e2e/app:v1@", registries[1].host())),
+        "{signed:?}"
+    );
 }

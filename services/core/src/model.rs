@@ -259,6 +259,10 @@ pub struct ApiToken {
     pub role: Role,
     pub created_at: DateTime<Utc>,
     pub revoked: bool,
+    /// Signer tokens: globs over `registry/repository` (`*` within one path component,
+    /// `**` across) the token may sign and read jobs of. Empty: any repository.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub scope: Vec<String>,
 }
 
 /// One line of the append-only audit log.

@@ -18,6 +18,7 @@ use subtle::ConstantTimeEq;
 use uuid::Uuid;
 
 use crate::error::ApiError;
+use crate::scope::Scope;
 use crate::AppState;
 
 const PREFIX: &str = "sgt_";
@@ -28,6 +29,8 @@ pub struct Caller {
     pub token_id: Uuid,
     pub name: String,
     pub role: Role,
+    /// Where a scoped signer token may sign; `None`: anywhere.
+    pub scope: Option<Scope>,
 }
 
 impl Caller {
@@ -57,6 +60,26 @@ impl Caller {
 
     pub fn require_admin(&self) -> Result<(), ApiError> {
         self.require(&[])
+    }
+
+    /// Fails (403) when the token is scoped and `image` is outside its scope.
+    pub fn require_in_scope(&self, image: &signet_core::ImageRef) -> Result<(), ApiError> {
+        match &self.scope {
+            Some(scope) if !scope.allows(image) => Err(ApiError::Forbidden(
+                scope.refusal(&format!("token {:?}", self.name), image),
+            )),
+            _ => Ok(()),
+        }
+    }
+
+    /// Whether the caller may see what concerns `image` (a job): unscoped callers see
+    /// everything.
+    pub fn sees(&self, image: &str) -> bool {
+        match (&self.scope, signet_core::ImageRef::parse(image)) {
+            (None, _) => true,
+            (Some(scope), Ok(image)) => scope.allows(&image),
+            (Some(_), Err(_)) => false,
+        }
     }
 }
 
@@ -94,10 +117,22 @@ pub async fn authenticate(store: &Store, token: &str) -> Result<Caller, ApiError
     if !matches || record.revoked {
         return Err(ApiError::Unauthenticated("unknown or revoked token"));
     }
+    // Scopes are checked when written; a stored one that no longer compiles (a
+    // hand-edited database) leaves the token unable to sign rather than unscoped.
+    let scope = match Scope::new(&record.scope) {
+        Ok(scope) => scope,
+        Err(e) => {
+            tracing::error!(token = %record.name, error = %e, "token scope does not compile; the token is refused");
+            return Err(ApiError::Unauthenticated(
+                "the token's scope is unusable; ask an admin for a new token",
+            ));
+        }
+    };
     Ok(Caller {
         token_id: record.id,
         name: record.name,
         role: record.role,
+        scope,
     })
 }
 
@@ -132,7 +167,25 @@ pub async fn issue(
     role: Role,
     actor: &str,
 ) -> Result<IssuedToken, ApiError> {
+    issue_scoped(store, name, role, &[], actor).await
+}
+
+/// [`issue`] with a scope: globs over `registry/repository` a signer token may sign
+/// (empty: any). Only signer tokens take one.
+pub async fn issue_scoped(
+    store: &Store,
+    name: &str,
+    role: Role,
+    scope: &[String],
+    actor: &str,
+) -> Result<IssuedToken, ApiError> {
     validate_name("token", name).map_err(|e| ApiError::BadRequest(e.to_string()))?;
+    if !scope.is_empty() && role != Role::Signer {
+        return Err(ApiError::BadRequest(format!(
+            "scope: only signer tokens take a scope; a {role} token is not limited to repositories"
+        )));
+    }
+    Scope::new(scope).map_err(|e| ApiError::BadRequest(format!("scope: {e}")))?;
     let id = Uuid::new_v4();
     let mut raw = [0u8; 32];
     rand::rngs::OsRng.fill_bytes(&mut raw);
@@ -144,6 +197,7 @@ pub async fn issue(
         role,
         created_at: Utc::now(),
         revoked: false,
+        scope: scope.to_vec(),
     };
     store
         .create_token(
@@ -153,7 +207,7 @@ pub async fn issue(
                 actor,
                 "token.create",
                 name,
-                serde_json::json!({"role": role, "id": id}),
+                serde_json::json!({"role": role, "id": id, "scope": scope}),
             ),
         )
         .await?;

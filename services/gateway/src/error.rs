@@ -29,6 +29,8 @@ pub enum ApiError {
     #[error("{0}")]
     TooLarge(String),
     #[error("{0}")]
+    TooManyRequests(String),
+    #[error("{0}")]
     BadGateway(String),
     #[error("{0}")]
     Unavailable(String),
@@ -42,7 +44,7 @@ pub enum ApiError {
 #[schema(as = Error)]
 pub(crate) struct Body<'a> {
     /// What kind of failure: `bad_request`, `unauthenticated`, `forbidden`, `not_found`,
-    /// `conflict`, `unprocessable`, `too_large`, `bad_gateway`, `unavailable`,
+    /// `conflict`, `unprocessable`, `too_large`, `too_many_requests`, `bad_gateway`, `unavailable`,
     /// `internal` (and `sign_failed` from `POST /v1/sign?wait=`).
     #[schema(example = "not_found")]
     error: &'a str,
@@ -61,6 +63,7 @@ impl ApiError {
             Self::Conflict(_) => StatusCode::CONFLICT,
             Self::Unprocessable(_) => StatusCode::UNPROCESSABLE_ENTITY,
             Self::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            Self::TooManyRequests(_) => StatusCode::TOO_MANY_REQUESTS,
             Self::BadGateway(_) => StatusCode::BAD_GATEWAY,
             Self::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
@@ -76,6 +79,7 @@ impl ApiError {
             Self::Conflict(_) => "conflict",
             Self::Unprocessable(_) => "unprocessable",
             Self::TooLarge(_) => "too_large",
+            Self::TooManyRequests(_) => "too_many_requests",
             Self::BadGateway(_) => "bad_gateway",
             Self::Unavailable(_) => "unavailable",
             Self::Internal(_) => "internal",

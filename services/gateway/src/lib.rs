@@ -9,6 +9,7 @@
 //! - [`webhooks`]: registry webhook payloads, filtering, signing rules and receiver auth
 //!   (no I/O); their routes are in `routes::webhooks` and `routes::rules`.
 //! - [`auth`]: bearer API tokens and roles.
+//! - [`scope`]: repository globs that bound where a token or a receiver may sign.
 //! - [`error`]: the JSON error answer every handler uses.
 //! - [`schemas`]: the documents in `schemas/` (event, sign request, trust bundle and
 //!   webhook JSON Schemas, and the OpenAPI document), generated from the types.
@@ -17,6 +18,7 @@ pub mod auth;
 pub mod error;
 pub mod routes;
 pub mod schemas;
+pub mod scope;
 pub mod webhooks;
 
 use std::sync::Arc;
@@ -49,6 +51,8 @@ pub struct AppState {
     pub webhooks: Arc<webhooks::Receivers>,
     /// Seals trust bundles (the outbox relay seals events with the same key).
     pub control_key: Arc<ControlPlaneKey>,
+    /// `POST /v1/sign?wait=` requests waiting now, per token (capped).
+    pub waiters: Arc<routes::Waiters>,
 }
 
 const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");

@@ -82,6 +82,7 @@ async fn main() -> anyhow::Result<()> {
         outbox_kick: kick,
         webhooks,
         control_key,
+        waiters: Arc::default(),
     };
     let listener = tokio::net::TcpListener::bind(&settings.gateway.listen)
         .await

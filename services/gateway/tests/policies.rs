@@ -53,6 +53,7 @@ async fn start() -> Gateway {
         outbox_kick: Arc::new(tokio::sync::Notify::new()),
         webhooks: Arc::default(),
         control_key,
+        waiters: Arc::default(),
     };
     let tokens = common::tokens(&store).await;
     let shutdown = CancellationToken::new();

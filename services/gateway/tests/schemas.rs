@@ -472,14 +472,18 @@ impl Signet {
             kick.clone(),
             shutdown.clone(),
         ));
-        let receivers = Receivers::default().with(Receiver {
-            kind: ReceiverKind::Distribution,
-            guard: Guard::Token {
-                header: HeaderName::from_static("authorization"),
-                token: SecretString::from(DIST_TOKEN),
-            },
-            registry: None,
-        });
+        // Bound, as every configured registry receiver is, to the host the captured
+        // notification names.
+        let receivers = Receivers::default().with(
+            Receiver::new(
+                ReceiverKind::Distribution,
+                Guard::Token {
+                    header: HeaderName::from_static("authorization"),
+                    token: SecretString::from(DIST_TOKEN),
+                },
+            )
+            .registry("127.0.0.1:18998"),
+        );
         let state = AppState {
             store: store.clone(),
             bus: bus.clone(),
@@ -489,6 +493,7 @@ impl Signet {
             outbox_kick: kick.clone(),
             webhooks: Arc::new(receivers),
             control_key: control_key.clone(),
+            waiters: Arc::default(),
         };
         let tokens = common::tokens(&store).await;
         let url = common::serve(state, shutdown.clone()).await;

@@ -5,6 +5,7 @@
 //! Environment examples: `SIGNET_BUS=nats://127.0.0.1:4222`, `SIGNET_STORE=postgres://…`,
 //! `SIGNET_SIGNER__CONCURRENCY=32`, `SIGNET_GATEWAY__LISTEN=0.0.0.0:7700`.
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -133,6 +134,14 @@ pub struct GatewaySettings {
     /// Longest `POST /v1/sign?wait=SECONDS` may wait.
     #[serde(with = "humantime_serde")]
     pub max_wait: Duration,
+    /// Most `?wait=` requests one API token may have waiting at once; more are answered
+    /// 429. A waiter costs a connection and a few store reads, never a read every 20 ms.
+    pub max_waiters_per_token: usize,
+    /// Longest pause between two store reads of a waited-for job whose signer runs in
+    /// another process (the pause starts at 50 ms and doubles up to this). A signer in
+    /// the same process (`signet up`) wakes its waiters at once.
+    #[serde(with = "humantime_serde")]
+    pub wait_poll_max: Duration,
     /// Admin port: `/metrics`, `/healthz`, `/readyz`, `PUT /log-level`. `signet up`
     /// serves the one admin port of the whole process here.
     pub admin_listen: String,
@@ -232,9 +241,14 @@ pub struct WebhookSettings {
     /// Largest webhook body accepted; registries send a few kilobytes per event.
     pub body_limit_bytes: usize,
     /// How long the delivery ids of HMAC-signed webhooks are remembered: the same
-    /// delivery id within this window is refused as a replay.
+    /// delivery id within this window is refused as a replay. At least
+    /// `timestamp_tolerance`, so a signed delivery cannot outlive the memory of its id.
     #[serde(with = "humantime_serde")]
     pub replay_window: Duration,
+    /// How far a Standard Webhooks `webhook-timestamp` may be from the gateway's clock
+    /// (either way); older or newer deliveries are refused.
+    #[serde(with = "humantime_serde")]
+    pub timestamp_tolerance: Duration,
     /// `POST /v1/webhooks/distribution`: CNCF distribution (docker-registry) notifications.
     pub distribution: Option<ReceiverSettings>,
     /// `POST /v1/webhooks/harbor`: Harbor `PUSH_ARTIFACT`, default or CloudEvents format.
@@ -243,29 +257,50 @@ pub struct WebhookSettings {
     pub acr: Option<ReceiverSettings>,
     /// `POST /v1/webhooks/generic`: the sign-request JSON of `POST /v1/sign`.
     pub generic: Option<ReceiverSettings>,
+    /// More receivers, by name, each with its own `kind`, secret and registry:
+    /// `[webhooks.receivers.staging] kind = "distribution"` answers at
+    /// `POST /v1/webhooks/distribution/staging` (`/v1/webhooks/acr/NAME[/SECRET]` for ACR).
+    pub receivers: BTreeMap<String, ReceiverSettings>,
 }
 
 /// How one receiver authenticates its sender (exactly one way), and where its images live.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct ReceiverSettings {
+    /// Only in `webhooks.receivers.NAME`: `distribution`, `harbor`, `acr` or `generic`.
+    pub kind: Option<String>,
     /// A static token the sender puts in `token_header` (as `Bearer TOKEN` or bare).
     pub token_file: Option<PathBuf>,
     /// The header carrying the token. Default: `Authorization`.
     pub token_header: Option<String>,
-    /// An HMAC-SHA256 key: the sender signs the raw body into `X-Hub-Signature-256` and
-    /// names each delivery in `X-Delivery-Id` (or `X-GitHub-Delivery`); repeats are refused.
+    /// An HMAC-SHA256 key (Standard Webhooks: `whsec_<base64>`, or raw bytes). The sender
+    /// signs `id.timestamp.body` into `webhook-signature`, with `webhook-id` and
+    /// `webhook-timestamp`; stale timestamps and repeated ids are refused.
     pub hmac_secret_file: Option<PathBuf>,
+    /// With `hmac_secret_file`: also accept GitHub's `X-Hub-Signature-256` (a MAC of the
+    /// body alone, with an unsigned `X-Delivery-Id`). It cannot stop a replay under a new
+    /// delivery id. Default: true for registry receivers (their jobs derive from the
+    /// event id in the body, so a replay makes no new job), false for `generic`, where it
+    /// also requires digest-pinned images.
+    pub allow_github_signature: Option<bool>,
     /// ACR only: a secret in the URL (`/v1/webhooks/acr/SECRET` or `?secret=SECRET`).
     /// Weaker than a header: URLs end up in logs and consoles.
     pub url_secret_file: Option<PathBuf>,
     /// Accept unauthenticated requests. Anyone who reaches the URL can then have signet
     /// sign whatever its signing rules allow; only for a network nobody else can reach.
     pub insecure_no_auth: bool,
-    /// The registry host to put in image references (`registry.example.com`), instead of
-    /// the one the event names. Set it when the registry is reached under another name
-    /// than the one its clients push to, and for ACR Enterprise instances.
+    /// The registry this receiver speaks for (`registry.example.com`): the host in every
+    /// image reference it signs. Required for distribution, harbor and acr: an event
+    /// naming another host is refused, never signed. For generic: sign requests must name
+    /// an image on this host (or one of `event_hosts`).
     pub registry: Option<String>,
+    /// Other names the registry reports itself under in events (the host its clients
+    /// push to, when it differs from `registry`; for ACR, `registry.<region>.aliyuncs.com`).
+    /// Events naming these are accepted and signed under `registry`.
+    pub event_hosts: Vec<String>,
+    /// Globs over `registry/repository` (`*` within one path component, `**` across):
+    /// only images they match are signed through this receiver. Empty: every repository.
+    pub repositories: Vec<String>,
 }
 
 impl Default for Settings {
@@ -304,25 +339,70 @@ impl Default for WebhookSettings {
         Self {
             body_limit_bytes: 256 * 1024,
             replay_window: Duration::from_secs(24 * 3600),
+            timestamp_tolerance: Duration::from_secs(300),
             distribution: None,
             harbor: None,
             acr: None,
             generic: None,
+            receivers: BTreeMap::new(),
+        }
+    }
+}
+
+/// The receiver kinds, as named in settings and URLs.
+pub const RECEIVER_KINDS: [&str; 4] = ["distribution", "harbor", "acr", "generic"];
+
+/// One configured receiver as settings name it.
+#[derive(Debug, Clone, Copy)]
+pub struct ConfiguredReceiver<'a> {
+    /// `distribution`, `harbor`, `acr` or `generic` (as written; validation checks it).
+    pub kind: &'a str,
+    /// `None` for `webhooks.<kind>`, the name for `webhooks.receivers.<name>`.
+    pub name: Option<&'a str>,
+    pub settings: &'a ReceiverSettings,
+}
+
+impl ConfiguredReceiver<'_> {
+    /// Where its settings are, for messages: `webhooks.harbor`, `webhooks.receivers.staging`.
+    pub fn key(&self) -> String {
+        match self.name {
+            None => format!("webhooks.{}", self.kind),
+            Some(name) => format!("webhooks.receivers.{name}"),
         }
     }
 }
 
 impl WebhookSettings {
-    /// Every configured receiver with its name.
-    pub fn receivers(&self) -> impl Iterator<Item = (&'static str, &ReceiverSettings)> {
-        [
+    /// Every configured receiver: the unnamed one of each kind, then the named ones.
+    pub fn receivers(&self) -> Vec<ConfiguredReceiver<'_>> {
+        let unnamed = [
             ("distribution", &self.distribution),
             ("harbor", &self.harbor),
             ("acr", &self.acr),
             ("generic", &self.generic),
         ]
         .into_iter()
-        .filter_map(|(name, r)| r.as_ref().map(|r| (name, r)))
+        .filter_map(|(kind, r)| {
+            r.as_ref().map(|settings| ConfiguredReceiver {
+                kind,
+                name: None,
+                settings,
+            })
+        });
+        let named = self
+            .receivers
+            .iter()
+            .map(|(name, settings)| ConfiguredReceiver {
+                kind: settings.kind.as_deref().unwrap_or_default(),
+                name: Some(name.as_str()),
+                settings,
+            });
+        unnamed.chain(named).collect()
+    }
+
+    /// Whether a receiver of `kind` accepts GitHub's body-only `X-Hub-Signature-256`.
+    pub fn allows_github_signature(kind: &str, r: &ReceiverSettings) -> bool {
+        r.allow_github_signature.unwrap_or(kind != "generic")
     }
 }
 
@@ -362,6 +442,8 @@ impl Default for GatewaySettings {
             listen: "127.0.0.1:7700".into(),
             body_limit_bytes: 1024 * 1024,
             max_wait: Duration::from_secs(120),
+            max_waiters_per_token: 8,
+            wait_poll_max: Duration::from_secs(2),
             admin_listen: "127.0.0.1:9090".into(),
         }
     }
@@ -520,6 +602,12 @@ impl Validate for Settings {
         if self.gateway.body_limit_bytes < 1024 {
             p.push("gateway.body_limit_bytes: must be at least 1024".into());
         }
+        if self.gateway.max_waiters_per_token == 0 {
+            p.push("gateway.max_waiters_per_token: must be at least 1".into());
+        }
+        if self.gateway.wait_poll_max < Duration::from_millis(50) {
+            p.push("gateway.wait_poll_max: must be at least 50ms".into());
+        }
         if self.signer.concurrency == 0 {
             p.push("signer.concurrency: must be at least 1".into());
         }
@@ -641,8 +729,37 @@ fn validate_webhooks(w: &WebhookSettings, p: &mut Vec<String>) {
     if w.replay_window.is_zero() {
         p.push("webhooks.replay_window: must be more than 0s".into());
     }
-    for (name, r) in w.receivers() {
-        let key = format!("webhooks.{name}");
+    if w.timestamp_tolerance < Duration::from_secs(1) {
+        p.push("webhooks.timestamp_tolerance: must be at least 1s".into());
+    } else if w.replay_window < w.timestamp_tolerance {
+        p.push(
+            "webhooks.replay_window: must be at least webhooks.timestamp_tolerance, or a signed delivery outlives the memory of its id"
+                .into(),
+        );
+    }
+    for c in w.receivers() {
+        let key = c.key();
+        let r = c.settings;
+        let name = c.kind;
+        match c.name {
+            None if r.kind.is_some() => p.push(format!(
+                "{key}.kind: only receivers under webhooks.receivers.NAME take a kind"
+            )),
+            None => {}
+            Some(n) => {
+                if !valid_receiver_name(n) {
+                    p.push(format!(
+                        "{key}: the name {n:?} must be 1 to 63 lowercase letters, digits or '-', starting with a letter or digit (it is part of the URL)"
+                    ));
+                }
+                if !RECEIVER_KINDS.contains(&name) {
+                    p.push(format!(
+                        "{key}.kind: {name:?} is not a receiver kind; use distribution, harbor, acr or generic"
+                    ));
+                    continue;
+                }
+            }
+        }
         let modes = [
             r.token_file.is_some(),
             r.hmac_secret_file.is_some(),
@@ -670,6 +787,11 @@ fn validate_webhooks(w: &WebhookSettings, p: &mut Vec<String>) {
         if r.token_header.is_some() && r.token_file.is_none() {
             p.push(format!("{key}.token_header: only applies with token_file"));
         }
+        if r.allow_github_signature.is_some() && r.hmac_secret_file.is_none() {
+            p.push(format!(
+                "{key}.allow_github_signature: only applies with hmac_secret_file"
+            ));
+        }
         if let Some(h) = &r.token_header {
             let ok = !h.is_empty()
                 && h.bytes()
@@ -680,18 +802,47 @@ fn validate_webhooks(w: &WebhookSettings, p: &mut Vec<String>) {
                 ));
             }
         }
-        if let Some(host) = &r.registry {
-            let ok = !host.is_empty()
-                && !host.contains('/')
-                && !host.contains("://")
-                && !host.chars().any(char::is_whitespace);
-            if !ok {
+        match &r.registry {
+            None if name != "generic" => p.push(format!(
+                "{key}.registry: required: name the registry host this receiver speaks for (e.g. registry.example.com); events naming another host are refused"
+            )),
+            None => {}
+            Some(host) => check_registry_host(p, &format!("{key}.registry"), host),
+        }
+        for host in &r.event_hosts {
+            check_registry_host(p, &format!("{key}.event_hosts"), host);
+        }
+        if !r.event_hosts.is_empty() && r.registry.is_none() {
+            p.push(format!("{key}.event_hosts: only applies with registry"));
+        }
+        for glob in &r.repositories {
+            if glob.trim().is_empty() || (!glob.contains('/') && !glob.contains("**")) {
                 p.push(format!(
-                    "{key}.registry: {host:?} must be a registry host such as registry.example.com or 127.0.0.1:5000"
+                    "{key}.repositories: {glob:?} must be a glob over registry/repository (e.g. registry.example.com/team/**)"
                 ));
             }
         }
     }
+}
+
+fn check_registry_host(p: &mut Vec<String>, key: &str, host: &str) {
+    let ok = !host.is_empty()
+        && !host.contains('/')
+        && !host.contains("://")
+        && !host.chars().any(char::is_whitespace);
+    if !ok {
+        p.push(format!(
+            "{key}: {host:?} must be a registry host such as registry.example.com or 127.0.0.1:5000"
+        ));
+    }
+}
+
+fn valid_receiver_name(n: &str) -> bool {
+    !n.is_empty()
+        && n.len() <= 63
+        && n.starts_with(|c: char| c.is_ascii_lowercase() || c.is_ascii_digit())
+        && n.chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
 }
 
 /// Two listeners of one process cannot share an address; port 0 (any free port) is
@@ -783,27 +934,111 @@ mod tests {
             ..ReceiverSettings::default()
         });
         let p = s.validate();
-        assert_eq!(p.len(), 4, "{p:#?}");
+        assert_eq!(p.len(), 6, "{p:#?}");
         assert!(p[0].starts_with("webhooks.distribution: the receiver has no authentication"));
-        assert!(p[1].starts_with("webhooks.harbor: set exactly one of"));
-        assert!(p[2].starts_with("webhooks.acr.registry"), "{p:#?}");
+        assert!(p[1].starts_with("webhooks.distribution.registry: required"));
+        assert!(p[2].starts_with("webhooks.harbor: set exactly one of"));
+        assert!(p[3].starts_with("webhooks.harbor.registry: required"));
+        assert!(p[4].starts_with("webhooks.acr.registry"), "{p:#?}");
         assert!(
-            p[3].starts_with("webhooks.generic.url_secret_file"),
+            p[5].starts_with("webhooks.generic.url_secret_file"),
             "{p:#?}"
         );
 
         let mut ok = Settings::default();
         ok.webhooks.distribution = Some(ReceiverSettings {
             insecure_no_auth: true,
+            registry: Some("registry.example.com".into()),
             ..ReceiverSettings::default()
         });
         ok.webhooks.generic = Some(ReceiverSettings {
             hmac_secret_file: Some("/h".into()),
             ..ReceiverSettings::default()
         });
+        ok.webhooks.receivers.insert(
+            "staging".into(),
+            ReceiverSettings {
+                kind: Some("distribution".into()),
+                token_file: Some("/t".into()),
+                registry: Some("staging.example.com".into()),
+                repositories: vec!["staging.example.com/team/**".into()],
+                ..ReceiverSettings::default()
+            },
+        );
         assert!(ok.validate().is_empty(), "{:?}", ok.validate());
-        let names: Vec<_> = ok.webhooks.receivers().map(|(n, _)| n).collect();
-        assert_eq!(names, ["distribution", "generic"]);
+        let names: Vec<_> = ok
+            .webhooks
+            .receivers()
+            .iter()
+            .map(|c| (c.kind, c.name, c.key()))
+            .collect();
+        assert_eq!(
+            names,
+            [
+                ("distribution", None, "webhooks.distribution".to_owned()),
+                ("generic", None, "webhooks.generic".to_owned()),
+                (
+                    "distribution",
+                    Some("staging"),
+                    "webhooks.receivers.staging".to_owned()
+                )
+            ]
+        );
+        assert!(!WebhookSettings::allows_github_signature(
+            "generic",
+            &ReceiverSettings::default()
+        ));
+        assert!(WebhookSettings::allows_github_signature(
+            "harbor",
+            &ReceiverSettings::default()
+        ));
+    }
+
+    #[test]
+    fn named_receivers_are_checked() {
+        let mut s = Settings::default();
+        s.webhooks.receivers.insert(
+            "Bad Name".into(),
+            ReceiverSettings {
+                kind: Some("distribution".into()),
+                token_file: Some("/t".into()),
+                registry: Some("r.example".into()),
+                ..ReceiverSettings::default()
+            },
+        );
+        s.webhooks.receivers.insert(
+            "x".into(),
+            ReceiverSettings {
+                kind: Some("quay".into()),
+                ..ReceiverSettings::default()
+            },
+        );
+        s.webhooks.receivers.insert(
+            "y".into(),
+            ReceiverSettings {
+                kind: Some("generic".into()),
+                token_file: Some("/t".into()),
+                allow_github_signature: Some(true),
+                repositories: vec!["nohost".into()],
+                ..ReceiverSettings::default()
+            },
+        );
+        s.webhooks.harbor = Some(ReceiverSettings {
+            kind: Some("harbor".into()),
+            token_file: Some("/t".into()),
+            registry: Some("h.example".into()),
+            ..ReceiverSettings::default()
+        });
+        s.webhooks.timestamp_tolerance = Duration::from_secs(600);
+        s.webhooks.replay_window = Duration::from_secs(60);
+        let p = s.validate();
+        assert_eq!(p.len(), 6, "{p:#?}");
+        assert!(p[0].starts_with("webhooks.replay_window: must be at least"));
+        assert!(p[1].starts_with("webhooks.harbor.kind: only receivers under"));
+        assert!(p[2].starts_with("webhooks.receivers.Bad Name: the name"));
+        assert!(p[3].starts_with("webhooks.receivers.x.kind: \"quay\""));
+        assert!(p[4].starts_with("webhooks.receivers.y.allow_github_signature"));
+        assert!(p[5].starts_with("webhooks.receivers.y.repositories"));
     }
 
     #[test]
@@ -812,7 +1047,7 @@ mod tests {
         let file = dir.path().join("signet.toml");
         std::fs::write(
             &file,
-            "[webhooks.harbor]\ntoken_file = \"/run/secrets/harbor\"\n[bus_options]\nnamespace = \"t1\"\nack_wait = \"2s\"\n",
+            "[webhooks.harbor]\ntoken_file = \"/run/secrets/harbor\"\nregistry = \"harbor.example.com\"\n[bus_options]\nnamespace = \"t1\"\nack_wait = \"2s\"\n",
         )
         .expect("write");
         // Env vars are process-global; a prefix unique to this test keeps tests independent.
@@ -821,6 +1056,22 @@ mod tests {
             "/run/secrets/hmac",
         );
         std::env::set_var("SIGTEST9_SIGNER__SIGN_PLATFORMS", "false");
+        std::env::set_var(
+            "SIGTEST9_WEBHOOKS__RECEIVERS__STAGING__KIND",
+            "distribution",
+        );
+        std::env::set_var(
+            "SIGTEST9_WEBHOOKS__RECEIVERS__STAGING__TOKEN_FILE",
+            "/run/secrets/staging",
+        );
+        std::env::set_var(
+            "SIGTEST9_WEBHOOKS__RECEIVERS__STAGING__REGISTRY",
+            "staging.example.com",
+        );
+        std::env::set_var(
+            "SIGTEST9_WEBHOOKS__RECEIVERS__STAGING__REPOSITORIES",
+            "[\"staging.example.com/team/**\"]",
+        );
         let env = figment::providers::Env::prefixed("SIGTEST9_").split("__");
         let s: Settings = crate::config::load_from(Some(&file), env).expect("load");
         assert_eq!(
@@ -832,6 +1083,10 @@ mod tests {
             Some(PathBuf::from("/run/secrets/hmac"))
         );
         assert!(s.webhooks.distribution.is_none());
+        let staging = &s.webhooks.receivers["staging"];
+        assert_eq!(staging.kind.as_deref(), Some("distribution"));
+        assert_eq!(staging.registry.as_deref(), Some("staging.example.com"));
+        assert_eq!(staging.repositories, ["staging.example.com/team/**"]);
         assert_eq!(s.bus_options.namespace.as_deref(), Some("t1"));
         assert_eq!(s.bus_options.ack_wait, Duration::from_secs(2));
         assert!(!s.signer.sign_platforms);

@@ -45,6 +45,9 @@ impl Store {
 
     #[tracing::instrument(name = "store.get_job", level = "debug", skip_all, fields(job = %id))]
     pub async fn get_job(&self, id: Uuid) -> Result<Option<Job>, StoreError> {
+        self.jobs
+            .reads
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let row = sqlx::query(&format!("SELECT {COLUMNS} FROM jobs WHERE id = $1"))
             .bind(id.to_string())
             .fetch_optional(&self.read)
@@ -78,6 +81,7 @@ impl Store {
         if updated == 0 {
             return Err(StoreError::NotFound(format!("job {}", job.id)));
         }
+        self.job_changed(job.id);
         Ok(())
     }
 
@@ -119,6 +123,7 @@ impl Store {
         insert_audit(&mut tx, audit, now).await?;
         insert_outbox(&mut tx, event, now).await?;
         tx.commit().await.map_err(db(OP))?;
+        self.job_changed(job.id);
         Ok(())
     }
 

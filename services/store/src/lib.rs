@@ -106,6 +106,30 @@ pub struct Store {
     write: AnyPool,
     /// Plain reads. The same pool as `write` on PostgreSQL and for in-memory SQLite.
     read: AnyPool,
+    /// Job changes written through this store (and its clones): what waiters in the same
+    /// process listen to instead of polling.
+    jobs: JobChanges,
+}
+
+/// The ids of jobs whose record this process changed, and how often job records were
+/// read (so a test can bound what a waiter costs).
+#[derive(Clone)]
+struct JobChanges {
+    changed: tokio::sync::broadcast::Sender<uuid::Uuid>,
+    reads: std::sync::Arc<std::sync::atomic::AtomicU64>,
+}
+
+/// Changes kept for a slow listener; one that falls further behind is told it lagged
+/// and re-reads what it waits for.
+const JOB_CHANGES_BUFFER: usize = 1024;
+
+impl JobChanges {
+    fn new() -> Self {
+        Self {
+            changed: tokio::sync::broadcast::channel(JOB_CHANGES_BUFFER).0,
+            reads: std::sync::Arc::default(),
+        }
+    }
 }
 
 impl fmt::Debug for Store {
@@ -164,6 +188,7 @@ impl Store {
                 backend: Backend::Sqlite,
                 write: pool.clone(),
                 read: pool,
+                jobs: JobChanges::new(),
             });
         }
         let write = AnyPoolOptions::new()
@@ -192,6 +217,7 @@ impl Store {
             backend: Backend::Sqlite,
             write,
             read,
+            jobs: JobChanges::new(),
         })
     }
 
@@ -206,11 +232,30 @@ impl Store {
             backend: Backend::Postgres,
             write: pool.clone(),
             read: pool,
+            jobs: JobChanges::new(),
         })
     }
 
     pub fn backend(&self) -> Backend {
         self.backend
+    }
+
+    /// The ids of jobs changed through this store or a clone of it from now on (state,
+    /// attempts, result). Only this process's writes: a signer in another process is
+    /// seen only by reading the job.
+    pub fn job_changes(&self) -> tokio::sync::broadcast::Receiver<uuid::Uuid> {
+        self.jobs.changed.subscribe()
+    }
+
+    /// How many job records were read through this store and its clones.
+    pub fn job_reads(&self) -> u64 {
+        self.jobs.reads.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// Tells this process's listeners that job `id` changed (after the write committed).
+    pub(crate) fn job_changed(&self, id: uuid::Uuid) {
+        // No listener is not an error.
+        let _ = self.jobs.changed.send(id);
     }
 
     /// One round trip to the database, for `/readyz`.

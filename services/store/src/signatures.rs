@@ -136,6 +136,9 @@ impl Store {
             }
         }
         tx.commit().await.map_err(db(OP))?;
+        if let Some(job_id) = rec.job_id {
+            self.job_changed(job_id);
+        }
         Ok(stored)
     }
 

@@ -23,8 +23,8 @@ impl Store {
         let mut tx = self.begin_write(OP).await?;
         // No conflict target: a taken name and a taken id are both a conflict.
         let inserted = sqlx::query(
-            "INSERT INTO api_tokens (id, name, role, secret_hash, revoked, created_at) \
-             VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT DO NOTHING",
+            "INSERT INTO api_tokens (id, name, role, secret_hash, revoked, created_at, scope) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT DO NOTHING",
         )
         .bind(token.id.to_string())
         .bind(token.name.as_str())
@@ -32,6 +32,7 @@ impl Store {
         .bind(secret_hash.to_vec())
         .bind(codec::flag(token.revoked))
         .bind(codec::millis(token.created_at))
+        .bind(codec::json_text("token scope", &token.scope)?)
         .execute(&mut *tx)
         .await
         .map_err(db(OP))?
@@ -48,7 +49,7 @@ impl Store {
     #[tracing::instrument(name = "store.get_token", level = "debug", skip_all, fields(token = %id))]
     pub async fn get_token(&self, id: Uuid) -> Result<Option<(ApiToken, Vec<u8>)>, StoreError> {
         let row = sqlx::query(
-            "SELECT id, name, role, secret_hash, revoked, created_at FROM api_tokens WHERE id = $1",
+            "SELECT id, name, role, secret_hash, revoked, created_at, scope FROM api_tokens WHERE id = $1",
         )
         .bind(id.to_string())
         .fetch_optional(&self.read)
@@ -73,7 +74,7 @@ impl Store {
     #[tracing::instrument(name = "store.list_tokens", level = "debug", skip_all)]
     pub async fn list_tokens(&self) -> Result<Vec<ApiToken>, StoreError> {
         let rows = sqlx::query(
-            "SELECT id, name, role, secret_hash, revoked, created_at FROM api_tokens ORDER BY created_at, name",
+            "SELECT id, name, role, secret_hash, revoked, created_at, scope FROM api_tokens ORDER BY created_at, name",
         )
         .fetch_all(&self.read)
         .await
@@ -101,7 +102,7 @@ impl Store {
             return Err(StoreError::NotFound(format!("API token {name:?}")));
         }
         let row = sqlx::query(
-            "SELECT id, name, role, secret_hash, revoked, created_at FROM api_tokens WHERE name = $1",
+            "SELECT id, name, role, secret_hash, revoked, created_at, scope FROM api_tokens WHERE name = $1",
         )
         .bind(name)
         .fetch_one(&mut *tx)
@@ -119,6 +120,7 @@ fn token_from_row(row: &AnyRow) -> Result<(ApiToken, Vec<u8>), StoreError> {
     let what = format!("API token {id}");
     let role: String = col(row, &what, "role")?;
     let revoked: i64 = col(row, &what, "revoked")?;
+    let scope: String = col(row, &what, "scope")?;
     let token = ApiToken {
         id: codec::uuid(&what, &id)?,
         name: col(row, &what, "name")?,
@@ -126,6 +128,7 @@ fn token_from_row(row: &AnyRow) -> Result<(ApiToken, Vec<u8>), StoreError> {
             .ok_or_else(|| StoreError::corrupt(&what, format!("unknown role {role:?}")))?,
         created_at: codec::time(&what, col(row, &what, "created_at")?)?,
         revoked: revoked != 0,
+        scope: codec::from_json(&what, &scope)?,
     };
     Ok((token, col(row, &what, "secret_hash")?))
 }

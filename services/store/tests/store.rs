@@ -382,6 +382,10 @@ async fn witness_changes_emit_named_events(db: TestDb) {
 
 async fn job_lifecycle(db: TestDb) {
     let store = db.open().await;
+    // What `POST /v1/sign?wait=` listens to instead of polling: every job change made
+    // through this store or a clone of it, after it is written.
+    let mut changes = store.job_changes();
+    let mut changes_of_a_clone = store.clone().job_changes();
     let base = Utc::now().timestamp_millis();
     let mut first = job("prod", at(base));
     store.create_job(&first).await.expect("create");
@@ -397,11 +401,15 @@ async fn job_lifecycle(db: TestDb) {
     first.digest = Some(digest("app"));
     first.error = Some("registry timed out".into());
     first.updated_at = at(base + 5);
+    let reads = store.job_reads();
     store.update_job(&first).await.expect("update");
+    assert_eq!(changes.try_recv(), Ok(first.id));
+    assert_eq!(changes_of_a_clone.try_recv(), Ok(first.id));
     assert_eq!(
         store.get_job(first.id).await.expect("get"),
         Some(first.clone())
     );
+    assert_eq!(store.job_reads(), reads + 1, "job reads are counted");
 
     let second = job("prod", at(base + 1));
     let third = job("dev", at(base + 2));
@@ -460,6 +468,11 @@ async fn job_lifecycle(db: TestDb) {
         .expect_err("unknown job");
     assert!(matches!(err, StoreError::NotFound(_)), "{err}");
     assert_eq!(store.get_job(Uuid::new_v4()).await.expect("get"), None);
+    assert_eq!(changes.try_recv(), Ok(first.id), "the failure");
+    assert!(
+        changes.try_recv().is_err(),
+        "nothing changed for an unknown job"
+    );
 }
 
 async fn record_signature_is_idempotent_under_concurrency(db: TestDb) {
@@ -478,6 +491,7 @@ async fn record_signature_is_idempotent_under_concurrency(db: TestDb) {
     let revision_before = store.outbox_revision().await.expect("revision");
     let d = digest("app-v1");
 
+    let mut changes = store.job_changes();
     let mut callers = JoinSet::new();
     for j in &jobs {
         let store = store.clone();
@@ -530,7 +544,13 @@ async fn record_signature_is_idempotent_under_concurrency(db: TestDb) {
     );
     assert_eq!(new_events[0].event.data["id"], winner.id.to_string());
 
-    // Every job's effect happened: each is marked succeeded with the one signature.
+    // Every job's effect happened: each is marked succeeded with the one signature, and
+    // its waiters were told.
+    let mut told = BTreeSet::new();
+    while let Ok(id) = changes.try_recv() {
+        told.insert(id);
+    }
+    assert_eq!(told, jobs.iter().map(|j| j.id).collect::<BTreeSet<_>>());
     for j in &jobs {
         let stored = store.get_job(j.id).await.expect("get").expect("exists");
         assert_eq!(stored.state, JobState::Succeeded);
@@ -784,6 +804,7 @@ async fn tokens_store_only_the_hash(db: TestDb) {
         role: Role::Signer,
         created_at: ms(Utc::now()),
         revoked: false,
+        scope: vec!["registry.example.com/team/**".into()],
     };
     let hash = [7u8; 32];
     store
@@ -813,6 +834,7 @@ async fn tokens_store_only_the_hash(db: TestDb) {
         role: Role::Verifier,
         created_at: ms(Utc::now()),
         revoked: true,
+        scope: Vec::new(),
     };
     store
         .create_token(&revoked, &[9u8; 32], &audit("token.create", "old-verifier"))

@@ -21,6 +21,11 @@ pub enum TokenCommand {
         /// admin, signer (may only sign) or verifier (cluster verifiers).
         #[arg(long)]
         role: String,
+        /// Signer tokens: a glob over registry/repository the token may sign
+        /// ('reg.example/team/**'; * within one path component, ** across). Repeat for
+        /// several; none: any repository.
+        #[arg(long = "scope", value_name = "GLOB")]
+        scope: Vec<String>,
     },
     /// List tokens (names, roles, revoked or not; never secrets).
     List,
@@ -39,13 +44,13 @@ const TIMEOUT: Duration = Duration::from_secs(30);
 
 pub async fn run(ctx: &Context, cmd: TokenCommand) -> anyhow::Result<ExitCode> {
     match cmd {
-        TokenCommand::Create { name, role } => {
+        TokenCommand::Create { name, role, scope } => {
             let (_, v): (_, Value) = ctx
                 .client
                 .call(
                     Method::POST,
                     "/v1/tokens",
-                    Some(&json!({"name": name, "role": role})),
+                    Some(&json!({"name": name, "role": role, "scope": scope})),
                     TIMEOUT,
                 )
                 .await?;
@@ -67,14 +72,28 @@ pub async fn run(ctx: &Context, cmd: TokenCommand) -> anyhow::Result<ExitCode> {
             match ctx.format {
                 Format::Json => output::json(&v),
                 Format::Text => {
-                    println!("{:<24} {:<10} {:<8} CREATED", "NAME", "ROLE", "REVOKED");
+                    println!(
+                        "{:<24} {:<10} {:<8} {:<32} SCOPE",
+                        "NAME", "ROLE", "REVOKED", "CREATED"
+                    );
                     for t in v["tokens"].as_array().into_iter().flatten() {
+                        let scope: Vec<&str> = t["scope"]
+                            .as_array()
+                            .into_iter()
+                            .flatten()
+                            .filter_map(Value::as_str)
+                            .collect();
                         println!(
-                            "{:<24} {:<10} {:<8} {}",
+                            "{:<24} {:<10} {:<8} {:<32} {}",
                             s(&t["name"]),
                             s(&t["role"]),
                             s(&t["revoked"]),
-                            s(&t["created_at"])
+                            s(&t["created_at"]),
+                            if scope.is_empty() {
+                                "*".to_owned()
+                            } else {
+                                scope.join(",")
+                            }
                         );
                     }
                 }

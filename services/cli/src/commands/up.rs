@@ -167,6 +167,7 @@ pub async fn up(
         outbox_kick: kick,
         webhooks,
         control_key,
+        waiters: Arc::default(),
     };
     tracing::info!(%url, data_dir = %settings.data_dir.display(), "signet is up (embedded mode; the local KMS is for development only)");
     signet_gateway::serve(listener, state, shutdown.clone()).await?;

@@ -71,6 +71,8 @@ pub struct IssuedToken {
     pub name: String,
     pub role: Role,
     pub created_at: DateTime<Utc>,
+    /// The repositories a signer token may sign (globs); empty: any.
+    pub scope: Vec<String>,
     /// The bearer token. Only its hash is stored; it cannot be shown again.
     pub token: String,
 }
@@ -137,6 +139,7 @@ pub struct DecisionList {
 /// `GET /v1/webhooks/stats`: each receiver's counters since the process started.
 #[derive(ToSchema)]
 pub struct WebhookCounters {
-    /// By receiver name: `distribution`, `harbor`, `acr`, `generic`.
+    /// By receiver: `distribution`, `harbor`, `acr`, `generic`, and `KIND/NAME` for
+    /// each named receiver.
     pub receivers: BTreeMap<String, ReceiverCounts>,
 }

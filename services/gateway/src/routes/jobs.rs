@@ -55,7 +55,8 @@ fn parse_id(id: &str) -> ApiResult<Uuid> {
     path = "/v1/jobs/{id}",
     tag = "signing",
     summary = "Show a job",
-    description = "With its signature record once it succeeded. Role: signer.",
+    description = "With its signature record once it succeeded. Role: signer; a scoped signer \
+        token sees only jobs for images inside its scope (others answer 404).",
     params(("id" = Uuid, Path, description = "Job id")),
     responses(
         (status = 200, description = "The job", body = JobView),
@@ -75,6 +76,7 @@ pub async fn show(
         .store
         .get_job(id)
         .await?
+        .filter(|job| caller.sees(&job.request.image))
         .ok_or_else(|| ApiError::NotFound(format!("job {id} does not exist")))?;
     let signature = signature_of(&state, &job).await?;
     serde_json::to_value(JobView::new(&job, signature))

@@ -14,6 +14,8 @@ mod trust;
 mod webhooks;
 mod witnesses;
 
+pub use sign::Waiters;
+
 use axum::routing::{get, post};
 use axum::Router;
 use utoipa::openapi::response::{Response, ResponseBuilder};
@@ -44,10 +46,20 @@ pub fn router() -> Router<AppState> {
         )
         .route("/v1/sign", post(sign::sign))
         .route("/v1/webhooks/distribution", post(webhooks::distribution))
+        .route(
+            "/v1/webhooks/distribution/{name}",
+            post(webhooks::distribution_named),
+        )
         .route("/v1/webhooks/harbor", post(webhooks::harbor))
+        .route("/v1/webhooks/harbor/{name}", post(webhooks::harbor_named))
         .route("/v1/webhooks/acr", post(webhooks::acr))
         .route("/v1/webhooks/acr/{secret}", post(webhooks::acr_with_secret))
+        .route(
+            "/v1/webhooks/acr/{name}/{secret}",
+            post(webhooks::acr_named_with_secret),
+        )
         .route("/v1/webhooks/generic", post(webhooks::generic))
+        .route("/v1/webhooks/generic/{name}", post(webhooks::generic_named))
         .route("/v1/webhooks/stats", get(webhooks::stats))
         .route("/v1/signing-rules", post(rules::create).get(rules::list))
         .route(
@@ -105,10 +117,14 @@ pub fn router() -> Router<AppState> {
         jobs::show,
         jobs::retry,
         webhooks::distribution,
+        webhooks::distribution_named,
         webhooks::harbor,
+        webhooks::harbor_named,
         webhooks::acr,
         webhooks::acr_with_secret,
+        webhooks::acr_named_with_secret,
         webhooks::generic,
+        webhooks::generic_named,
         webhooks::stats,
         rules::create,
         rules::list,

@@ -6,7 +6,7 @@ use axum::Json;
 use serde::Deserialize;
 use signet_core::{ApiToken, Role};
 
-use crate::auth::{issue, Caller};
+use crate::auth::{issue_scoped, Caller};
 use crate::error::{ApiError, ApiJson, ApiResult, ErrorBody};
 use crate::AppState;
 
@@ -16,6 +16,11 @@ pub struct CreateToken {
     pub name: String,
     /// `admin`, `signer` or `verifier`.
     pub role: String,
+    /// Signer tokens only: globs over `registry/repository` the token may sign, with `*`
+    /// within one path component and `**` across (`registry.example.com/team/**`).
+    /// Absent or empty: any repository.
+    #[serde(default)]
+    pub scope: Vec<String>,
 }
 
 #[utoipa::path(
@@ -27,7 +32,7 @@ pub struct CreateToken {
     request_body = CreateToken,
     responses(
         (status = 201, description = "Created", body = super::bodies::IssuedToken),
-        (status = 400, description = "Bad name or role", body = ErrorBody),
+        (status = 400, description = "Bad name, role or scope", body = ErrorBody),
         (status = 409, description = "A token of that name exists", body = ErrorBody),
     ),
     security(("bearer" = [])),
@@ -44,8 +49,8 @@ pub async fn create(
             req.role
         ))
     })?;
-    let issued = issue(&state.store, &req.name, role, &caller.actor()).await?;
-    tracing::info!(token = %req.name, %role, by = %caller.name, "token created");
+    let issued = issue_scoped(&state.store, &req.name, role, &req.scope, &caller.actor()).await?;
+    tracing::info!(token = %req.name, %role, scope = ?req.scope, by = %caller.name, "token created");
     Ok((
         StatusCode::CREATED,
         Json(serde_json::json!({
@@ -53,6 +58,7 @@ pub async fn create(
             "name": issued.token.name,
             "role": issued.token.role,
             "created_at": issued.token.created_at,
+            "scope": issued.token.scope,
             // Shown once; only its hash is stored.
             "token": issued.secret,
         })),

@@ -10,12 +10,19 @@
 //!   digest arrive. distribution 2.8 does not say what such a manifest holds, so none is
 //!   signed from its push; platform manifests are signed through their index (see the
 //!   signer's `sign_platforms`).
+//!
+//! A push that would be signed must also be inside the receiver's binding: the host the
+//! event names is the receiver's `registry` (or one of its `event_hosts`), and the image
+//! is inside its repository scope. Anything else is refused with a reason and counted;
+//! the image signed is always on the receiver's `registry`, never on a host the payload
+//! chose.
 
 use std::fmt;
 
 use signet_core::digest::is_attachment_tag;
 use signet_core::{Digest, ImageRef};
 
+use super::receivers::Receiver;
 use super::RegistryEvent;
 
 /// Manifest media types signet signs; a push event without a media type (Harbor, ACR) is
@@ -38,6 +45,10 @@ pub enum Ignored {
     Untagged,
     /// A signature, attestation, SBOM or referrers tag.
     AttachmentTag(String),
+    /// The event names a registry host this receiver does not speak for.
+    ForeignRegistry { named: String, bound: String },
+    /// The image is outside the receiver's repository scope.
+    OutsideScope(String),
 }
 
 impl Ignored {
@@ -48,7 +59,15 @@ impl Ignored {
             Self::NotAManifest(_) => "not_a_manifest",
             Self::Untagged => "untagged",
             Self::AttachmentTag(_) => "attachment_tag",
+            Self::ForeignRegistry { .. } => "foreign_registry",
+            Self::OutsideScope(_) => "outside_scope",
         }
+    }
+
+    /// Whether the event was refused for naming something outside the receiver's
+    /// binding (counted as `foreign`, logged as a warning), not merely not signable.
+    pub fn is_foreign(&self) -> bool {
+        matches!(self, Self::ForeignRegistry { .. } | Self::OutsideScope(_))
     }
 }
 
@@ -66,6 +85,11 @@ impl fmt::Display for Ignored {
                 f,
                 "tag {tag} holds a signature, attestation, SBOM or referrers index, not an image"
             ),
+            Self::ForeignRegistry { named, bound } => write!(
+                f,
+                "refused: the event names registry {named}, but this receiver speaks for {bound} only; not signed"
+            ),
+            Self::OutsideScope(why) => write!(f, "refused: {why}"),
         }
     }
 }
@@ -79,10 +103,13 @@ pub enum Verdict {
     Ignore(Ignored),
 }
 
-/// Decides whether `event` is signed. `registry` overrides the host the event names.
-/// An event that should be signed but cannot be turned into an image reference is an
-/// error describing what is wrong with it.
-pub fn classify(event: &RegistryEvent, registry: Option<&str>) -> Result<Verdict, String> {
+/// Decides whether `event`, received by `receiver`, is signed. The image is on the
+/// receiver's `registry`; an event naming another host (than it or its `event_hosts`)
+/// is refused. Only a receiver without a registry (settings refuse that for registry
+/// kinds) takes the host from the event. An event that should be signed but cannot be
+/// turned into an image reference is an error describing what is wrong with it.
+pub fn classify(event: &RegistryEvent, receiver: &Receiver) -> Result<Verdict, String> {
+    let registry = receiver.registry.as_deref();
     if event.action != "push" {
         return Ok(Verdict::Ignore(Ignored::NotAPush(event.action.clone())));
     }
@@ -118,6 +145,14 @@ pub fn classify(event: &RegistryEvent, registry: Option<&str>) -> Result<Verdict
                 event.repository
             )
         })?;
+    if let (Some(bound), Some(named)) = (registry, event.registry.as_deref()) {
+        if !receiver.speaks_for(named) {
+            return Ok(Verdict::Ignore(Ignored::ForeignRegistry {
+                named: named.to_owned(),
+                bound: bound.to_owned(),
+            }));
+        }
+    }
     let image =
         ImageRef::from_parts(host, &event.repository, Some(tag), digest.as_ref()).map_err(|e| {
             format!(
@@ -125,12 +160,21 @@ pub fn classify(event: &RegistryEvent, registry: Option<&str>) -> Result<Verdict
                 event.repository
             )
         })?;
+    if let Some(scope) = &receiver.scope {
+        if !scope.allows(&image) {
+            return Ok(Verdict::Ignore(Ignored::OutsideScope(
+                scope.refusal(&format!("receiver {}", receiver.id()), &image),
+            )));
+        }
+    }
     Ok(Verdict::Sign(image))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::webhooks::auth::Guard;
+    use crate::webhooks::ReceiverKind;
 
     const HEX: &str = "5a190ddf43a90dbfba56c7dc4f062e8f09eda0844877b8293977e87a3b031706";
 
@@ -146,8 +190,16 @@ mod tests {
         }
     }
 
+    fn open() -> Receiver {
+        Receiver::new(ReceiverKind::Distribution, Guard::Open)
+    }
+
+    fn bound(host: &str) -> Receiver {
+        open().registry(host)
+    }
+
     fn ignored(e: &RegistryEvent) -> Ignored {
-        match classify(e, None).expect("classify") {
+        match classify(e, &bound("registry.example.com")).expect("classify") {
             Verdict::Ignore(why) => why,
             Verdict::Sign(image) => panic!("{image} should not be signed"),
         }
@@ -159,7 +211,9 @@ mod tests {
             None,
             Some("application/vnd.oci.image.manifest.v1+json; charset=utf-8"),
         ]) {
-            let Verdict::Sign(image) = classify(&push(Some("v1"), mt), None).expect("ok") else {
+            let Verdict::Sign(image) =
+                classify(&push(Some("v1"), mt), &bound("registry.example.com")).expect("ok")
+            else {
                 panic!("{mt:?} should be signed");
             };
             assert_eq!(
@@ -211,16 +265,32 @@ mod tests {
     }
 
     #[test]
-    fn the_receiver_setting_overrides_the_host() {
-        let Verdict::Sign(image) =
-            classify(&push(Some("v1"), None), Some("mirror.example.com:5000")).expect("ok")
-        else {
+    fn the_receiver_is_bound_to_its_registry() {
+        // The registry reports itself as registry.example.com; images live on the mirror.
+        let mirror = bound("mirror.example.com:5000").event_hosts(&["registry.example.com"]);
+        let Verdict::Sign(image) = classify(&push(Some("v1"), None), &mirror).expect("ok") else {
             panic!("should be signed");
         };
         assert_eq!(image.registry(), "mirror.example.com:5000");
+        // A webhook sender with this receiver's secret names another registry.
+        let mut foreign = push(Some("v1"), None);
+        foreign.registry = Some("prod.example.com".into());
+        let Verdict::Ignore(why) = classify(&foreign, &mirror).expect("ok") else {
+            panic!("a foreign host must not be signed");
+        };
+        assert!(why.is_foreign() && why.label() == "foreign_registry");
+        assert!(
+            why.to_string().contains("names registry prod.example.com"),
+            "{why}"
+        );
+        // No host in the event: the receiver's registry.
         let mut no_host = push(Some("v1"), None);
         no_host.registry = None;
-        let err = classify(&no_host, None).expect_err("no host");
+        let Verdict::Sign(image) = classify(&no_host, &mirror).expect("ok") else {
+            panic!("should be signed");
+        };
+        assert_eq!(image.registry(), "mirror.example.com:5000");
+        let err = classify(&no_host, &open()).expect_err("no host");
         assert!(
             err.contains("configure the receiver's registry setting"),
             "{err}"
@@ -228,14 +298,36 @@ mod tests {
     }
 
     #[test]
+    fn pushes_outside_the_receiver_scope_are_refused() {
+        let scope =
+            crate::scope::Scope::new(&["registry.example.com/team/*".into()]).expect("valid");
+        let r = bound("registry.example.com").scope(scope);
+        assert!(matches!(
+            classify(&push(Some("v1"), None), &r).expect("ok"),
+            Verdict::Sign(_)
+        ));
+        let mut other = push(Some("v1"), None);
+        other.repository = "infra/db".into();
+        let Verdict::Ignore(why) = classify(&other, &r).expect("ok") else {
+            panic!("outside the scope must not be signed");
+        };
+        assert_eq!(why.label(), "outside_scope");
+        assert!(
+            why.to_string()
+                .contains("registry.example.com/infra/db is outside receiver distribution's scope"),
+            "{why}"
+        );
+    }
+
+    #[test]
     fn broken_pushes_are_errors_naming_the_problem() {
         let mut upper = push(Some("v1"), None);
         upper.repository = "Team/App".into();
-        let err = classify(&upper, None).expect_err("uppercase");
+        let err = classify(&upper, &open()).expect_err("uppercase");
         assert!(err.contains("must be lowercase"), "{err}");
         let mut bad_digest = push(Some("v1"), None);
         bad_digest.digest = Some("sha256:abc".into());
-        let err = classify(&bad_digest, None).expect_err("digest");
+        let err = classify(&bad_digest, &open()).expect_err("digest");
         assert!(
             err.contains("invalid digest") && err.contains("64 hex"),
             "{err}"
@@ -249,7 +341,7 @@ mod tests {
         let classify_file = |name: &str| {
             let body = std::fs::read(format!("{dir}/{name}")).expect("fixture");
             let events = distribution::parse(&body).expect("parse");
-            classify(&events[0], None).expect("classify")
+            classify(&events[0], &bound("127.0.0.1:18998")).expect("classify")
         };
         assert!(matches!(
             classify_file("push-manifest-tag.json"),

@@ -23,7 +23,7 @@ pub mod rules;
 
 use std::fmt;
 
-pub use receivers::{ReceiverStats, Receivers, WebhookStats};
+pub use receivers::{ReceiverStats, Receivers};
 
 /// The registries signet takes webhooks from, plus the generic sign-request receiver.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -44,15 +44,6 @@ impl ReceiverKind {
             Self::Harbor => "harbor",
             Self::Acr => "acr",
             Self::Generic => "generic",
-        }
-    }
-
-    pub(crate) fn index(self) -> usize {
-        match self {
-            Self::Distribution => 0,
-            Self::Harbor => 1,
-            Self::Acr => 2,
-            Self::Generic => 3,
         }
     }
 }

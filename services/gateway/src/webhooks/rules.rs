@@ -8,7 +8,8 @@ use std::collections::BTreeMap;
 use globset::{Glob, GlobBuilder, GlobMatcher, GlobSet, GlobSetBuilder};
 use signet_core::{ImageRef, SigningRule};
 
-fn glob(pattern: &str) -> Result<Glob, globset::Error> {
+/// A glob with `*` inside one path component and `**` across them.
+pub(crate) fn glob(pattern: &str) -> Result<Glob, globset::Error> {
     GlobBuilder::new(pattern)
         .literal_separator(true)
         .backslash_escape(true)

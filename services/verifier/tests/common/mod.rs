@@ -224,6 +224,7 @@ impl ControlPlane {
             outbox_kick: self.kick.clone(),
             webhooks: self.webhooks.clone(),
             control_key: self.control_key.clone(),
+            waiters: Arc::default(),
         };
         let token = CancellationToken::new();
         let task = tokio::spawn({
