@@ -37,6 +37,10 @@ whole numbers as integers.
 {{- $_ := set $s.verifier "tls_key" (printf "%s/tls.key" (include "signet.paths.tls" .)) -}}
 {{- /* The last trust bundle survives a container restart (not a pod replacement). */ -}}
 {{- $_ := set $s.verifier "state_dir" (include "signet.paths.data" .) -}}
+{{- $_ := set $s.verifier "client_auth" $v.verifier.clientAuth.mode -}}
+{{- if include "signet.verifier.clientCaSecret" . }}
+{{- $_ := set $s.verifier "client_ca" (printf "%s/ca.crt" (include "signet.paths.clientCa" .)) -}}
+{{- end }}
 {{- end }}
 {{- if or $v.registry.dockerConfigSecret $v.registry.verifierDockerConfigSecret }}
 {{- $_ := set $s.registry "docker_config" (printf "%s/docker/config.json" $secrets) -}}
