@@ -967,6 +967,59 @@ mod tests {
         drain(&mut f.decisions);
     }
 
+    /// M8: the bundle revokes witness `w`'s signature of a digest, made with key version
+    /// 1. After a rotation, a valid signature of the same digest by version 2, published
+    /// under another repository, must not admit it.
+    #[tokio::test]
+    async fn a_revocation_holds_for_every_key_and_repository_of_the_witness() {
+        let old = TestKey::new();
+        let new = TestKey::new();
+        let digest = Digest::of(b"revoked image");
+        let revoked = old.record("w", "127.0.0.1:1/team/app", &digest);
+        let mut b = bundle(
+            1,
+            vec![policy("p", &["w"], "prod", PolicyMode::Enforce)],
+            vec![old.trusted("w", "1"), new.trusted("w", "2")],
+        );
+        b.revoked_signatures.push(
+            signet_core::RevokedSignature::of(&signet_core::SignatureRecord {
+                revoked: Some(signet_core::Revocation {
+                    at: Utc::now(),
+                    by: "token:admin".into(),
+                    reason: "built from an unreviewed branch".into(),
+                }),
+                ..revoked
+            })
+            .expect("revoked entry"),
+        );
+        let trust = Arc::new(Trust::new("c1", no_registry(), CacheConfig::default()));
+        trust.install(b);
+        let mut resigned = new.record("w", "127.0.0.1:1/attacker/copy", &digest);
+        resigned.key_version = "2".into();
+        let learned = trust.learn(&resigned).await;
+        assert!(learned.is_err(), "the new key's signature is refused");
+        let (reporter, _rx) = Reporter::for_tests();
+        let a = Admission::new(
+            trust,
+            reporter,
+            Journal::open(None).expect("journal"),
+            "c1",
+            Duration::from_secs(1),
+        );
+        let copy = format!("127.0.0.1:1/attacker/copy@{digest}");
+        let i = Images {
+            image: &copy,
+            init: &copy,
+            ephemeral: &copy,
+            old: &copy,
+        };
+        let r = a
+            .validate(&request("pod-create", "prod", &i), Sender::Trusted)
+            .await;
+        assert!(!r.allowed);
+        assert!(r.result.message.contains("revoked"), "{}", r.result.message);
+    }
+
     #[tokio::test]
     async fn no_bundle_no_admission() {
         let trust = Arc::new(Trust::new("c1", no_registry(), CacheConfig::default()));
