@@ -238,11 +238,20 @@ impl Stack {
         let store = Store::connect(db.url()).await?;
         let admin =
             signet_gateway::auth::issue(&store, "load-admin", Role::Admin, "bootstrap").await?;
-        let verifier =
-            signet_gateway::auth::issue(&store, "load-verifier", Role::Verifier, "bootstrap")
-                .await?;
+        let verifier = signet_gateway::auth::issue_scoped(
+            &store,
+            "load-verifier",
+            Role::Verifier,
+            Some(CLUSTER),
+            None,
+            "bootstrap",
+        )
+        .await?;
         store.close().await;
-        write_private(&verifier_token, &verifier.secret)?;
+        write_private(
+            &verifier_token,
+            secrecy::ExposeSecret::expose_secret(&verifier.secret),
+        )?;
 
         let mut gw_env = env.clone();
         gw_env.push(kv("SIGNET_GATEWAY__LISTEN", format!("127.0.0.1:{port}")));
@@ -285,7 +294,10 @@ impl Stack {
         Ok(Stack {
             bus,
             registry,
-            api: Api::new(&gateway_url, &admin.secret)?,
+            api: Api::new(
+                &gateway_url,
+                secrecy::ExposeSecret::expose_secret(&admin.secret),
+            )?,
             namespace,
             services: vec![gateway, signer],
             verifier_token,

@@ -8,6 +8,7 @@
 mod common;
 
 use reqwest::{Method, StatusCode};
+use secrecy::ExposeSecret;
 use serde_json::json;
 use signet_core::Role;
 use signet_testkit::image::TestImage;
@@ -61,7 +62,9 @@ async fn re_signing_a_revoked_digest_elsewhere_after_a_rotation_is_refused() {
     let signer = signet_gateway::auth::issue(&cp.store, "ci", Role::Signer, "test")
         .await
         .expect("signer token")
-        .secret;
+        .secret
+        .expose_secret()
+        .to_owned();
     let resp = reqwest::Client::new()
         .post(format!("{}/v1/sign?wait=30", cp.url))
         .bearer_auth(&signer)

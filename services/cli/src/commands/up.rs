@@ -163,10 +163,21 @@ async fn start_verifier(
     let token_file = settings.data_dir.join("verifier.token");
     if settings.verifier.token_file.is_none() && !token_file.exists() {
         let name = format!("verifier-up-{}", chrono::Utc::now().timestamp_millis());
-        let issued =
-            signet_gateway::auth::issue(store, &name, signet_core::Role::Verifier, "system")
-                .await?;
-        signet_gateway::auth::write_private(&token_file, format!("{}\n", issued.secret).as_bytes())
+        // Bound to this verifier's cluster: it reads and reports for no other.
+        let issued = signet_gateway::auth::issue_scoped(
+            store,
+            &name,
+            signet_core::Role::Verifier,
+            Some(&settings.verifier.cluster),
+            None,
+            "system",
+        )
+        .await?;
+        let line = zeroize::Zeroizing::new(format!(
+            "{}\n",
+            secrecy::ExposeSecret::expose_secret(&issued.secret)
+        ));
+        signet_gateway::auth::write_private(&token_file, line.as_bytes())
             .with_context(|| format!("cannot write {}", token_file.display()))?;
     }
     let config =

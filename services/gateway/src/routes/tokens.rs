@@ -6,7 +6,9 @@ use axum::Json;
 use serde::Deserialize;
 use signet_core::{ApiToken, Role};
 
-use crate::auth::{issue, Caller};
+use secrecy::ExposeSecret;
+
+use crate::auth::{issue_scoped, Caller};
 use crate::error::{ApiError, ApiJson, ApiResult, ErrorBody};
 use crate::AppState;
 
@@ -16,6 +18,13 @@ pub struct CreateToken {
     pub name: String,
     /// `admin`, `signer` or `verifier`.
     pub role: String,
+    /// Verifier tokens only, and required for them: the one cluster whose trust bundle
+    /// the token reads and whose admission decisions it reports.
+    #[serde(default)]
+    pub cluster: Option<String>,
+    /// When the token stops working (RFC 3339); unset: never.
+    #[serde(default)]
+    pub expires_at: Option<chrono::DateTime<chrono::Utc>>,
 }
 
 #[utoipa::path(
@@ -23,11 +32,12 @@ pub struct CreateToken {
     path = "/v1/tokens",
     tag = "tokens",
     summary = "Create an API token",
-    description = "The secret is in the answer, once; only its hash is stored. Role: admin.",
+    description = "The secret is in the answer, once; only its hash is stored. A verifier \
+        token names its cluster; any token may carry an expiry. Role: admin.",
     request_body = CreateToken,
     responses(
         (status = 201, description = "Created", body = super::bodies::IssuedToken),
-        (status = 400, description = "Bad name or role", body = ErrorBody),
+        (status = 400, description = "Bad name, role, cluster or expiry", body = ErrorBody),
         (status = 409, description = "A token of that name exists", body = ErrorBody),
     ),
     security(("bearer" = [])),
@@ -44,8 +54,16 @@ pub async fn create(
             req.role
         ))
     })?;
-    let issued = issue(&state.store, &req.name, role, &caller.actor()).await?;
-    tracing::info!(token = %req.name, %role, by = %caller.name, "token created");
+    let issued = issue_scoped(
+        &state.store,
+        &req.name,
+        role,
+        req.cluster.as_deref(),
+        req.expires_at,
+        &caller.actor(),
+    )
+    .await?;
+    tracing::info!(token = %req.name, %role, cluster = ?req.cluster, expires_at = ?req.expires_at, by = %caller.name, "token created");
     Ok((
         StatusCode::CREATED,
         Json(serde_json::json!({
@@ -53,8 +71,10 @@ pub async fn create(
             "name": issued.token.name,
             "role": issued.token.role,
             "created_at": issued.token.created_at,
+            "cluster": issued.token.cluster,
+            "expires_at": issued.token.expires_at,
             // Shown once; only its hash is stored.
-            "token": issued.secret,
+            "token": issued.secret.expose_secret(),
         })),
     ))
 }

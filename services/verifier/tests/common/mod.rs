@@ -12,7 +12,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use reqwest::{Method, StatusCode};
-use secrecy::SecretString;
+use secrecy::{ExposeSecret, SecretString};
 use serde_json::{json, Value};
 use signet_bus::{Bus, BusOptions};
 use signet_core::{Digest, Role};
@@ -178,12 +178,22 @@ impl ControlPlane {
         let admin = signet_gateway::auth::issue(&store, "admin", Role::Admin, "test")
             .await
             .expect("admin token")
-            .secret;
-        let verifier_token =
-            signet_gateway::auth::issue(&store, "verifier-c1", Role::Verifier, "test")
-                .await
-                .expect("verifier token")
-                .secret;
+            .secret
+            .expose_secret()
+            .to_owned();
+        let verifier_token = signet_gateway::auth::issue_scoped(
+            &store,
+            "verifier-c1",
+            Role::Verifier,
+            Some("c1"),
+            None,
+            "test",
+        )
+        .await
+        .expect("verifier token")
+        .secret
+        .expose_secret()
+        .to_owned();
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
             .expect("bind the gateway");
