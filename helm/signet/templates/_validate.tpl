@@ -51,7 +51,7 @@ Every template includes it first, so whichever Helm renders first reports the li
 {{- $p = append $p "verifier.cluster: name the cluster this verifier enforces policies for (as in `signet policy create --cluster`)" -}}
 {{- end -}}
 {{- if not $vf.gateway.tokenSecret.name -}}
-{{- $p = append $p "verifier.gateway.tokenSecret.name: name the Secret holding a verifier-role API token (`signet token create --role verifier`)" -}}
+{{- $p = append $p "verifier.gateway.tokenSecret.name: name the Secret holding a verifier-role API token (`signet token create --role verifier --cluster <cluster>`)" -}}
 {{- end -}}
 {{- if and (not $v.gateway.enabled) (not $vf.gateway.url) -}}
 {{- $p = append $p "verifier.gateway.url: a verifier without this release's gateway must name the gateway it reads trust bundles from" -}}
