@@ -153,6 +153,11 @@ pub async fn authenticate(store: &Store, token: &str) -> Result<Caller, ApiError
     })
 }
 
+/// The id part of a token string, without checking the secret.
+pub fn token_id(token: &str) -> Option<Uuid> {
+    parse(token.trim()).map(|(id, _)| id)
+}
+
 fn parse(token: &str) -> Option<(Uuid, &str)> {
     let rest = token.strip_prefix(PREFIX)?;
     let (id, secret) = rest.split_once('_')?;
