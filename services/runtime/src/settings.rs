@@ -205,11 +205,13 @@ pub struct VerifierSettings {
     /// PEM file of the CA(s) that issue the API server's client certificate (the
     /// `client-certificate` of its `AdmissionConfiguration` kubeconfig). Read at start.
     pub client_ca: Option<PathBuf>,
-    /// Reviews per second from one verified client certificate (0: no limit). Past it,
-    /// with a burst of the same size, reviews are answered 429.
+    /// Reviews per second from one verified client certificate, or from one peer IP with
+    /// `client_auth = "off"` (0: no limit). Past it, with a burst of the same size,
+    /// reviews are answered 429.
     pub rate_limit_verified: u32,
-    /// Reviews per second from one peer IP address without a verified certificate
-    /// (0: no limit). Past it, with a burst of the same size, reviews are answered 429.
+    /// Reviews per second from one peer IP address without a verified certificate, with
+    /// `client_auth = "optional"` (0: no limit). Past it, with a burst of the same size,
+    /// reviews are answered 429. With `off`, every client gets `rate_limit_verified`.
     pub rate_limit_unverified: u32,
 }
 

@@ -7,7 +7,7 @@
 //! verified against the client CA (then [`Sender::Trusted`], rate-limited per
 //! certificate), or none (then [`Sender::Unverified`] under `client_auth = "optional"`,
 //! rate-limited per peer IP; with client authentication off, everyone is trusted and
-//! limited per IP).
+//! gets the verified quota, per IP).
 
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
@@ -66,11 +66,12 @@ impl Limits {
         }
     }
 
-    /// Whether `source` may send one more review now.
-    fn admit(&self, source: &Source) -> bool {
-        let limiter = match source {
-            Source::Certificate(_) => &self.verified,
-            Source::Address(_) => &self.unverified,
+    /// Whether `source` may send one more review now. A trusted sender (a verified
+    /// certificate, or anyone with client authentication off) gets the verified quota.
+    fn admit(&self, sender: Sender, source: &Source) -> bool {
+        let limiter = match sender {
+            Sender::Trusted => &self.verified,
+            Sender::Unverified => &self.unverified,
         };
         let Some(limiter) = limiter else {
             return true;
@@ -176,7 +177,7 @@ fn review(body: &[u8]) -> Result<AdmissionRequest<DynamicObject>, Response> {
 
 async fn validate(State(s): State<AppState>, ext: Extensions, body: Bytes) -> Response {
     let (sender, source) = sender(&ext, s.client_auth_off);
-    if !s.limits.admit(&source) {
+    if !s.limits.admit(sender, &source) {
         return too_many(&source);
     }
     let req = match review(&body) {
@@ -192,8 +193,8 @@ async fn validate(State(s): State<AppState>, ext: Extensions, body: Bytes) -> Re
 }
 
 async fn mutate(State(s): State<AppState>, ext: Extensions, body: Bytes) -> Response {
-    let (_, source) = sender(&ext, s.client_auth_off);
-    if !s.limits.admit(&source) {
+    let (sender, source) = sender(&ext, s.client_auth_off);
+    if !s.limits.admit(sender, &source) {
         return too_many(&source);
     }
     let req = match review(&body) {
