@@ -72,6 +72,7 @@ app.kubernetes.io/component: {{ .component }}
 {{/* Where things live inside every pod. */}}
 {{- define "signet.paths.config" -}}/etc/signet/config{{- end -}}
 {{- define "signet.paths.tls" -}}/etc/signet/tls{{- end -}}
+{{- define "signet.paths.clientCa" -}}/etc/signet/client-ca{{- end -}}
 {{- define "signet.paths.secrets" -}}/var/run/secrets/signet{{- end -}}
 {{- define "signet.paths.kms" -}}/var/run/secrets/signet-kms{{- end -}}
 {{- define "signet.paths.data" -}}/var/lib/signet{{- end -}}
@@ -223,6 +224,17 @@ Input: dict "root" $ "component" "gateway". Empty when there is nothing to mount
   secret:
     secretName: {{ include "signet.verifier.tlsSecret" .root }}
     defaultMode: 0440
+{{- $clientCa := include "signet.verifier.clientCaSecret" .root }}
+{{- if $clientCa }}
+# Only the CA certificate: the CA's key (cert-manager keeps it in the same Secret) stays out.
+- name: client-ca
+  secret:
+    secretName: {{ $clientCa }}
+    defaultMode: 0440
+    items:
+      - key: {{ if $v.verifier.clientAuth.caSecret.name }}{{ $v.verifier.clientAuth.caSecret.key }}{{ else }}ca.crt{{ end }}
+        path: ca.crt
+{{- end }}
 {{- end }}
 {{- end -}}
 
@@ -249,6 +261,11 @@ Input: dict "root" $ "component" "gateway". Empty when there is nothing to mount
 - name: tls
   mountPath: {{ include "signet.paths.tls" .root }}
   readOnly: true
+{{- if include "signet.verifier.clientCaSecret" .root }}
+- name: client-ca
+  mountPath: {{ include "signet.paths.clientCa" .root }}
+  readOnly: true
+{{- end }}
 {{- end }}
 {{- end -}}
 
@@ -264,6 +281,19 @@ Input: dict "root" $ "component" "gateway". Empty when there is nothing to mount
 {{- $k := .root.Values.kms -}}
 {{- if eq .component "gateway" }}{{ default $k.envFromSecret $k.gatewayEnvFromSecret }}
 {{- else if eq .component "signer" }}{{ $k.envFromSecret }}
+{{- end -}}
+{{- end -}}
+
+{{/* The Secret holding the client CA the verifier checks the API server's certificate
+against: the user's, or the one the chart has cert-manager make; empty with mode off. */}}
+{{- define "signet.verifier.clientCaSecret" -}}
+{{- $ca := .Values.verifier.clientAuth -}}
+{{- if ne $ca.mode "off" -}}
+{{- if $ca.caSecret.name -}}
+{{- $ca.caSecret.name -}}
+{{- else if and $ca.certManager.enabled .Values.verifier.tls.certManager.enabled -}}
+{{- printf "%s-client-ca" (include "signet.componentName" (dict "root" . "component" "verifier")) -}}
+{{- end -}}
 {{- end -}}
 {{- end -}}
 

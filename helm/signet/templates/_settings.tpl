@@ -57,6 +57,10 @@ whole numbers as integers.
 {{- /* The last trust bundle survives a container restart (not a pod replacement). */ -}}
 {{- $_ := set $s.verifier "state_dir" (include "signet.paths.data" .) -}}
 {{- $_ := set $s.verifier "control_plane_keys" (list (printf "%s/control-plane-keys.pem" (include "signet.paths.config" .))) -}}
+{{- $_ := set $s.verifier "client_auth" $v.verifier.clientAuth.mode -}}
+{{- if include "signet.verifier.clientCaSecret" . }}
+{{- $_ := set $s.verifier "client_ca" (printf "%s/ca.crt" (include "signet.paths.clientCa" .)) -}}
+{{- end }}
 {{- end }}
 {{- if or $v.registry.dockerConfigSecret $v.registry.verifierDockerConfigSecret }}
 {{- $_ := set $s.registry "docker_config" (printf "%s/docker/config.json" $secrets) -}}

@@ -92,7 +92,7 @@ Every template includes it first, so whichever Helm renders first reports the li
 {{- $p = append $p "verifier.cluster: name the cluster this verifier enforces policies for (as in `signet policy create --cluster`)" -}}
 {{- end -}}
 {{- if not $vf.gateway.tokenSecret.name -}}
-{{- $p = append $p "verifier.gateway.tokenSecret.name: name the Secret holding a verifier-role API token (`signet token create --role verifier`)" -}}
+{{- $p = append $p "verifier.gateway.tokenSecret.name: name the Secret holding a verifier-role API token (`signet token create --role verifier --cluster <cluster>`)" -}}
 {{- end -}}
 {{- if and (not $v.gateway.enabled) (not $vf.gateway.url) -}}
 {{- $p = append $p "verifier.gateway.url: a verifier without this release's gateway must name the gateway it reads trust bundles from" -}}
@@ -118,6 +118,13 @@ failurePolicy decides instead of the policy's mode. Plain "Ns"/"Nms" budgets are
 {{- end -}}
 {{- if ge (int $ms) (mul (int $vf.webhook.timeoutSeconds) 1000 | int) -}}
 {{- $p = append $p (printf "verifier.webhook.timeoutSeconds: %v must be more than settings.verifier.decision_budget (%s), so the verifier decides before the API server gives up" $vf.webhook.timeoutSeconds $budget) -}}
+{{- end -}}
+{{- $ca := $vf.clientAuth -}}
+{{- if and (ne $ca.mode "off") (not $ca.caSecret.name) (not (and $ca.certManager.enabled $vf.tls.certManager.enabled)) -}}
+{{- $p = append $p (printf "verifier.clientAuth.caSecret.name: with clientAuth.mode %s and without cert-manager, name the Secret holding the PEM of the CA that issued the API server's client certificate (docs/verifier.md), or set clientAuth.mode off" $ca.mode) -}}
+{{- end -}}
+{{- if and (eq $ca.mode "require") (eq $vf.probePort "https") -}}
+{{- $p = append $p "verifier.probePort: the kubelet's https probes carry no client certificate, which clientAuth.mode require refuses; use probePort admin" -}}
 {{- end -}}
 {{- if and $vf.replicas (lt (int $vf.replicas) 2) (eq $vf.webhook.failurePolicy "Fail") -}}
 {{- $p = append $p "verifier.replicas: with webhook.failurePolicy Fail, run at least 2 verifiers, or one restart blocks every matching workload" -}}

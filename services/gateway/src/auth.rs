@@ -4,13 +4,18 @@
 //! and the SHA-256 of the secret is compared with the stored hash in constant time.
 //! Only the hash is stored; the secret is shown once, when the token is created. The
 //! secret is 32 random bytes, so a plain SHA-256 (not a password hash) is enough.
+//!
+//! A token may expire (`expires_at`), and a verifier token names the one cluster it may
+//! read and report for. When a request last authenticated with a token is kept to the
+//! minute, written in the background so that it costs no write per request.
 
 use axum::extract::FromRequestParts;
 use axum::http::request::Parts;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
-use chrono::Utc;
+use chrono::{DateTime, Utc};
 use rand::RngCore;
+use secrecy::{ExposeSecret, SecretString};
 use sha2::{Digest, Sha256};
 use signet_core::{validate_name, ApiToken, NewAudit, Role};
 use signet_store::Store;
@@ -22,6 +27,8 @@ use crate::scope::Scope;
 use crate::AppState;
 
 const PREFIX: &str = "sgt_";
+/// `last_used_at` is rewritten when it is older than this.
+const LAST_USED_RESOLUTION: chrono::TimeDelta = chrono::TimeDelta::minutes(1);
 
 /// Who is calling.
 #[derive(Debug, Clone)]
@@ -29,6 +36,8 @@ pub struct Caller {
     pub token_id: Uuid,
     pub name: String,
     pub role: Role,
+    /// The cluster a verifier token is bound to.
+    pub cluster: Option<String>,
     /// Where a scoped signer token may sign; `None`: anywhere.
     pub scope: Option<Scope>,
 }
@@ -81,6 +90,25 @@ impl Caller {
             (Some(_), Err(_)) => false,
         }
     }
+
+    /// Fails unless the caller may act for `cluster`: an admin may act for any, a
+    /// verifier token only for the cluster it was created for.
+    pub fn require_cluster(&self, cluster: &str) -> Result<(), ApiError> {
+        if self.role == Role::Admin {
+            return Ok(());
+        }
+        match &self.cluster {
+            Some(c) if c == cluster => Ok(()),
+            Some(c) => Err(ApiError::Forbidden(format!(
+                "token {:?} is bound to cluster {c:?}, not {cluster:?}; each cluster's verifier needs a token of its own (`signet token create --role verifier --cluster {cluster}`)",
+                self.name
+            ))),
+            None => Err(ApiError::Forbidden(format!(
+                "token {:?} is bound to no cluster (it was created before verifier tokens carried one); create one with `signet token create --role verifier --cluster {cluster}` and revoke this one",
+                self.name
+            ))),
+        }
+    }
 }
 
 impl FromRequestParts<AppState> for Caller {
@@ -128,12 +156,41 @@ pub async fn authenticate(store: &Store, token: &str) -> Result<Caller, ApiError
             ));
         }
     };
+    let now = Utc::now();
+    if record.expired(now) {
+        return Err(ApiError::Unauthorized(format!(
+            "token {:?} expired at {}; create a new one",
+            record.name,
+            record
+                .expires_at
+                .map(|t| t.to_rfc3339())
+                .unwrap_or_default()
+        )));
+    }
+    if record
+        .last_used_at
+        .is_none_or(|t| now - t >= LAST_USED_RESOLUTION)
+    {
+        // In the background: a slow write never delays the request it describes.
+        let (store, id) = (store.clone(), record.id);
+        tokio::spawn(async move {
+            if let Err(e) = store.touch_token(id, now).await {
+                tracing::debug!(error = %e, token = %id, "cannot record when a token was used");
+            }
+        });
+    }
     Ok(Caller {
         token_id: record.id,
         name: record.name,
         role: record.role,
+        cluster: record.cluster,
         scope,
     })
+}
+
+/// The id part of a token string, without checking the secret.
+pub fn token_id(token: &str) -> Option<Uuid> {
+    parse(token.trim()).map(|(id, _)| id)
 }
 
 fn parse(token: &str) -> Option<(Uuid, &str)> {
@@ -145,10 +202,11 @@ fn parse(token: &str) -> Option<(Uuid, &str)> {
     Some((Uuid::try_parse(id).ok()?, secret))
 }
 
-/// A newly minted token; `secret` is the only copy of the full token.
+/// A newly minted token; `secret` is the only copy of the full token, zeroized when
+/// dropped.
 pub struct IssuedToken {
     pub token: ApiToken,
-    pub secret: String,
+    pub secret: SecretString,
 }
 
 impl std::fmt::Debug for IssuedToken {
@@ -160,22 +218,26 @@ impl std::fmt::Debug for IssuedToken {
     }
 }
 
-/// Creates a token, stores its hash, audits it and returns the secret once.
+/// Creates a token with no cluster and no expiry (see [`issue_scoped`]).
 pub async fn issue(
     store: &Store,
     name: &str,
     role: Role,
     actor: &str,
 ) -> Result<IssuedToken, ApiError> {
-    issue_scoped(store, name, role, &[], actor).await
+    issue_scoped(store, name, role, None, None, &[], actor).await
 }
 
-/// [`issue`] with a scope: globs over `registry/repository` a signer token may sign
-/// (empty: any). Only signer tokens take one.
+/// Creates a token, stores its hash, audits it and returns the secret once. A verifier
+/// token must name its cluster; other roles must not. `expires_at` must be in the future.
+/// `scope`: globs over `registry/repository` a signer token may sign (empty: any); only
+/// signer tokens take one.
 pub async fn issue_scoped(
     store: &Store,
     name: &str,
     role: Role,
+    cluster: Option<&str>,
+    expires_at: Option<DateTime<Utc>>,
     scope: &[String],
     actor: &str,
 ) -> Result<IssuedToken, ApiError> {
@@ -186,17 +248,42 @@ pub async fn issue_scoped(
         )));
     }
     Scope::new(scope).map_err(|e| ApiError::BadRequest(format!("scope: {e}")))?;
+    match (role, cluster) {
+        (Role::Verifier, None) => {
+            return Err(ApiError::BadRequest(
+                "a verifier token needs its cluster: the one cluster whose trust bundle it reads and whose decisions it reports".into(),
+            ))
+        }
+        (Role::Verifier, Some(c)) => {
+            validate_name("cluster", c).map_err(|e| ApiError::BadRequest(e.to_string()))?
+        }
+        (_, Some(_)) => {
+            return Err(ApiError::BadRequest(format!(
+                "only verifier tokens are bound to a cluster, not {role} tokens"
+            )))
+        }
+        (_, None) => {}
+    }
+    let now = Utc::now();
+    if expires_at.is_some_and(|t| t <= now) {
+        return Err(ApiError::BadRequest(
+            "expires_at is in the past; give a time to come".into(),
+        ));
+    }
     let id = Uuid::new_v4();
-    let mut raw = [0u8; 32];
-    rand::rngs::OsRng.fill_bytes(&mut raw);
-    let secret = URL_SAFE_NO_PAD.encode(raw);
+    let mut raw = zeroize::Zeroizing::new([0u8; 32]);
+    rand::rngs::OsRng.fill_bytes(raw.as_mut());
+    let secret = zeroize::Zeroizing::new(URL_SAFE_NO_PAD.encode(raw.as_ref()));
     let hash = Sha256::digest(secret.as_bytes()).to_vec();
     let token = ApiToken {
         id,
         name: name.to_owned(),
         role,
-        created_at: Utc::now(),
+        created_at: now,
         revoked: false,
+        cluster: cluster.map(str::to_owned),
+        expires_at,
+        last_used_at: None,
         scope: scope.to_vec(),
     };
     store
@@ -207,12 +294,12 @@ pub async fn issue_scoped(
                 actor,
                 "token.create",
                 name,
-                serde_json::json!({"role": role, "id": id, "scope": scope}),
+                serde_json::json!({"role": role, "id": id, "cluster": cluster, "expires_at": expires_at, "scope": scope}),
             ),
         )
         .await?;
     Ok(IssuedToken {
-        secret: format!("{PREFIX}{}_{secret}", id.simple()),
+        secret: SecretString::from(format!("{PREFIX}{}_{}", id.simple(), secret.as_str())),
         token,
     })
 }
@@ -251,11 +338,10 @@ pub async fn bootstrap_admin(
     let issued = issue(store, "admin", Role::Admin, "system")
         .await
         .map_err(|e| BootstrapError::Store(e.to_string()))?;
-    write_private(path, format!("{}\n", issued.secret).as_bytes()).map_err(|source| {
-        BootstrapError::Write {
-            path: path.display().to_string(),
-            source,
-        }
+    let line = zeroize::Zeroizing::new(format!("{}\n", issued.secret.expose_secret()));
+    write_private(path, line.as_bytes()).map_err(|source| BootstrapError::Write {
+        path: path.display().to_string(),
+        source,
     })?;
     Ok(Some(issued.token))
 }

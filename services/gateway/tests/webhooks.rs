@@ -3,6 +3,7 @@
 //! under tests/fixtures. What a registry sees is checked: the status, the body, and that
 //! a 2xx means the jobs are on the bus.
 
+use secrecy::ExposeSecret;
 use std::sync::Arc;
 
 use axum::http::HeaderName;
@@ -110,11 +111,15 @@ async fn start_with(bus_url: &str, receivers: Receivers) -> Gateway {
     let admin = auth::issue(&store, "root", Role::Admin, "test")
         .await
         .expect("token")
-        .secret;
+        .secret
+        .expose_secret()
+        .to_owned();
     let signer = auth::issue(&store, "ci", Role::Signer, "test")
         .await
         .expect("token")
-        .secret;
+        .secret
+        .expose_secret()
+        .to_owned();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await
         .expect("bind");

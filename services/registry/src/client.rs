@@ -77,10 +77,43 @@ struct Host {
 }
 
 struct Access {
-    auth: RegistryAuth,
+    /// Kept in signet's secret types; oci-client's plain-string form is made per call
+    /// ([`Access::auth`]) and wiped when the call is done.
+    credential: Option<Credential>,
     has_credentials: bool,
     /// `/v2/` answered 200 without a challenge: no credentials are needed or sent.
     open: bool,
+}
+
+impl Access {
+    fn auth(&self) -> OciAuth {
+        OciAuth::of(self.credential.as_ref())
+    }
+}
+
+/// oci-client's credential type holds plain `String`s; this wrapper wipes them when the
+/// call that needed them is done. (oci-client keeps a copy in its own token store,
+/// which signet cannot reach.) Hand-written: `RegistryAuth` implements no `Zeroize`.
+struct OciAuth(RegistryAuth);
+
+impl OciAuth {
+    fn of(credential: Option<&Credential>) -> Self {
+        Self(credential.map_or(RegistryAuth::Anonymous, Credential::to_oci))
+    }
+}
+
+impl Drop for OciAuth {
+    fn drop(&mut self) {
+        use zeroize::Zeroize;
+        match &mut self.0 {
+            RegistryAuth::Basic(user, password) => {
+                user.zeroize();
+                password.zeroize();
+            }
+            RegistryAuth::Bearer(token) => token.zeroize(),
+            RegistryAuth::Anonymous => {}
+        }
+    }
 }
 
 impl std::fmt::Debug for RegistryClient {
@@ -472,7 +505,7 @@ impl RegistryClient {
     async fn probe(&self, host: &Host, ctx: Ctx<'_>) -> Result<Arc<Access>, RegistryError> {
         let credential = self.credential_for(&host.registry).await;
         let has_credentials = credential.is_some();
-        let auth = credential.map_or(RegistryAuth::Anonymous, |c| c.to_oci());
+        let auth = OciAuth::of(credential.as_ref());
         let url = format!("{}://{}/v2/", host.scheme, host.api_host);
         let timeout = self.inner.config.timeout;
         let resp = self
@@ -492,11 +525,11 @@ impl RegistryClient {
         }
         let open = status == 200 && !challenged;
         if !open {
-            host.oci.store_auth_if_needed(&host.api_host, &auth).await;
+            host.oci.store_auth_if_needed(&host.api_host, &auth.0).await;
         }
         tracing::debug!(registry = %host.registry, open, has_credentials, "registry probed");
         Ok(Arc::new(Access {
-            auth,
+            credential,
             has_credentials,
             open,
         }))
@@ -540,7 +573,7 @@ impl RegistryClient {
             let r = oci_reference(host, repo, reference);
             let d = host
                 .oci
-                .fetch_manifest_digest(&r, &access.auth)
+                .fetch_manifest_digest(&r, &access.auth().0)
                 .await
                 .map_err(|e| ctx.oci(e, timeout))?;
             return Digest::parse(&d).map_err(|e| ctx.protocol(format!("manifest digest: {e}")));
@@ -612,7 +645,7 @@ impl RegistryClient {
             let r = oci_reference(host, repo, reference);
             let (bytes, digest) = host
                 .oci
-                .pull_manifest_raw(&r, &access.auth, MANIFEST_ACCEPT)
+                .pull_manifest_raw(&r, &access.auth().0, MANIFEST_ACCEPT)
                 .await
                 .map_err(|e| ctx.oci(e, timeout))?;
             let digest = Digest::parse(&digest)

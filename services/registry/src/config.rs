@@ -108,7 +108,8 @@ impl Credential {
 #[derive(Clone)]
 pub(crate) struct DockerConfig {
     pub(crate) path: PathBuf,
-    bytes: std::sync::Arc<[u8]>,
+    /// It holds credentials: wiped when the last client using it is dropped.
+    bytes: std::sync::Arc<zeroize::Zeroizing<Vec<u8>>>,
 }
 
 impl fmt::Debug for DockerConfig {
@@ -144,7 +145,7 @@ impl DockerConfig {
         })?;
         Ok(Some(Self {
             path,
-            bytes: bytes.into(),
+            bytes: std::sync::Arc::new(zeroize::Zeroizing::new(bytes)),
         }))
     }
 

@@ -222,7 +222,8 @@ pub struct VerifierSettings {
     /// Most decisions in one report.
     pub report_batch: usize,
     /// Where the last trust bundle is kept, so a restarted verifier can decide while the
-    /// control plane is unreachable. Unset: kept in memory only.
+    /// control plane is unreachable, and where break-glass decisions wait until the
+    /// control plane acknowledges them. Unset: kept in memory only.
     pub state_dir: Option<PathBuf>,
     /// PEM files with the control plane's public key (two during a rotation; a file may
     /// hold several keys). Trust bundles and events not sealed by one of them are
@@ -231,6 +232,45 @@ pub struct VerifierSettings {
     /// A PEM CA bundle the gateway's certificate must chain to when `gateway` is
     /// `https://`; instead of the system roots, not in addition.
     pub gateway_ca: Option<PathBuf>,
+    /// Who may send reviews: `require` (TLS refuses a client without a certificate
+    /// issued by `client_ca`), `optional` (reviews from other clients are answered but
+    /// never reported, audited or honoured as break-glass) or `off` (anyone; for `signet
+    /// up`, which ignores this setting unless `client_ca` is set).
+    pub client_auth: ClientAuthMode,
+    /// PEM file of the CA(s) that issue the API server's client certificate (the
+    /// `client-certificate` of its `AdmissionConfiguration` kubeconfig). Read at start.
+    pub client_ca: Option<PathBuf>,
+    /// Reviews per second from one verified client certificate, or from one peer IP with
+    /// `client_auth = "off"` (0: no limit). Past it, with a burst of the same size,
+    /// reviews are answered 429.
+    pub rate_limit_verified: u32,
+    /// Reviews per second from one peer IP address without a verified certificate, with
+    /// `client_auth = "optional"` (0: no limit). Past it, with a burst of the same size,
+    /// reviews are answered 429. With `off`, every client gets `rate_limit_verified`.
+    pub rate_limit_unverified: u32,
+}
+
+/// How the verifier authenticates whoever sends it AdmissionReviews.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ClientAuthMode {
+    /// TLS refuses clients without a certificate issued by the client CA.
+    #[default]
+    Require,
+    /// Clients without one are answered, never reported, audited or given break-glass.
+    Optional,
+    /// Anyone who completes TLS is trusted (today's `signet up`).
+    Off,
+}
+
+impl ClientAuthMode {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Require => "require",
+            Self::Optional => "optional",
+            Self::Off => "off",
+        }
+    }
 }
 
 /// The registry webhook receivers. A receiver that is not configured is off (its URL
@@ -471,6 +511,10 @@ impl Default for VerifierSettings {
             state_dir: None,
             control_plane_keys: Vec::new(),
             gateway_ca: None,
+            client_auth: ClientAuthMode::Require,
+            client_ca: None,
+            rate_limit_verified: 1000,
+            rate_limit_unverified: 10,
         }
     }
 }

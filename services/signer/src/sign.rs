@@ -215,6 +215,7 @@ impl SignContext {
         {
             return already_recorded(existing);
         }
+        self.refuse_revoked(digest, &witness.name).await?;
 
         let claim = format!("{repository}@{digest}#{}", witness.name);
         let claimed = self
@@ -281,6 +282,21 @@ impl SignContext {
         done
     }
 
+    /// Refuses to sign `digest` with `witness` when a signature of that digest by that
+    /// witness was revoked, under any repository and with any key version: re-signing
+    /// it elsewhere, or after a key rotation, must not undo the revocation.
+    async fn refuse_revoked(&self, digest: &Digest, witness: &str) -> Result<(), SignError> {
+        match self
+            .store
+            .find_revoked_signature(digest, witness)
+            .await
+            .map_err(from_store)?
+        {
+            None => Ok(()),
+            Some(revoked) => already_recorded(revoked).map(|_| ()),
+        }
+    }
+
     async fn sign_claimed(
         &self,
         job: &Job,
@@ -298,6 +314,8 @@ impl SignContext {
         {
             return already_recorded(existing);
         }
+        // Or an operator revoked it meanwhile.
+        self.refuse_revoked(digest, &witness.name).await?;
         let primary = witness.primary().ok_or_else(|| {
             SignError::permanent(
                 "no_primary_key",
@@ -465,8 +483,9 @@ impl SignContext {
 }
 
 /// The recorded signature stands for the job, unless it was revoked: then signet does
-/// not sign the image again with that witness (a new push of the same digest must not
-/// undo a revocation).
+/// not sign that digest again with that witness, under any repository or key version
+/// (a new push of the same digest, elsewhere or after a rotation, must not undo a
+/// revocation).
 fn already_recorded(
     existing: SignatureRecord,
 ) -> Result<(SignatureRecord, SignOutcome), SignError> {
@@ -475,7 +494,7 @@ fn already_recorded(
         Some(r) => Err(SignError::permanent(
             "signature_revoked",
             format!(
-                "the signature of {}@{} by witness {:?} was revoked by {} at {} ({}); signet does not sign it again",
+                "the signature of {}@{} by witness {:?} was revoked by {} at {} ({}); signet does not sign that digest with that witness again, under any repository or key version",
                 existing.repository, existing.digest, existing.witness, r.by, r.at, r.reason
             ),
         )),

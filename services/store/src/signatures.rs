@@ -215,6 +215,28 @@ impl Store {
         select_one(&mut conn, repository, digest, witness).await
     }
 
+    /// A revoked signature of `digest` by `witness` under any repository and with any
+    /// key version (the oldest revocation): a revocation binds to the digest and the
+    /// witness, so neither another repository name nor a rotated key undoes it.
+    #[tracing::instrument(name = "store.find_revoked_signature", level = "debug", skip_all, fields(digest = %digest, witness = %witness))]
+    pub async fn find_revoked_signature(
+        &self,
+        digest: &Digest,
+        witness: &str,
+    ) -> Result<Option<SignatureRecord>, StoreError> {
+        let row = sqlx::query(&format!(
+            "SELECT {COLUMNS} FROM signatures \
+             WHERE digest = $1 AND witness = $2 AND revoked_at IS NOT NULL \
+             ORDER BY revoked_at, id LIMIT 1"
+        ))
+        .bind(digest.as_str())
+        .bind(witness)
+        .fetch_optional(&self.read)
+        .await
+        .map_err(db("reading revoked signatures"))?;
+        row.as_ref().map(signature_from_row).transpose()
+    }
+
     #[tracing::instrument(name = "store.list_signatures", level = "debug", skip_all)]
     pub async fn list_signatures(
         &self,

@@ -1,5 +1,6 @@
 //! API tokens. Only a SHA-256 hash of each secret is stored, and never logged.
 
+use chrono::{DateTime, Utc};
 use signet_core::{ApiToken, NewAudit, Role};
 use sqlx::any::AnyRow;
 use uuid::Uuid;
@@ -8,6 +9,9 @@ use crate::audit::insert_audit;
 use crate::codec::{self, col};
 use crate::error::{db, StoreError};
 use crate::Store;
+
+const COLUMNS: &str =
+    "id, name, role, secret_hash, revoked, created_at, cluster, expires_at, last_used_at, scope";
 
 impl Store {
     /// Stores a token with its audit entry. `Conflict` if the name (or id) is taken.
@@ -23,8 +27,8 @@ impl Store {
         let mut tx = self.begin_write(OP).await?;
         // No conflict target: a taken name and a taken id are both a conflict.
         let inserted = sqlx::query(
-            "INSERT INTO api_tokens (id, name, role, secret_hash, revoked, created_at, scope) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT DO NOTHING",
+            "INSERT INTO api_tokens (id, name, role, secret_hash, revoked, created_at, cluster, expires_at, scope) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) ON CONFLICT DO NOTHING",
         )
         .bind(token.id.to_string())
         .bind(token.name.as_str())
@@ -32,6 +36,8 @@ impl Store {
         .bind(secret_hash.to_vec())
         .bind(codec::flag(token.revoked))
         .bind(codec::millis(token.created_at))
+        .bind(token.cluster.clone())
+        .bind(token.expires_at.map(codec::millis))
         .bind(codec::json_text("token scope", &token.scope)?)
         .execute(&mut *tx)
         .await
@@ -48,14 +54,31 @@ impl Store {
     /// The token and the stored hash of its secret.
     #[tracing::instrument(name = "store.get_token", level = "debug", skip_all, fields(token = %id))]
     pub async fn get_token(&self, id: Uuid) -> Result<Option<(ApiToken, Vec<u8>)>, StoreError> {
-        let row = sqlx::query(
-            "SELECT id, name, role, secret_hash, revoked, created_at, scope FROM api_tokens WHERE id = $1",
-        )
-        .bind(id.to_string())
-        .fetch_optional(&self.read)
-        .await
-        .map_err(db("reading an API token"))?;
+        let row = sqlx::query(&format!("SELECT {COLUMNS} FROM api_tokens WHERE id = $1"))
+            .bind(id.to_string())
+            .fetch_optional(&self.read)
+            .await
+            .map_err(db("reading an API token"))?;
         row.as_ref().map(token_from_row).transpose()
+    }
+
+    /// Records that the token authenticated a request at `at`. Callers do this at most
+    /// about once a minute per token, so it costs no write per request.
+    #[tracing::instrument(name = "store.touch_token", level = "debug", skip_all, fields(token = %id))]
+    pub async fn touch_token(&self, id: Uuid, at: DateTime<Utc>) -> Result<(), StoreError> {
+        const OP: &str = "recording when an API token was used";
+        let mut tx = self.begin_write(OP).await?;
+        sqlx::query(
+            "UPDATE api_tokens SET last_used_at = $1 \
+             WHERE id = $2 AND (last_used_at IS NULL OR last_used_at < $1)",
+        )
+        .bind(codec::millis(at))
+        .bind(id.to_string())
+        .execute(&mut *tx)
+        .await
+        .map_err(db(OP))?;
+        tx.commit().await.map_err(db(OP))?;
+        Ok(())
     }
 
     /// How many tokens exist, revoked ones included (decides whether to bootstrap one).
@@ -73,9 +96,9 @@ impl Store {
     /// Every token, oldest first (hashes are not returned).
     #[tracing::instrument(name = "store.list_tokens", level = "debug", skip_all)]
     pub async fn list_tokens(&self) -> Result<Vec<ApiToken>, StoreError> {
-        let rows = sqlx::query(
-            "SELECT id, name, role, secret_hash, revoked, created_at, scope FROM api_tokens ORDER BY created_at, name",
-        )
+        let rows = sqlx::query(&format!(
+            "SELECT {COLUMNS} FROM api_tokens ORDER BY created_at, name"
+        ))
         .fetch_all(&self.read)
         .await
         .map_err(db("listing API tokens"))?;
@@ -101,13 +124,11 @@ impl Store {
         if updated == 0 {
             return Err(StoreError::NotFound(format!("API token {name:?}")));
         }
-        let row = sqlx::query(
-            "SELECT id, name, role, secret_hash, revoked, created_at, scope FROM api_tokens WHERE name = $1",
-        )
-        .bind(name)
-        .fetch_one(&mut *tx)
-        .await
-        .map_err(db(OP))?;
+        let row = sqlx::query(&format!("SELECT {COLUMNS} FROM api_tokens WHERE name = $1"))
+            .bind(name)
+            .fetch_one(&mut *tx)
+            .await
+            .map_err(db(OP))?;
         let (token, _) = token_from_row(&row)?;
         insert_audit(&mut tx, audit, now).await?;
         tx.commit().await.map_err(db(OP))?;
@@ -120,7 +141,6 @@ fn token_from_row(row: &AnyRow) -> Result<(ApiToken, Vec<u8>), StoreError> {
     let what = format!("API token {id}");
     let role: String = col(row, &what, "role")?;
     let revoked: i64 = col(row, &what, "revoked")?;
-    let scope: String = col(row, &what, "scope")?;
     let token = ApiToken {
         id: codec::uuid(&what, &id)?,
         name: col(row, &what, "name")?,
@@ -128,7 +148,14 @@ fn token_from_row(row: &AnyRow) -> Result<(ApiToken, Vec<u8>), StoreError> {
             .ok_or_else(|| StoreError::corrupt(&what, format!("unknown role {role:?}")))?,
         created_at: codec::time(&what, col(row, &what, "created_at")?)?,
         revoked: revoked != 0,
-        scope: codec::from_json(&what, &scope)?,
+        cluster: col(row, &what, "cluster")?,
+        expires_at: col::<Option<i64>>(row, &what, "expires_at")?
+            .map(|t| codec::time(&what, t))
+            .transpose()?,
+        last_used_at: col::<Option<i64>>(row, &what, "last_used_at")?
+            .map(|t| codec::time(&what, t))
+            .transpose()?,
+        scope: codec::from_json(&what, &col::<String>(row, &what, "scope")?)?,
     };
     Ok((token, col(row, &what, "secret_hash")?))
 }

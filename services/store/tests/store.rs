@@ -805,6 +805,9 @@ async fn tokens_store_only_the_hash(db: TestDb) {
         created_at: ms(Utc::now()),
         revoked: false,
         scope: vec!["registry.example.com/team/**".into()],
+        cluster: None,
+        expires_at: Some(ms(Utc::now() + chrono::Duration::days(30))),
+        last_used_at: None,
     };
     let hash = [7u8; 32];
     store
@@ -835,6 +838,9 @@ async fn tokens_store_only_the_hash(db: TestDb) {
         created_at: ms(Utc::now()),
         revoked: true,
         scope: Vec::new(),
+        cluster: Some("prod-eu-1".into()),
+        expires_at: None,
+        last_used_at: None,
     };
     store
         .create_token(&revoked, &[9u8; 32], &audit("token.create", "old-verifier"))
@@ -845,8 +851,23 @@ async fn tokens_store_only_the_hash(db: TestDb) {
         .await
         .expect("get")
         .expect("exists");
-    assert_eq!(back, revoked);
+    assert_eq!(back, revoked, "the cluster is kept");
     assert_eq!(store.count_tokens().await.expect("count"), 2);
+
+    // Last use: recorded, and never moved backwards.
+    let used = ms(Utc::now());
+    store.touch_token(token.id, used).await.expect("touch");
+    store
+        .touch_token(token.id, used - chrono::Duration::minutes(5))
+        .await
+        .expect("touch");
+    let (back, _) = store
+        .get_token(token.id)
+        .await
+        .expect("get")
+        .expect("exists");
+    assert_eq!(back.last_used_at, Some(used));
+    assert_eq!(back.expires_at, token.expires_at);
 
     // Revocation by name keeps the record (for the audit trail) and is audited.
     let gone = store

@@ -2,6 +2,10 @@
 //! workload runs, and whether each satisfies each policy; then what the mode makes of a
 //! failure (enforce denies, warn warns, dry-run records) and what gets reported.
 //!
+//! Only reviews from a trusted sender (the authenticated API server) that are not dry
+//! runs are reported; a break-glass decision is kept on disk before the answer goes out
+//! ([`crate::break_glass`]), and an unverified sender never gets break-glass.
+//!
 //! Updates that run no new image (a scale-down, a label change) are allowed without a
 //! check: their images were checked when they were created. The whole check runs within
 //! the decision budget; what does not finish in time counts as "registry unreachable",
@@ -22,6 +26,7 @@ use signet_core::{
 use tokio::sync::OnceCell;
 use tokio::time::Instant;
 
+use crate::break_glass::Journal;
 use crate::report::Reporter;
 use crate::trust::{CompiledPolicy, Failure, Snapshot, Trust};
 use crate::workload;
@@ -37,8 +42,19 @@ const MAX_MESSAGE: usize = 4_000;
 pub struct Admission {
     trust: Arc<Trust>,
     reporter: Reporter,
+    break_glass: Journal,
     cluster: Arc<str>,
     budget: Duration,
+}
+
+/// Who sent a review, as far as the TLS handshake can tell.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Sender {
+    /// A client certificate the client CA issued, or client authentication is off.
+    Trusted,
+    /// No client certificate, with `client_auth = "optional"`: answered, never reported,
+    /// never given break-glass.
+    Unverified,
 }
 
 /// One image of the workload, parsed once and resolved at most once per review.
@@ -94,19 +110,30 @@ fn images_to_check(req: &AdmissionRequest<DynamicObject>) -> Option<(&DynamicObj
 }
 
 impl Admission {
-    pub fn new(trust: Arc<Trust>, reporter: Reporter, cluster: &str, budget: Duration) -> Self {
+    pub fn new(
+        trust: Arc<Trust>,
+        reporter: Reporter,
+        break_glass: Journal,
+        cluster: &str,
+        budget: Duration,
+    ) -> Self {
         Self {
             trust,
             reporter,
+            break_glass,
             cluster: cluster.into(),
             budget,
         }
     }
 
     /// `POST /validate`.
-    pub async fn validate(&self, req: &AdmissionRequest<DynamicObject>) -> AdmissionResponse {
+    pub async fn validate(
+        &self,
+        req: &AdmissionRequest<DynamicObject>,
+        sender: Sender,
+    ) -> AdmissionResponse {
         let started = Instant::now();
-        let response = self.decide(req, started + self.budget).await;
+        let response = self.decide(req, sender, started + self.budget).await;
         signet_runtime::metrics::metrics()
             .admission_latency
             .observe(started.elapsed().as_secs_f64());
@@ -116,6 +143,7 @@ impl Admission {
     async fn decide(
         &self,
         req: &AdmissionRequest<DynamicObject>,
+        sender: Sender,
         deadline: Instant,
     ) -> AdmissionResponse {
         let allow = AdmissionResponse::from(req);
@@ -175,7 +203,8 @@ impl Admission {
                 })
                 .collect(),
         };
-        self.conclude(req, object, namespace, &results)
+        self.conclude(req, sender, object, namespace, &results)
+            .await
     }
 
     /// Every image of the workload against one policy, images checked concurrently.
@@ -248,9 +277,10 @@ impl Admission {
     }
 
     /// Turns policy results into the answer and the decisions to report.
-    fn conclude(
+    async fn conclude(
         &self,
         req: &AdmissionRequest<DynamicObject>,
+        sender: Sender,
         object: &DynamicObject,
         namespace: &str,
         results: &[PolicyResult<'_>],
@@ -277,8 +307,11 @@ impl Admission {
                     .map(|g| format!("{g}*"))
             })
             .unwrap_or_else(|| req.name.clone());
+        // A dry run creates nothing, and `sideEffects: None` promises it records nothing.
+        let recorded = sender == Sender::Trusted && !req.dry_run;
         let mut denials: Vec<String> = Vec::new();
         let mut warnings: Vec<String> = Vec::new();
+        let mut kept_break_glass = Vec::new();
         for r in results {
             let policy = &r.policy.policy;
             let failed = r.failed();
@@ -290,6 +323,15 @@ impl Admission {
             let (outcome, message) = match (failed, policy.mode) {
                 (false, _) => (AdmissionOutcome::Allowed, String::new()),
                 (true, PolicyMode::Enforce) => match break_glass {
+                    // Break-glass is allowed on the promise of an audit record; an
+                    // unauthenticated sender's review is never recorded.
+                    Some(_) if sender == Sender::Unverified => {
+                        let m = format!(
+                            "{problems} (break-glass is honoured only for reviews from the authenticated API server)"
+                        );
+                        denials.push(m.clone());
+                        (AdmissionOutcome::Denied, m)
+                    }
                     Some(reason) if policy.allow_break_glass => {
                         let m = format!(
                             "signet: break-glass ({reason}) let this through policy {:?}, which would have denied it: {problems}; this admission is audited",
@@ -318,6 +360,9 @@ impl Admission {
                 }
                 (true, PolicyMode::DryRun) => (AdmissionOutcome::WouldDeny, problems),
             };
+            if !recorded {
+                continue;
+            }
             signet_runtime::metrics::metrics().admission(
                 outcome.as_str(),
                 &policy.name,
@@ -339,11 +384,22 @@ impl Admission {
                 break_glass: break_glass.map(str::to_owned),
                 dry_run: req.dry_run,
             };
-            let urgent = outcome == AdmissionOutcome::BreakGlass;
-            if urgent {
+            if outcome == AdmissionOutcome::BreakGlass {
                 tracing::warn!(namespace, name = %name, policy = %policy.name, reason = ?break_glass, "break-glass admission");
+                kept_break_glass.push(decision);
+            } else {
+                self.reporter.record(decision, false);
             }
-            self.reporter.record(decision, urgent);
+        }
+        // Kept before the answer leaves: a break-glass admission that could not be
+        // recorded is not let through.
+        for decision in kept_break_glass {
+            if let Err(e) = self.break_glass.keep(decision).await {
+                tracing::error!(error = %e, "break-glass admission refused: its decision cannot be kept for the audit");
+                return AdmissionResponse::from(req).deny(
+                    "signet: break-glass refused: the verifier cannot record the decision durably, and break-glass admissions must be audited",
+                );
+            }
         }
         let mut response = AdmissionResponse::from(req);
         if !warnings.is_empty() {
@@ -614,6 +670,7 @@ mod tests {
         admission: Admission,
         trust: Arc<Trust>,
         decisions: mpsc::Receiver<AdmissionDecision>,
+        glass: Journal,
         key: TestKey,
         signed: String,
         unsigned: String,
@@ -632,8 +689,16 @@ mod tests {
             .await
             .expect("learn");
         let (reporter, decisions) = Reporter::for_tests();
+        let glass = Journal::open(None).expect("in-memory journal");
         Fixture {
-            admission: Admission::new(trust.clone(), reporter, "c1", Duration::from_secs(2)),
+            admission: Admission::new(
+                trust.clone(),
+                reporter,
+                glass.clone(),
+                "c1",
+                Duration::from_secs(2),
+            ),
+            glass,
             trust,
             decisions,
             key,
@@ -685,7 +750,10 @@ mod tests {
         let unsigned = f.unsigned.clone();
         let r = f
             .admission
-            .validate(&request("pod-create", "dev", &images(&f, &unsigned)))
+            .validate(
+                &request("pod-create", "dev", &images(&f, &unsigned)),
+                Sender::Trusted,
+            )
             .await;
         assert!(r.allowed);
         assert!(drain(&mut f.decisions).is_empty());
@@ -703,17 +771,19 @@ mod tests {
         let signed = f.signed.clone();
         let ok = f
             .admission
-            .validate(&request("deployment-create", "prod", &images(&f, &signed)))
+            .validate(
+                &request("deployment-create", "prod", &images(&f, &signed)),
+                Sender::Trusted,
+            )
             .await;
         assert!(ok.allowed, "{}", ok.result.message);
         let unsigned = f.unsigned.clone();
         let denied = f
             .admission
-            .validate(&request(
-                "deployment-create",
-                "prod",
-                &images(&f, &unsigned),
-            ))
+            .validate(
+                &request("deployment-create", "prod", &images(&f, &unsigned)),
+                Sender::Trusted,
+            )
             .await;
         assert!(!denied.allowed);
         let m = &denied.result.message;
@@ -743,7 +813,10 @@ mod tests {
         let unsigned = f.unsigned.clone();
         let r = f
             .admission
-            .validate(&request("pod-create", "prod", &images(&f, &unsigned)))
+            .validate(
+                &request("pod-create", "prod", &images(&f, &unsigned)),
+                Sender::Trusted,
+            )
             .await;
         assert!(r.allowed);
         let warnings = r.warnings.unwrap_or_default();
@@ -773,20 +846,72 @@ mod tests {
             }
             req
         };
-        let r = f.admission.validate(&with_glass("prod")).await;
+        let r = f
+            .admission
+            .validate(&with_glass("prod"), Sender::Trusted)
+            .await;
         assert!(r.allowed);
         assert!(r.warnings.unwrap_or_default()[0].contains("break-glass (incident 42)"));
-        let r = f.admission.validate(&with_glass("secure")).await;
+        let r = f
+            .admission
+            .validate(&with_glass("secure"), Sender::Trusted)
+            .await;
         assert!(!r.allowed);
         assert!(
             r.result.message.contains("does not honour"),
             "{}",
             r.result.message
         );
+        // The break-glass decision waits in the journal, not in the droppable queue.
+        let kept = f.glass.pending();
+        assert_eq!(kept.len(), 1);
+        assert_eq!(kept[0].outcome, AdmissionOutcome::BreakGlass);
+        assert_eq!(kept[0].break_glass.as_deref(), Some("incident 42"));
         let d = drain(&mut f.decisions);
-        assert_eq!(d[0].outcome, AdmissionOutcome::BreakGlass);
-        assert_eq!(d[0].break_glass.as_deref(), Some("incident 42"));
-        assert_eq!(d[1].outcome, AdmissionOutcome::Denied);
+        assert_eq!(d.len(), 1);
+        assert_eq!(d[0].outcome, AdmissionOutcome::Denied);
+    }
+
+    #[tokio::test]
+    async fn unverified_senders_and_dry_runs_are_answered_not_recorded() {
+        let mut allows = policy("glass", &["w"], "prod", PolicyMode::Enforce);
+        allows.allow_break_glass = true;
+        let mut f = fixture(vec![allows]).await;
+        let unsigned = f.unsigned.clone();
+        let mut req = request("deployment-create", "prod", &images(&f, &unsigned));
+        if let Some(o) = req.object.as_mut() {
+            o.metadata
+                .annotations
+                .get_or_insert_with(Default::default)
+                .insert(BREAK_GLASS_ANNOTATION.into(), "incident 7".into());
+        }
+        // A client without a verified certificate: answered, no break-glass, no record.
+        let r = f.admission.validate(&req, Sender::Unverified).await;
+        assert!(!r.allowed);
+        assert!(
+            r.result.message.contains("authenticated API server"),
+            "{}",
+            r.result.message
+        );
+        let plain = request("pod-create", "prod", &images(&f, &unsigned));
+        assert!(
+            !f.admission
+                .validate(&plain, Sender::Unverified)
+                .await
+                .allowed
+        );
+        // A dry run from the API server: break-glass answered, nothing recorded.
+        req.dry_run = true;
+        let r = f.admission.validate(&req, Sender::Trusted).await;
+        assert!(r.allowed, "{}", r.result.message);
+        let mut dry = plain.clone();
+        dry.dry_run = true;
+        assert!(!f.admission.validate(&dry, Sender::Trusted).await.allowed);
+        assert!(drain(&mut f.decisions).is_empty());
+        assert!(f.glass.pending().is_empty());
+        // The same review for real is recorded.
+        assert!(!f.admission.validate(&plain, Sender::Trusted).await.allowed);
+        assert_eq!(drain(&mut f.decisions).len(), 1);
     }
 
     #[tokio::test]
@@ -798,20 +923,22 @@ mod tests {
         // The exempt pause image needs nothing; a tag is refused outright.
         let r = f
             .admission
-            .validate(&request(
-                "pod-create",
-                "prod",
-                &images(&f, "registry.k8s.io/pause:3.9"),
-            ))
+            .validate(
+                &request(
+                    "pod-create",
+                    "prod",
+                    &images(&f, "registry.k8s.io/pause:3.9"),
+                ),
+                Sender::Trusted,
+            )
             .await;
         assert!(r.allowed, "{}", r.result.message);
         let r = f
             .admission
-            .validate(&request(
-                "pod-create",
-                "prod",
-                &images(&f, "127.0.0.1:1/team/app:v1"),
-            ))
+            .validate(
+                &request("pod-create", "prod", &images(&f, "127.0.0.1:1/team/app:v1")),
+                Sender::Trusted,
+            )
             .await;
         assert!(!r.allowed);
         assert!(
@@ -828,7 +955,10 @@ mod tests {
             let unsigned = f.unsigned.clone();
             let r = f
                 .admission
-                .validate(&request(name, "prod", &images(&f, &unsigned)))
+                .validate(
+                    &request(name, "prod", &images(&f, &unsigned)),
+                    Sender::Trusted,
+                )
                 .await;
             assert!(r.allowed, "{name}");
         }
@@ -839,7 +969,10 @@ mod tests {
         i.old = &signed;
         let r = f
             .admission
-            .validate(&request("deployment-image-update", "prod", &i))
+            .validate(
+                &request("deployment-image-update", "prod", &i),
+                Sender::Trusted,
+            )
             .await;
         assert!(!r.allowed);
     }
@@ -857,7 +990,10 @@ mod tests {
         f.trust.install(revoked);
         let r = f
             .admission
-            .validate(&request("pod-create", "prod", &images(&f, &signed)))
+            .validate(
+                &request("pod-create", "prod", &images(&f, &signed)),
+                Sender::Trusted,
+            )
             .await;
         assert!(!r.allowed);
         assert!(
@@ -868,18 +1004,74 @@ mod tests {
         drain(&mut f.decisions);
     }
 
+    /// M8: the bundle revokes witness `w`'s signature of a digest, made with key version
+    /// 1. After a rotation, a valid signature of the same digest by version 2, published
+    /// under another repository, must not admit it.
+    #[tokio::test]
+    async fn a_revocation_holds_for_every_key_and_repository_of_the_witness() {
+        let old = TestKey::new();
+        let new = TestKey::new();
+        let digest = Digest::of(b"revoked image");
+        let revoked = old.record("w", "127.0.0.1:1/team/app", &digest);
+        let mut b = bundle(
+            1,
+            vec![policy("p", &["w"], "prod", PolicyMode::Enforce)],
+            vec![old.trusted("w", "1"), new.trusted("w", "2")],
+        );
+        b.revoked_signatures.push(
+            signet_core::RevokedSignature::of(&signet_core::SignatureRecord {
+                revoked: Some(signet_core::Revocation {
+                    at: Utc::now(),
+                    by: "token:admin".into(),
+                    reason: "built from an unreviewed branch".into(),
+                }),
+                ..revoked
+            })
+            .expect("revoked entry"),
+        );
+        let trust = Arc::new(Trust::new("c1", no_registry(), CacheConfig::default()));
+        trust.install(b);
+        let mut resigned = new.record("w", "127.0.0.1:1/attacker/copy", &digest);
+        resigned.key_version = "2".into();
+        let learned = trust.learn(&resigned).await;
+        assert!(learned.is_err(), "the new key's signature is refused");
+        let (reporter, _rx) = Reporter::for_tests();
+        let a = Admission::new(
+            trust,
+            reporter,
+            Journal::open(None).expect("journal"),
+            "c1",
+            Duration::from_secs(1),
+        );
+        let copy = format!("127.0.0.1:1/attacker/copy@{digest}");
+        let i = Images {
+            image: &copy,
+            init: &copy,
+            ephemeral: &copy,
+            old: &copy,
+        };
+        let r = a
+            .validate(&request("pod-create", "prod", &i), Sender::Trusted)
+            .await;
+        assert!(!r.allowed);
+        assert!(r.result.message.contains("revoked"), "{}", r.result.message);
+    }
+
     #[tokio::test]
     async fn no_bundle_no_admission() {
         let trust = Arc::new(Trust::new("c1", no_registry(), CacheConfig::default()));
         let (reporter, _rx) = Reporter::for_tests();
-        let a = Admission::new(trust, reporter, "c1", Duration::from_secs(1));
+        let glass = Journal::open(None).expect("in-memory journal");
+        let a = Admission::new(trust, reporter, glass, "c1", Duration::from_secs(1));
         let i = Images {
             image: "reg/app:v1",
             init: "reg/init:v1",
             ephemeral: "x",
             old: "x",
         };
-        let r = a.validate(&request("pod-create", "prod", &i)).await;
+        let r = a
+            .validate(&request("pod-create", "prod", &i), Sender::Trusted)
+            .await;
         assert!(!r.allowed);
         assert!(r.result.message.contains("no trust bundle"));
     }

@@ -1,12 +1,15 @@
 //! The verifier's configuration: built from signet's settings file (the `verifier`
 //! section) or directly by tests and by `signet up`.
 
+use std::num::NonZeroU32;
 use std::path::PathBuf;
 use std::time::Duration;
 
+use governor::Quota;
 use secrecy::SecretString;
 use signet_core::PinnedKeys;
 use signet_runtime::secret::read_secret_file;
+use signet_runtime::settings::ClientAuthMode;
 use signet_runtime::Settings;
 
 use crate::error::VerifierError;
@@ -36,12 +39,57 @@ pub struct VerifierConfig {
     pub resync_interval: Duration,
     pub report_interval: Duration,
     pub report_batch: usize,
-    /// Where the last trust bundle is kept across restarts.
+    /// Where the last trust bundle is kept across restarts, and where break-glass
+    /// decisions wait for the control plane's acknowledgement.
     pub state_dir: Option<PathBuf>,
     /// The control plane keys whose seal bundles and events must carry.
     pub control_plane_keys: PinnedKeys,
     /// The CA the gateway's certificate must chain to (`https://` gateways).
     pub gateway_ca: Option<PathBuf>,
+    /// Who may send reviews.
+    pub client_auth: ClientAuth,
+    /// Reviews per source before 429.
+    pub rate_limits: RateLimits,
+}
+
+/// How the webhook authenticates the API server.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ClientAuth {
+    /// Anyone who completes TLS; every review is reported (`signet up`).
+    Off,
+    /// Clients with a certificate issued by `ca` are trusted; others are answered, but
+    /// their reviews are neither reported nor honoured as break-glass.
+    Optional { ca: PathBuf },
+    /// TLS refuses clients without a certificate issued by `ca`.
+    Require { ca: PathBuf },
+}
+
+impl ClientAuth {
+    pub fn ca(&self) -> Option<&std::path::Path> {
+        match self {
+            Self::Off => None,
+            Self::Optional { ca } | Self::Require { ca } => Some(ca),
+        }
+    }
+}
+
+/// Per-source review quotas: a verified client is keyed by its certificate, any other
+/// by its IP address. `None`: no limit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct RateLimits {
+    pub verified: Option<Quota>,
+    pub unverified: Option<Quota>,
+}
+
+impl RateLimits {
+    /// `per_second` reviews a second with a burst of as many; 0 is no limit.
+    pub fn per_second(verified: u32, unverified: u32) -> Self {
+        let q = |n: u32| NonZeroU32::new(n).map(Quota::per_second);
+        Self {
+            verified: q(verified),
+            unverified: q(unverified),
+        }
+    }
 }
 
 /// Sizes and lifetimes of the trust cache.
@@ -90,6 +138,15 @@ impl VerifierConfig {
                  `signet control-plane key` prints it)",
             );
         }
+        let client_auth = match (v.client_auth, &v.client_ca) {
+            (ClientAuthMode::Off, _) => ClientAuth::Off,
+            (ClientAuthMode::Optional, Some(ca)) => ClientAuth::Optional { ca: ca.clone() },
+            (ClientAuthMode::Require, Some(ca)) => ClientAuth::Require { ca: ca.clone() },
+            (_, None) => {
+                missing.push("verifier.client_ca (the PEM of the CA that issues the API server's client certificate; or client_auth = \"off\", which lets anyone who reaches the port send reviews)");
+                ClientAuth::Off
+            }
+        };
         let (Some(gateway), Some(token_file), Some(cert), Some(key)) =
             (&v.gateway, &v.token_file, &v.tls_cert, &v.tls_key)
         else {
@@ -139,6 +196,8 @@ impl VerifierConfig {
             state_dir: v.state_dir.clone(),
             control_plane_keys,
             gateway_ca: v.gateway_ca.clone(),
+            client_auth,
+            rate_limits: RateLimits::per_second(v.rate_limit_verified, v.rate_limit_unverified),
         })
     }
 }
@@ -170,6 +229,11 @@ impl VerifierConfig {
         v.gateway.get_or_insert_with(|| gateway_url.to_owned());
         v.token_file.get_or_insert_with(|| token_file.to_owned());
         v.state_dir.get_or_insert_with(|| dir.clone());
+        // Its verifier listens on loopback for a local API server, if any; client
+        // certificates are checked only when a CA is configured.
+        if v.client_ca.is_none() {
+            v.client_auth = ClientAuthMode::Off;
+        }
         if v.tls_cert.is_none() && v.tls_key.is_none() {
             let files = TlsFiles {
                 cert: dir.join("tls.crt"),
@@ -204,6 +268,7 @@ mod tests {
         assert!(err.contains("verifier.token_file"), "{err}");
         assert!(err.contains("verifier.tls_cert"), "{err}");
         assert!(err.contains("verifier.control_plane_keys"), "{err}");
+        assert!(err.contains("verifier.client_ca"), "{err}");
     }
 
     #[test]
@@ -218,6 +283,7 @@ mod tests {
         let c = VerifierConfig::for_signet_up(&s, "http://127.0.0.1:7700", &token, &test_key_pem())
             .expect("config");
         assert_eq!(c.gateway, "http://127.0.0.1:7700");
+        assert_eq!(c.client_auth, ClientAuth::Off);
         assert_eq!(c.tls.cert, dir.path().join("verifier/tls.crt"));
         assert!(c.tls.cert.exists() && c.tls.key.exists());
         assert_eq!(
@@ -243,6 +309,7 @@ mod tests {
         s.verifier.tls_cert = Some(dir.path().join("c.pem"));
         s.verifier.tls_key = Some(dir.path().join("k.pem"));
         s.verifier.cluster = "c1".into();
+        s.verifier.client_ca = Some(dir.path().join("ca.pem"));
         // Without a pinned control plane key the verifier does not start.
         let err = VerifierConfig::from_settings(&s)
             .err()
@@ -258,6 +325,13 @@ mod tests {
         s.verifier.control_plane_keys = vec![pinned];
         let c = VerifierConfig::from_settings(&s).expect("config");
         assert_eq!(c.control_plane_keys.fingerprints().count(), 2);
+        assert_eq!(
+            c.client_auth,
+            ClientAuth::Require {
+                ca: dir.path().join("ca.pem")
+            },
+            "client certificates are required by default"
+        );
         assert_eq!(c.gateway, "http://127.0.0.1:7700");
         assert_eq!(c.token.expose_secret(), "sgt_x_y");
         assert_eq!(c.cluster, "c1");

@@ -16,11 +16,13 @@
 //! - [`trust`]: the compiled trust snapshot and the trust cache.
 //! - [`sync`]: events and trust bundle re-syncs.
 //! - [`report`]: admission decisions, batched to the control plane.
+//! - [`break_glass`]: break-glass decisions, kept on disk and sent until acknowledged.
 //! - [`control`]: the control plane client.
 //! - [`server`]: the HTTP routes; [`tls`]: HTTPS with certificate reload.
 //! - [`error`]: what stops the verifier ([`VerifierError`]) or its control plane calls.
 
 pub mod admission;
+pub mod break_glass;
 pub mod config;
 pub mod control;
 pub mod error;
@@ -44,7 +46,7 @@ use signet_registry::RegistryClient;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
-pub use config::{CacheConfig, TlsFiles, VerifierConfig};
+pub use config::{CacheConfig, ClientAuth, RateLimits, TlsFiles, VerifierConfig};
 pub use error::{ControlPlaneError, VerifierError};
 
 use crate::admission::Admission;
@@ -138,8 +140,16 @@ pub async fn start(
         config.tls.clone(),
         provider.clone(),
     )?);
-    let tls_config =
-        RustlsConfig::from_config(Arc::new(tls::server_config(cert.clone(), provider)?));
+    let tls_config = RustlsConfig::from_config(Arc::new(tls::server_config(
+        cert.clone(),
+        provider,
+        &config.client_auth,
+    )?));
+    let break_glass = break_glass::Journal::open(config.state_dir.as_deref())
+        .map_err(|e| VerifierError::Config(e.to_string()))?;
+    if config.state_dir.is_none() {
+        tracing::warn!("verifier.state_dir is not set: break-glass decisions wait for the control plane in memory only, and a restart loses the unsent ones");
+    }
     let listener =
         std::net::TcpListener::bind(&config.listen).map_err(|source| VerifierError::Listen {
             addr: config.listen.clone(),
@@ -167,12 +177,18 @@ pub async fn start(
     let admission = Admission::new(
         trust.clone(),
         reporter,
+        break_glass.clone(),
         &config.cluster,
         config.decision_budget,
     );
     let resync = Resync::default();
     let background = vec![
         tokio::spawn(cert.watch(config.tls_reload_interval, shutdown.clone())),
+        tokio::spawn(break_glass::send(
+            break_glass,
+            control.clone(),
+            shutdown.clone(),
+        )),
         tokio::spawn(sync::resync_loop(
             trust.clone(),
             control,
@@ -194,7 +210,12 @@ pub async fn start(
     let server = axum_server::from_tcp_rustls(listener, tls_config)
         .map_err(VerifierError::Serve)?
         .handle(handle.clone());
-    let app = server::router(admission, trust.clone());
+    let app = server::router(
+        admission,
+        trust.clone(),
+        &config.client_auth,
+        config.rate_limits,
+    );
     {
         let shutdown = shutdown.clone();
         tokio::spawn(async move {
@@ -202,9 +223,14 @@ pub async fn start(
             handle.graceful_shutdown(Some(DRAIN));
         });
     }
-    tracing::info!(%addr, cluster = %config.cluster, gateway = %config.gateway, "verifier listening (HTTPS: /validate, /mutate)");
+    if config.client_auth == ClientAuth::Off {
+        tracing::warn!("verifier.client_auth is off: anyone who reaches the port can send reviews, and they are reported as decisions");
+    }
+    tracing::info!(%addr, cluster = %config.cluster, gateway = %config.gateway, client_auth = ?config.client_auth, "verifier listening (HTTPS: /validate, /mutate)");
     let task = tokio::spawn(async move {
-        let served = server.serve(app.into_make_service()).await;
+        let served = server
+            .serve(app.into_make_service_with_connect_info::<SocketAddr>())
+            .await;
         for t in background {
             let _ = t.await;
         }

@@ -1,7 +1,8 @@
-//! Admission decisions go to the control plane in batches: every `interval`, when a
-//! batch is full, or at once for a break-glass admission. Admissions never wait for
-//! this: a decision is queued (or, when the queue is full, dropped and counted) and the
-//! reporter keeps what it could not send while the control plane is down, up to a bound.
+//! Admission decisions go to the control plane in batches: every `interval` or when a
+//! batch is full. Admissions never wait for this: a decision is queued (or, when the
+//! queue is full, dropped and counted) and the reporter keeps what it could not send
+//! while the control plane is down, up to a bound. Break-glass decisions, which must
+//! never be dropped, do not come here: see [`crate::break_glass`].
 
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicU64, Ordering};

@@ -15,12 +15,12 @@ use arc_swap::ArcSwap;
 use rustls::crypto::CryptoProvider;
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
-use rustls::server::{ClientHello, ResolvesServerCert};
+use rustls::server::{ClientHello, ResolvesServerCert, WebPkiClientVerifier};
 use rustls::sign::CertifiedKey;
-use rustls::ServerConfig;
+use rustls::{RootCertStore, ServerConfig};
 use tokio_util::sync::CancellationToken;
 
-use crate::config::TlsFiles;
+use crate::config::{ClientAuth, TlsFiles};
 use crate::error::VerifierError;
 
 /// Serves whichever certificate was loaded last.
@@ -137,21 +137,61 @@ pub fn provider() -> Arc<CryptoProvider> {
     Arc::new(rustls::crypto::aws_lc_rs::default_provider())
 }
 
-/// A server config that asks `cert` for the certificate on every handshake.
+/// A server config that asks `cert` for the certificate on every handshake and checks
+/// client certificates as `client_auth` says.
 pub fn server_config(
     cert: Arc<ReloadingCert>,
     provider: Arc<CryptoProvider>,
+    client_auth: &ClientAuth,
 ) -> Result<ServerConfig, VerifierError> {
-    let mut config = ServerConfig::builder_with_provider(provider)
+    let builder = ServerConfig::builder_with_provider(provider.clone())
         .with_safe_default_protocol_versions()
         .map_err(|e| VerifierError::Tls {
             path: "(protocol versions)".into(),
             reason: e.to_string(),
-        })?
-        .with_no_client_auth()
-        .with_cert_resolver(cert);
+        })?;
+    let builder = match client_auth.ca() {
+        None => builder.with_no_client_auth(),
+        Some(ca) => {
+            let roots = Arc::new(read_client_ca(ca)?);
+            let verifier = WebPkiClientVerifier::builder_with_provider(roots, provider);
+            // With `optional`, a client may present no certificate; one it presents must
+            // still chain to the CA, or the handshake fails.
+            let verifier = if matches!(client_auth, ClientAuth::Optional { .. }) {
+                verifier.allow_unauthenticated()
+            } else {
+                verifier
+            };
+            let verifier = verifier.build().map_err(|e| VerifierError::Tls {
+                path: ca.display().to_string(),
+                reason: format!("cannot verify client certificates with this CA: {e}"),
+            })?;
+            builder.with_client_cert_verifier(verifier)
+        }
+    };
+    let mut config = builder.with_cert_resolver(cert);
     config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
     Ok(config)
+}
+
+/// The client CA bundle: every CERTIFICATE block in the file is a trust anchor.
+fn read_client_ca(path: &Path) -> Result<RootCertStore, VerifierError> {
+    let bad = |reason: String| VerifierError::Tls {
+        path: path.display().to_string(),
+        reason,
+    };
+    let pem = std::fs::read(path).map_err(|e| bad(e.to_string()))?;
+    let mut roots = RootCertStore::empty();
+    for cert in CertificateDer::pem_slice_iter(&pem) {
+        let cert = cert.map_err(|e| bad(format!("not PEM certificates: {e}")))?;
+        roots
+            .add(cert)
+            .map_err(|e| bad(format!("not a usable CA certificate: {e}")))?;
+    }
+    if roots.is_empty() {
+        return Err(bad("holds no CERTIFICATE block".into()));
+    }
+    Ok(roots)
 }
 
 /// Writes a new self-signed certificate for `names` (DNS names or IP addresses) and its

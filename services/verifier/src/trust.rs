@@ -116,8 +116,10 @@ pub struct Snapshot {
     pub bundle: TrustBundle,
     pub policies: Vec<CompiledPolicy>,
     pub keys: HashMap<KeyId, Arc<KeyEntry>>,
-    /// Signatures an operator revoked, by (digest, key): refused although they verify.
-    pub revoked_signatures: HashMap<(DigestId, KeyId), RevokedSignature>,
+    /// Signatures an operator revoked, by digest and then witness: refused although they
+    /// verify, by any key of that witness (a rotation must not undo a revocation), so a
+    /// revocation binds to (digest, witness) whatever the repository and key version.
+    pub revoked_signatures: HashMap<DigestId, HashMap<String, RevokedSignature>>,
 }
 
 impl Snapshot {
@@ -159,14 +161,15 @@ impl Snapshot {
             .filter(|p| p.cluster == bundle.cluster)
             .map(|p| compile_policy(p, &keys))
             .collect();
-        let revoked_signatures = bundle
-            .revoked_signatures
-            .iter()
-            .filter_map(|r| {
-                let id = key_id(&r.key_fingerprint)?;
-                Some(((digest_id(&r.digest), id), r.clone()))
-            })
-            .collect();
+        let mut revoked_signatures: HashMap<DigestId, HashMap<String, RevokedSignature>> =
+            HashMap::new();
+        for r in &bundle.revoked_signatures {
+            revoked_signatures
+                .entry(digest_id(&r.digest))
+                .or_default()
+                .entry(r.witness.clone())
+                .or_insert_with(|| r.clone());
+        }
         Self {
             bundle,
             policies,
@@ -175,9 +178,17 @@ impl Snapshot {
         }
     }
 
-    /// Whether the signature on digest `d` by key `id` was revoked.
+    /// Whether a signature on digest `d` by key `id` is refused: a signature of `d` by
+    /// the key's witness was revoked, with this key or any other version.
     pub fn is_revoked(&self, d: DigestId, id: &KeyId) -> bool {
-        self.revoked_signatures.contains_key(&(d, *id))
+        self.keys
+            .get(id)
+            .is_some_and(|k| self.revocation(d, &k.witness).is_some())
+    }
+
+    /// The revocation of `witness`'s signature on digest `d`, if any.
+    pub fn revocation(&self, d: DigestId, witness: &str) -> Option<&RevokedSignature> {
+        self.revoked_signatures.get(&d)?.get(witness)
     }
 
     pub fn revision(&self) -> i64 {
@@ -795,21 +806,19 @@ impl Trust {
         // A revoked signature or key outranks everything: it is the most useful thing to
         // say and needs no registry.
         for w in &missing {
-            for id in w.live.iter().chain(&w.revoked) {
-                if let Some(r) = snapshot.revoked_signatures.get(&(d, *id)) {
-                    let why = if r.reason.is_empty() {
-                        String::new()
-                    } else {
-                        format!(" ({})", r.reason)
-                    };
-                    return Failure::new(
-                        DenialReason::Revoked,
-                        format!(
-                            "{shortfall}signed by witness {}, but that signature was revoked at {}{why}",
-                            w.name, r.revoked_at
-                        ),
-                    );
-                }
+            if let Some(r) = snapshot.revocation(d, &w.name) {
+                let why = if r.reason.is_empty() {
+                    String::new()
+                } else {
+                    format!(" ({})", r.reason)
+                };
+                return Failure::new(
+                    DenialReason::Revoked,
+                    format!(
+                        "{shortfall}signed by witness {}, but its signature of this digest was revoked at {}{why}",
+                        w.name, r.revoked_at
+                    ),
+                );
             }
         }
         for w in &missing {

@@ -26,6 +26,13 @@ pub enum TokenCommand {
         /// several; none: any repository.
         #[arg(long = "scope", value_name = "GLOB")]
         scope: Vec<String>,
+        /// Verifier tokens: the one cluster whose trust bundle the token reads and whose
+        /// admission decisions it reports (required for them).
+        #[arg(long)]
+        cluster: Option<String>,
+        /// The token stops working after this long (e.g. 90d, 12h); default: never.
+        #[arg(long, value_parser = humantime::parse_duration)]
+        expires_in: Option<Duration>,
     },
     /// List tokens (names, roles, revoked or not; never secrets).
     List,
@@ -44,15 +51,27 @@ const TIMEOUT: Duration = Duration::from_secs(30);
 
 pub async fn run(ctx: &Context, cmd: TokenCommand) -> anyhow::Result<ExitCode> {
     match cmd {
-        TokenCommand::Create { name, role, scope } => {
+        TokenCommand::Create {
+            name,
+            role,
+            cluster,
+            expires_in,
+            scope,
+        } => {
+            let mut body = json!({"name": name, "role": role, "scope": scope});
+            if let Some(c) = cluster {
+                body["cluster"] = json!(c);
+            }
+            if let Some(d) = expires_in {
+                let at = chrono::TimeDelta::from_std(d)
+                    .ok()
+                    .and_then(|d| chrono::Utc::now().checked_add_signed(d))
+                    .with_context(|| format!("--expires-in {d:?} is too far away"))?;
+                body["expires_at"] = json!(at);
+            }
             let (_, v): (_, Value) = ctx
                 .client
-                .call(
-                    Method::POST,
-                    "/v1/tokens",
-                    Some(&json!({"name": name, "role": role, "scope": scope})),
-                    TIMEOUT,
-                )
+                .call(Method::POST, "/v1/tokens", Some(&body), TIMEOUT)
                 .await?;
             match ctx.format {
                 Format::Json => output::json(&v),
@@ -73,8 +92,8 @@ pub async fn run(ctx: &Context, cmd: TokenCommand) -> anyhow::Result<ExitCode> {
                 Format::Json => output::json(&v),
                 Format::Text => {
                     println!(
-                        "{:<24} {:<10} {:<8} {:<32} SCOPE",
-                        "NAME", "ROLE", "REVOKED", "CREATED"
+                        "{:<24} {:<10} {:<14} {:<8} {:<26} {:<26} {:<26} SCOPE",
+                        "NAME", "ROLE", "CLUSTER", "REVOKED", "EXPIRES", "LAST USED", "CREATED"
                     );
                     for t in v["tokens"].as_array().into_iter().flatten() {
                         let scope: Vec<&str> = t["scope"]
@@ -84,10 +103,13 @@ pub async fn run(ctx: &Context, cmd: TokenCommand) -> anyhow::Result<ExitCode> {
                             .filter_map(Value::as_str)
                             .collect();
                         println!(
-                            "{:<24} {:<10} {:<8} {:<32} {}",
+                            "{:<24} {:<10} {:<14} {:<8} {:<26} {:<26} {:<26} {}",
                             s(&t["name"]),
                             s(&t["role"]),
+                            s(&t["cluster"]),
                             s(&t["revoked"]),
+                            s(&t["expires_at"]),
+                            s(&t["last_used_at"]),
                             s(&t["created_at"]),
                             if scope.is_empty() {
                                 "*".to_owned()

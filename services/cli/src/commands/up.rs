@@ -182,6 +182,26 @@ pub async fn up(
     Ok(())
 }
 
+/// Whether the verifier token kept in the data dir is still good for this verifier: it
+/// exists, is not revoked or expired, and is bound to `verifier.cluster` (tokens from
+/// before tokens carried a cluster, or a changed cluster name, get a new one).
+async fn kept_token_fits(store: &Store, file: &std::path::Path, settings: &Settings) -> bool {
+    let Some(id) = std::fs::read_to_string(file)
+        .ok()
+        .and_then(|t| signet_gateway::auth::token_id(&t))
+    else {
+        return false;
+    };
+    match store.get_token(id).await {
+        Ok(Some((t, _))) => {
+            !t.revoked
+                && !t.expired(chrono::Utc::now())
+                && t.cluster.as_deref() == Some(settings.verifier.cluster.as_str())
+        }
+        _ => false,
+    }
+}
+
 /// The admission webhook for cluster `verifier.cluster`, fed by this process's bus and
 /// gateway. It gets a verifier token (kept in the data dir) and, unless configured, a
 /// self-signed certificate.
@@ -194,12 +214,26 @@ async fn start_verifier(
     shutdown: CancellationToken,
 ) -> anyhow::Result<signet_verifier::Running> {
     let token_file = settings.data_dir.join("verifier.token");
-    if settings.verifier.token_file.is_none() && !token_file.exists() {
+    if settings.verifier.token_file.is_none()
+        && !kept_token_fits(store, &token_file, settings).await
+    {
         let name = format!("verifier-up-{}", chrono::Utc::now().timestamp_millis());
-        let issued =
-            signet_gateway::auth::issue(store, &name, signet_core::Role::Verifier, "system")
-                .await?;
-        signet_gateway::auth::write_private(&token_file, format!("{}\n", issued.secret).as_bytes())
+        // Bound to this verifier's cluster: it reads and reports for no other.
+        let issued = signet_gateway::auth::issue_scoped(
+            store,
+            &name,
+            signet_core::Role::Verifier,
+            Some(&settings.verifier.cluster),
+            None,
+            &[],
+            "system",
+        )
+        .await?;
+        let line = zeroize::Zeroizing::new(format!(
+            "{}\n",
+            secrecy::ExposeSecret::expose_secret(&issued.secret)
+        ));
+        signet_gateway::auth::write_private(&token_file, line.as_bytes())
             .with_context(|| format!("cannot write {}", token_file.display()))?;
     }
     let config = signet_verifier::VerifierConfig::for_signet_up(

@@ -6,6 +6,8 @@ use axum::Json;
 use serde::Deserialize;
 use signet_core::{ApiToken, Role};
 
+use secrecy::ExposeSecret;
+
 use crate::auth::{issue_scoped, Caller};
 use crate::error::{ApiError, ApiJson, ApiResult, ErrorBody};
 use crate::AppState;
@@ -21,6 +23,13 @@ pub struct CreateToken {
     /// Absent or empty: any repository.
     #[serde(default)]
     pub scope: Vec<String>,
+    /// Verifier tokens only, and required for them: the one cluster whose trust bundle
+    /// the token reads and whose admission decisions it reports.
+    #[serde(default)]
+    pub cluster: Option<String>,
+    /// When the token stops working (RFC 3339); unset: never.
+    #[serde(default)]
+    pub expires_at: Option<chrono::DateTime<chrono::Utc>>,
 }
 
 #[utoipa::path(
@@ -28,11 +37,12 @@ pub struct CreateToken {
     path = "/v1/tokens",
     tag = "tokens",
     summary = "Create an API token",
-    description = "The secret is in the answer, once; only its hash is stored. Role: admin.",
+    description = "The secret is in the answer, once; only its hash is stored. A verifier \
+        token names its cluster; any token may carry an expiry. Role: admin.",
     request_body = CreateToken,
     responses(
         (status = 201, description = "Created", body = super::bodies::IssuedToken),
-        (status = 400, description = "Bad name, role or scope", body = ErrorBody),
+        (status = 400, description = "Bad name, role, cluster, expiry or scope", body = ErrorBody),
         (status = 409, description = "A token of that name exists", body = ErrorBody),
     ),
     security(("bearer" = [])),
@@ -49,8 +59,17 @@ pub async fn create(
             req.role
         ))
     })?;
-    let issued = issue_scoped(&state.store, &req.name, role, &req.scope, &caller.actor()).await?;
-    tracing::info!(token = %req.name, %role, scope = ?req.scope, by = %caller.name, "token created");
+    let issued = issue_scoped(
+        &state.store,
+        &req.name,
+        role,
+        req.cluster.as_deref(),
+        req.expires_at,
+        &req.scope,
+        &caller.actor(),
+    )
+    .await?;
+    tracing::info!(token = %req.name, %role, cluster = ?req.cluster, expires_at = ?req.expires_at, scope = ?req.scope, by = %caller.name, "token created");
     Ok((
         StatusCode::CREATED,
         Json(serde_json::json!({
@@ -59,8 +78,10 @@ pub async fn create(
             "role": issued.token.role,
             "created_at": issued.token.created_at,
             "scope": issued.token.scope,
+            "cluster": issued.token.cluster,
+            "expires_at": issued.token.expires_at,
             // Shown once; only its hash is stored.
-            "token": issued.secret,
+            "token": issued.secret.expose_secret(),
         })),
     ))
 }

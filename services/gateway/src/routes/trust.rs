@@ -33,7 +33,8 @@ pub struct BundleQuery {
     summary = "A cluster's trust bundle",
     description = "The cluster's policies (enabled or not) and every key of their witnesses, \
         live and revoked, with the outbox revision they were read at: events with a higher \
-        `signetrevision` are newer. Role: verifier.",
+        `signetrevision` are newer. Role: verifier, whose token is bound to that cluster \
+        (or admin).",
     params(BundleQuery),
     responses(
         (status = 200, description = "The bundle, exactly the bytes the `Signet-Signature` \
@@ -42,6 +43,7 @@ pub struct BundleQuery {
                 over the body: `keyid=\"sha256:…\", alg=\"RSA_PKCS1_SHA256\", sig=\"<base64>\"`"))),
         (status = 400, description = "Bad cluster name", body = ErrorBody),
         (status = 503, description = "The control plane's key cannot seal now", body = ErrorBody),
+        (status = 403, description = "The verifier token is bound to another cluster, or to none", body = ErrorBody),
     ),
     security(("bearer" = [])),
 )]
@@ -55,6 +57,7 @@ pub async fn bundle(
 ) -> ApiResult<Response> {
     caller.require(&[Role::Verifier])?;
     validate_name("cluster", &q.cluster).map_err(|e| ApiError::BadRequest(e.to_string()))?;
+    caller.require_cluster(&q.cluster)?;
     let bundle = state.store.trust_bundle(&q.cluster).await?;
     let bytes = serde_json::to_vec(&bundle)
         .map_err(|e| ApiError::Internal(format!("encoding the trust bundle: {e}")))?;
@@ -219,11 +222,12 @@ pub struct DecisionReport {
     summary = "Report admission decisions",
     description = "A verifier's batch of decisions, at most 5000. Sending the same batch twice \
         is harmless. A break-glass admission is audited and emits `admission.break_glass`. \
-        Role: verifier.",
+        Role: verifier, for decisions of the cluster its token is bound to (or admin).",
     request_body = DecisionReport,
     responses(
         (status = 200, description = "Recorded", body = super::bodies::DecisionsRecorded),
         (status = 400, description = "Too many decisions, or a malformed one", body = ErrorBody),
+        (status = 403, description = "A decision names a cluster other than the token's", body = ErrorBody),
     ),
     security(("bearer" = [])),
 )]
@@ -239,6 +243,11 @@ pub async fn report(
             "a report carries at most {MAX_DECISIONS_PER_REPORT} decisions, not {}; send smaller batches",
             req.decisions.len()
         )));
+    }
+    let clusters: std::collections::BTreeSet<&str> =
+        req.decisions.iter().map(|d| d.cluster.as_str()).collect();
+    for cluster in clusters {
+        caller.require_cluster(cluster)?;
     }
     let (recorded, break_glass) = state
         .store

@@ -18,10 +18,11 @@ pub struct Tokens {
 /// Issues `root` (admin), `ci` (signer) and `c1` (verifier).
 pub async fn tokens(store: &Store) -> Tokens {
     let issue = |name: &'static str, role: Role| async move {
-        auth::issue(store, name, role, "test")
+        let cluster = (role == Role::Verifier).then_some("c1");
+        let issued = auth::issue_scoped(store, name, role, cluster, None, &[], "test")
             .await
-            .expect("token")
-            .secret
+            .expect("token");
+        secrecy::ExposeSecret::expose_secret(&issued.secret).to_owned()
     };
     Tokens {
         admin: issue("root", Role::Admin).await,

@@ -12,7 +12,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use reqwest::{Method, StatusCode};
-use secrecy::SecretString;
+use secrecy::{ExposeSecret, SecretString};
 use serde_json::{json, Value};
 use signet_bus::{Bus, BusOptions};
 use signet_core::{Digest, Role};
@@ -25,7 +25,7 @@ use signet_signer::{Signer, SignerOptions};
 use signet_store::Store;
 use signet_testkit::image::TestImage;
 use signet_testkit::registry::TestRegistry;
-use signet_verifier::{CacheConfig, Running, TlsFiles, VerifierConfig};
+use signet_verifier::{CacheConfig, ClientAuth, RateLimits, Running, TlsFiles, VerifierConfig};
 use tokio::sync::Notify;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
@@ -182,12 +182,23 @@ impl ControlPlane {
         let admin = signet_gateway::auth::issue(&store, "admin", Role::Admin, "test")
             .await
             .expect("admin token")
-            .secret;
-        let verifier_token =
-            signet_gateway::auth::issue(&store, "verifier-c1", Role::Verifier, "test")
-                .await
-                .expect("verifier token")
-                .secret;
+            .secret
+            .expose_secret()
+            .to_owned();
+        let verifier_token = signet_gateway::auth::issue_scoped(
+            &store,
+            "verifier-c1",
+            Role::Verifier,
+            Some("c1"),
+            None,
+            &[],
+            "test",
+        )
+        .await
+        .expect("verifier token")
+        .secret
+        .expose_secret()
+        .to_owned();
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
             .expect("bind the gateway");
@@ -403,6 +414,10 @@ pub struct VerifierOptions {
     pub report_interval: Duration,
     pub budget: Duration,
     pub tls_reload_interval: Duration,
+    pub client_auth: ClientAuth,
+    pub rate_limits: RateLimits,
+    /// The client [`Verifier::client`] presents: `None` for none.
+    pub identity: Option<reqwest::Identity>,
 }
 
 impl Default for VerifierOptions {
@@ -412,17 +427,74 @@ impl Default for VerifierOptions {
             report_interval: Duration::from_millis(200),
             budget: Duration::from_secs(3),
             tls_reload_interval: Duration::from_millis(100),
+            client_auth: ClientAuth::Off,
+            rate_limits: RateLimits::default(),
+            identity: None,
         }
     }
 }
 
+/// A CA that issues client certificates, as the cluster's admin would for the API
+/// server (`AdmissionConfiguration` kubeconfig `client-certificate`).
+pub struct ClientCa {
+    pub pem_file: PathBuf,
+    issuer: rcgen::Issuer<'static, rcgen::KeyPair>,
+    _dir: tempfile::TempDir,
+}
+
+impl ClientCa {
+    pub fn new(name: &str) -> Self {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let key = rcgen::KeyPair::generate().expect("CA key");
+        let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).expect("CA params");
+        params
+            .distinguished_name
+            .push(rcgen::DnType::CommonName, name);
+        params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+        params.key_usages = vec![
+            rcgen::KeyUsagePurpose::KeyCertSign,
+            rcgen::KeyUsagePurpose::DigitalSignature,
+        ];
+        let cert = params.self_signed(&key).expect("CA certificate");
+        let pem_file = dir.path().join("client-ca.crt");
+        std::fs::write(&pem_file, cert.pem()).expect("write the CA");
+        Self {
+            pem_file,
+            issuer: rcgen::Issuer::new(params, key),
+            _dir: dir,
+        }
+    }
+
+    /// A client certificate and key for `name`, as reqwest presents it.
+    pub fn client(&self, name: &str) -> reqwest::Identity {
+        let key = rcgen::KeyPair::generate().expect("client key");
+        let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).expect("params");
+        params
+            .distinguished_name
+            .push(rcgen::DnType::CommonName, name);
+        params.extended_key_usages = vec![rcgen::ExtendedKeyUsagePurpose::ClientAuth];
+        let cert = params
+            .signed_by(&key, &self.issuer)
+            .expect("client certificate");
+        let pem = format!("{}{}", cert.pem(), key.serialize_pem());
+        reqwest::Identity::from_pem(pem.as_bytes()).expect("client identity")
+    }
+}
+
 pub fn https_client(cert: &Path) -> reqwest::Client {
+    https_client_as(cert, None)
+}
+
+/// An HTTPS client trusting the verifier's certificate, presenting `identity` if any.
+pub fn https_client_as(cert: &Path, identity: Option<reqwest::Identity>) -> reqwest::Client {
     let pem = std::fs::read(cert).expect("read the verifier certificate");
-    reqwest::Client::builder()
+    let mut b = reqwest::Client::builder()
         .tls_certs_only([reqwest::Certificate::from_pem(&pem).expect("certificate PEM")])
-        .timeout(Duration::from_secs(15))
-        .build()
-        .expect("HTTPS client")
+        .timeout(Duration::from_secs(15));
+    if let Some(id) = identity {
+        b = b.identity(id);
+    }
+    b.build().expect("HTTPS client")
 }
 
 impl Verifier {
@@ -463,6 +535,8 @@ impl Verifier {
             state_dir: Some(state_dir.clone()),
             control_plane_keys: signet_core::PinnedKeys::new([cp.control_key.public_key().clone()]),
             gateway_ca: None,
+            client_auth: options.client_auth,
+            rate_limits: options.rate_limits,
         };
         let events = match cp.backend {
             Backend::Embedded => cp.bus.events.clone(),
@@ -478,7 +552,7 @@ impl Verifier {
             .await
             .expect("verifier starts");
         let url = format!("https://127.0.0.1:{}", running.addr().port());
-        let client = https_client(&tls.cert);
+        let client = https_client_as(&tls.cert, options.identity);
         let v = Self {
             running: Some(running),
             shutdown,
@@ -560,6 +634,16 @@ impl Verifier {
         review["response"].clone()
     }
 
+    /// POSTs `body` (a whole AdmissionReview) to `/validate`; returns its response.
+    pub async fn validate_body(&self, body: String) -> Value {
+        let resp = post_review(&self.client, &self.url, body)
+            .await
+            .expect("HTTPS request to the verifier");
+        assert_eq!(resp.status(), StatusCode::OK);
+        let review: Value = resp.json().await.expect("an AdmissionReview answer");
+        review["response"].clone()
+    }
+
     /// `/validate` of `fixture` in `namespace` with `image` as main and init image.
     pub async fn validate(&self, fixture: &str, namespace: &str, image: &str) -> Value {
         self.review(
@@ -585,6 +669,56 @@ impl Drop for Verifier {
     fn drop(&mut self) {
         self.shutdown.cancel();
     }
+}
+
+/// The pod-create fixture for `image` in `namespace`, with a fresh uid, the break-glass
+/// annotation when `reason` is given, and `dryRun` as given.
+pub fn pod_review(namespace: &str, image: &str, reason: Option<&str>, dry_run: bool) -> String {
+    let mut text =
+        std::fs::read_to_string(format!("{FIXTURES}/pod-create.json")).expect("fixture pod-create");
+    if let Some(reason) = reason {
+        text = text.replace(
+            "\"kubectl.kubernetes.io/last-applied-configuration\"",
+            &format!(
+                "\"{}\": {}, \"kubectl.kubernetes.io/last-applied-configuration\"",
+                signet_core::admission::BREAK_GLASS_ANNOTATION,
+                Value::String(reason.to_owned())
+            ),
+        );
+    }
+    if dry_run {
+        text = text.replace("\"dryRun\": false", "\"dryRun\": true");
+    }
+    text.replace("{{UID}}", &uuid::Uuid::new_v4().to_string())
+        .replace("{{NAMESPACE}}", namespace)
+        .replace("{{IMAGE}}", image)
+        .replace("{{INIT_IMAGE}}", image)
+        .replace("{{EPHEMERAL_IMAGE}}", image)
+}
+
+/// POSTs an AdmissionReview body to the verifier's `/validate` as `client`.
+pub async fn post_review(
+    client: &reqwest::Client,
+    verifier: &str,
+    body: String,
+) -> reqwest::Result<reqwest::Response> {
+    client
+        .post(format!("{verifier}/validate"))
+        .header("Content-Type", "application/json")
+        .body(body)
+        .send()
+        .await
+}
+
+/// The break-glass audit entries the control plane holds whose reason is `reason`.
+pub async fn break_glass_audits(cp: &ControlPlane, reason: &str) -> usize {
+    let v = cp
+        .ok(Method::GET, "/v1/audit?action=admission.break_glass", None)
+        .await;
+    v["entries"]
+        .as_array()
+        .map(|a| a.iter().filter(|e| e["detail"]["reason"] == reason).count())
+        .unwrap_or_default()
 }
 
 pub fn message(response: &Value) -> String {
