@@ -9,6 +9,7 @@
 //! - [`crypto`]: RSA public keys, fingerprints and signature verification.
 //! - [`events`]: the event types signet emits and where they are published.
 //! - [`policy`]: security policies, signing rules and the trust bundle verifiers enforce.
+//! - [`pattern`]: image patterns (policy exemptions), matched part by part.
 //! - [`admission`]: what a verifier decided about a workload, as it reports it.
 //! - [`model`]: witnesses, jobs, signature records, roles, audit entries.
 
@@ -17,6 +18,7 @@ pub mod crypto;
 pub mod digest;
 pub mod events;
 pub mod model;
+pub mod pattern;
 pub mod payload;
 pub mod policy;
 pub mod reference;
@@ -26,6 +28,7 @@ pub use crypto::{CryptoError, PublicKey, SignatureAlgorithm};
 pub use digest::{Digest, DigestError};
 pub use events::EventKind;
 pub use model::*;
+pub use pattern::ImagePattern;
 pub use payload::{PayloadError, SimpleSigning};
 pub use policy::{
     PolicyAction, PolicyMode, PolicyUpdate, RevokedSignature, SecurityPolicy, SigningRule,
