@@ -198,16 +198,14 @@ impl Admission {
             let image = match &slot.image {
                 Ok(i) => i,
                 Err(e) => {
-                    if policy.exempts(slot.raw, None) {
-                        verdict.exempt = true;
-                    } else {
-                        verdict.reason = Some(DenialReason::InvalidReference);
-                        verdict.detail = e.clone();
-                    }
+                    // An image that does not parse names no registry or repository, so no
+                    // exemption can cover it.
+                    verdict.reason = Some(DenialReason::InvalidReference);
+                    verdict.detail = e.clone();
                     return verdict;
                 }
             };
-            if policy.exempts(slot.raw, Some(image)) {
+            if policy.exempts(image) {
                 verdict.exempt = true;
                 return verdict;
             }

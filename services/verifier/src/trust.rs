@@ -25,9 +25,9 @@ use moka::policy::EvictionPolicy;
 use prometheus_client::metrics::counter::Counter;
 use signet_core::policy::compile_glob;
 use signet_core::{
-    DenialReason, Digest, ImageRef, PolicyAction, PolicyUpdate, PublicKey, RevokedSignature,
-    SecurityPolicy, SignatureAlgorithm, SignatureRecord, SimpleSigning, TrustBundle, TrustedKey,
-    Witness,
+    DenialReason, Digest, ImagePattern, ImageRef, PolicyAction, PolicyUpdate, PublicKey,
+    RevokedSignature, SecurityPolicy, SignatureAlgorithm, SignatureRecord, SimpleSigning,
+    TrustBundle, TrustedKey, Witness,
 };
 use signet_registry::{RegistryClient, RegistryError, SignatureLayer};
 use tokio::time::Instant;
@@ -77,7 +77,7 @@ pub struct PolicyWitness {
 pub struct CompiledPolicy {
     pub policy: SecurityPolicy,
     namespace: Option<GlobMatcher>,
-    exemptions: Vec<GlobMatcher>,
+    exemptions: Vec<ImagePattern>,
     pub witnesses: Vec<PolicyWitness>,
 }
 
@@ -91,23 +91,11 @@ impl CompiledPolicy {
                 .is_some_and(|g| g.is_match(namespace))
     }
 
-    /// Whether `raw` (as written in the pod spec) or its normalised forms match one of
-    /// the policy's exemptions.
-    pub fn exempts(&self, raw: &str, image: Option<&ImageRef>) -> bool {
-        if self.exemptions.is_empty() {
-            return false;
-        }
-        if self.exemptions.iter().any(|g| g.is_match(raw)) {
-            return true;
-        }
-        let Some(image) = image else {
-            return false;
-        };
-        let normalised = image.to_string();
-        let repository = image.repository_ref();
-        self.exemptions
-            .iter()
-            .any(|g| g.is_match(&normalised) || g.is_match(&repository))
+    /// Whether the parsed, normalised `image` matches one of the policy's exemptions,
+    /// registry and repository matched separately (never the string as the pod spec
+    /// writes it, where a repository path could pass for a host).
+    pub fn exempts(&self, image: &ImageRef) -> bool {
+        self.exemptions.iter().any(|e| e.matches(image))
     }
 }
 
@@ -217,7 +205,7 @@ fn compile_policy(p: &SecurityPolicy, keys: &HashMap<KeyId, Arc<KeyEntry>>) -> C
     let exemptions = p
         .exemptions
         .iter()
-        .filter_map(|e| match compile_glob(e) {
+        .filter_map(|e| match ImagePattern::compile(e) {
             Ok(g) => Some(g),
             Err(err) => {
                 tracing::error!(policy = %p.name, error = %err, "policy exemption does not compile; ignoring it");
@@ -969,10 +957,13 @@ mod tests {
         );
         assert_eq!(s.policies[0].witnesses[0].live.len(), 1);
         let p = &s.policies[0];
-        assert!(p.exempts("registry.k8s.io/pause:3.9", None));
-        let img = ImageRef::parse("registry.k8s.io/pause:3.10").expect("ref");
-        assert!(p.exempts("pause", Some(&img)));
-        assert!(!p.exempts("nginx", ImageRef::parse("nginx").ok().as_ref()));
+        let img = |s: &str| ImageRef::parse(s).expect("ref");
+        assert!(p.exempts(&img("registry.k8s.io/pause:3.10")));
+        assert!(!p.exempts(&img("nginx")));
+        assert!(
+            !p.exempts(&img("attacker.example/registry.k8s.io/pause:3.10")),
+            "a repository path is not a registry"
+        );
     }
 
     #[test]
