@@ -6,7 +6,7 @@
 mod common;
 
 use base64::Engine as _;
-use reqwest::StatusCode;
+use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
 use signet_core::{Digest, ImageRef, SignatureAlgorithm, SimpleSigning};
 use signet_kms::{Kms, KmsConfig};
@@ -243,4 +243,63 @@ async fn a_sig_with_thousands_of_layers_is_denied_at_the_cap_and_checked_once() 
     push_sig(&images.host, "team/app", &good_digest, &layers).await;
     let r = verifier.validate("pod-create", "prod", &good).await;
     assert_eq!(r["allowed"], true, "{}", message(&r));
+}
+
+/// Workload author: a Deployment admitted while the policy only recorded (dry-run) runs
+/// an unsigned image. Once the policy enforces, the author keeps the image string and
+/// changes what it runs (privileged, another command), then scales it up. Before the fix
+/// any update whose image strings all appeared in the old object was allowed unchecked.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn updates_of_a_grandfathered_workload_are_checked() {
+    let cp = ControlPlane::start(Backend::Embedded).await;
+    let images = Images::start().await;
+    cp.witness("release").await;
+    cp.policy("prod-images", "release", "prod", json!({"mode": "dry-run"}))
+        .await;
+    let (unsigned, _) = images.push("team/unsigned", "v1").await;
+    let (signed, _) = images.push("team/app", "v1").await;
+    let verifier = Verifier::start(&cp, VerifierOptions::default()).await;
+    cp.sign(&signed, "release").await;
+    verifier.caught_up(&cp).await;
+    let r = verifier
+        .validate("deployment-create", "prod", &unsigned)
+        .await;
+    assert_eq!(r["allowed"], true, "dry-run admits: {}", message(&r));
+
+    cp.ok(
+        Method::PATCH,
+        "/v1/policies/prod-images",
+        Some(json!({"mode": "enforce"})),
+    )
+    .await;
+    verifier.caught_up(&cp).await;
+    for fixture in ["deployment-spec-update", "deployment-scale-up-update"] {
+        let r = verifier.validate(fixture, "prod", &unsigned).await;
+        assert_eq!(
+            r["allowed"],
+            false,
+            "{fixture}: the grandfathered image is checked again: {}",
+            message(&r)
+        );
+        assert!(message(&r).contains("unsigned"), "{}", message(&r));
+    }
+    // A scale-down starts nothing (it is also how the Deployment controller retires an
+    // old ReplicaSet during a rollout away from this image), so it stays allowed.
+    let r = verifier
+        .validate("deployment-scale-down-update", "prod", &unsigned)
+        .await;
+    assert_eq!(r["allowed"], true, "{}", message(&r));
+
+    // Re-checking a signed workload's update costs no registry round trip.
+    let trust = verifier.running.as_ref().expect("running").trust().clone();
+    let fetches = trust.registry_fetches();
+    for fixture in ["deployment-spec-update", "deployment-scale-up-update"] {
+        let r = verifier.validate(fixture, "prod", &signed).await;
+        assert_eq!(r["allowed"], true, "{fixture}: {}", message(&r));
+    }
+    assert_eq!(
+        trust.registry_fetches(),
+        fetches,
+        "served from the trust cache"
+    );
 }
