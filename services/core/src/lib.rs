@@ -29,7 +29,7 @@ pub use digest::{Digest, DigestError};
 pub use events::EventKind;
 pub use model::*;
 pub use pattern::ImagePattern;
-pub use payload::{PayloadError, SimpleSigning};
+pub use payload::{CoverageError, PayloadError, ReferenceRule, SimpleSigning};
 pub use policy::{
     PolicyAction, PolicyMode, PolicyUpdate, RevokedSignature, SecurityPolicy, SigningRule,
     TrustBundle, TrustedKey,

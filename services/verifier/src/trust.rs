@@ -34,8 +34,8 @@ use prometheus_client::metrics::counter::Counter;
 use signet_core::policy::compile_glob;
 use signet_core::{
     DenialReason, Digest, ImagePattern, ImageRef, PolicyAction, PolicyUpdate, PublicKey,
-    RevokedSignature, SecurityPolicy, SignatureAlgorithm, SignatureRecord, SimpleSigning,
-    TrustBundle, TrustedKey, Witness,
+    ReferenceRule, RevokedSignature, SecurityPolicy, SignatureAlgorithm, SignatureRecord,
+    SimpleSigning, TrustBundle, TrustedKey, Witness,
 };
 use signet_registry::{RegistryClient, RegistryError, SignatureLayer, SignatureLimits, Signatures};
 use tokio::time::Instant;
@@ -419,6 +419,8 @@ pub struct Trust {
 /// [`SignatureLimits::ADMISSION`], and the negative verdicts judged against it.
 #[derive(Debug)]
 pub struct Artifact {
+    /// `registry/repository` the artifact was read from.
+    repository: String,
     signatures: Signatures,
     /// Keys checked against every layer considered without finding a valid signature.
     /// Kept with the layers they were judged on, so both expire together.
@@ -426,8 +428,9 @@ pub struct Artifact {
 }
 
 impl Artifact {
-    fn new(signatures: Signatures) -> Self {
+    fn new(repository: String, signatures: Signatures) -> Self {
         Self {
+            repository,
             signatures,
             rejected: std::sync::Mutex::new(HashSet::new()),
         }
@@ -444,11 +447,18 @@ impl Artifact {
     }
 }
 
-/// Checks each layer whose payload names `digest` against `keys`; returns the keys with
-/// a valid signature and how many signature checks ran. CPU only: run it on the
-/// blocking pool.
+/// The `docker-reference` rule admission applies: the same function and default as
+/// `signet verify`. Signatures are trusted by digest and key (the trust cache and
+/// `signature.published` know no repository), and `cosign copy` moves a signature to
+/// another repository without re-signing, so the repository is not required.
+pub const REFERENCE_RULE: ReferenceRule = ReferenceRule::AnyRepository;
+
+/// Checks each layer whose payload covers `digest` in `repository` against `keys`;
+/// returns the keys with a valid signature and how many signature checks ran. CPU only:
+/// run it on the blocking pool.
 fn verify_layers(
     layers: &[SignatureLayer],
+    repository: &str,
     digest: &Digest,
     keys: &[(KeyId, Arc<KeyEntry>)],
 ) -> (Vec<KeyId>, u64) {
@@ -461,7 +471,7 @@ fn verify_layers(
         let Ok(payload) = SimpleSigning::parse_strict(&layer.payload) else {
             continue;
         };
-        if &payload.manifest_digest != digest {
+        if payload.covers(repository, digest, REFERENCE_RULE).is_err() {
             continue;
         }
         for (id, key) in keys {
@@ -634,12 +644,9 @@ impl Trust {
         }
         let payload = SimpleSigning::parse_strict(&record.payload)
             .map_err(|e| format!("payload refused: {e}"))?;
-        if payload.manifest_digest != record.digest {
-            return Err(format!(
-                "payload covers {}, not {}",
-                payload.manifest_digest, record.digest
-            ));
-        }
+        payload
+            .covers(&record.repository, &record.digest, REFERENCE_RULE)
+            .map_err(|e| e.to_string())?;
         key.public_key
             .verify(key.algorithm, &record.payload, &record.signature)
             .map_err(|e| e.to_string())?;
@@ -846,7 +853,7 @@ impl Trust {
             registry
                 .fetch_signatures_within(&owned, &digest_owned, SignatureLimits::ADMISSION)
                 .await
-                .map(|s| Arc::new(Artifact::new(s)))
+                .map(|s| Arc::new(Artifact::new(owned.repository_ref(), s)))
         });
         match tokio::time::timeout_at(deadline, fetch).await {
             Ok(Ok(layers)) => Ok(layers),
@@ -908,7 +915,12 @@ impl Trust {
         let work = {
             let (artifact, digest) = (artifact.clone(), digest.clone());
             tokio::task::spawn_blocking(move || {
-                verify_layers(&artifact.signatures.layers, &digest, &keys)
+                verify_layers(
+                    &artifact.signatures.layers,
+                    &artifact.repository,
+                    &digest,
+                    &keys,
+                )
             })
         };
         let (found, checks) = match tokio::time::timeout_at(deadline, work).await {
@@ -1248,7 +1260,7 @@ mod tests {
         let mut swapped = k.record("w", "reg/team/app", &digest);
         swapped.digest = Digest::of(b"another");
         let err = t.learn(&swapped).await.err().unwrap_or_default();
-        assert!(err.contains("payload covers"), "{err}");
+        assert!(err.contains("payload is for"), "{err}");
         let stranger = TestKey::new().record("w", "reg/team/app", &digest);
         let err = t.learn(&stranger).await.err().unwrap_or_default();
         assert!(err.contains("not in this cluster's trust bundle"), "{err}");
