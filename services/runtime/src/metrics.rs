@@ -86,6 +86,15 @@ pub struct WebhookLabels {
 }
 
 /// Every series signet exposes.
+/// Why a listener closed a connection before it served a request.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ConnectionLabels {
+    /// `gateway`, `admin`, `verifier`.
+    pub listener: String,
+    /// `over_limit` (the connection cap), `tls_handshake_timeout`.
+    pub reason: String,
+}
+
 pub struct Metrics {
     registry: Registry,
     /// Sign jobs by outcome and reason.
@@ -106,6 +115,7 @@ pub struct Metrics {
     /// Seconds from an event's publication to a verifier applying it.
     pub event_lag: Histogram,
     pub webhooks: Family<WebhookLabels, Counter>,
+    pub connections_refused: Family<ConnectionLabels, Counter>,
 }
 
 impl Metrics {
@@ -125,9 +135,15 @@ impl Metrics {
             queue_lag_seconds: Gauge::default(),
             event_lag: latency(),
             webhooks: Family::default(),
+            connections_refused: Family::default(),
             registry: Registry::default(),
         };
         registry.register("jobs", "Sign jobs by outcome and reason", m.jobs.clone());
+        registry.register(
+            "http_connections_refused",
+            "Connections a listener closed unserved, by listener and reason",
+            m.connections_refused.clone(),
+        );
         registry.register(
             "sign_latency_seconds",
             "Seconds from enqueue to a published and recorded signature",

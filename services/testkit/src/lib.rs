@@ -11,6 +11,7 @@
 //! - [`postgres`]: create a throwaway PostgreSQL database on the local server.
 //! - [`brokers`]: private nats-server and RabbitMQ nodes a test may stop and start.
 //! - [`proxy`]: an HTTP proxy that injects faults (500s, throttling) in front of a service.
+//! - [`slow_client`]: slowloris clients, and the checks that a listener cuts them off.
 
 pub mod brokers;
 pub mod emulators;
@@ -19,3 +20,4 @@ pub mod postgres;
 pub mod proxy;
 pub mod registry;
 pub mod signet;
+pub mod slow_client;

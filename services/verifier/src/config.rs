@@ -37,6 +37,9 @@ pub struct VerifierConfig {
     pub report_batch: usize,
     /// Where the last trust bundle is kept across restarts.
     pub state_dir: Option<PathBuf>,
+    /// Timeouts (TLS handshake, headers, body, request) and the connection cap of the
+    /// HTTPS listener (the settings' `http` section).
+    pub http: signet_runtime::settings::HttpLimits,
 }
 
 /// Sizes and lifetimes of the trust cache.
@@ -107,6 +110,7 @@ impl VerifierConfig {
             report_interval: v.report_interval,
             report_batch: v.report_batch,
             state_dir: v.state_dir.clone(),
+            http: settings.http.clone(),
         })
     }
 }

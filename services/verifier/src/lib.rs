@@ -36,12 +36,12 @@ mod testing;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Duration;
 
-use axum_server::tls_rustls::RustlsConfig;
 use signet_bus::EventBus;
 use signet_registry::RegistryClient;
+use signet_runtime::serve::Listener;
 use tokio::task::JoinHandle;
+use tokio_rustls::TlsAcceptor;
 use tokio_util::sync::CancellationToken;
 
 pub use config::{CacheConfig, TlsFiles, VerifierConfig};
@@ -51,9 +51,6 @@ use crate::admission::Admission;
 use crate::control::ControlPlane;
 use crate::sync::Resync;
 use crate::trust::Trust;
-
-/// How long in-flight reviews may take to finish once shutdown starts.
-const DRAIN: Duration = Duration::from_secs(10);
 
 /// A verifier that is serving.
 pub struct Running {
@@ -122,15 +119,9 @@ pub async fn start(
         config.tls.clone(),
         provider.clone(),
     )?);
-    let tls_config =
-        RustlsConfig::from_config(Arc::new(tls::server_config(cert.clone(), provider)?));
-    let listener =
-        std::net::TcpListener::bind(&config.listen).map_err(|source| VerifierError::Listen {
-            addr: config.listen.clone(),
-            source,
-        })?;
-    listener
-        .set_nonblocking(true)
+    let acceptor = TlsAcceptor::from(Arc::new(tls::server_config(cert.clone(), provider)?));
+    let listener = tokio::net::TcpListener::bind(&config.listen)
+        .await
         .map_err(|source| VerifierError::Listen {
             addr: config.listen.clone(),
             source,
@@ -173,21 +164,16 @@ pub async fn start(
         )),
     ];
 
-    let handle = axum_server::Handle::new();
-    let server = axum_server::from_tcp_rustls(listener, tls_config)
-        .map_err(VerifierError::Serve)?
-        .handle(handle.clone());
     let app = server::router(admission, trust.clone());
-    {
-        let shutdown = shutdown.clone();
-        tokio::spawn(async move {
-            shutdown.cancelled().await;
-            handle.graceful_shutdown(Some(DRAIN));
-        });
-    }
+    let listener = Listener {
+        name: "verifier",
+        tcp: listener,
+        tls: Some(acceptor),
+        limits: config.http.clone(),
+    };
     tracing::info!(%addr, cluster = %config.cluster, gateway = %config.gateway, "verifier listening (HTTPS: /validate, /mutate)");
     let task = tokio::spawn(async move {
-        let served = server.serve(app.into_make_service()).await;
+        let served = signet_runtime::serve::serve(listener, app, shutdown).await;
         for t in background {
             let _ = t.await;
         }

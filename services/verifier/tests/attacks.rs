@@ -1,15 +1,19 @@
 //! Attacks on admission, each written as its attacker acts, against a real control plane,
 //! a real docker-registry and the verifier over HTTPS. The bus plays no part in them, so
 //! they run on the embedded one. Each failed before its fix (security review 2026-12:
-//! M1 exemption globs, M4 hostile `.sig` manifests, L5 the UPDATE shortcut).
+//! M1 exemption globs, M3 slow clients, M4 hostile `.sig` manifests, L5 the UPDATE
+//! shortcut).
 
 mod common;
+
+use std::time::Duration;
 
 use base64::Engine as _;
 use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
 use signet_core::{Digest, ImageRef, SignatureAlgorithm, SimpleSigning};
 use signet_kms::{Kms, KmsConfig};
+use signet_runtime::settings::HttpLimits;
 
 use common::{message, Backend, ControlPlane, Images, Verifier, VerifierOptions};
 
@@ -185,7 +189,7 @@ async fn a_sig_with_thousands_of_layers_is_denied_at_the_cap_and_checked_once() 
     cp.policy("prod-images", "release", "prod", json!({})).await;
     let options = VerifierOptions {
         // Generous: a loaded debug build is slow; the figure that matters is printed.
-        budget: std::time::Duration::from_secs(10),
+        budget: Duration::from_secs(10),
         ..VerifierOptions::default()
     };
     let verifier = Verifier::start(&cp, options).await;
@@ -302,4 +306,100 @@ async fn updates_of_a_grandfathered_workload_are_checked() {
         fetches,
         "served from the trust cache"
     );
+}
+
+/// A TLS connection to the verifier that trusts its self-signed certificate, speaking
+/// HTTP/1.1 (where a request line and headers exist to be sent slowly).
+async fn tls_connect(
+    addr: std::net::SocketAddr,
+    cert: &std::path::Path,
+) -> tokio_rustls::client::TlsStream<tokio::net::TcpStream> {
+    try_tls_connect(addr, cert).await.expect("TLS handshake")
+}
+
+async fn try_tls_connect(
+    addr: std::net::SocketAddr,
+    cert: &std::path::Path,
+) -> std::io::Result<tokio_rustls::client::TlsStream<tokio::net::TcpStream>> {
+    use rustls::pki_types::pem::PemObject as _;
+    let pem = std::fs::read(cert).expect("the verifier certificate");
+    let mut roots = rustls::RootCertStore::empty();
+    for c in rustls::pki_types::CertificateDer::pem_slice_iter(&pem) {
+        roots.add(c.expect("certificate PEM")).expect("a root");
+    }
+    let provider = std::sync::Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    let mut config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .expect("TLS versions")
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    let tcp = tokio::net::TcpStream::connect(addr).await.expect("connect");
+    tokio_rustls::TlsConnector::from(std::sync::Arc::new(config))
+        .connect(
+            rustls::pki_types::ServerName::try_from("localhost").expect("name"),
+            tcp,
+        )
+        .await
+}
+
+/// Slowloris against the admission webhook's HTTPS port (security review M3): a client
+/// that connects and never starts TLS, and one that completes TLS and sends half a
+/// request line. Before the fix the verifier (axum-server) held both forever; now the
+/// first is cut off after `http.tls_handshake_timeout`, the second after
+/// `http.header_read_timeout` (both 1 s here).
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_webhook_port_cuts_off_slow_clients() {
+    use signet_testkit::slow_client::{closed_by_server, send_half_request};
+    let cp = ControlPlane::start(Backend::Embedded).await;
+    let options = VerifierOptions {
+        http: HttpLimits {
+            header_read_timeout: Duration::from_secs(1),
+            tls_handshake_timeout: Duration::from_secs(1),
+            ..HttpLimits::default()
+        },
+        ..VerifierOptions::default()
+    };
+    let verifier = Verifier::start(&cp, options).await;
+    let addr = verifier.running.as_ref().expect("running").addr();
+
+    let mut silent = tokio::net::TcpStream::connect(addr).await.expect("connect");
+    let took = closed_by_server(&mut silent, "a connection that never starts TLS").await;
+    eprintln!("no TLS handshake: closed after {took:?}");
+
+    let mut slow = tls_connect(addr, &verifier.tls.cert).await;
+    send_half_request(&mut slow).await;
+    let took = closed_by_server(&mut slow, "half a request line over TLS").await;
+    eprintln!("half a request line over TLS: closed after {took:?}");
+}
+
+/// The webhook port's connection cap (M3): with `http.max_connections` = 2, a client
+/// opening connections and never finishing them gets its third closed at once (the
+/// harness's own HTTPS client may hold one of the two), and a freed slot serves again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_webhook_port_refuses_connections_over_the_cap() {
+    let cp = ControlPlane::start(Backend::Embedded).await;
+    let options = VerifierOptions {
+        http: HttpLimits {
+            tls_handshake_timeout: Duration::from_secs(60),
+            header_read_timeout: Duration::from_secs(60),
+            max_connections: 2,
+            ..HttpLimits::default()
+        },
+        ..VerifierOptions::default()
+    };
+    let verifier = Verifier::start(&cp, options).await;
+    let addr = verifier.running.as_ref().expect("running").addr();
+    let mut held = Vec::new();
+    for _ in 0..2 {
+        held.push(tokio::net::TcpStream::connect(addr).await.expect("connect"));
+    }
+    // The third connection is closed before TLS starts; before the fix it was served.
+    let third = try_tls_connect(addr, &verifier.tls.cert).await;
+    assert!(
+        third.is_err(),
+        "the third connection to a port capped at 2 completed TLS"
+    );
+    drop(held);
+    verifier.ready().await;
 }

@@ -36,6 +36,11 @@ pub async fn serve(state: AppState, shutdown: CancellationToken) -> String {
         .await
         .expect("bind");
     let url = format!("http://{}", listener.local_addr().expect("addr"));
-    tokio::spawn(signet_gateway::serve(listener, state, shutdown));
+    tokio::spawn(signet_gateway::serve(
+        listener,
+        state,
+        signet_runtime::settings::HttpLimits::default(),
+        shutdown,
+    ));
     url
 }

@@ -223,7 +223,13 @@ impl ControlPlane {
         let task = tokio::spawn({
             let token = token.clone();
             async move {
-                let _ = signet_gateway::serve(listener, state, token).await;
+                let _ = signet_gateway::serve(
+                    listener,
+                    state,
+                    signet_runtime::settings::HttpLimits::default(),
+                    token,
+                )
+                .await;
             }
         });
         self.gateway = Some((token, task));
@@ -396,6 +402,7 @@ pub struct VerifierOptions {
     pub report_interval: Duration,
     pub budget: Duration,
     pub tls_reload_interval: Duration,
+    pub http: signet_runtime::settings::HttpLimits,
 }
 
 impl Default for VerifierOptions {
@@ -405,6 +412,7 @@ impl Default for VerifierOptions {
             report_interval: Duration::from_millis(200),
             budget: Duration::from_secs(3),
             tls_reload_interval: Duration::from_millis(100),
+            http: signet_runtime::settings::HttpLimits::default(),
         }
     }
 }
@@ -454,6 +462,7 @@ impl Verifier {
             report_interval: options.report_interval,
             report_batch: 100,
             state_dir: Some(state_dir.clone()),
+            http: options.http.clone(),
         };
         let events = match cp.backend {
             Backend::Embedded => cp.bus.events.clone(),
