@@ -58,7 +58,7 @@ pub struct SecurityPolicy {
     pub enabled: bool,
     /// Image patterns that need no signature (`registry.k8s.io/pause:*`,
     /// `*.k8s.io/**`): registry, repository and tag matched separately, `*` within one
-    /// path component, `**` across ([`crate::pattern`]).
+    /// path component, `**` across.
     pub exemptions: Vec<String>,
     /// Refuse tag references outright, as kritis does; only `@sha256:` digests pass.
     pub require_digest: bool,
