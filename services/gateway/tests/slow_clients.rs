@@ -108,6 +108,16 @@ async fn gateway_cuts_off_a_half_sent_request() {
     half_sent_request_is_cut_off(addr, "gateway").await;
 }
 
+/// A client that connects and sends nothing at all (hyper waits for a first byte without
+/// a timer) is cut off after the header timeout too.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn gateway_cuts_off_a_silent_connection() {
+    let (addr, _stop, _dir) = gateway(limits(Duration::from_secs(1), 4096)).await;
+    let mut conn = TcpStream::connect(addr).await.expect("connect");
+    let took = closed_by_server(&mut conn, "gateway, a silent connection").await;
+    eprintln!("gateway: silent connection closed after {took:?} (header timeout 1s)");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn gateway_refuses_connections_over_the_cap() {
     let (addr, _stop, _dir) = gateway(limits(Duration::from_secs(60), 2)).await;

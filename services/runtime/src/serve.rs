@@ -11,6 +11,7 @@
 //! watcher) plus a semaphore; a connection over the cap is closed at once rather than
 //! left in the backlog, so a flood is answered quickly and counted.
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -18,6 +19,7 @@ use axum::body::Body;
 use axum::Router;
 use http::{Request, StatusCode};
 use hyper::body::Incoming;
+use hyper::service::{service_fn, Service as _};
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::GracefulShutdown;
@@ -105,25 +107,47 @@ pub async fn serve(
         let _ = stream.set_nodelay(true);
         let (builder, service, watcher) = (builder.clone(), service.clone(), graceful.watcher());
         let tls = tls.clone();
-        let handshake = limits.tls_handshake_timeout;
+        let (handshake, first_request) = (limits.tls_handshake_timeout, limits.header_read_timeout);
         tokio::spawn(async move {
             let _permit = permit;
-            let served = match tls {
-                None => {
-                    let conn = builder
-                        .serve_connection(TokioIo::new(stream), service)
-                        .into_owned();
-                    watcher.watch(conn).await
+            // hyper's header timeout starts only once a client has sent something (the
+            // auto builder waits for the first bytes to pick HTTP/1 or HTTP/2 without a
+            // timer): a connection that never completes a first request within the
+            // header timeout is closed here.
+            let asked = Arc::new(AtomicBool::new(false));
+            let marked = {
+                let asked = asked.clone();
+                service_fn(move |req| {
+                    asked.store(true, Ordering::Release);
+                    service.call(req)
+                })
+            };
+            let idle = async {
+                tokio::time::sleep(first_request).await;
+                if asked.load(Ordering::Acquire) {
+                    std::future::pending::<()>().await;
                 }
+            };
+            macro_rules! serve_conn {
+                ($io:expr) => {{
+                    let conn = builder.serve_connection($io, marked).into_owned();
+                    tokio::select! {
+                        served = watcher.watch(conn) => served,
+                        () = idle => {
+                            refused(name, "no_request");
+                            return;
+                        }
+                    }
+                }};
+            }
+            let served = match tls {
+                None => serve_conn!(TokioIo::new(stream)),
                 Some(acceptor) => {
                     let Some(stream) = handshake_within(handshake, &acceptor, stream, name).await
                     else {
                         return;
                     };
-                    let conn = builder
-                        .serve_connection(TokioIo::new(stream), service)
-                        .into_owned();
-                    watcher.watch(conn).await
+                    serve_conn!(TokioIo::new(stream))
                 }
             };
             if let Err(e) = served {

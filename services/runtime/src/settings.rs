@@ -53,8 +53,8 @@ pub struct Settings {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct HttpLimits {
-    /// From a connection's first byte (or the end of its previous request) until a
-    /// request's headers are complete; past it the connection is closed.
+    /// From a connection's start (after TLS) until its first request's headers are
+    /// complete, and for each later request's headers; past it the connection is closed.
     #[serde(with = "humantime_serde")]
     pub header_read_timeout: Duration,
     /// Longest wait for the next piece of a request body; past it the request fails.

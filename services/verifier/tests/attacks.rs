@@ -367,6 +367,10 @@ async fn the_webhook_port_cuts_off_slow_clients() {
     let took = closed_by_server(&mut silent, "a connection that never starts TLS").await;
     eprintln!("no TLS handshake: closed after {took:?}");
 
+    let mut quiet = tls_connect(addr, &verifier.tls.cert).await;
+    let took = closed_by_server(&mut quiet, "TLS done, then nothing sent").await;
+    eprintln!("TLS done, nothing sent: closed after {took:?}");
+
     let mut slow = tls_connect(addr, &verifier.tls.cert).await;
     send_half_request(&mut slow).await;
     let took = closed_by_server(&mut slow, "half a request line over TLS").await;
