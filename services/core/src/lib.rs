@@ -11,6 +11,7 @@
 //! - [`policy`]: security policies, signing rules and the trust bundle verifiers enforce.
 //! - [`seal`]: the control plane's detached signature over bundles and events, and the
 //!   pinned keys verifiers check it with.
+//! - [`pattern`]: image patterns (policy exemptions), matched part by part.
 //! - [`admission`]: what a verifier decided about a workload, as it reports it.
 //! - [`model`]: witnesses, jobs, signature records, roles, audit entries.
 
@@ -19,6 +20,7 @@ pub mod crypto;
 pub mod digest;
 pub mod events;
 pub mod model;
+pub mod pattern;
 pub mod payload;
 pub mod policy;
 pub mod reference;
@@ -29,7 +31,8 @@ pub use crypto::{CryptoError, PublicKey, SignatureAlgorithm};
 pub use digest::{Digest, DigestError};
 pub use events::EventKind;
 pub use model::*;
-pub use payload::{PayloadError, SimpleSigning};
+pub use pattern::ImagePattern;
+pub use payload::{CoverageError, PayloadError, ReferenceRule, SimpleSigning};
 pub use policy::{
     PolicyAction, PolicyMode, PolicyUpdate, RevokedSignature, SecurityPolicy, SigningRule,
     TrustBundle, TrustedKey,

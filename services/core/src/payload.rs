@@ -53,7 +53,54 @@ pub enum PayloadError {
     Digest(#[source] DigestError),
 }
 
+/// Whether a payload's `docker-reference` must name the repository the image is checked
+/// in. One rule for admission and `signet verify`: by default it need not, because
+/// signatures are trusted by digest and key, and `cosign copy` (or a registry mirror)
+/// moves a signature to another repository without re-signing it; a caller that wants
+/// the repository bound too asks for [`ReferenceRule::SameRepository`].
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum ReferenceRule {
+    /// Any repository: the manifest digest alone binds the signature to the image.
+    #[default]
+    AnyRepository,
+    /// The payload must name exactly the repository (`registry/repository`).
+    SameRepository,
+}
+
+/// Why a parsed payload does not cover the image it was checked for.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum CoverageError {
+    #[error("payload is for {payload}, not {wanted}")]
+    OtherDigest { payload: Digest, wanted: Digest },
+    #[error("payload names repository {payload}, not {wanted}")]
+    OtherRepository { payload: String, wanted: String },
+}
+
 impl SimpleSigning {
+    /// Whether this payload covers `digest` in `repository` (`registry/repository`) under
+    /// `rule`: the manifest digest must always match; the `docker-reference` only under
+    /// [`ReferenceRule::SameRepository`].
+    pub fn covers(
+        &self,
+        repository: &str,
+        digest: &Digest,
+        rule: ReferenceRule,
+    ) -> Result<(), CoverageError> {
+        if &self.manifest_digest != digest {
+            return Err(CoverageError::OtherDigest {
+                payload: self.manifest_digest.clone(),
+                wanted: digest.clone(),
+            });
+        }
+        if rule == ReferenceRule::SameRepository && self.docker_reference != repository {
+            return Err(CoverageError::OtherRepository {
+                payload: self.docker_reference.clone(),
+                wanted: repository.to_owned(),
+            });
+        }
+        Ok(())
+    }
+
     pub fn new(docker_reference: impl Into<String>, manifest_digest: Digest) -> Self {
         Self {
             docker_reference: docker_reference.into(),
@@ -301,6 +348,33 @@ impl<'de> Deserialize<'de> for StrictObject {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn one_reference_rule_for_admission_and_the_cli() {
+        let d = Digest::of(b"image");
+        let p = SimpleSigning::new("reg.example/team/app", d.clone());
+        // A signature copied to another repository still covers the digest by default.
+        assert_eq!(
+            p.covers("mirror.example/app", &d, ReferenceRule::default()),
+            Ok(())
+        );
+        assert_eq!(
+            p.covers("mirror.example/app", &d, ReferenceRule::SameRepository),
+            Err(CoverageError::OtherRepository {
+                payload: "reg.example/team/app".into(),
+                wanted: "mirror.example/app".into()
+            })
+        );
+        assert_eq!(
+            p.covers("reg.example/team/app", &d, ReferenceRule::SameRepository),
+            Ok(())
+        );
+        let other = Digest::of(b"other");
+        assert!(matches!(
+            p.covers("reg.example/team/app", &other, ReferenceRule::AnyRepository),
+            Err(CoverageError::OtherDigest { .. })
+        ));
+    }
 
     const D: &str = "sha256:4c0d0b7f23d7c9d6c1f5d0e5ab9d14a0f7c3e5e2b7b8d2d1f1b4f5c6a7b8c9d0";
 

@@ -56,7 +56,9 @@ pub struct SecurityPolicy {
     pub mode: PolicyMode,
     /// **false** until someone enables the policy.
     pub enabled: bool,
-    /// Image reference globs that need no signature (`registry.k8s.io/pause:*`).
+    /// Image patterns that need no signature (`registry.k8s.io/pause:*`,
+    /// `*.k8s.io/**`): registry, repository and tag matched separately, `*` within one
+    /// path component, `**` across.
     pub exemptions: Vec<String>,
     /// Refuse tag references outright, as kritis does; only `@sha256:` digests pass.
     pub require_digest: bool,
@@ -175,9 +177,10 @@ impl PolicyAction {
     }
 }
 
-/// Compiles a namespace or image glob the way policies match them: `*` and `?` match any
-/// characters (`/` included), `[...]` a class. The same rules in the control plane,
-/// which refuses a bad glob, and in the verifier, which matches with it.
+/// Compiles a namespace glob the way policies match namespaces: `*` and `?` match any
+/// characters, `[...]` a class. The same rules in the control plane, which refuses a bad
+/// glob, and in the verifier, which matches with it. Image exemptions are not namespace
+/// globs: they are [`crate::pattern::ImagePattern`]s.
 pub fn compile_glob(pattern: &str) -> Result<globset::GlobMatcher, String> {
     globset::GlobBuilder::new(pattern)
         .literal_separator(false)
@@ -219,7 +222,7 @@ impl SecurityPolicy {
         for e in &self.exemptions {
             if e.trim().is_empty() {
                 p.push("an image exemption must not be empty".to_owned());
-            } else if let Err(e) = compile_glob(e) {
+            } else if let Err(e) = crate::pattern::ImagePattern::compile(e) {
                 p.push(format!("image exemption {e}"));
             }
         }
@@ -284,12 +287,19 @@ mod tests {
     }
 
     #[test]
-    fn globs_cross_slashes() {
-        let g = compile_glob("registry.k8s.io/*").expect("glob");
-        assert!(g.is_match("registry.k8s.io/pause:3.9"));
-        assert!(g.is_match("registry.k8s.io/a/b@sha256:00"));
+    fn namespace_globs() {
+        assert!(compile_glob("team-*").expect("glob").is_match("team-a"));
         assert!(!compile_glob("team-*").expect("glob").is_match("prod"));
         assert!(compile_glob("a[").is_err());
+    }
+
+    #[test]
+    fn exemptions_are_image_patterns() {
+        let mut p = policy();
+        p.exemptions = vec!["*.k8s.io/**".into(), "registry.k8s.io/[".into()];
+        let problems = p.problems();
+        assert_eq!(problems.len(), 1, "{problems:?}");
+        assert!(problems[0].starts_with("image exemption"), "{problems:?}");
     }
 
     #[test]

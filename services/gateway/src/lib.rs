@@ -29,7 +29,8 @@ use axum::Router;
 use signet_bus::Bus;
 use signet_kms::{ControlPlaneKey, Kms};
 use signet_registry::RegistryClient;
-use signet_runtime::settings::GatewaySettings;
+use signet_runtime::serve::Listener;
+use signet_runtime::settings::{GatewaySettings, HttpLimits};
 use signet_store::Store;
 use tokio::net::TcpListener;
 use tokio::sync::Notify;
@@ -89,18 +90,33 @@ fn logged_path(path: &str) -> &str {
     }
 }
 
-/// Serves until `shutdown`, then lets in-flight requests finish.
+/// Serves until `shutdown`, then lets in-flight requests finish, with the listener
+/// limits of `limits` (timeouts, connection cap). A request may run for `max_wait` plus
+/// a margin when that is longer than `request_timeout`, so `POST /v1/sign?wait=` is not
+/// cut short.
 pub async fn serve(
     listener: TcpListener,
     state: AppState,
+    limits: HttpLimits,
     shutdown: CancellationToken,
 ) -> std::io::Result<()> {
     let addr = listener.local_addr()?;
     tracing::info!(%addr, "gateway listening");
-    axum::serve(listener, router(state))
-        .with_graceful_shutdown(async move { shutdown.cancelled().await })
-        .await
+    let mut limits = limits;
+    limits.request_timeout = limits
+        .request_timeout
+        .max(state.settings.max_wait + WAIT_MARGIN);
+    let listener = Listener {
+        name: "gateway",
+        tcp: listener,
+        tls: None,
+        limits,
+    };
+    signet_runtime::serve::serve(listener, router(state), shutdown).await
 }
+
+/// Past `max_wait`, the time a `?wait=` request still needs to answer.
+const WAIT_MARGIN: Duration = Duration::from_secs(10);
 
 /// Upper bound for `?wait=`; also what a client waits when it asks for more.
 pub fn clamp_wait(settings: &GatewaySettings, asked: Duration) -> Duration {

@@ -70,6 +70,7 @@ async fn main() -> anyhow::Result<()> {
         signet_bus::readiness(store.clone(), bus.clone()),
         Some(log),
         settings.admin_port_token()?,
+        &settings.http,
         shutdown.clone(),
     )
     .await?;
@@ -87,7 +88,7 @@ async fn main() -> anyhow::Result<()> {
     let listener = tokio::net::TcpListener::bind(&settings.gateway.listen)
         .await
         .with_context(|| format!("cannot listen on {}", settings.gateway.listen))?;
-    signet_gateway::serve(listener, state, shutdown).await?;
+    signet_gateway::serve(listener, state, settings.http.clone(), shutdown).await?;
     relay.await?;
     admin.await??;
     store.close().await;

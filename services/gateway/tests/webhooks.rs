@@ -125,7 +125,12 @@ async fn start_with(bus_url: &str, receivers: Receivers) -> Gateway {
         .expect("bind");
     let url = format!("http://{}", listener.local_addr().expect("addr"));
     let shutdown = CancellationToken::new();
-    tokio::spawn(signet_gateway::serve(listener, state, shutdown.clone()));
+    tokio::spawn(signet_gateway::serve(
+        listener,
+        state,
+        signet_runtime::settings::HttpLimits::default(),
+        shutdown.clone(),
+    ));
     Gateway {
         url,
         store,

@@ -32,7 +32,9 @@ use tokio::sync::OnceCell;
 use crate::config::{
     api_host, normalize_host, uses_plain_http, Credential, DockerConfig, RegistryConfig,
 };
-use crate::cosign::{PublishOutcome, Published, SigManifest, SignatureLayer};
+use crate::cosign::{
+    PublishOutcome, Published, SigManifest, SignatureLayer, SignatureLimits, Signatures,
+};
 use crate::error::{Ctx, RegistryError};
 use crate::locks::KeyedLocks;
 use crate::manifest::{Manifest, MANIFEST_ACCEPT, OCI_MANIFEST};
@@ -243,17 +245,39 @@ impl RegistryClient {
         .await
     }
 
-    /// Every cosign signature layer on `<repo>:sha256-<hex>.sig`; empty when the tag does
-    /// not exist. Malformed layers are skipped (and logged) so they cannot hide good ones.
-    #[tracing::instrument(name = "registry.fetch_signatures", skip_all, fields(image = %image, digest = %digest))]
+    /// Every signature layer of the `.sig` artifact for `digest` (none when there is no
+    /// artifact). For the signer and the CLI, which read their own registries; the
+    /// admission path uses [`RegistryClient::fetch_signatures_within`].
     pub async fn fetch_signatures(
         &self,
         image: &ImageRef,
         digest: &Digest,
     ) -> Result<Vec<SignatureLayer>, RegistryError> {
+        let limits = SignatureLimits {
+            max_layers: usize::MAX,
+            max_payload_bytes: MAX_PAYLOAD_BYTES as u64,
+        };
+        Ok(self
+            .fetch_signatures_within(image, digest, limits)
+            .await?
+            .layers)
+    }
+
+    /// The signature layers of the `.sig` artifact for `digest`, reading only the first
+    /// `limits.max_layers` layers and payloads up to `limits.max_payload_bytes`; what was
+    /// left out is counted so a caller can say so. Malformed layers are skipped (and
+    /// logged) so they cannot hide good ones; no artifact gives no layers.
+    #[tracing::instrument(name = "registry.fetch_signatures", skip_all, fields(image = %image, digest = %digest))]
+    pub async fn fetch_signatures_within(
+        &self,
+        image: &ImageRef,
+        digest: &Digest,
+        limits: SignatureLimits,
+    ) -> Result<Signatures, RegistryError> {
         let tag = digest.signature_tag();
         let what = format!("signature artifact {tag}");
         let ctx = ctx(image, "pull", &what);
+        let max_payload = limits.max_payload_bytes.min(MAX_PAYLOAD_BYTES as u64);
         self.bounded("fetch_signatures", ctx, async {
             let (host, access) = self.host_access(image, ctx).await?;
             let access = &*access;
@@ -261,12 +285,16 @@ impl RegistryClient {
             let repo = image.repository();
             let manifest = match self.read_manifest(&host, access, repo, &tag, ctx).await {
                 Ok(m) => m,
-                Err(e) if e.is_not_found() => return Ok(Vec::new()),
+                Err(e) if e.is_not_found() => return Ok(Signatures::default()),
                 Err(e) => return Err(e),
             };
-            let signatures = SigManifest::parse(&manifest.bytes)
+            let mut signatures = SigManifest::parse(&manifest.bytes)
                 .map_err(|d| ctx.protocol(d))?
                 .signatures();
+            let total = signatures.len();
+            signatures.truncate(limits.max_layers);
+            let oversized = signatures.iter().filter(|s| s.size > max_payload).count();
+            signatures.retain(|s| s.size <= max_payload);
             // Signatures by several witnesses share one payload blob: fetch each blob once.
             let mut wanted: Vec<(&Digest, u64)> = Vec::new();
             for s in &signatures {
@@ -277,17 +305,18 @@ impl RegistryClient {
             let host = &host;
             // Built as a Vec of futures rather than a stream of closures: a stream whose
             // closures borrow `host` and `access` makes the whole operation non-Send
-            // (rust-lang/rust#102211), and callers spawn it. `wanted` is one or two blobs.
+            // (rust-lang/rust#102211), and callers spawn it. `wanted` is one or two blobs
+            // for an honest artifact, at most `max_layers` for a hostile one.
             let fetches: Vec<_> = wanted
                 .into_iter()
-                .map(|(digest, size)| self.fetch_payload(host, access, repo, digest, size, ctx))
+                .map(|(digest, _)| self.fetch_payload(host, access, repo, digest, max_payload, ctx))
                 .collect();
             let payloads: HashMap<&Digest, Vec<u8>> = futures::future::try_join_all(fetches)
                 .await?
                 .into_iter()
                 .flatten()
                 .collect();
-            Ok(signatures
+            let layers = signatures
                 .iter()
                 .filter_map(|s| {
                     payloads.get(&s.digest).map(|payload| SignatureLayer {
@@ -296,7 +325,13 @@ impl RegistryClient {
                         annotations: s.annotations.clone(),
                     })
                 })
-                .collect())
+                .collect();
+            Ok(Signatures {
+                layers,
+                total,
+                beyond_limit: total.saturating_sub(limits.max_layers),
+                oversized,
+            })
         })
         .await
     }
@@ -308,17 +343,15 @@ impl RegistryClient {
         access: &Access,
         repo: &str,
         digest: &'d Digest,
-        size: u64,
+        max: u64,
         ctx: Ctx<'_>,
     ) -> Result<Option<(&'d Digest, Vec<u8>)>, RegistryError> {
-        if size > MAX_PAYLOAD_BYTES as u64 {
-            tracing::warn!(%digest, size, "signature payload is too large; skipped");
-            return Ok(None);
-        }
         let what = format!("signature payload blob {digest}");
         let blob_ctx = Ctx { what: &what, ..ctx };
+        // The descriptor's size is the registry's word; the read itself is bounded too.
+        let max = usize::try_from(max).unwrap_or(MAX_PAYLOAD_BYTES);
         match self
-            .read_blob(host, access, repo, digest, MAX_PAYLOAD_BYTES, blob_ctx)
+            .read_blob(host, access, repo, digest, max, blob_ctx)
             .await
         {
             Ok(payload) => Ok(Some((digest, payload))),

@@ -59,6 +59,41 @@ impl SignatureLayer {
     }
 }
 
+/// How much of a `.sig` artifact a reader takes in. The registry owner writes that
+/// manifest: without limits, thousands of layers (each its own payload blob) cost a
+/// verifier one blob fetch and one signature check per layer and key, on every read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SignatureLimits {
+    /// Cosign signature layers considered, in manifest order; later ones are counted,
+    /// not fetched.
+    pub max_layers: usize,
+    /// Largest payload blob fetched; larger ones are counted and skipped.
+    pub max_payload_bytes: u64,
+}
+
+impl SignatureLimits {
+    /// What the verifier takes in on the admission path: cosign appends one layer per
+    /// signature, so 64 is several witnesses times many key rotations, and a simple-
+    /// signing payload is a few hundred bytes.
+    pub const ADMISSION: Self = Self {
+        max_layers: 64,
+        max_payload_bytes: 64 << 10,
+    };
+}
+
+/// The signature layers of a `.sig` artifact read within [`SignatureLimits`].
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Signatures {
+    /// The layers considered whose payload could be read, in manifest order.
+    pub layers: Vec<SignatureLayer>,
+    /// Cosign signature layers in the manifest, considered or not.
+    pub total: usize,
+    /// Layers past `max_layers`, not looked at.
+    pub beyond_limit: usize,
+    /// Layers considered whose payload was larger than `max_payload_bytes`.
+    pub oversized: usize,
+}
+
 /// How [`crate::RegistryClient::publish_signature`] ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum PublishOutcome {

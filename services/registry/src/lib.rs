@@ -27,7 +27,8 @@ mod settings;
 pub use client::RegistryClient;
 pub use config::{Credential, RegistryConfig, RegistryCredential};
 pub use cosign::{
-    PublishOutcome, Published, SignatureLayer, SIGNATURE_ANNOTATION, SIMPLESIGNING_MEDIA_TYPE,
+    PublishOutcome, Published, SignatureLayer, SignatureLimits, Signatures, SIGNATURE_ANNOTATION,
+    SIMPLESIGNING_MEDIA_TYPE,
 };
 pub use error::RegistryError;
 pub use manifest::Manifest;

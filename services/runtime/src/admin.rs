@@ -19,6 +19,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::logging::LogHandle;
 use crate::metrics::metrics;
+use crate::serve::{HttpLimits, Listener};
 
 /// Answers whether the service can do its work now; `Err` says what is missing.
 pub type ReadinessCheck =
@@ -49,18 +50,23 @@ pub fn router(
         })
 }
 
-/// Serves the admin routes until `shutdown`.
+/// Serves the admin routes until `shutdown`, with the listener limits of `limits`.
 pub async fn serve(
     listener: TcpListener,
     ready: ReadinessCheck,
     log: Option<LogHandle>,
     token: Option<SecretString>,
+    limits: HttpLimits,
     shutdown: CancellationToken,
 ) -> std::io::Result<()> {
     tracing::info!(addr = %listener.local_addr()?, "admin port listening (/metrics, /healthz, /readyz)");
-    axum::serve(listener, router(ready, log, token))
-        .with_graceful_shutdown(async move { shutdown.cancelled().await })
-        .await
+    let listener = Listener {
+        name: "admin",
+        tcp: listener,
+        tls: None,
+        limits,
+    };
+    crate::serve::serve(listener, router(ready, log, token), shutdown).await
 }
 
 /// Binds `addr` (the setting named `setting`) and serves the admin routes on it until
@@ -71,6 +77,7 @@ pub async fn spawn(
     ready: ReadinessCheck,
     log: Option<LogHandle>,
     token: Option<SecretString>,
+    limits: &HttpLimits,
     shutdown: CancellationToken,
 ) -> std::io::Result<(
     std::net::SocketAddr,
@@ -83,7 +90,7 @@ pub async fn spawn(
         )
     })?;
     let bound = listener.local_addr()?;
-    let task = tokio::spawn(serve(listener, ready, log, token, shutdown));
+    let task = tokio::spawn(serve(listener, ready, log, token, limits.clone(), shutdown));
     Ok((bound, task))
 }
 

@@ -6,6 +6,8 @@
 //!   variables, and report every invalid setting at once.
 //! - [`metrics`]: the Prometheus series every service records.
 //! - [`secret`]: secrets read from files or environment, never printed.
+//! - [`serve`]: the HTTP serving loop of every listener, with timeouts and a connection
+//!   cap.
 //! - [`logging`]: structured JSON logs in a cluster, readable text on a terminal, with a
 //!   level that can be changed while running.
 //! - [`settings`]: every setting of every service, one file for a whole deployment.
@@ -17,6 +19,7 @@ pub mod config;
 pub mod logging;
 pub mod metrics;
 pub mod secret;
+pub mod serve;
 pub mod settings;
 pub mod shutdown;
 pub mod telemetry;

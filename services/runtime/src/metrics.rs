@@ -95,6 +95,15 @@ pub struct RefusalLabels {
 }
 
 /// Every series signet exposes.
+/// Why a listener closed a connection before it served a request.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ConnectionLabels {
+    /// `gateway`, `admin`, `verifier`.
+    pub listener: String,
+    /// `over_limit` (the connection cap), `tls_handshake_timeout`.
+    pub reason: String,
+}
+
 pub struct Metrics {
     registry: Registry,
     /// Sign jobs by outcome and reason.
@@ -122,6 +131,7 @@ pub struct Metrics {
     /// the control plane went back (a restored store), or local state had come from
     /// elsewhere. Alert on any.
     pub trust_rollbacks: Counter,
+    pub connections_refused: Family<ConnectionLabels, Counter>,
 }
 
 impl Metrics {
@@ -143,9 +153,15 @@ impl Metrics {
             webhooks: Family::default(),
             trust_refusals: Family::default(),
             trust_rollbacks: Counter::default(),
+            connections_refused: Family::default(),
             registry: Registry::default(),
         };
         registry.register("jobs", "Sign jobs by outcome and reason", m.jobs.clone());
+        registry.register(
+            "http_connections_refused",
+            "Connections a listener closed unserved, by listener and reason",
+            m.connections_refused.clone(),
+        );
         registry.register(
             "sign_latency_seconds",
             "Seconds from enqueue to a published and recorded signature",

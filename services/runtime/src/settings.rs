@@ -45,6 +45,9 @@ pub struct Settings {
     pub telemetry: TelemetrySettings,
     /// The control plane's signing key, which seals every trust bundle and event.
     pub control_plane: ControlPlaneSettings,
+    /// Timeouts and the connection cap of every HTTP listener (gateway, admin ports,
+    /// verifier), so slow or idle clients cannot hold connections open.
+    pub http: HttpLimits,
 }
 
 /// The control plane's own identity towards verifiers. The gateway and the signer (both
@@ -57,6 +60,61 @@ pub struct ControlPlaneSettings {
     /// Required by the gateway and the signer; `signet up` uses
     /// `local://signet-control-plane` in its data dir when unset.
     pub signing_key: Option<String>,
+}
+
+/// How long a client may take, and how many connections a listener holds. The same for
+/// every listener of a process: the gateway's API and webhooks, each admin port, the
+/// verifier's HTTPS port.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct HttpLimits {
+    /// From a connection's start (after TLS) until its first request's headers are
+    /// complete, and for each later request's headers; past it the connection is closed.
+    #[serde(with = "humantime_serde")]
+    pub header_read_timeout: Duration,
+    /// Longest wait for the next piece of a request body; past it the request fails.
+    #[serde(with = "humantime_serde")]
+    pub body_read_timeout: Duration,
+    /// Longest a request may take until its response starts (408 past it). The gateway
+    /// lets `POST /v1/sign?wait=` run for `gateway.max_wait` plus 10 s when that is longer.
+    #[serde(with = "humantime_serde")]
+    pub request_timeout: Duration,
+    /// Longest a TLS handshake may take (the verifier's HTTPS port).
+    #[serde(with = "humantime_serde")]
+    pub tls_handshake_timeout: Duration,
+    /// Open connections per listener; one more is closed at once (and counted in
+    /// `signet_http_connections_refused_total{reason="over_limit"}`).
+    pub max_connections: usize,
+}
+
+impl Default for HttpLimits {
+    fn default() -> Self {
+        Self {
+            header_read_timeout: Duration::from_secs(10),
+            body_read_timeout: Duration::from_secs(30),
+            request_timeout: Duration::from_secs(60),
+            tls_handshake_timeout: Duration::from_secs(10),
+            max_connections: 4096,
+        }
+    }
+}
+
+impl HttpLimits {
+    fn validate(&self, p: &mut Vec<String>) {
+        for (name, d) in [
+            ("http.header_read_timeout", self.header_read_timeout),
+            ("http.body_read_timeout", self.body_read_timeout),
+            ("http.request_timeout", self.request_timeout),
+            ("http.tls_handshake_timeout", self.tls_handshake_timeout),
+        ] {
+            if d < Duration::from_millis(100) {
+                p.push(format!("{name}: must be at least 100ms"));
+            }
+        }
+        if self.max_connections == 0 {
+            p.push("http.max_connections: must be at least 1".into());
+        }
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -360,6 +418,7 @@ impl Default for Settings {
             admin_token_file: None,
             telemetry: TelemetrySettings::default(),
             control_plane: ControlPlaneSettings::default(),
+            http: HttpLimits::default(),
         }
     }
 }
@@ -643,6 +702,7 @@ impl Validate for Settings {
             }
         }
         self.telemetry.validate(&mut p);
+        self.http.validate(&mut p);
         if self.gateway.body_limit_bytes < 1024 {
             p.push("gateway.body_limit_bytes: must be at least 1024".into());
         }

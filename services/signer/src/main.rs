@@ -49,6 +49,7 @@ async fn main() -> anyhow::Result<()> {
         signet_bus::readiness(store.clone(), bus.clone()),
         Some(log),
         settings.admin_port_token()?,
+        &settings.http,
         shutdown.clone(),
     )
     .await?;

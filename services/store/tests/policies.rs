@@ -84,6 +84,7 @@ on_both_backends!(
     decisions_are_stored_once_and_break_glass_is_audited,
     impact_sums_up_a_policy,
     revoked_signatures_are_audited_announced_and_in_trust_bundles,
+    legacy_exemptions_keep_their_meaning_as_image_patterns,
 );
 
 // ---------- helpers ----------
@@ -786,4 +787,77 @@ async fn revoked_signatures_are_audited_announced_and_in_trust_bundles(db: TestD
             .all(|l| l.digest != b.digest),
         "the witness's other signature is not listed"
     );
+}
+
+/// A policy written before exemptions were image patterns (migration 0005), then the
+/// store upgraded: a trailing `/*` that meant "anything under" becomes `/**`, `*` alone
+/// becomes `**`, the rest is kept, and the migrated exemptions no longer admit a
+/// lookalike host's images.
+async fn legacy_exemptions_keep_their_meaning_as_image_patterns(db: TestDb) {
+    sqlx::any::install_default_drivers();
+    let (url, dir) = if db.url.starts_with("sqlite:") {
+        (format!("{}?mode=rwc", db.url), "sqlite")
+    } else {
+        (db.url.clone(), "postgres")
+    };
+    let pool = sqlx::AnyPool::connect(&url).await.expect("raw pool");
+    let mut before = sqlx::migrate::Migrator::new(std::path::Path::new(&format!(
+        "{}/migrations/{dir}",
+        env!("CARGO_MANIFEST_DIR")
+    )))
+    .await
+    .expect("migrations");
+    before.migrations = std::borrow::Cow::Owned(
+        before
+            .migrations
+            .iter()
+            .filter(|m| m.version <= 5)
+            .cloned()
+            .collect(),
+    );
+    before
+        .run(&pool)
+        .await
+        .expect("schema as of migration 0005");
+    let legacy =
+        r#"["*.k8s.io/*","registry.k8s.io/pause:*","ghcr.io/org/**","*","*.gcr.io/team/*/app"]"#;
+    sqlx::query(&format!(
+        "INSERT INTO policies (name, cluster, namespace, witnesses, require_count, mode, enabled, \
+         exemptions, require_digest, allow_break_glass, note, created_at, updated_at) \
+         VALUES ('old', 'c1', 'prod', '[\"w\"]', 1, 'enforce', 1, '{legacy}', 0, 0, '', 0, 0), \
+                ('none', 'c1', 'prod', '[\"w\"]', 1, 'enforce', 1, '[]', 0, 0, '', 0, 0)"
+    ))
+    .execute(&pool)
+    .await
+    .expect("a policy written by the old release");
+    pool.close().await;
+
+    let store = db.open().await;
+    let old = store.get_policy("old").await.expect("read").expect("kept");
+    assert_eq!(
+        old.exemptions,
+        [
+            "*.k8s.io/**",
+            "registry.k8s.io/pause:*",
+            "ghcr.io/org/**",
+            "**",
+            "*.gcr.io/team/*/app"
+        ]
+    );
+    let none = store.get_policy("none").await.expect("read").expect("kept");
+    assert!(none.exemptions.is_empty());
+    let exempt = |image: &str| {
+        let image = signet_core::ImageRef::parse(image).expect("image");
+        old.exemptions[..3].iter().any(|e| {
+            signet_core::ImagePattern::compile(e)
+                .expect("migrated exemptions compile")
+                .matches(&image)
+        })
+    };
+    assert!(exempt("registry.k8s.io/pause:3.9"));
+    assert!(
+        exempt("registry.k8s.io/ingress-nginx/controller:v1"),
+        "anything under"
+    );
+    assert!(!exempt("attacker.example/x.k8s.io/miner"), "lookalike host");
 }

@@ -12,6 +12,7 @@
 //! - [`brokers`]: private nats-server and RabbitMQ nodes a test may stop and start.
 //! - [`proxy`]: an HTTP proxy that injects faults (500s, throttling) in front of a service.
 //! - [`control_plane_key`]: the key an in-process control plane seals bundles and events with.
+//! - [`slow_client`]: slowloris clients, and the checks that a listener cuts them off.
 
 pub mod brokers;
 pub mod emulators;
@@ -31,3 +32,4 @@ pub async fn control_plane_key(
         Err(e) => panic!("the local control plane key: {e}"),
     }
 }
+pub mod slow_client;

@@ -6,8 +6,10 @@
 //! runs are reported; a break-glass decision is kept on disk before the answer goes out
 //! ([`crate::break_glass`]), and an unverified sender never gets break-glass.
 //!
-//! Updates that run no new image (a scale-down, a label change) are allowed without a
-//! check: their images were checked when they were created. The whole check runs within
+//! Updates that start nothing new (the same pod spec, no more replicas: a scale-down, a
+//! label change) are allowed without a check; every other update is checked like a
+//! create, whether or not its images appear in the old object, since that object may have
+//! been admitted under warn, dry-run or break-glass. The whole check runs within
 //! the decision budget; what does not finish in time counts as "registry unreachable",
 //! which denies in an enforced namespace (fail closed) and never gets cached.
 
@@ -96,17 +98,34 @@ fn images_to_check(req: &AdmissionRequest<DynamicObject>) -> Option<(&DynamicObj
         return None;
     }
     if req.operation == Operation::Update {
-        let old: Vec<&str> = req
-            .old_object
-            .as_ref()
-            .and_then(|o| workload::pod_spec(kind, &o.data))
-            .map(workload::images)
-            .unwrap_or_default();
-        if images.iter().all(|i| old.contains(i)) {
+        let old = req.old_object.as_ref().map(|o| &o.data);
+        if old.is_some_and(|old| runs_nothing_new(kind, old, &object.data)) {
             return None;
         }
     }
     Some((object, images))
+}
+
+/// Whether an update leaves what runs as it was: the same pod spec, and no more replicas
+/// (a scale-down, a label or annotation change, a controller scaling down an old
+/// ReplicaSet, a finalizer removed). Such an update is allowed unchecked, because it
+/// starts nothing and blocking it would stall rollouts away from an image that no longer
+/// passes. Any other update is checked like a create, through the same caches: "its
+/// images appear in the old object" is not enough, because that object may have been
+/// admitted under warn, dry-run or break-glass, or before the policy existed.
+fn runs_nothing_new(kind: &str, old: &Value, new: &Value) -> bool {
+    let replicas = |o: &Value| o.pointer("/spec/replicas").and_then(Value::as_i64);
+    let same_spec = match (workload::pod_spec(kind, old), workload::pod_spec(kind, new)) {
+        (Some(o), Some(n)) => o == n,
+        _ => false,
+    };
+    let no_more = match (replicas(old), replicas(new)) {
+        (Some(o), Some(n)) => n <= o,
+        (None, None) => true,
+        // Replicas set where it was defaulted (or the reverse): not provably fewer.
+        _ => false,
+    };
+    same_spec && no_more
 }
 
 impl Admission {
@@ -227,16 +246,14 @@ impl Admission {
             let image = match &slot.image {
                 Ok(i) => i,
                 Err(e) => {
-                    if policy.exempts(slot.raw, None) {
-                        verdict.exempt = true;
-                    } else {
-                        verdict.reason = Some(DenialReason::InvalidReference);
-                        verdict.detail = e.clone();
-                    }
+                    // An image that does not parse names no registry or repository, so no
+                    // exemption can cover it.
+                    verdict.reason = Some(DenialReason::InvalidReference);
+                    verdict.detail = e.clone();
                     return verdict;
                 }
             };
-            if policy.exempts(slot.raw, Some(image)) {
+            if policy.exempts(image) {
                 verdict.exempt = true;
                 return verdict;
             }
@@ -587,7 +604,7 @@ mod tests {
     use crate::testing::{bundle, no_registry, policy, TestKey};
     use tokio::sync::mpsc;
 
-    const FIXTURES: [(&str, &str); 13] = [
+    const FIXTURES: [(&str, &str); 15] = [
         (
             "pod-create",
             include_str!("../tests/fixtures/pod-create.json"),
@@ -615,6 +632,14 @@ mod tests {
         (
             "deployment-scale-subresource-update",
             include_str!("../tests/fixtures/deployment-scale-subresource-update.json"),
+        ),
+        (
+            "deployment-scale-up-update",
+            include_str!("../tests/fixtures/deployment-scale-up-update.json"),
+        ),
+        (
+            "deployment-spec-update",
+            include_str!("../tests/fixtures/deployment-spec-update.json"),
         ),
         (
             "replicaset-create",

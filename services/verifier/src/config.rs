@@ -50,6 +50,9 @@ pub struct VerifierConfig {
     pub client_auth: ClientAuth,
     /// Reviews per source before 429.
     pub rate_limits: RateLimits,
+    /// Timeouts (TLS handshake, headers, body, request) and the connection cap of the
+    /// HTTPS listener (the settings' `http` section).
+    pub http: signet_runtime::settings::HttpLimits,
 }
 
 /// How the webhook authenticates the API server.
@@ -198,6 +201,7 @@ impl VerifierConfig {
             gateway_ca: v.gateway_ca.clone(),
             client_auth,
             rate_limits: RateLimits::per_second(v.rate_limit_verified, v.rate_limit_unverified),
+            http: settings.http.clone(),
         })
     }
 }

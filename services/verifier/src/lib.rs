@@ -38,12 +38,12 @@ mod testing;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Duration;
 
-use axum_server::tls_rustls::RustlsConfig;
 use signet_bus::EventBus;
 use signet_registry::RegistryClient;
+use signet_runtime::serve::Listener;
 use tokio::task::JoinHandle;
+use tokio_rustls::TlsAcceptor;
 use tokio_util::sync::CancellationToken;
 
 pub use config::{CacheConfig, ClientAuth, RateLimits, TlsFiles, VerifierConfig};
@@ -53,9 +53,6 @@ use crate::admission::Admission;
 use crate::control::ControlPlane;
 use crate::sync::Resync;
 use crate::trust::Trust;
-
-/// How long in-flight reviews may take to finish once shutdown starts.
-const DRAIN: Duration = Duration::from_secs(10);
 
 /// A verifier that is serving.
 pub struct Running {
@@ -140,7 +137,7 @@ pub async fn start(
         config.tls.clone(),
         provider.clone(),
     )?);
-    let tls_config = RustlsConfig::from_config(Arc::new(tls::server_config(
+    let acceptor = TlsAcceptor::from(Arc::new(tls::server_config(
         cert.clone(),
         provider,
         &config.client_auth,
@@ -150,13 +147,8 @@ pub async fn start(
     if config.state_dir.is_none() {
         tracing::warn!("verifier.state_dir is not set: break-glass decisions wait for the control plane in memory only, and a restart loses the unsent ones");
     }
-    let listener =
-        std::net::TcpListener::bind(&config.listen).map_err(|source| VerifierError::Listen {
-            addr: config.listen.clone(),
-            source,
-        })?;
-    listener
-        .set_nonblocking(true)
+    let listener = tokio::net::TcpListener::bind(&config.listen)
+        .await
         .map_err(|source| VerifierError::Listen {
             addr: config.listen.clone(),
             source,
@@ -206,31 +198,24 @@ pub async fn start(
         )),
     ];
 
-    let handle = axum_server::Handle::new();
-    let server = axum_server::from_tcp_rustls(listener, tls_config)
-        .map_err(VerifierError::Serve)?
-        .handle(handle.clone());
     let app = server::router(
         admission,
         trust.clone(),
         &config.client_auth,
         config.rate_limits,
     );
-    {
-        let shutdown = shutdown.clone();
-        tokio::spawn(async move {
-            shutdown.cancelled().await;
-            handle.graceful_shutdown(Some(DRAIN));
-        });
-    }
+    let listener = Listener {
+        name: "verifier",
+        tcp: listener,
+        tls: Some(acceptor),
+        limits: config.http.clone(),
+    };
     if config.client_auth == ClientAuth::Off {
         tracing::warn!("verifier.client_auth is off: anyone who reaches the port can send reviews, and they are reported as decisions");
     }
     tracing::info!(%addr, cluster = %config.cluster, gateway = %config.gateway, client_auth = ?config.client_auth, "verifier listening (HTTPS: /validate, /mutate)");
     let task = tokio::spawn(async move {
-        let served = server
-            .serve(app.into_make_service_with_connect_info::<SocketAddr>())
-            .await;
+        let served = signet_runtime::serve::serve(listener, app, shutdown).await;
         for t in background {
             let _ = t.await;
         }

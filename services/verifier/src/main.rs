@@ -66,6 +66,7 @@ async fn main() -> anyhow::Result<()> {
         signet_verifier::server::readiness(running.trust().clone()),
         Some(log),
         settings.admin_port_token()?,
+        &settings.http,
         shutdown,
     )
     .await?;

@@ -18,13 +18,13 @@ use axum::http::{Extensions, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use axum::{Json, Router};
-use axum_server::tls::TlsInfo;
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine as _;
 use governor::{DefaultKeyedRateLimiter, RateLimiter};
 use kube_core::admission::{AdmissionRequest, AdmissionResponse, AdmissionReview};
 use kube_core::DynamicObject;
 use sha2::{Digest as _, Sha256};
+use signet_runtime::serve::Peer;
 use tracing::Instrument;
 
 use crate::admission::{Admission, Sender};
@@ -88,8 +88,8 @@ impl Limits {
 /// handshake verified it against the client CA.
 fn sender(ext: &Extensions, client_auth_off: bool) -> (Sender, Source) {
     let cert = ext
-        .get::<Arc<TlsInfo>>()
-        .and_then(|t| t.peer_certificates.first().cloned());
+        .get::<Peer>()
+        .and_then(|p| p.certificates.first().cloned());
     match cert {
         Some(der) => (
             Sender::Trusted,

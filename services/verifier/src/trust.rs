@@ -12,9 +12,17 @@
 //! but by a revoked key") until they age out. What the registry answered for a digest
 //! is kept briefly (the negative cache), so a burst of pods with an unsigned image costs
 //! one fetch; a registry error is never kept.
+//!
+//! A `.sig` artifact is the registry owner's to write, so reading one is bounded: only
+//! its first [`SignatureLimits::ADMISSION`] layers and small payloads are taken in, a
+//! layer is checked only against the live keys of the witnesses the policy being
+//! evaluated still lacks, the checks run on the blocking pool within the decision
+//! budget, and "key K has no valid signature in this artifact" is kept with the artifact
+//! (a negative verdict per digest and key), so repeated admissions of a hostile image
+//! cost neither a fetch nor a signature check until it expires.
 
-use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
+use std::collections::{HashMap, HashSet};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -25,10 +33,10 @@ use moka::policy::EvictionPolicy;
 use prometheus_client::metrics::counter::Counter;
 use signet_core::policy::compile_glob;
 use signet_core::{
-    DenialReason, Digest, ImageRef, PublicKey, RevokedSignature, SecurityPolicy,
-    SignatureAlgorithm, SignatureRecord, SimpleSigning, TrustBundle,
+    DenialReason, Digest, ImagePattern, ImageRef, PublicKey, ReferenceRule, RevokedSignature,
+    SecurityPolicy, SignatureAlgorithm, SignatureRecord, SimpleSigning, TrustBundle,
 };
-use signet_registry::{RegistryClient, RegistryError, SignatureLayer};
+use signet_registry::{RegistryClient, RegistryError, SignatureLayer, SignatureLimits, Signatures};
 use tokio::time::Instant;
 
 use crate::config::CacheConfig;
@@ -76,7 +84,7 @@ pub struct PolicyWitness {
 pub struct CompiledPolicy {
     pub policy: SecurityPolicy,
     namespace: Option<GlobMatcher>,
-    exemptions: Vec<GlobMatcher>,
+    exemptions: Vec<ImagePattern>,
     pub witnesses: Vec<PolicyWitness>,
 }
 
@@ -90,23 +98,11 @@ impl CompiledPolicy {
                 .is_some_and(|g| g.is_match(namespace))
     }
 
-    /// Whether `raw` (as written in the pod spec) or its normalised forms match one of
-    /// the policy's exemptions.
-    pub fn exempts(&self, raw: &str, image: Option<&ImageRef>) -> bool {
-        if self.exemptions.is_empty() {
-            return false;
-        }
-        if self.exemptions.iter().any(|g| g.is_match(raw)) {
-            return true;
-        }
-        let Some(image) = image else {
-            return false;
-        };
-        let normalised = image.to_string();
-        let repository = image.repository_ref();
-        self.exemptions
-            .iter()
-            .any(|g| g.is_match(&normalised) || g.is_match(&repository))
+    /// Whether the parsed, normalised `image` matches one of the policy's exemptions,
+    /// registry and repository matched separately (never the string as the pod spec
+    /// writes it, where a repository path could pass for a host).
+    pub fn exempts(&self, image: &ImageRef) -> bool {
+        self.exemptions.iter().any(|e| e.matches(image))
     }
 }
 
@@ -227,7 +223,7 @@ fn compile_policy(p: &SecurityPolicy, keys: &HashMap<KeyId, Arc<KeyEntry>>) -> C
     let exemptions = p
         .exemptions
         .iter()
-        .filter_map(|e| match compile_glob(e) {
+        .filter_map(|e| match ImagePattern::compile(e) {
             Ok(g) => Some(g),
             Err(err) => {
                 tracing::error!(policy = %p.name, error = %err, "policy exemption does not compile; ignoring it");
@@ -385,10 +381,90 @@ pub struct Trust {
     /// The revision of the last bundle installed (-1: none yet).
     bundle_revision: AtomicI64,
     verified: Cache<(DigestId, KeyId), Origin>,
-    fetched: Cache<(String, DigestId), Arc<Vec<SignatureLayer>>>,
+    fetched: Cache<(String, DigestId), Arc<Artifact>>,
     tags: Cache<String, Digest>,
     registry: RegistryClient,
     counters: Counters,
+    /// `.sig` artifacts fetched from registries, and signature checks run on their
+    /// layers: what a hostile artifact costs (tests and figures read them).
+    fetches: Arc<AtomicU64>,
+    signature_checks: AtomicU64,
+}
+
+/// What a registry's `.sig` artifact held for one (repository, digest), read within
+/// [`SignatureLimits::ADMISSION`], and the negative verdicts judged against it.
+#[derive(Debug)]
+pub struct Artifact {
+    /// `registry/repository` the artifact was read from.
+    repository: String,
+    signatures: Signatures,
+    /// Keys checked against every layer considered without finding a valid signature.
+    /// Kept with the layers they were judged on, so both expire together.
+    rejected: std::sync::Mutex<HashSet<KeyId>>,
+}
+
+impl Artifact {
+    fn new(repository: String, signatures: Signatures) -> Self {
+        Self {
+            repository,
+            signatures,
+            rejected: std::sync::Mutex::new(HashSet::new()),
+        }
+    }
+
+    fn rejects(&self, id: &KeyId) -> bool {
+        self.rejected.lock().is_ok_and(|r| r.contains(id))
+    }
+
+    fn reject(&self, ids: impl IntoIterator<Item = KeyId>) {
+        if let Ok(mut r) = self.rejected.lock() {
+            r.extend(ids);
+        }
+    }
+}
+
+/// The `docker-reference` rule admission applies: the same function and default as
+/// `signet verify`. Signatures are trusted by digest and key (the trust cache and
+/// `signature.published` know no repository), and `cosign copy` moves a signature to
+/// another repository without re-signing, so the repository is not required.
+pub const REFERENCE_RULE: ReferenceRule = ReferenceRule::AnyRepository;
+
+/// Checks each layer whose payload covers `digest` in `repository` against `keys`;
+/// returns the keys with a valid signature and how many signature checks ran. CPU only:
+/// run it on the blocking pool.
+fn verify_layers(
+    layers: &[SignatureLayer],
+    repository: &str,
+    digest: &Digest,
+    keys: &[(KeyId, Arc<KeyEntry>)],
+) -> (Vec<KeyId>, u64) {
+    let mut found: Vec<KeyId> = Vec::new();
+    let mut checks = 0;
+    for layer in layers {
+        if found.len() == keys.len() {
+            break;
+        }
+        let Ok(payload) = SimpleSigning::parse_strict(&layer.payload) else {
+            continue;
+        };
+        if payload.covers(repository, digest, REFERENCE_RULE).is_err() {
+            continue;
+        }
+        for (id, key) in keys {
+            if found.contains(id) {
+                continue;
+            }
+            checks += 1;
+            if key
+                .public_key
+                .verify(key.algorithm, &layer.payload, &layer.signature)
+                .is_ok()
+            {
+                found.push(*id);
+            }
+        }
+    }
+    (found, checks)
 }
 
 impl std::fmt::Debug for Trust {
@@ -435,7 +511,19 @@ impl Trust {
                 .build(),
             registry,
             counters: Counters::new(),
+            fetches: Arc::new(AtomicU64::new(0)),
+            signature_checks: AtomicU64::new(0),
         }
+    }
+
+    /// `.sig` artifacts fetched from registries since start.
+    pub fn registry_fetches(&self) -> u64 {
+        self.fetches.load(Ordering::Relaxed)
+    }
+
+    /// Signature checks run on registry layers since start.
+    pub fn signature_checks(&self) -> u64 {
+        self.signature_checks.load(Ordering::Relaxed)
     }
 
     pub fn snapshot(&self) -> Arc<Snapshot> {
@@ -540,12 +628,9 @@ impl Trust {
         }
         let payload = SimpleSigning::parse_strict(&record.payload)
             .map_err(|e| format!("payload refused: {e}"))?;
-        if payload.manifest_digest != record.digest {
-            return Err(format!(
-                "payload covers {}, not {}",
-                payload.manifest_digest, record.digest
-            ));
-        }
+        payload
+            .covers(&record.repository, &record.digest, REFERENCE_RULE)
+            .map_err(|e| e.to_string())?;
         key.public_key
             .verify(key.algorithm, &record.payload, &record.signature)
             .map_err(|e| e.to_string())?;
@@ -628,9 +713,17 @@ impl Trust {
             };
         }
         self.counters.trust_miss.inc();
-        let layers = self.layers(image, digest, d, deadline).await;
-        if let Ok(layers) = &layers {
-            self.verify_layers(snapshot, layers, digest, d).await;
+        let artifact = self.artifact(image, digest, d, deadline).await;
+        let mut unfinished = None;
+        if let Ok(a) = &artifact {
+            // Only the live keys of the witnesses still missing can change the verdict.
+            let keys = policy
+                .witnesses
+                .iter()
+                .filter(|w| !signed.contains(&w.name))
+                .flat_map(|w| w.live.iter());
+            let keys = self.pending(snapshot, keys, d, a).await;
+            unfinished = self.verify(a, keys, digest, d, deadline).await.err();
         }
         let signed = self.signed_witnesses(snapshot, policy, d).await;
         if signed.len() >= require {
@@ -639,17 +732,22 @@ impl Trust {
                 failure: None,
             };
         }
-        let failure = self
-            .explain(
-                snapshot,
-                policy,
-                &signed,
-                image,
-                digest,
-                d,
-                layers.as_deref(),
-            )
-            .await;
+        let failure = match unfinished {
+            Some(f) => f,
+            None => {
+                self.explain(
+                    snapshot,
+                    policy,
+                    &signed,
+                    image,
+                    digest,
+                    d,
+                    artifact.as_ref(),
+                    deadline,
+                )
+                .await
+            }
+        };
         Check {
             witnesses: signed,
             failure: Some(failure),
@@ -668,9 +766,16 @@ impl Trust {
         let d = digest_id(digest);
         let mut found = self.cached_witnesses(snapshot, d).await;
         if found.is_empty() {
-            if let Ok(layers) = self.layers(image, digest, d, deadline).await {
-                self.verify_layers(snapshot, &layers, digest, d).await;
-                found = self.cached_witnesses(snapshot, d).await;
+            if let Ok(a) = self.artifact(image, digest, d, deadline).await {
+                let live = snapshot
+                    .keys
+                    .iter()
+                    .filter(|(_, k)| k.live)
+                    .map(|(id, _)| id);
+                let keys = self.pending(snapshot, live, d, &a).await;
+                if self.verify(&a, keys, digest, d, deadline).await.is_ok() {
+                    found = self.cached_witnesses(snapshot, d).await;
+                }
             }
         }
         found
@@ -709,27 +814,30 @@ impl Trust {
         signed
     }
 
-    /// The `.sig` layers for a digest: from the negative cache, or one shared fetch.
-    async fn layers(
+    /// The `.sig` artifact for a digest, within the admission limits: from the negative
+    /// cache, or one shared fetch.
+    async fn artifact(
         &self,
         image: &ImageRef,
         digest: &Digest,
         d: DigestId,
         deadline: Instant,
-    ) -> Result<Arc<Vec<SignatureLayer>>, Failure> {
+    ) -> Result<Arc<Artifact>, Failure> {
         let key = (image.repository_ref(), d);
-        if let Some(layers) = self.fetched.get(&key).await {
+        if let Some(a) = self.fetched.get(&key).await {
             self.counters.negative_hit.inc();
-            return Ok(layers);
+            return Ok(a);
         }
         self.counters.negative_miss.inc();
         let registry = self.registry.clone();
+        let fetches = self.fetches.clone();
         let (owned, digest_owned) = (image.clone(), digest.clone());
         let fetch = self.fetched.try_get_with(key, async move {
+            fetches.fetch_add(1, Ordering::Relaxed);
             registry
-                .fetch_signatures(&owned, &digest_owned)
+                .fetch_signatures_within(&owned, &digest_owned, SignatureLimits::ADMISSION)
                 .await
-                .map(Arc::new)
+                .map(|s| Arc::new(Artifact::new(owned.repository_ref(), s)))
         });
         match tokio::time::timeout_at(deadline, fetch).await {
             Ok(Ok(layers)) => Ok(layers),
@@ -744,31 +852,85 @@ impl Trust {
         }
     }
 
-    /// Verifies each layer against every key of the snapshot and caches what verifies.
-    async fn verify_layers(
+    /// The keys among `ids` whose verdict on `d` is still open: not verified, not
+    /// rejected by this artifact, and not revoked for this digest.
+    async fn pending<'k>(
         &self,
         snapshot: &Snapshot,
-        layers: &[SignatureLayer],
-        digest: &Digest,
+        ids: impl Iterator<Item = &'k KeyId>,
         d: DigestId,
-    ) {
-        for layer in layers {
-            let Ok(payload) = SimpleSigning::parse_strict(&layer.payload) else {
-                continue;
-            };
-            if &payload.manifest_digest != digest {
+        artifact: &Artifact,
+    ) -> Vec<(KeyId, Arc<KeyEntry>)> {
+        let mut out: Vec<(KeyId, Arc<KeyEntry>)> = Vec::new();
+        for id in ids {
+            if out.iter().any(|(o, _)| o == id)
+                || snapshot.is_revoked(d, id)
+                || artifact.rejects(id)
+                || self.verified.get(&(d, *id)).await.is_some()
+            {
                 continue;
             }
-            for (id, key) in &snapshot.keys {
-                if key
-                    .public_key
-                    .verify(key.algorithm, &layer.payload, &layer.signature)
-                    .is_ok()
-                {
-                    self.verified.insert((d, *id), Origin::Registry).await;
-                }
+            if let Some(k) = snapshot.keys.get(id) {
+                out.push((*id, k.clone()));
             }
         }
+        out
+    }
+
+    /// Checks the artifact's layers against `keys` on the blocking pool, within the
+    /// decision budget: what verifies joins the trust cache, the rest is rejected for
+    /// this artifact. `Err` when the budget ran out first (nothing is cached then).
+    async fn verify(
+        &self,
+        artifact: &Arc<Artifact>,
+        keys: Vec<(KeyId, Arc<KeyEntry>)>,
+        digest: &Digest,
+        d: DigestId,
+        deadline: Instant,
+    ) -> Result<(), Failure> {
+        if keys.is_empty() {
+            return Ok(());
+        }
+        if artifact.signatures.layers.is_empty() {
+            artifact.reject(keys.iter().map(|(id, _)| *id));
+            return Ok(());
+        }
+        let ids: Vec<KeyId> = keys.iter().map(|(id, _)| *id).collect();
+        let work = {
+            let (artifact, digest) = (artifact.clone(), digest.clone());
+            tokio::task::spawn_blocking(move || {
+                verify_layers(
+                    &artifact.signatures.layers,
+                    &artifact.repository,
+                    &digest,
+                    &keys,
+                )
+            })
+        };
+        let (found, checks) = match tokio::time::timeout_at(deadline, work).await {
+            Ok(Ok(done)) => done,
+            Ok(Err(e)) => {
+                tracing::error!(error = %e, "signature check task failed");
+                return Err(Failure::new(
+                    DenialReason::RegistryUnreachable,
+                    format!("the signature check of {digest} failed"),
+                ));
+            }
+            Err(_) => {
+                return Err(Failure::new(
+                    DenialReason::RegistryUnreachable,
+                    format!(
+                        "the signatures of {digest} could not be checked within the time budget"
+                    ),
+                ))
+            }
+        };
+        self.signature_checks.fetch_add(checks, Ordering::Relaxed);
+        for id in &found {
+            self.verified.insert((d, *id), Origin::Registry).await;
+        }
+        artifact.reject(ids.into_iter().filter(|id| !found.contains(id)));
+        Ok(())
     }
 
     /// Why the policy's witnesses fall short, for the denial message.
@@ -781,7 +943,8 @@ impl Trust {
         image: &ImageRef,
         digest: &Digest,
         d: DigestId,
-        layers: Result<&Vec<SignatureLayer>, &Failure>,
+        artifact: Result<&Arc<Artifact>, &Failure>,
+        deadline: Instant,
     ) -> Failure {
         let missing: Vec<&PolicyWitness> = policy
             .witnesses
@@ -821,6 +984,15 @@ impl Trust {
                 );
             }
         }
+        // "Signed, but by a revoked key" needs the revoked keys of the missing witnesses
+        // checked too: bounded like the live ones, and only once a denial is certain.
+        if let Ok(a) = artifact {
+            let revoked = missing.iter().flat_map(|w| w.revoked.iter());
+            let keys = self.pending(snapshot, revoked, d, a).await;
+            if let Err(f) = self.verify(a, keys, digest, d, deadline).await {
+                return Failure::new(f.reason, format!("{shortfall}{}", f.detail));
+            }
+        }
         for w in &missing {
             for id in &w.revoked {
                 if self.verified.get(&(d, *id)).await.is_some() {
@@ -836,14 +1008,14 @@ impl Trust {
                 }
             }
         }
-        let layers = match layers {
-            Ok(l) => l,
+        let found = match artifact {
+            Ok(a) => &a.signatures,
             Err(f) => {
                 return Failure::new(f.reason, format!("{shortfall}{}", f.detail));
             }
         };
         let artifact = format!("{}:{}", image.repository_ref(), digest.signature_tag());
-        if layers.is_empty() {
+        if found.total == 0 {
             return Failure::new(
                 DenialReason::Unsigned,
                 format!(
@@ -851,11 +1023,25 @@ impl Trust {
                 ),
             );
         }
+        let limits = SignatureLimits::ADMISSION;
+        let mut skipped = String::new();
+        if found.beyond_limit > 0 {
+            skipped.push_str(&format!(
+                "; only the first {} of its {} signature layers are checked (the verifier's cap), the other {} were not",
+                limits.max_layers, found.total, found.beyond_limit
+            ));
+        }
+        if found.oversized > 0 {
+            skipped.push_str(&format!(
+                "; {} payload(s) larger than the {}-byte cap were skipped",
+                found.oversized, limits.max_payload_bytes
+            ));
+        }
         Failure::new(
             DenialReason::InvalidSignature,
             format!(
-                "{shortfall}{} signature(s) in {artifact}, none valid for witness {missing_names}",
-                layers.len()
+                "{shortfall}{} signature(s) in {artifact}, none valid for witness {missing_names}{skipped}",
+                found.total
             ),
         )
     }
@@ -951,10 +1137,13 @@ mod tests {
         );
         assert_eq!(s.policies[0].witnesses[0].live.len(), 1);
         let p = &s.policies[0];
-        assert!(p.exempts("registry.k8s.io/pause:3.9", None));
-        let img = ImageRef::parse("registry.k8s.io/pause:3.10").expect("ref");
-        assert!(p.exempts("pause", Some(&img)));
-        assert!(!p.exempts("nginx", ImageRef::parse("nginx").ok().as_ref()));
+        let img = |s: &str| ImageRef::parse(s).expect("ref");
+        assert!(p.exempts(&img("registry.k8s.io/pause:3.10")));
+        assert!(!p.exempts(&img("nginx")));
+        assert!(
+            !p.exempts(&img("attacker.example/registry.k8s.io/pause:3.10")),
+            "a repository path is not a registry"
+        );
     }
 
     #[test]
@@ -1028,7 +1217,7 @@ mod tests {
         let mut swapped = k.record("w", "reg/team/app", &digest);
         swapped.digest = Digest::of(b"another");
         let err = t.learn(&swapped).await.err().unwrap_or_default();
-        assert!(err.contains("payload covers"), "{err}");
+        assert!(err.contains("payload is for"), "{err}");
         let stranger = TestKey::new().record("w", "reg/team/app", &digest);
         let err = t.learn(&stranger).await.err().unwrap_or_default();
         assert!(err.contains("not in this cluster's trust bundle"), "{err}");

@@ -123,6 +123,7 @@ pub async fn up(
         signet_bus::readiness(store.clone(), bus.clone()),
         log,
         settings.admin_port_token()?,
+        &settings.http,
         shutdown.clone(),
     )
     .await
@@ -170,7 +171,7 @@ pub async fn up(
         waiters: Arc::default(),
     };
     tracing::info!(%url, data_dir = %settings.data_dir.display(), "signet is up (embedded mode; the local KMS is for development only)");
-    signet_gateway::serve(listener, state, shutdown.clone()).await?;
+    signet_gateway::serve(listener, state, settings.http.clone(), shutdown.clone()).await?;
     signer_task.await??;
     relay.await?;
     verifier.wait().await?;

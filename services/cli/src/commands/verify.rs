@@ -1,7 +1,9 @@
 //! `signet verify IMAGE (--witness W | --key PEM)`: fetches the cosign signatures from
 //! the registry and checks each one here, the way a cosign verifier does: the payload is
-//! parsed strictly, it must name this digest and this repository, and the signature must
-//! verify under one of the keys.
+//! parsed strictly, it must name this digest, and the signature must verify under one of
+//! the keys. Whether it must also name this repository is the rule admission applies
+//! ([`signet_core::ReferenceRule`]): not by default, since `cosign copy` moves signatures
+//! between repositories; `--require-repository` asks for it.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -11,7 +13,7 @@ use anyhow::Context as _;
 use clap::Args;
 use reqwest::Method;
 use serde_json::{json, Value};
-use signet_core::{Digest, ImageRef, PublicKey, SignatureAlgorithm, SimpleSigning};
+use signet_core::{Digest, ImageRef, PublicKey, ReferenceRule, SignatureAlgorithm, SimpleSigning};
 use signet_registry::{RegistryClient, SignatureLayer};
 
 use super::Context;
@@ -29,6 +31,11 @@ pub struct VerifyArgs {
     /// Signature algorithm for --key: RSA_PKCS1_SHA256 (default) or RSA_PSS_SHA256.
     #[arg(long, requires = "key")]
     algorithm: Option<String>,
+    /// Also require the payload's docker-reference to name this image's repository.
+    /// Admission does not (signatures count by digest and key, and `cosign copy` keeps
+    /// the original repository in copied signatures).
+    #[arg(long)]
+    require_repository: bool,
 }
 
 /// A key to check against, with a name for the report.
@@ -56,10 +63,15 @@ pub async fn run(ctx: &Context, a: VerifyArgs) -> anyhow::Result<ExitCode> {
         Some(w) => revoked_signatures(ctx, &image, &digest, w).await?,
         None => Revoked::new(),
     };
+    let rule = if a.require_repository {
+        ReferenceRule::SameRepository
+    } else {
+        ReferenceRule::default()
+    };
     let checks: Vec<_> = layers
         .iter()
         .enumerate()
-        .map(|(i, layer)| check_layer(i, layer, &image, &digest, &keys, &revoked))
+        .map(|(i, layer)| check_layer(i, layer, &image, &digest, rule, &keys, &revoked))
         .collect();
     let verified: Vec<_> = checks.iter().filter_map(|c| c.as_ref().ok()).collect();
     match ctx.format {
@@ -187,25 +199,16 @@ fn check_layer(
     layer: &SignatureLayer,
     image: &ImageRef,
     digest: &Digest,
+    rule: ReferenceRule,
     keys: &[TrustedKey],
     revoked: &Revoked,
 ) -> Result<Value, String> {
     let n = index + 1;
     let payload =
         SimpleSigning::parse_strict(&layer.payload).map_err(|e| format!("signature {n}: {e}"))?;
-    if &payload.manifest_digest != digest {
-        return Err(format!(
-            "signature {n}: payload is for {}, not {digest}",
-            payload.manifest_digest
-        ));
-    }
-    if payload.docker_reference != image.repository_ref() {
-        return Err(format!(
-            "signature {n}: payload names repository {}, not {}",
-            payload.docker_reference,
-            image.repository_ref()
-        ));
-    }
+    payload
+        .covers(&image.repository_ref(), digest, rule)
+        .map_err(|e| format!("signature {n}: {e}"))?;
     let key = keys
         .iter()
         .find(|k| {

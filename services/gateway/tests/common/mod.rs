@@ -31,12 +31,36 @@ pub async fn tokens(store: &Store) -> Tokens {
     }
 }
 
+/// A gateway's state on `store` and `bus`: the local KMS and the control plane's key in
+/// `dir`, default settings, no webhook receivers. Tests change what they need with
+/// struct update syntax.
+pub async fn state(dir: &std::path::Path, store: &Store, bus: signet_bus::Bus) -> AppState {
+    let kms = std::sync::Arc::new(signet_kms::Kms::new(signet_kms::KmsConfig::new(dir)));
+    AppState {
+        store: store.clone(),
+        bus,
+        control_key: signet_testkit::control_plane_key(&kms).await,
+        kms,
+        registry: signet_registry::RegistryClient::new(signet_registry::RegistryConfig::default())
+            .expect("registry client"),
+        settings: std::sync::Arc::new(signet_runtime::settings::GatewaySettings::default()),
+        outbox_kick: std::sync::Arc::new(tokio::sync::Notify::new()),
+        webhooks: std::sync::Arc::default(),
+        waiters: std::sync::Arc::default(),
+    }
+}
+
 /// Serves `state` on a free loopback port until `shutdown`; returns its URL.
 pub async fn serve(state: AppState, shutdown: CancellationToken) -> String {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await
         .expect("bind");
     let url = format!("http://{}", listener.local_addr().expect("addr"));
-    tokio::spawn(signet_gateway::serve(listener, state, shutdown));
+    tokio::spawn(signet_gateway::serve(
+        listener,
+        state,
+        signet_runtime::settings::HttpLimits::default(),
+        shutdown,
+    ));
     url
 }

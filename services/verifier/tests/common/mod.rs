@@ -241,7 +241,13 @@ impl ControlPlane {
         let task = tokio::spawn({
             let token = token.clone();
             async move {
-                let _ = signet_gateway::serve(listener, state, token).await;
+                let _ = signet_gateway::serve(
+                    listener,
+                    state,
+                    signet_runtime::settings::HttpLimits::default(),
+                    token,
+                )
+                .await;
             }
         });
         self.gateway = Some((token, task));
@@ -418,6 +424,7 @@ pub struct VerifierOptions {
     pub rate_limits: RateLimits,
     /// The client [`Verifier::client`] presents: `None` for none.
     pub identity: Option<reqwest::Identity>,
+    pub http: signet_runtime::settings::HttpLimits,
 }
 
 impl Default for VerifierOptions {
@@ -430,6 +437,7 @@ impl Default for VerifierOptions {
             client_auth: ClientAuth::Off,
             rate_limits: RateLimits::default(),
             identity: None,
+            http: signet_runtime::settings::HttpLimits::default(),
         }
     }
 }
@@ -537,6 +545,7 @@ impl Verifier {
             gateway_ca: None,
             client_auth: options.client_auth,
             rate_limits: options.rate_limits,
+            http: options.http.clone(),
         };
         let events = match cp.backend {
             Backend::Embedded => cp.bus.events.clone(),
