@@ -86,6 +86,14 @@ pub struct RegistrySettings {
     pub timeout: Duration,
     /// Registries reached over plain HTTP besides loopback ones (`host:port`).
     pub insecure: Vec<String>,
+    /// Destinations allowed although they are not public internet addresses: host names,
+    /// IP addresses or CIDRs. Loopback, link-local (metadata endpoints), RFC 1918, CGNAT,
+    /// ULA and unspecified addresses are refused unless listed here; checked on the
+    /// address connected to. `signet up` adds loopback.
+    pub allowed_hosts: Vec<String>,
+    /// Hosts (`host` or `host:port`) registries may redirect to besides themselves: their
+    /// blob storage (S3, GCS). Redirects elsewhere, or from https to http, are refused.
+    pub redirect_hosts: Vec<String>,
     /// A docker `config.json` with registry credentials. Default:
     /// `$DOCKER_CONFIG/config.json` or `~/.docker/config.json` when present.
     pub docker_config: Option<PathBuf>,
@@ -102,6 +110,11 @@ pub struct RegistryCredentialSettings {
     pub password_file: Option<PathBuf>,
     /// A registry bearer token, instead of username and password.
     pub token_file: Option<PathBuf>,
+    /// Token service hosts (`host` or `host:port`) besides the registry's own that may
+    /// receive these credentials (Docker Hub's `auth.docker.io` is always allowed for
+    /// `docker.io`).
+    #[serde(default)]
+    pub realm_hosts: Vec<String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -321,6 +334,8 @@ impl Default for RegistrySettings {
         Self {
             timeout: Duration::from_secs(30),
             insecure: Vec::new(),
+            allowed_hosts: Vec::new(),
+            redirect_hosts: Vec::new(),
             docker_config: None,
             credentials: Vec::new(),
         }
