@@ -44,7 +44,7 @@ async fn start() -> Gateway {
         store: store.clone(),
         bus,
         kms: Arc::new(Kms::new(KmsConfig::new(dir.path()))),
-        registry: RegistryClient::new(RegistryConfig::default()).expect("registry client"),
+        registry: RegistryClient::new(RegistryConfig::for_loopback()).expect("registry client"),
         settings: Arc::new(settings),
         outbox_kick: Arc::new(tokio::sync::Notify::new()),
         webhooks: Arc::default(),

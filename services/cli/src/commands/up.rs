@@ -71,7 +71,9 @@ pub async fn up(
     // Secrets are read now: a receiver that cannot authenticate must stop the start.
     let webhooks = Arc::new(Receivers::from_settings(&settings.webhooks)?);
     let kms = Arc::new(Kms::new(KmsConfig::from_settings(&settings)));
-    let registry = RegistryClient::new(RegistryConfig::from_settings(&settings)?)?;
+    // `signet up` runs on a laptop next to a registry on loopback: loopback is allowed on
+    // top of registry.allowed_hosts. The service binaries never allow it by default.
+    let registry = RegistryClient::new(RegistryConfig::from_settings(&settings)?.allow_loopback())?;
     let token_path = settings.admin_token_path();
     if let Some(issued) = signet_gateway::auth::bootstrap_admin(&store, &token_path).await? {
         tracing::info!(path = %token_path.display(), token = %issued.name, "first run: admin token written (mode 0600); the CLI reads it from there");
@@ -171,7 +173,8 @@ async fn start_verifier(
     }
     let config =
         signet_verifier::VerifierConfig::for_signet_up(settings, gateway_url, &token_file)?;
-    let mut registry = RegistryConfig::from_settings(settings)?;
+    // Loopback allowed, as for the gateway and signer above.
+    let mut registry = RegistryConfig::from_settings(settings)?.allow_loopback();
     registry.timeout = registry.timeout.min(config.decision_budget);
     let running = signet_verifier::start(
         config,
