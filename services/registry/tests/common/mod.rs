@@ -27,6 +27,11 @@ pub struct Server {
 
 impl Server {
     pub async fn start(answer: Answer) -> Self {
+        Self::start_on(std::net::Ipv4Addr::LOCALHOST.into(), answer).await
+    }
+
+    /// On `ip` instead of loopback.
+    pub async fn start_on(ip: std::net::IpAddr, answer: Answer) -> Self {
         let seen: Arc<Mutex<Vec<Seen>>> = Arc::default();
         let log = Arc::clone(&seen);
         let app = axum::Router::new().fallback(move |req: Request<Body>| {
@@ -45,9 +50,7 @@ impl Server {
                 answer(req.method(), req.uri(), req.headers())
             }
         });
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("bind");
+        let listener = tokio::net::TcpListener::bind((ip, 0)).await.expect("bind");
         let addr = listener.local_addr().expect("addr");
         let task = tokio::spawn(async move {
             axum::serve(listener, app).await.expect("serve");
