@@ -223,7 +223,10 @@ async fn non_public_destinations_are_refused_unless_allowed() {
     // by a name that resolves to it (the resolver's check).
     let internal = internal_host().await;
     let port = internal.addr.port();
-    let (strict, _dir) = client(RegistryConfig::default());
+    // The service binaries' configuration with no settings at all.
+    let defaults = RegistryConfig::from_settings(&signet_runtime::Settings::default())
+        .expect("default settings");
+    let (strict, _dir) = client(defaults);
     for host in [format!("127.0.0.1:{port}"), format!("localhost:{port}")] {
         let repo = image(&host, "team/app:v1");
         let err = strict.resolve(&repo).await.expect_err("refused");
