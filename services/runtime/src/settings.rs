@@ -459,6 +459,29 @@ impl Validate for Settings {
         if self.registry.timeout.is_zero() {
             p.push("registry.timeout: must be more than 0s".into());
         }
+        for (i, h) in self.registry.allowed_hosts.iter().enumerate() {
+            if !is_destination(h) {
+                p.push(format!(
+                    "registry.allowed_hosts[{i}]: {h:?} is neither a host name, an IP address nor a CIDR (10.0.0.0/8)"
+                ));
+            }
+        }
+        for (i, h) in self.registry.redirect_hosts.iter().enumerate() {
+            if h.contains('/') || !is_destination(h) {
+                p.push(format!(
+                    "registry.redirect_hosts[{i}]: {h:?} must be a host or host:port"
+                ));
+            }
+        }
+        for (i, c) in self.registry.credentials.iter().enumerate() {
+            for (j, h) in c.realm_hosts.iter().enumerate() {
+                if h.contains('/') || !is_destination(h) {
+                    p.push(format!(
+                        "registry.credentials[{i}].realm_hosts[{j}]: {h:?} must be a host or host:port"
+                    ));
+                }
+            }
+        }
         for (i, c) in self.registry.credentials.iter().enumerate() {
             let basic = c.username.is_some() || c.password_file.is_some();
             if c.host.is_empty() {
@@ -688,9 +711,64 @@ pub fn redact_url(url: &str) -> String {
     }
 }
 
+/// A host name or IP address with an optional `:port`, or a CIDR. The registry client
+/// parses these for use; this check only lets settings validation report every bad entry
+/// at once.
+fn is_destination(entry: &str) -> bool {
+    use std::net::IpAddr;
+    let e = entry.trim();
+    if let Some((addr, prefix)) = e.split_once('/') {
+        let max = match addr.parse::<IpAddr>() {
+            Ok(IpAddr::V4(_)) => 32,
+            Ok(IpAddr::V6(_)) => 128,
+            Err(_) => return false,
+        };
+        return prefix.parse::<u8>().is_ok_and(|p| p <= max);
+    }
+    if e.trim_start_matches('[')
+        .trim_end_matches(']')
+        .parse::<IpAddr>()
+        .is_ok()
+    {
+        return true;
+    }
+    let (host, port) = match e.rsplit_once(':') {
+        Some((h, p)) if !h.contains(':') => (h, Some(p)),
+        _ => (e, None),
+    };
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    let host_ok = host.parse::<IpAddr>().is_ok()
+        || (!host.is_empty()
+            && host
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'.' || b == b'-'));
+    host_ok && port.is_none_or(|p| p.parse::<u16>().is_ok())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn destination_settings_are_checked() {
+        let mut s = Settings::default();
+        s.registry.allowed_hosts = vec![
+            "10.0.0.0/8".into(),
+            "fd00::/8".into(),
+            "192.168.1.5".into(),
+            "::1".into(),
+            "registry.internal".into(),
+            "registry.internal:5000".into(),
+            "10.0.0.0/33".into(),
+            "not a host".into(),
+        ];
+        s.registry.redirect_hosts = vec!["blobs.s3.amazonaws.com".into(), "https://x/y".into()];
+        let p = s.validate();
+        assert_eq!(p.len(), 3, "{p:?}");
+        assert!(p[0].starts_with("registry.allowed_hosts[6]"), "{p:?}");
+        assert!(p[1].starts_with("registry.allowed_hosts[7]"), "{p:?}");
+        assert!(p[2].starts_with("registry.redirect_hosts[1]"), "{p:?}");
+    }
 
     #[test]
     fn defaults_are_valid() {
