@@ -134,6 +134,9 @@ impl Stack {
             kv("SIGNET_DATA_DIR", data.display().to_string()),
             kv("SIGNET_BUS", options.bus.url()),
             kv("SIGNET_BUS_OPTIONS__NAMESPACE", namespace.clone()),
+            // The docker-registry is on loopback, which the service binaries refuse unless
+            // allowed (`signet up` allows it by itself).
+            kv("SIGNET_REGISTRY__ALLOWED_HOSTS", r#"["127.0.0.1"]"#),
             kv(
                 "SIGNET_WEBHOOKS__DISTRIBUTION__TOKEN_FILE",
                 hook_file.display().to_string(),

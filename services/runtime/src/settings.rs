@@ -750,6 +750,31 @@ mod tests {
     use super::*;
 
     #[test]
+    fn destination_settings_come_from_file_and_environment() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let file = dir.path().join("signet.toml");
+        std::fs::write(
+            &file,
+            "[registry]\nredirect_hosts = [\"blobs.example.com\"]\n[[registry.credentials]]\nhost = \"r.example.com\"\ntoken_file = \"/t\"\nrealm_hosts = [\"auth.example.com\"]\n",
+        )
+        .expect("write");
+        // Env vars are process-global; a prefix unique to this test keeps tests independent.
+        std::env::set_var(
+            "SIGTEST11_REGISTRY__ALLOWED_HOSTS",
+            r#"["10.20.0.0/16", "registry.internal"]"#,
+        );
+        let env = figment::providers::Env::prefixed("SIGTEST11_").split("__");
+        let s: Settings = crate::config::load_from(Some(&file), env).expect("load");
+        assert_eq!(
+            s.registry.allowed_hosts,
+            ["10.20.0.0/16", "registry.internal"]
+        );
+        assert_eq!(s.registry.redirect_hosts, ["blobs.example.com"]);
+        assert_eq!(s.registry.credentials[0].realm_hosts, ["auth.example.com"]);
+        assert!(s.validate().is_empty(), "{:?}", s.validate());
+    }
+
+    #[test]
     fn destination_settings_are_checked() {
         let mut s = Settings::default();
         s.registry.allowed_hosts = vec![
