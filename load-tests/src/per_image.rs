@@ -27,7 +27,7 @@ use crate::stats::Summary;
 /// `signet-load sign-one`: signs one image and exits.
 pub async fn sign_one(data_dir: &Path, key: &str, image: &str) -> anyhow::Result<()> {
     let image = ImageRef::parse(image)?;
-    let registry = RegistryClient::new(RegistryConfig::default())?;
+    let registry = RegistryClient::new(RegistryConfig::for_loopback())?;
     let digest = match image.digest() {
         Some(d) => d.clone(),
         None => registry.resolve(&image).await?,

@@ -152,6 +152,9 @@ impl Stack {
             kv("SIGNET_CONTROL_PLANE__SIGNING_KEY", CONTROL_PLANE_KEY),
             // The gateway and signer binaries refuse development keys unless told.
             kv("SIGNET_KMS__ALLOW_LOCAL_KEYS", "true"),
+            // The docker-registry is on loopback, which the service binaries refuse unless
+            // allowed (`signet up` allows it by itself).
+            kv("SIGNET_REGISTRY__ALLOWED_HOSTS", r#"["127.0.0.1"]"#),
             kv(
                 "SIGNET_WEBHOOKS__DISTRIBUTION__TOKEN_FILE",
                 hook_file.display().to_string(),

@@ -71,6 +71,7 @@ whole numbers as integers.
 {{- if $c.username }}{{ $_ := set $entry "username" $c.username }}{{ end -}}
 {{- if $c.passwordSecret }}{{ $_ := set $entry "password_file" (printf "%s/registry/%d/password" $secrets $i) }}{{ end -}}
 {{- if $c.tokenSecret }}{{ $_ := set $entry "token_file" (printf "%s/registry/%d/token" $secrets $i) }}{{ end -}}
+{{- if $c.realmHosts }}{{ $_ := set $entry "realm_hosts" $c.realmHosts }}{{ end -}}
 {{- $creds = append $creds $entry -}}
 {{- end }}
 {{- if $creds }}{{ $_ := set $s.registry "credentials" $creds }}{{ end -}}

@@ -273,7 +273,7 @@ async fn wrong_keys_tampering_and_bad_input_get_precise_errors() {
     assert!(msg.contains("does not verify under any given key"), "{msg}");
 
     // Tampered payloads and digests in the registry are rejected by `signet verify`.
-    let client = RegistryClient::new(RegistryConfig::default()).expect("client");
+    let client = RegistryClient::new(RegistryConfig::for_loopback()).expect("client");
     let img = ImageRef::parse(&image).expect("ref");
     let good = client
         .fetch_signatures(&img, &digest)

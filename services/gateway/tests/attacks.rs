@@ -55,7 +55,7 @@ struct Signet {
 fn registry_client() -> RegistryClient {
     RegistryClient::new(RegistryConfig {
         timeout: Duration::from_secs(5),
-        ..RegistryConfig::default()
+        ..RegistryConfig::for_loopback()
     })
     .expect("registry client")
 }

@@ -616,7 +616,7 @@ impl Api {
 fn registry_client() -> RegistryClient {
     RegistryClient::new(RegistryConfig {
         timeout: Duration::from_secs(5),
-        ..RegistryConfig::default()
+        ..RegistryConfig::for_loopback()
     })
     .expect("registry client")
 }

@@ -46,7 +46,7 @@ async fn start() -> Gateway {
         store: store.clone(),
         bus,
         kms,
-        registry: RegistryClient::new(RegistryConfig::default()).expect("registry client"),
+        registry: RegistryClient::new(RegistryConfig::for_loopback()).expect("registry client"),
         settings: Arc::new(GatewaySettings::default()),
         outbox_kick: Arc::new(tokio::sync::Notify::new()),
         webhooks: Arc::default(),

@@ -97,7 +97,7 @@ async fn start_with(bus_url: &str, receivers: Receivers) -> Gateway {
         store: store.clone(),
         bus: bus.clone(),
         kms,
-        registry: RegistryClient::new(RegistryConfig::default()).expect("registry client"),
+        registry: RegistryClient::new(RegistryConfig::for_loopback()).expect("registry client"),
         settings: Arc::new(GatewaySettings::default()),
         outbox_kick: Arc::new(tokio::sync::Notify::new()),
         webhooks: Arc::new({

@@ -1,33 +1,22 @@
 //! [`RegistryClient`]: resolve tags, read manifests, publish and fetch cosign signatures.
 //!
-//! The protocol and authentication come from oci-client: blob and manifest uploads, blob
-//! downloads, and — for registries that ask for credentials — every request, including
-//! the docker token dance. Written by hand here is only what oci-client lacks:
-//! - Plain HTTP chosen per host at first use (loopback and configured insecure hosts):
-//!   oci-client fixes its HTTP host list when built, and test registries get fresh ports,
-//!   so there is one oci-client per registry host.
-//! - Reads from registries that need no credentials. Once a registry holds credentials (even
-//!   "anonymous") oci-client re-probes `GET /v2/` before every request that has no cached
-//!   token, and an open registry never issues one, so each read would cost two requests. We
-//!   probe `/v2/` once per host; when it answers 200 with no challenge, manifests and blobs
-//!   are read with a plain HTTP client (one request each) and oci-client uploads without
-//!   stored credentials (which also skips its probe). A registry that challenges `/v2/` is
-//!   left entirely to oci-client, which caches its tokens.
-//! - A one-request NotFound for HEAD (oci-client retries a failed HEAD as a GET), the
-//!   manifest's Content-Type, and size caps on what a registry may send back.
+//! The wire protocol is the OCI distribution API, spoken over [`crate::transport`], which
+//! applies the destination and redirect policies ([`crate::policy`]) and authenticates.
+//! Each registry host is probed once (`GET /v2/`): a registry that answers 200 without a
+//! challenge is read with one request per manifest or blob and no credentials; one that
+//! challenges gets HTTP basic credentials or tokens from its token service, cached per
+//! repository scope. Also here: a one-request NotFound for HEAD, the manifest's
+//! Content-Type, and size caps on what a registry may send back.
 
-use futures::StreamExt;
 use std::collections::HashMap;
 use std::future::Future;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use oci_client::client::{ClientConfig, ClientProtocol};
-use oci_client::secrets::RegistryAuth;
-use oci_client::Reference;
 use rand::Rng;
+use reqwest::header::{HeaderValue, ACCEPT, CONTENT_TYPE, LOCATION};
+use reqwest::Url;
 use signet_core::{Digest, ImageRef};
-use tokio::sync::OnceCell;
 
 use crate::config::{
     api_host, normalize_host, uses_plain_http, Credential, DockerConfig, RegistryConfig,
@@ -38,6 +27,8 @@ use crate::cosign::{
 use crate::error::{Ctx, RegistryError};
 use crate::locks::KeyedLocks;
 use crate::manifest::{Manifest, MANIFEST_ACCEPT, OCI_MANIFEST};
+use crate::policy::DestinationPolicy;
+use crate::transport::{parse_challenge, Access, Challenge, Host, Transport};
 
 /// Registries cap manifests at 4 MiB (distribution's default); refuse larger answers.
 const MAX_MANIFEST_BYTES: usize = 4 << 20;
@@ -46,7 +37,6 @@ const MAX_MANIFEST_BYTES: usize = 4 << 20;
 const MAX_PAYLOAD_BYTES: usize = 1 << 20;
 /// Read-modify-write rounds before giving up on a contended `.sig` tag.
 const PUBLISH_ATTEMPTS: u32 = 5;
-/// Payload blobs fetched at once for one signature artifact.
 const USER_AGENT: &str = concat!("signet-registry/", env!("CARGO_PKG_VERSION"));
 
 /// A registry client shared by the signer, verifier and CLI. Cheap to clone; clones share
@@ -59,63 +49,13 @@ pub struct RegistryClient {
 struct Inner {
     config: RegistryConfig,
     docker: Option<DockerConfig>,
-    /// For `/v2/` probes and reads from open registries.
-    http: reqwest::Client,
+    transport: Transport,
     hosts: Mutex<HashMap<String, Arc<Host>>>,
     /// In-process writers of one `.sig` tag take turns here, so they never overwrite each
     /// other's layers. Races with writers in other processes are handled by the re-read
     /// after each PUT, which retries when our layer is gone; that narrows the window but
     /// cannot close it, since the distribution API has no conditional PUT.
     publish_locks: KeyedLocks,
-}
-
-/// One registry host: its scheme, its oci-client, and what its `/v2/` probe showed.
-struct Host {
-    registry: String,
-    api_host: String,
-    scheme: &'static str,
-    oci: oci_client::Client,
-    access: OnceCell<Arc<Access>>,
-}
-
-struct Access {
-    /// Kept in signet's secret types; oci-client's plain-string form is made per call
-    /// ([`Access::auth`]) and wiped when the call is done.
-    credential: Option<Credential>,
-    has_credentials: bool,
-    /// `/v2/` answered 200 without a challenge: no credentials are needed or sent.
-    open: bool,
-}
-
-impl Access {
-    fn auth(&self) -> OciAuth {
-        OciAuth::of(self.credential.as_ref())
-    }
-}
-
-/// oci-client's credential type holds plain `String`s; this wrapper wipes them when the
-/// call that needed them is done. (oci-client keeps a copy in its own token store,
-/// which signet cannot reach.) Hand-written: `RegistryAuth` implements no `Zeroize`.
-struct OciAuth(RegistryAuth);
-
-impl OciAuth {
-    fn of(credential: Option<&Credential>) -> Self {
-        Self(credential.map_or(RegistryAuth::Anonymous, Credential::to_oci))
-    }
-}
-
-impl Drop for OciAuth {
-    fn drop(&mut self) {
-        use zeroize::Zeroize;
-        match &mut self.0 {
-            RegistryAuth::Basic(user, password) => {
-                user.zeroize();
-                password.zeroize();
-            }
-            RegistryAuth::Bearer(token) => token.zeroize(),
-            RegistryAuth::Anonymous => {}
-        }
-    }
 }
 
 impl std::fmt::Debug for RegistryClient {
@@ -143,18 +83,15 @@ impl RegistryClient {
                 ));
             }
         }
+        let policy =
+            DestinationPolicy::new(&config.allowed_hosts).map_err(RegistryError::Config)?;
         let docker = DockerConfig::load(config.docker_config.as_ref())?;
-        let http = reqwest::Client::builder()
-            .user_agent(USER_AGENT)
-            .timeout(config.timeout)
-            .connect_timeout(config.timeout)
-            .build()
-            .map_err(|e| RegistryError::Config(format!("cannot build the HTTP client: {e}")))?;
+        let transport = Transport::new(USER_AGENT, config.timeout, policy, &config.redirect_hosts)?;
         Ok(Self {
             inner: Arc::new(Inner {
                 config,
                 docker,
-                http,
+                transport,
                 hosts: Mutex::new(HashMap::new()),
                 publish_locks: KeyedLocks::default(),
             }),
@@ -375,7 +312,6 @@ impl RegistryClient {
         ctx: Ctx<'_>,
     ) -> Result<Published, RegistryError> {
         let repo = image.repository();
-        let sig_ref = Reference::with_tag(host.registry.clone(), repo.to_owned(), tag.to_owned());
         let payload_digest = sig.payload_digest();
         let mut payload_uploaded = false;
         for attempt in 1..=PUBLISH_ATTEMPTS {
@@ -404,20 +340,23 @@ impl RegistryClient {
 
             // Every blob must exist before the manifest PUT (MANIFEST_BLOB_UNKNOWN otherwise).
             let config_digest = Digest::of(&config);
-            let push_config = self.push_blob(host, &sig_ref, config, &config_digest, ctx);
+            let push_config = self.push_blob(host, access, repo, config, &config_digest, ctx);
             if payload_uploaded {
                 push_config.await?;
             } else {
-                let push_payload =
-                    self.push_blob(host, &sig_ref, sig.payload.clone(), &payload_digest, ctx);
+                let push_payload = self.push_blob(
+                    host,
+                    access,
+                    repo,
+                    sig.payload.clone(),
+                    &payload_digest,
+                    ctx,
+                );
                 tokio::try_join!(push_config, push_payload)?;
                 payload_uploaded = true;
             }
-            let content_type = reqwest::header::HeaderValue::from_static(OCI_MANIFEST);
-            host.oci
-                .push_manifest_raw(&sig_ref, body, content_type)
-                .await
-                .map_err(|e| ctx.oci(e, self.inner.config.timeout))?;
+            self.push_manifest(host, access, repo, tag, body, ctx)
+                .await?;
 
             // Another process may have written the tag between our read and our PUT, or
             // right after it: confirm that the tag now carries our layer.
@@ -484,37 +423,14 @@ impl RegistryClient {
         result
     }
 
-    fn host(&self, registry: &str) -> Result<Arc<Host>, RegistryError> {
+    fn host(&self, registry: &str, ctx: Ctx<'_>) -> Result<Arc<Host>, RegistryError> {
         let mut hosts = self.inner.hosts.lock().unwrap_or_else(|p| p.into_inner());
         if let Some(h) = hosts.get(registry) {
             return Ok(h.clone());
         }
         let plain = uses_plain_http(registry, &self.inner.config.insecure_registries);
-        let timeout = self.inner.config.timeout;
-        let config = ClientConfig {
-            protocol: if plain {
-                ClientProtocol::Http
-            } else {
-                ClientProtocol::Https
-            },
-            // Signature blobs are tiny: one POST + one PUT beats chunked PATCHes.
-            use_monolithic_push: true,
-            platform_resolver: None,
-            read_timeout: Some(timeout),
-            connect_timeout: Some(timeout),
-            user_agent: USER_AGENT,
-            ..ClientConfig::default()
-        };
-        let oci = oci_client::Client::try_from(config).map_err(|e| {
-            RegistryError::Config(format!("cannot build the OCI client for {registry}: {e}"))
-        })?;
-        let host = Arc::new(Host {
-            registry: registry.to_owned(),
-            api_host: api_host(registry).to_owned(),
-            scheme: if plain { "http" } else { "https" },
-            oci,
-            access: OnceCell::new(),
-        });
+        let host = Host::new(registry, api_host(registry), plain).map_err(|d| ctx.protocol(d))?;
+        let host = Arc::new(host);
         hosts.insert(registry.to_owned(), host.clone());
         Ok(host)
     }
@@ -526,7 +442,7 @@ impl RegistryClient {
         image: &ImageRef,
         ctx: Ctx<'_>,
     ) -> Result<(Arc<Host>, Arc<Access>), RegistryError> {
-        let host = self.host(image.registry())?;
+        let host = self.host(image.registry(), ctx)?;
         let access = host
             .access
             .get_or_try_init(|| self.probe(&host, ctx))
@@ -536,41 +452,54 @@ impl RegistryClient {
     }
 
     async fn probe(&self, host: &Host, ctx: Ctx<'_>) -> Result<Arc<Access>, RegistryError> {
-        let credential = self.credential_for(&host.registry).await;
-        let has_credentials = credential.is_some();
-        let auth = OciAuth::of(credential.as_ref());
-        let url = format!("{}://{}/v2/", host.scheme, host.api_host);
-        let timeout = self.inner.config.timeout;
-        let resp = self
-            .inner
+        let transport = &self.inner.transport;
+        let url = Url::parse(&host.url("")).map_err(|_| ctx.protocol("bad registry URL"))?;
+        transport
+            .policy
+            .check_url(&url)
+            .map_err(|e| ctx.refused(e))?;
+        let resp = transport
             .http
-            .get(&url)
+            .get(url)
             .send()
             .await
-            .map_err(|e| ctx.reqwest(e, timeout))?;
+            .map_err(|e| ctx.reqwest(e, transport.timeout))?;
         let status = resp.status().as_u16();
-        let challenged = resp
-            .headers()
-            .contains_key(reqwest::header::WWW_AUTHENTICATE);
         if status >= 500 || status == 429 {
-            let body = resp.bytes().await.unwrap_or_default();
+            let body = read_capped(resp, 64 << 10, ctx, transport.timeout)
+                .await
+                .unwrap_or_default();
             return Err(ctx.status(status, &body));
         }
-        let open = status == 200 && !challenged;
-        if !open {
-            host.oci.store_auth_if_needed(&host.api_host, &auth.0).await;
-        }
-        tracing::debug!(registry = %host.registry, open, has_credentials, "registry probed");
+        let challenge = match parse_challenge(&resp) {
+            Some(c) => c,
+            None if status == 200 => Challenge::Open,
+            // No challenge but no access either: try the credential as HTTP basic.
+            None => Challenge::Basic,
+        };
+        // Only a registry that asks for credentials has them looked up, so an open
+        // registry never makes signet run a docker credential helper.
+        let (credential, realm_hosts) = if matches!(challenge, Challenge::Open) {
+            (None, Vec::new())
+        } else {
+            self.credential_for(&host.registry).await
+        };
+        tracing::debug!(
+            registry = %host.registry,
+            ?challenge,
+            has_credentials = credential.is_some(),
+            "registry probed"
+        );
         Ok(Arc::new(Access {
             credential,
-            has_credentials,
-            open,
+            realm_hosts,
+            challenge,
         }))
     }
 
     /// signet's own credentials first, then the docker config (whose helpers are processes,
-    /// hence the blocking task).
-    async fn credential_for(&self, registry: &str) -> Option<Credential> {
+    /// hence the blocking task). Also the token service hosts the credential may go to.
+    async fn credential_for(&self, registry: &str) -> (Option<Credential>, Vec<String>) {
         let wanted = normalize_host(registry);
         if let Some(c) = self
             .inner
@@ -579,16 +508,19 @@ impl RegistryClient {
             .iter()
             .find(|c| normalize_host(&c.host) == wanted)
         {
-            return Some(c.auth.clone());
+            return (Some(c.auth.clone()), c.realm_hosts.clone());
         }
-        let docker = self.inner.docker.clone()?;
+        let Some(docker) = self.inner.docker.clone() else {
+            return (None, Vec::new());
+        };
         let registry = registry.to_owned();
-        tokio::task::spawn_blocking(move || docker.lookup(&registry))
+        let found = tokio::task::spawn_blocking(move || docker.lookup(&registry))
             .await
             .unwrap_or_else(|e| {
                 tracing::warn!(error = %e, "docker credential lookup panicked; using anonymous access");
                 None
-            })
+            });
+        (found, Vec::new())
     }
 
     /// The digest a manifest reference points at: HEAD, falling back to GET when the
@@ -601,33 +533,20 @@ impl RegistryClient {
         reference: &str,
         ctx: Ctx<'_>,
     ) -> Result<Digest, RegistryError> {
-        let timeout = self.inner.config.timeout;
-        if !access.open {
-            let r = oci_reference(host, repo, reference);
-            let d = host
-                .oci
-                .fetch_manifest_digest(&r, &access.auth().0)
-                .await
-                .map_err(|e| ctx.oci(e, timeout))?;
-            return Digest::parse(&d).map_err(|e| ctx.protocol(format!("manifest digest: {e}")));
-        }
-        let url = manifest_url(host, repo, reference);
-        let resp = self
-            .inner
-            .http
-            .head(&url)
-            .header(reqwest::header::ACCEPT, MANIFEST_ACCEPT.join(", "))
-            .send()
-            .await
-            .map_err(|e| ctx.reqwest(e, timeout))?;
+        let url = host.url(&format!("{repo}/manifests/{reference}"));
+        let resp = host
+            .send(&self.inner.transport, access, ctx, |http| {
+                http.head(&url).header(ACCEPT, MANIFEST_ACCEPT.join(", "))
+            })
+            .await?;
         let status = resp.status().as_u16();
         if status != 200 {
             return Err(ctx.status(status, b""));
         }
         match digest_header(&resp) {
-            Some(d) => {
-                Digest::parse(d).map_err(|e| ctx.protocol(format!("Docker-Content-Digest: {e}")))
-            }
+            Some(d) => Digest::parse(d).map_err(|_| {
+                ctx.protocol("the Docker-Content-Digest header is not a sha256 digest")
+            }),
             None => Ok(self
                 .read_manifest(host, access, repo, reference, ctx)
                 .await?
@@ -644,51 +563,35 @@ impl RegistryClient {
         ctx: Ctx<'_>,
     ) -> Result<Manifest, RegistryError> {
         let timeout = self.inner.config.timeout;
-        let (bytes, digest, content_type) = if access.open {
-            let url = manifest_url(host, repo, reference);
-            let resp = self
-                .inner
-                .http
-                .get(&url)
-                .header(reqwest::header::ACCEPT, MANIFEST_ACCEPT.join(", "))
-                .send()
-                .await
-                .map_err(|e| ctx.reqwest(e, timeout))?;
-            let status = resp.status().as_u16();
-            let header_digest = digest_header(&resp).map(str::to_owned);
-            let content_type = resp
-                .headers()
-                .get(reqwest::header::CONTENT_TYPE)
-                .and_then(|v| v.to_str().ok())
-                .map(str::to_owned);
-            let body = read_capped(resp, MAX_MANIFEST_BYTES, ctx, timeout).await?;
-            if status != 200 {
-                return Err(ctx.status(status, &body));
+        let url = host.url(&format!("{repo}/manifests/{reference}"));
+        let resp = host
+            .send(&self.inner.transport, access, ctx, |http| {
+                http.get(&url).header(ACCEPT, MANIFEST_ACCEPT.join(", "))
+            })
+            .await?;
+        let status = resp.status().as_u16();
+        let header_digest = digest_header(&resp).map(str::to_owned);
+        let content_type = resp
+            .headers()
+            .get(CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned);
+        let body = read_capped(resp, MAX_MANIFEST_BYTES, ctx, timeout).await?;
+        if status != 200 {
+            return Err(ctx.status(status, &body));
+        }
+        let digest = Digest::of(&body);
+        if let Some(h) = header_digest {
+            if h != digest.as_str() {
+                return Err(ctx.protocol(format!(
+                    "manifest body hashes to {digest} but the registry's Docker-Content-Digest header differs"
+                )));
             }
-            let digest = Digest::of(&body);
-            if let Some(h) = header_digest {
-                if h != digest.as_str() {
-                    return Err(ctx.protocol(format!(
-                        "manifest body hashes to {digest} but the registry says {h}"
-                    )));
-                }
-            }
-            (body, digest, content_type)
-        } else {
-            let r = oci_reference(host, repo, reference);
-            let (bytes, digest) = host
-                .oci
-                .pull_manifest_raw(&r, &access.auth().0, MANIFEST_ACCEPT)
-                .await
-                .map_err(|e| ctx.oci(e, timeout))?;
-            let digest = Digest::parse(&digest)
-                .map_err(|e| ctx.protocol(format!("manifest digest: {e}")))?;
-            (bytes.to_vec(), digest, None)
-        };
+        }
         if reference.starts_with("sha256:") && reference != digest.as_str() {
             return Err(ctx.protocol(format!("asked for manifest {reference} but got {digest}")));
         }
-        Manifest::new(bytes, digest, content_type.as_deref()).map_err(|d| ctx.protocol(d))
+        Manifest::new(body, digest, content_type.as_deref()).map_err(|d| ctx.protocol(d))
     }
 
     /// A blob, at most `cap` bytes, checked against its digest.
@@ -702,50 +605,15 @@ impl RegistryClient {
         ctx: Ctx<'_>,
     ) -> Result<Vec<u8>, RegistryError> {
         let timeout = self.inner.config.timeout;
-        let bytes = if access.open {
-            let url = format!(
-                "{}://{}/v2/{repo}/blobs/{digest}",
-                host.scheme, host.api_host
-            );
-            let resp = self
-                .inner
-                .http
-                .get(&url)
-                .send()
-                .await
-                .map_err(|e| ctx.reqwest(e, timeout))?;
-            let status = resp.status().as_u16();
-            let body = read_capped(resp, cap, ctx, timeout).await?;
-            if status != 200 {
-                return Err(ctx.status(status, &body));
-            }
-            body
-        } else {
-            let r = oci_reference(host, repo, digest.as_str());
-            let mut stream = host
-                .oci
-                .pull_blob_stream(&r, digest.as_str())
-                .await
-                .map_err(|e| ctx.oci(e, timeout))?;
-            let mut body = Vec::new();
-            while let Some(chunk) = stream.next().await {
-                let chunk = chunk.map_err(|e| {
-                    // oci-client wraps both transport failures and digest mismatches in io::Error.
-                    if e.get_ref()
-                        .is_some_and(|inner| inner.is::<reqwest::Error>())
-                    {
-                        ctx.unreachable(e)
-                    } else {
-                        ctx.protocol(format!("blob download failed: {e}"))
-                    }
-                })?;
-                if body.len() + chunk.len() > cap {
-                    return Err(ctx.protocol(format!("blob {digest} is larger than {cap} bytes")));
-                }
-                body.extend_from_slice(&chunk);
-            }
-            body
-        };
+        let url = host.url(&format!("{repo}/blobs/{digest}"));
+        let resp = host
+            .send(&self.inner.transport, access, ctx, |http| http.get(&url))
+            .await?;
+        let status = resp.status().as_u16();
+        let bytes = read_capped(resp, cap, ctx, timeout).await?;
+        if status != 200 {
+            return Err(ctx.status(status, &bytes));
+        }
         let got = Digest::of(&bytes);
         if &got != digest {
             return Err(ctx.protocol(format!("blob {digest} downloaded as {got}")));
@@ -753,19 +621,82 @@ impl RegistryClient {
         Ok(bytes)
     }
 
+    /// A monolithic blob upload: `POST …/blobs/uploads/`, then `PUT <location>?digest=`.
+    /// The upload location must stay on the registry's host.
     async fn push_blob(
         &self,
         host: &Host,
-        reference: &Reference,
+        access: &Access,
+        repo: &str,
         data: Vec<u8>,
         digest: &Digest,
         ctx: Ctx<'_>,
     ) -> Result<(), RegistryError> {
-        host.oci
-            .push_blob(reference, data, digest.as_str())
-            .await
-            .map(drop)
-            .map_err(|e| ctx.oci(e, self.inner.config.timeout))
+        let transport = &self.inner.transport;
+        let start = host.url(&format!("{repo}/blobs/uploads/"));
+        let resp = host
+            .send(transport, access, ctx, |http| http.post(&start))
+            .await?;
+        let status = resp.status().as_u16();
+        let location = resp
+            .headers()
+            .get(LOCATION)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned);
+        let body = read_capped(resp, 64 << 10, ctx, transport.timeout).await?;
+        if status != 202 {
+            return Err(ctx.status(status, &body));
+        }
+        let location =
+            location.ok_or_else(|| ctx.protocol("the upload answer has no Location header"))?;
+        let mut put = Url::parse(&start)
+            .and_then(|base| base.join(&location))
+            .map_err(|_| ctx.protocol("the upload Location header is not a URL"))?;
+        if put.origin() != host.base.origin() {
+            return Err(ctx.refused(
+                "the registry named an upload location on another host; signet uploads only to the registry itself",
+            ));
+        }
+        put.query_pairs_mut().append_pair("digest", digest.as_str());
+        let resp = host
+            .send(transport, access, ctx, |http| {
+                http.put(put.clone())
+                    .header(CONTENT_TYPE, "application/octet-stream")
+                    .body(data.clone())
+            })
+            .await?;
+        let status = resp.status().as_u16();
+        let body = read_capped(resp, 64 << 10, ctx, transport.timeout).await?;
+        if !(200..300).contains(&status) {
+            return Err(ctx.status(status, &body));
+        }
+        Ok(())
+    }
+
+    async fn push_manifest(
+        &self,
+        host: &Host,
+        access: &Access,
+        repo: &str,
+        tag: &str,
+        body: Vec<u8>,
+        ctx: Ctx<'_>,
+    ) -> Result<(), RegistryError> {
+        let transport = &self.inner.transport;
+        let url = host.url(&format!("{repo}/manifests/{tag}"));
+        let resp = host
+            .send(transport, access, ctx, |http| {
+                http.put(&url)
+                    .header(CONTENT_TYPE, HeaderValue::from_static(OCI_MANIFEST))
+                    .body(body.clone())
+            })
+            .await?;
+        let status = resp.status().as_u16();
+        let answer = read_capped(resp, 64 << 10, ctx, transport.timeout).await?;
+        if !(200..300).contains(&status) {
+            return Err(ctx.status(status, &answer));
+        }
+        Ok(())
     }
 }
 
@@ -781,7 +712,7 @@ fn ctx<'a>(image: &'a ImageRef, action: &'static str, what: &'a str) -> Ctx<'a> 
 
 fn with_access<'a>(ctx: Ctx<'a>, access: &Access) -> Ctx<'a> {
     Ctx {
-        had_credentials: access.has_credentials,
+        had_credentials: access.sends_credentials(),
         ..ctx
     }
 }
@@ -795,28 +726,13 @@ fn manifest_reference(image: &ImageRef) -> String {
     }
 }
 
-fn oci_reference(host: &Host, repo: &str, reference: &str) -> Reference {
-    if reference.starts_with("sha256:") {
-        Reference::with_digest(host.registry.clone(), repo.to_owned(), reference.to_owned())
-    } else {
-        Reference::with_tag(host.registry.clone(), repo.to_owned(), reference.to_owned())
-    }
-}
-
-fn manifest_url(host: &Host, repo: &str, reference: &str) -> String {
-    format!(
-        "{}://{}/v2/{repo}/manifests/{reference}",
-        host.scheme, host.api_host
-    )
-}
-
 fn digest_header(resp: &reqwest::Response) -> Option<&str> {
     resp.headers()
         .get("docker-content-digest")
         .and_then(|v| v.to_str().ok())
 }
 
-async fn read_capped(
+pub(crate) async fn read_capped(
     mut resp: reqwest::Response,
     cap: usize,
     ctx: Ctx<'_>,

@@ -6,12 +6,15 @@ use std::net::IpAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use secrecy::{ExposeSecret, SecretString};
+use secrecy::SecretString;
 
 use crate::error::RegistryError;
 
 /// The longest one registry operation may take by default.
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// The loopback networks, for [`RegistryConfig::allow_loopback`].
+pub const LOOPBACK: [&str; 2] = ["127.0.0.0/8", "::1/128"];
 
 /// Settings for [`crate::RegistryClient`].
 #[derive(Debug, Clone)]
@@ -19,6 +22,13 @@ pub struct RegistryConfig {
     /// Hosts (`host` or `host:port`) reached over plain HTTP. Loopback hosts
     /// (127.0.0.0/8, ::1, localhost) always are, as docker does.
     pub insecure_registries: Vec<String>,
+    /// Destinations allowed although not public: host names, IP addresses or CIDRs.
+    /// Loopback, link-local, RFC 1918, CGNAT and ULA addresses are refused unless listed
+    /// (see [`crate::policy`]).
+    pub allowed_hosts: Vec<String>,
+    /// Hosts (`host` or `host:port`) registries may redirect to besides themselves: their
+    /// blob storage (S3, GCS). Redirects to any other host are not followed.
+    pub redirect_hosts: Vec<String>,
     /// Credentials from signet's own config; they win over a docker config.json.
     pub credentials: Vec<RegistryCredential>,
     /// A docker `config.json`. `None` means `$DOCKER_CONFIG/config.json`, else
@@ -33,10 +43,31 @@ impl Default for RegistryConfig {
     fn default() -> Self {
         Self {
             insecure_registries: Vec::new(),
+            allowed_hosts: Vec::new(),
+            redirect_hosts: Vec::new(),
             credentials: Vec::new(),
             docker_config: None,
             timeout: DEFAULT_TIMEOUT,
         }
+    }
+}
+
+impl RegistryConfig {
+    /// Loopback destinations allowed besides what `allowed_hosts` lists: for programs that
+    /// run on the machine of the person using them (`signet up`, `signet verify`) and for
+    /// tests against registries on loopback. Services never call this.
+    pub fn allow_loopback(mut self) -> Self {
+        for net in LOOPBACK {
+            if !self.allowed_hosts.iter().any(|h| h == net) {
+                self.allowed_hosts.push(net.to_owned());
+            }
+        }
+        self
+    }
+
+    /// The defaults, with loopback registries allowed (tests, load tests).
+    pub fn for_loopback() -> Self {
+        Self::default().allow_loopback()
     }
 }
 
@@ -46,6 +77,10 @@ pub struct RegistryCredential {
     /// `host` or `host:port`; `https://` prefixes and `docker.io` aliases are accepted.
     pub host: String,
     pub auth: Credential,
+    /// Token services (`host` or `host:port`) besides the registry's own host that may
+    /// receive these credentials when the registry asks for a bearer token. Docker Hub's
+    /// `auth.docker.io` is always allowed for `docker.io`.
+    pub realm_hosts: Vec<String>,
 }
 
 /// A secret for a registry. `Debug` never shows the secret.
@@ -80,6 +115,7 @@ impl RegistryCredential {
         Self {
             host: host.into(),
             auth: Credential::Basic(user.into(), SecretString::from(password.into())),
+            realm_hosts: Vec::new(),
         }
     }
 
@@ -87,19 +123,14 @@ impl RegistryCredential {
         Self {
             host: host.into(),
             auth: Credential::Bearer(SecretString::from(token.into())),
+            realm_hosts: Vec::new(),
         }
     }
-}
 
-impl Credential {
-    pub(crate) fn to_oci(&self) -> oci_client::secrets::RegistryAuth {
-        use oci_client::secrets::RegistryAuth;
-        match self {
-            Self::Basic(user, password) => {
-                RegistryAuth::Basic(user.clone(), password.expose_secret().to_owned())
-            }
-            Self::Bearer(token) => RegistryAuth::Bearer(token.expose_secret().to_owned()),
-        }
+    /// Token services on other hosts that may receive this credential.
+    pub fn with_realm_hosts(mut self, hosts: Vec<String>) -> Self {
+        self.realm_hosts = hosts;
+        self
     }
 }
 
@@ -110,6 +141,10 @@ pub(crate) struct DockerConfig {
     pub(crate) path: PathBuf,
     /// It holds credentials: wiped when the last client using it is dropped.
     bytes: std::sync::Arc<zeroize::Zeroizing<Vec<u8>>>,
+    /// Registries the file has an entry for (`auths` or `credHelpers`), normalized. Only
+    /// these are looked up, so an image naming a new host never runs the `credsStore`
+    /// helper for it.
+    hosts: std::sync::Arc<[String]>,
 }
 
 impl fmt::Debug for DockerConfig {
@@ -137,15 +172,21 @@ impl DockerConfig {
             ))
         })?;
         // Validate now so that a broken file is reported at start, not on first push.
-        serde_json::from_slice::<serde_json::Value>(&bytes).map_err(|e| {
+        let json = serde_json::from_slice::<serde_json::Value>(&bytes).map_err(|e| {
             RegistryError::Config(format!(
                 "docker config {} is not valid JSON: {e}",
                 path.display()
             ))
         })?;
+        let hosts: Vec<String> = ["auths", "credHelpers"]
+            .iter()
+            .filter_map(|k| json.get(k).and_then(|v| v.as_object()))
+            .flat_map(|entries| entries.keys().map(|h| normalize_host(h)))
+            .collect();
         Ok(Some(Self {
             path,
             bytes: std::sync::Arc::new(zeroize::Zeroizing::new(bytes)),
+            hosts: hosts.into(),
         }))
     }
 
@@ -153,6 +194,9 @@ impl DockerConfig {
     /// Blocking (helpers are processes): call from `spawn_blocking`.
     pub(crate) fn lookup(&self, registry: &str) -> Option<Credential> {
         use docker_credential::{CredentialRetrievalError as E, DockerCredential};
+        if !self.hosts.contains(&normalize_host(registry)) {
+            return None;
+        }
         // docker keys Docker Hub, and asks helpers about it, by its v1 index URL.
         let server = if registry == signet_core::reference::DEFAULT_REGISTRY {
             "https://index.docker.io/v1/"
@@ -216,6 +260,11 @@ pub(crate) fn normalize_host(host: &str) -> String {
     }
 }
 
+/// The host of `host[:port]`, without brackets.
+pub(crate) fn host_part(registry: &str) -> &str {
+    split_port(registry).0
+}
+
 /// Splits `host[:port]` (`[::1]:5000` → (`::1`, Some(`5000`))).
 fn split_port(registry: &str) -> (&str, Option<&str>) {
     if let Some(rest) = registry.strip_prefix('[') {
@@ -260,6 +309,7 @@ pub(crate) fn api_host(registry: &str) -> &str {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use secrecy::ExposeSecret;
 
     #[test]
     fn loopback_and_insecure_hosts_use_plain_http() {

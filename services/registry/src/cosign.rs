@@ -140,11 +140,24 @@ impl SigManifest {
 
     pub(crate) fn parse(bytes: &[u8]) -> Result<Self, String> {
         let mut top: Map<String, Value> = serde_json::from_slice(bytes)
-            .map_err(|e| format!("signature manifest is not a JSON object: {e}"))?;
+            // serde's message can quote the registry's text, which must not reach a caller.
+            .map_err(|e| {
+                format!(
+                    "signature manifest is not a JSON object (line {}, column {})",
+                    e.line(),
+                    e.column()
+                )
+            })?;
         if let Some(mt) = top.get("mediaType").and_then(Value::as_str) {
             if mt != OCI_MANIFEST && mt != DOCKER_MANIFEST {
+                // Named only when it is a known type: the registry's text is not repeated.
+                let shown = if crate::manifest::MANIFEST_ACCEPT.contains(&mt) {
+                    mt
+                } else {
+                    "another media type"
+                };
                 return Err(format!(
-                    "the signature tag holds a {mt}, not an image manifest; delete or fix that tag"
+                    "the signature tag holds {shown}, not an image manifest; delete or fix that tag"
                 ));
             }
         }

@@ -1,9 +1,45 @@
 //! What can go wrong talking to a registry, in words an operator can act on, and whether
 //! trying again later can help ([`RegistryError::retryable`]).
+//!
+//! A registry's answer never reaches a message: whoever names the registry in an image
+//! reference controls it, and the message travels back to them (job errors, `?wait`
+//! answers, admission denials). Only the HTTP status and an OCI error code from the
+//! distribution spec's list are kept; the rest of the body is logged at debug.
 
 use std::time::Duration;
 
-use oci_client::errors::{OciDistributionError, OciEnvelope, OciErrorCode};
+use crate::policy::{DestinationRefused, RedirectRefused};
+
+/// The error codes of the OCI distribution spec (plus docker's `TOOMANYREQUESTS`). A code
+/// outside this list is the registry's free text and is not repeated.
+const OCI_ERROR_CODES: &[&str] = &[
+    "BLOB_UNKNOWN",
+    "BLOB_UPLOAD_INVALID",
+    "BLOB_UPLOAD_UNKNOWN",
+    "DIGEST_INVALID",
+    "MANIFEST_BLOB_UNKNOWN",
+    "MANIFEST_INVALID",
+    "MANIFEST_UNKNOWN",
+    "NAME_INVALID",
+    "NAME_UNKNOWN",
+    "SIZE_INVALID",
+    "UNAUTHORIZED",
+    "DENIED",
+    "UNSUPPORTED",
+    "TOOMANYREQUESTS",
+];
+
+/// The distribution error envelope, `{"errors":[{"code":…,"message":…}]}`; only codes are
+/// read.
+#[derive(serde::Deserialize)]
+struct Envelope {
+    errors: Vec<EnvelopeEntry>,
+}
+
+#[derive(serde::Deserialize)]
+struct EnvelopeEntry {
+    code: String,
+}
 
 /// A failed registry operation. Every variant names the registry host and repository.
 #[derive(Debug, thiserror::Error)]
@@ -40,21 +76,36 @@ pub enum RegistryError {
         repository: String,
         timeout: Duration,
     },
-    #[error("registry {registry} failed with HTTP {status} (accessing {repository}): {message}; the operation can be retried later")]
+    /// `detail` is written by signet (the OCI error code, if any), never the registry's text.
+    #[error("registry {registry} failed with HTTP {status} (accessing {repository}): {detail}; the operation can be retried later")]
     Server {
         registry: String,
         repository: String,
         status: u16,
-        message: String,
+        detail: String,
     },
+    /// `detail` is written by signet (the OCI error code, if any), never the registry's text.
     #[error(
-        "registry {registry} rejected the request for {repository} with HTTP {status}: {message}; it will not succeed as is: check the registry's rules for this repository (immutable tags, quotas, allowed media types)"
+        "registry {registry} rejected the request for {repository} with HTTP {status}: {detail}; it will not succeed as is: check the registry's rules for this repository (immutable tags, quotas, allowed media types)"
     )]
     Rejected {
         registry: String,
         repository: String,
         status: u16,
-        message: String,
+        detail: String,
+    },
+    /// The destination policy or the redirect policy refused a connection.
+    #[error("signet did not connect for registry {registry} (accessing {repository}): {reason}")]
+    Refused {
+        registry: String,
+        repository: String,
+        reason: String,
+    },
+    #[error("registry {registry} asks for credentials to be sent to the token service {realm}, which is {why}; signet did not send them. If that is the registry's genuine token service, add its host to realm_hosts of the registry.credentials entry for {registry}")]
+    UntrustedTokenService {
+        registry: String,
+        realm: String,
+        why: &'static str,
     },
     #[error("registry {registry} answered unexpectedly for {repository}: {detail}; it may not implement the OCI distribution API as expected")]
     Protocol {
@@ -161,125 +212,108 @@ impl Ctx<'_> {
         }
     }
 
-    /// Classifies a non-success HTTP answer, using the distribution error envelope in the
-    /// body when there is one.
-    pub(crate) fn status(&self, status: u16, body: &[u8]) -> RegistryError {
-        let envelope = serde_json::from_slice::<OciEnvelope>(body).ok();
-        self.classify(status, envelope.as_ref(), &String::from_utf8_lossy(body))
+    pub(crate) fn refused(&self, reason: impl std::fmt::Display) -> RegistryError {
+        RegistryError::Refused {
+            registry: self.registry.to_owned(),
+            repository: self.repository.to_owned(),
+            reason: reason.to_string(),
+        }
     }
 
-    fn classify(&self, status: u16, envelope: Option<&OciEnvelope>, raw: &str) -> RegistryError {
-        let codes: Vec<&OciErrorCode> = envelope
-            .map(|e| e.errors.iter().map(|e| &e.code).collect())
+    /// Classifies a non-success HTTP answer. The body is logged at debug and otherwise only
+    /// searched for OCI error codes from the spec's list.
+    pub(crate) fn status(&self, status: u16, body: &[u8]) -> RegistryError {
+        if !body.is_empty() {
+            let shown = &body[..body.len().min(2048)];
+            tracing::debug!(
+                registry = self.registry,
+                repository = self.repository,
+                status,
+                body = %String::from_utf8_lossy(shown),
+                "registry answered with an error"
+            );
+        }
+        let codes: Vec<&'static str> = serde_json::from_slice::<Envelope>(body)
+            .map(|env| {
+                env.errors
+                    .iter()
+                    .filter_map(|e| OCI_ERROR_CODES.iter().copied().find(|c| *c == e.code))
+                    .collect()
+            })
             .unwrap_or_default();
-        let has = |c: OciErrorCode| codes.iter().any(|x| **x == c);
-        if status == 401 || has(OciErrorCode::Unauthorized) {
+        self.classify(status, &codes)
+    }
+
+    fn classify(&self, status: u16, codes: &[&'static str]) -> RegistryError {
+        let has = |c: &str| codes.contains(&c);
+        if status == 401 || has("UNAUTHORIZED") {
             return self.unauthorized();
         }
-        if status == 403 || has(OciErrorCode::Denied) {
+        if status == 403 || has("DENIED") {
             return self.denied();
         }
-        if has(OciErrorCode::Toomanyrequests) || status == 429 {
+        if has("TOOMANYREQUESTS") || status == 429 {
             return RegistryError::Server {
                 registry: self.registry.to_owned(),
                 repository: self.repository.to_owned(),
                 status: 429,
-                message: "too many requests (rate limited)".to_owned(),
+                detail: "too many requests (rate limited)".to_owned(),
             };
         }
-        let not_found_code = has(OciErrorCode::ManifestUnknown)
-            || has(OciErrorCode::NameUnknown)
-            || has(OciErrorCode::BlobUnknown)
-            || has(OciErrorCode::NotFound);
+        let not_found_code = has("MANIFEST_UNKNOWN") || has("NAME_UNKNOWN") || has("BLOB_UNKNOWN");
         if status == 404 || (not_found_code && status < 500) {
             return self.not_found();
         }
-        let message = match envelope {
-            Some(env) if !env.errors.is_empty() => env
-                .errors
-                .iter()
-                .map(|e| format!("{}: {}", code_name(&e.code), e.message))
-                .collect::<Vec<_>>()
-                .join("; "),
-            _ => short(raw),
+        let detail = if codes.is_empty() {
+            "the answer carries no OCI error code".to_owned()
+        } else {
+            format!("OCI error code {}", codes.join(", "))
         };
         if status >= 500 {
             RegistryError::Server {
                 registry: self.registry.to_owned(),
                 repository: self.repository.to_owned(),
                 status,
-                message,
+                detail,
             }
         } else if (400..500).contains(&status) {
             RegistryError::Rejected {
                 registry: self.registry.to_owned(),
                 repository: self.repository.to_owned(),
                 status,
-                message,
+                detail,
             }
         } else {
-            self.protocol(format!("unexpected HTTP {status}: {message}"))
+            self.protocol(format!("unexpected HTTP {status} ({detail})"))
         }
     }
 
+    /// A transport failure. A connection the destination or redirect policy refused is not
+    /// retryable and says which setting allows it.
     pub(crate) fn reqwest(&self, e: reqwest::Error, timeout: Duration) -> RegistryError {
+        let mut cause: Option<&(dyn std::error::Error + 'static)> = Some(&e);
+        while let Some(c) = cause {
+            if let Some(r) = c.downcast_ref::<DestinationRefused>() {
+                return self.refused(r);
+            }
+            if let Some(r) = c.downcast_ref::<RedirectRefused>() {
+                return self.refused(r);
+            }
+            cause = c.source();
+        }
         if e.is_timeout() {
             self.timeout(timeout)
+        } else if e.is_redirect() {
+            self.refused("the registry redirected in a way signet does not follow")
         } else if e.is_connect() || e.is_request() || e.is_body() {
-            self.unreachable(e)
+            self.unreachable(e.without_url())
         } else {
-            self.protocol(e.to_string())
+            self.protocol(format!(
+                "the answer could not be read ({})",
+                e.without_url()
+            ))
         }
     }
-
-    /// Maps oci-client's error to ours.
-    pub(crate) fn oci(&self, e: OciDistributionError, timeout: Duration) -> RegistryError {
-        use OciDistributionError as O;
-        match e {
-            O::RequestError(e) => self.reqwest(e, timeout),
-            O::IoError(e) => self.unreachable(e),
-            O::UnauthorizedError { .. } => self.unauthorized(),
-            // The token service refused the credentials.
-            O::AuthenticationFailure(_) => self.unauthorized(),
-            O::RegistryError { envelope, .. } => {
-                let status = if envelope
-                    .errors
-                    .iter()
-                    .any(|e| e.code == OciErrorCode::Toomanyrequests)
-                {
-                    429
-                } else {
-                    400
-                };
-                self.classify(status, Some(&envelope), "")
-            }
-            O::ServerError { code, message, .. } => {
-                let envelope = serde_json::from_str::<OciEnvelope>(&message).ok();
-                self.classify(code, envelope.as_ref(), &message)
-            }
-            other => self.protocol(other.to_string()),
-        }
-    }
-}
-
-fn code_name(code: &OciErrorCode) -> String {
-    match serde_json::to_value(code) {
-        Ok(serde_json::Value::String(s)) => s,
-        _ => format!("{code:?}"),
-    }
-}
-
-/// Error bodies can be whole HTML pages; keep messages readable.
-fn short(raw: &str) -> String {
-    let t = raw.trim();
-    if t.is_empty() {
-        return "no details given".to_owned();
-    }
-    let mut s: String = t.chars().take(300).collect();
-    if s.len() < t.len() {
-        s.push('…');
-    }
-    s
 }
 
 #[cfg(test)]
@@ -332,7 +366,14 @@ mod tests {
             matches!(e, RegistryError::Rejected { status: 400, .. }),
             "{e}"
         );
-        assert!(e.to_string().contains("MANIFEST_INVALID: bad"), "{e}");
+        assert!(
+            e.to_string().contains("OCI error code MANIFEST_INVALID"),
+            "{e}"
+        );
+        assert!(
+            !e.to_string().contains("bad"),
+            "the registry's text is not repeated: {e}"
+        );
         assert!(!e.retryable());
         let e = c.status(503, b"<html>down</html>");
         assert!(
@@ -373,9 +414,23 @@ mod tests {
     }
 
     #[test]
-    fn long_bodies_are_shortened() {
-        let body = "x".repeat(1000);
-        let e = ctx().status(500, body.as_bytes()).to_string();
-        assert!(e.len() < 600, "{e}");
+    fn answer_bodies_never_reach_the_message() {
+        let secret = "INTERNAL-SECRET aws_secret_access_key=wJalrXUtnFEMI";
+        for (status, body) in [
+            (418, secret.to_owned()),
+            (500, format!("<html>{secret}</html>")),
+            (
+                400,
+                format!(r#"{{"errors":[{{"code":"MANIFEST_INVALID","message":"{secret}"}}]}}"#),
+            ),
+            (
+                400,
+                format!(r#"{{"errors":[{{"code":"{secret}","message":"x"}}]}}"#),
+            ),
+        ] {
+            let e = ctx().status(status, body.as_bytes()).to_string();
+            assert!(!e.contains("INTERNAL-SECRET"), "{e}");
+            assert!(e.contains(&format!("HTTP {status}")), "{e}");
+        }
     }
 }

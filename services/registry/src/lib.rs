@@ -5,8 +5,12 @@
 //! on a trust-cache miss, and the CLI uses both.
 //!
 //! Plain HTTP is used for loopback hosts and configured insecure registries, HTTPS
-//! otherwise. Credentials come from signet's config or a docker `config.json`; registries
-//! that need none are read with one request per manifest or blob.
+//! otherwise. Credentials come from signet's config or a docker `config.json`, and go only
+//! to the registry's own host or its token service on that host; registries that need none
+//! are read with one request per manifest or blob. Non-public destinations (loopback,
+//! link-local, private networks) are refused unless allowed, checked on the address
+//! connected to; redirects stay on the registry's host or its listed blob storage; and a
+//! registry's answer bodies never reach an error message.
 //!
 //! Layout:
 //! - [`client`]: [`RegistryClient`] and the wire operations.
@@ -14,6 +18,8 @@
 //! - [`cosign`]: the signature artifact format, built and parsed without I/O.
 //! - [`manifest`]: manifests as stored, media types, index platform entries.
 //! - [`error`]: [`RegistryError`] and which failures are retryable.
+//! - [`policy`]: which destinations and redirects are allowed (resolver and redirect policy).
+//! - `transport`: one registry host on the wire: probe, authentication, token cache.
 //! - `locks`: per-artifact async locks that keep in-process publishers from racing.
 
 pub mod client;
@@ -22,7 +28,9 @@ pub mod cosign;
 pub mod error;
 mod locks;
 pub mod manifest;
+pub mod policy;
 mod settings;
+mod transport;
 
 pub use client::RegistryClient;
 pub use config::{Credential, RegistryConfig, RegistryCredential};

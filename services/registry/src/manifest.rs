@@ -57,7 +57,14 @@ impl Manifest {
         content_type: Option<&str>,
     ) -> Result<Self, String> {
         let probe: Probe = serde_json::from_slice(&bytes)
-            .map_err(|e| format!("manifest is not valid JSON: {e}"))?;
+            // serde's message can quote the registry's text, which must not reach a caller.
+            .map_err(|e| {
+                format!(
+                    "manifest is not valid JSON (line {}, column {})",
+                    e.line(),
+                    e.column()
+                )
+            })?;
         let media_type = probe
             .media_type
             .filter(|m| !m.is_empty())
@@ -86,7 +93,7 @@ impl Manifest {
                 });
                 if is_image && !is_attestation {
                     let d = Digest::parse(&entry.digest)
-                        .map_err(|e| format!("index entry has an invalid digest: {e}"))?;
+                        .map_err(|_| "an index entry's digest is not a sha256 digest".to_owned())?;
                     platforms.push(d);
                 }
             }

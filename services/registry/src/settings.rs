@@ -16,18 +16,21 @@ impl RegistryConfig {
             match (&c.username, &c.password_file, &c.token_file) {
                 (Some(user), Some(password_file), _) => {
                     let password = read_secret_file(password_file)?;
-                    credentials.push(RegistryCredential::basic(
-                        c.host.clone(),
-                        user.clone(),
-                        password.expose_secret(),
-                    ));
+                    credentials.push(
+                        RegistryCredential::basic(
+                            c.host.clone(),
+                            user.clone(),
+                            password.expose_secret(),
+                        )
+                        .with_realm_hosts(c.realm_hosts.clone()),
+                    );
                 }
                 (_, _, Some(token_file)) => {
                     let token = read_secret_file(token_file)?;
-                    credentials.push(RegistryCredential::bearer(
-                        c.host.clone(),
-                        token.expose_secret(),
-                    ));
+                    credentials.push(
+                        RegistryCredential::bearer(c.host.clone(), token.expose_secret())
+                            .with_realm_hosts(c.realm_hosts.clone()),
+                    );
                 }
                 // Settings validation refuses incomplete credentials before this runs.
                 _ => {}
@@ -35,6 +38,8 @@ impl RegistryConfig {
         }
         Ok(Self {
             insecure_registries: r.insecure.clone(),
+            allowed_hosts: r.allowed_hosts.clone(),
+            redirect_hosts: r.redirect_hosts.clone(),
             credentials,
             docker_config: r.docker_config.clone(),
             timeout: r.timeout,

@@ -33,7 +33,7 @@ fn client_with(mut config: RegistryConfig) -> Setup {
 }
 
 fn client() -> Setup {
-    client_with(RegistryConfig::default())
+    client_with(RegistryConfig::for_loopback())
 }
 
 fn image(registry: &TestRegistry, repo_and_tag: &str) -> ImageRef {
@@ -378,7 +378,7 @@ async fn basic_auth_with_right_and_wrong_credentials() {
             "signer",
             "correct horse",
         )],
-        ..RegistryConfig::default()
+        ..RegistryConfig::for_loopback()
     });
     assert_eq!(good.client.resolve(&repo).await.expect("resolve"), digest);
     let sig = layer(&repo, &digest, b"authed");
@@ -400,7 +400,7 @@ async fn basic_auth_with_right_and_wrong_credentials() {
             "signer",
             "wrong",
         )],
-        ..RegistryConfig::default()
+        ..RegistryConfig::for_loopback()
     });
     let err = bad.client.resolve(&repo).await.expect_err("wrong password");
     assert!(matches!(err, RegistryError::Unauthorized { .. }), "{err:?}");
@@ -460,7 +460,7 @@ async fn docker_config_credentials_are_used() {
     .expect("write docker config");
     let s = client_with(RegistryConfig {
         docker_config: Some(path),
-        ..RegistryConfig::default()
+        ..RegistryConfig::for_loopback()
     });
     assert_eq!(
         s.client
@@ -757,7 +757,7 @@ async fn authenticated_reads_reuse_credentials_without_reprobing() {
     let repo = image(&registry, "secure/app:v1");
     let s = client_with(RegistryConfig {
         credentials: vec![RegistryCredential::basic(registry.host(), "reader", "pw")],
-        ..RegistryConfig::default()
+        ..RegistryConfig::for_loopback()
     });
     s.client
         .publish_signature(&repo, &digest, &layer(&repo, &digest, b"x"))
@@ -796,7 +796,7 @@ async fn a_registry_that_never_answers_times_out() {
     let timeout = std::time::Duration::from_millis(300);
     let s = client_with(RegistryConfig {
         timeout,
-        ..RegistryConfig::default()
+        ..RegistryConfig::for_loopback()
     });
     let repo = ImageRef::parse(&format!("{host}/demo/app:v1")).expect("ref");
     let err = s.client.resolve(&repo).await.expect_err("no answer");

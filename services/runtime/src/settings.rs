@@ -164,6 +164,14 @@ pub struct RegistrySettings {
     pub timeout: Duration,
     /// Registries reached over plain HTTP besides loopback ones (`host:port`).
     pub insecure: Vec<String>,
+    /// Destinations allowed although they are not public internet addresses: host names,
+    /// IP addresses or CIDRs. Loopback, link-local (metadata endpoints), RFC 1918, CGNAT,
+    /// ULA and unspecified addresses are refused unless listed here; checked on the
+    /// address connected to. `signet up` adds loopback.
+    pub allowed_hosts: Vec<String>,
+    /// Hosts (`host` or `host:port`) registries may redirect to besides themselves: their
+    /// blob storage (S3, GCS). Redirects elsewhere, or from https to http, are refused.
+    pub redirect_hosts: Vec<String>,
     /// A docker `config.json` with registry credentials. Default:
     /// `$DOCKER_CONFIG/config.json` or `~/.docker/config.json` when present.
     pub docker_config: Option<PathBuf>,
@@ -180,6 +188,11 @@ pub struct RegistryCredentialSettings {
     pub password_file: Option<PathBuf>,
     /// A registry bearer token, instead of username and password.
     pub token_file: Option<PathBuf>,
+    /// Token service hosts (`host` or `host:port`) besides the registry's own that may
+    /// receive these credentials (Docker Hub's `auth.docker.io` is always allowed for
+    /// `docker.io`).
+    #[serde(default)]
+    pub realm_hosts: Vec<String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -529,6 +542,8 @@ impl Default for RegistrySettings {
         Self {
             timeout: Duration::from_secs(30),
             insecure: Vec::new(),
+            allowed_hosts: Vec::new(),
+            redirect_hosts: Vec::new(),
             docker_config: None,
             credentials: Vec::new(),
         }
@@ -666,6 +681,29 @@ impl Validate for Settings {
         }
         if self.registry.timeout.is_zero() {
             p.push("registry.timeout: must be more than 0s".into());
+        }
+        for (i, h) in self.registry.allowed_hosts.iter().enumerate() {
+            if !is_destination(h) {
+                p.push(format!(
+                    "registry.allowed_hosts[{i}]: {h:?} is neither a host name, an IP address nor a CIDR (10.0.0.0/8)"
+                ));
+            }
+        }
+        for (i, h) in self.registry.redirect_hosts.iter().enumerate() {
+            if h.contains('/') || !is_destination(h) {
+                p.push(format!(
+                    "registry.redirect_hosts[{i}]: {h:?} must be a host or host:port"
+                ));
+            }
+        }
+        for (i, c) in self.registry.credentials.iter().enumerate() {
+            for (j, h) in c.realm_hosts.iter().enumerate() {
+                if h.contains('/') || !is_destination(h) {
+                    p.push(format!(
+                        "registry.credentials[{i}].realm_hosts[{j}]: {h:?} must be a host or host:port"
+                    ));
+                }
+            }
         }
         for (i, c) in self.registry.credentials.iter().enumerate() {
             let basic = c.username.is_some() || c.password_file.is_some();
@@ -980,9 +1018,89 @@ pub fn redact_url(url: &str) -> String {
     }
 }
 
+/// A host name or IP address with an optional `:port`, or a CIDR. The registry client
+/// parses these for use; this check only lets settings validation report every bad entry
+/// at once.
+fn is_destination(entry: &str) -> bool {
+    use std::net::IpAddr;
+    let e = entry.trim();
+    if let Some((addr, prefix)) = e.split_once('/') {
+        let max = match addr.parse::<IpAddr>() {
+            Ok(IpAddr::V4(_)) => 32,
+            Ok(IpAddr::V6(_)) => 128,
+            Err(_) => return false,
+        };
+        return prefix.parse::<u8>().is_ok_and(|p| p <= max);
+    }
+    if e.trim_start_matches('[')
+        .trim_end_matches(']')
+        .parse::<IpAddr>()
+        .is_ok()
+    {
+        return true;
+    }
+    let (host, port) = match e.rsplit_once(':') {
+        Some((h, p)) if !h.contains(':') => (h, Some(p)),
+        _ => (e, None),
+    };
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    let host_ok = host.parse::<IpAddr>().is_ok()
+        || (!host.is_empty()
+            && host
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'.' || b == b'-'));
+    host_ok && port.is_none_or(|p| p.parse::<u16>().is_ok())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn destination_settings_come_from_file_and_environment() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let file = dir.path().join("signet.toml");
+        std::fs::write(
+            &file,
+            "[registry]\nredirect_hosts = [\"blobs.example.com\"]\n[[registry.credentials]]\nhost = \"r.example.com\"\ntoken_file = \"/t\"\nrealm_hosts = [\"auth.example.com\"]\n",
+        )
+        .expect("write");
+        // Env vars are process-global; a prefix unique to this test keeps tests independent.
+        std::env::set_var(
+            "SIGTEST11_REGISTRY__ALLOWED_HOSTS",
+            r#"["10.20.0.0/16", "registry.internal"]"#,
+        );
+        let env = figment::providers::Env::prefixed("SIGTEST11_").split("__");
+        let s: Settings = crate::config::load_from(Some(&file), env).expect("load");
+        assert_eq!(
+            s.registry.allowed_hosts,
+            ["10.20.0.0/16", "registry.internal"]
+        );
+        assert_eq!(s.registry.redirect_hosts, ["blobs.example.com"]);
+        assert_eq!(s.registry.credentials[0].realm_hosts, ["auth.example.com"]);
+        assert!(s.validate().is_empty(), "{:?}", s.validate());
+    }
+
+    #[test]
+    fn destination_settings_are_checked() {
+        let mut s = Settings::default();
+        s.registry.allowed_hosts = vec![
+            "10.0.0.0/8".into(),
+            "fd00::/8".into(),
+            "192.168.1.5".into(),
+            "::1".into(),
+            "registry.internal".into(),
+            "registry.internal:5000".into(),
+            "10.0.0.0/33".into(),
+            "not a host".into(),
+        ];
+        s.registry.redirect_hosts = vec!["blobs.s3.amazonaws.com".into(), "https://x/y".into()];
+        let p = s.validate();
+        assert_eq!(p.len(), 3, "{p:?}");
+        assert!(p[0].starts_with("registry.allowed_hosts[6]"), "{p:?}");
+        assert!(p[1].starts_with("registry.allowed_hosts[7]"), "{p:?}");
+        assert!(p[2].starts_with("registry.redirect_hosts[1]"), "{p:?}");
+    }
 
     #[test]
     fn defaults_are_valid() {

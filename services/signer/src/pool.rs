@@ -256,10 +256,14 @@ impl Signer {
         &self,
         job: &mut Job,
     ) -> Result<(signet_core::SignatureRecord, SignOutcome), SignError> {
-        let prepared = self.ctx.prepare(job).await?;
+        // With sign_platforms the index check reads the manifest (or finds the signature
+        // recorded), which proves it exists; without, prepare checks it (HEAD).
         if self.options.sign_platforms {
+            let prepared = self.ctx.prepare_read_later(job).await?;
             self.expand_index(job, &prepared).await?;
+            return self.ctx.sign_prepared(job, &prepared).await;
         }
+        let prepared = self.ctx.prepare(job).await?;
         self.ctx.sign_prepared(job, &prepared).await
     }
 

@@ -74,6 +74,15 @@ fn from_registry(e: RegistryError, image: &ImageRef) -> SignError {
     }
 }
 
+/// Who checks that a digest reference exists in its registry.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Existence {
+    /// [`SignContext::prepare`] does (HEAD).
+    Check,
+    /// The caller reads the manifest before signing anything new.
+    ReadByCaller,
+}
+
 /// How a signature came to be recorded.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum SignOutcome {
@@ -134,8 +143,24 @@ impl SignContext {
         self.sign_prepared(job, &prepared).await
     }
 
-    /// Checks `job`'s request and witness and resolves its digest (recorded in the job).
+    /// Checks `job`'s request and witness, and resolves its digest (recorded in the job);
+    /// a digest reference is checked to exist (HEAD), so nothing is signed that no registry
+    /// holds.
     pub async fn prepare(&self, job: &mut Job) -> Result<Prepared, SignError> {
+        self.prepare_with(job, Existence::Check).await
+    }
+
+    /// [`SignContext::prepare`] for a caller that reads the manifest itself before anything
+    /// new is signed (index expansion), which checks existence at no extra request.
+    pub async fn prepare_read_later(&self, job: &mut Job) -> Result<Prepared, SignError> {
+        self.prepare_with(job, Existence::ReadByCaller).await
+    }
+
+    async fn prepare_with(
+        &self,
+        job: &mut Job,
+        existence: Existence,
+    ) -> Result<Prepared, SignError> {
         let image = ImageRef::parse(&job.request.image)
             .map_err(|e| SignError::permanent("invalid_request", e.to_string()))?;
         let witness = self
@@ -158,9 +183,10 @@ impl SignContext {
                 format!("witness {:?} is revoked and signs nothing", witness.name),
             ));
         }
-        let digest = match image.digest() {
-            Some(d) => d.clone(),
-            None => self
+        let digest = match (image.digest(), existence) {
+            (Some(d), Existence::ReadByCaller) => d.clone(),
+            // For a digest reference, resolve is a HEAD that checks the digest exists.
+            _ => self
                 .registry
                 .resolve(&image)
                 .await

@@ -90,7 +90,7 @@ impl Harness {
     fn signer(&self, options: SignerOptions) -> Arc<Signer> {
         let registry = RegistryClient::new(RegistryConfig {
             timeout: Duration::from_secs(2),
-            ..RegistryConfig::default()
+            ..RegistryConfig::for_loopback()
         })
         .expect("registry client");
         Arc::new(Signer::new(
@@ -239,7 +239,7 @@ async fn an_index_is_signed_with_each_platform() {
             .expect("a job per platform");
         assert_eq!(child.source, format!("index:{}", parent.id));
     }
-    let client = RegistryClient::new(RegistryConfig::default()).expect("client");
+    let client = RegistryClient::new(RegistryConfig::for_loopback()).expect("client");
     for d in std::iter::once(&pushed.index).chain(pushed.platforms.iter().map(|p| &p.digest)) {
         let image = signet_core::ImageRef::parse(&format!("{}/multi/app@{d}", registry.host()))
             .expect("ref");

@@ -130,7 +130,7 @@ pub fn bundle(revision: i64, policies: Vec<SecurityPolicy>, keys: Vec<TrustedKey
 pub fn no_registry() -> RegistryClient {
     RegistryClient::new(RegistryConfig {
         timeout: Duration::from_secs(2),
-        ..RegistryConfig::default()
+        ..RegistryConfig::for_loopback()
     })
     .expect("registry client")
 }

@@ -299,7 +299,7 @@ async fn event_fed_admission_needs_no_registry(backend: Backend) {
 }
 
 fn common_registry() -> signet_registry::RegistryClient {
-    signet_registry::RegistryClient::new(signet_registry::RegistryConfig::default())
+    signet_registry::RegistryClient::new(signet_registry::RegistryConfig::for_loopback())
         .expect("registry client")
 }
 

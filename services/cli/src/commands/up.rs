@@ -92,7 +92,9 @@ pub async fn up(
                 format!("cannot open the control plane's signing key {control_uri}")
             })?,
     );
-    let registry = RegistryClient::new(RegistryConfig::from_settings(&settings)?)?;
+    // `signet up` runs on a laptop next to a registry on loopback: loopback is allowed on
+    // top of registry.allowed_hosts. The service binaries never allow it by default.
+    let registry = RegistryClient::new(RegistryConfig::from_settings(&settings)?.allow_loopback())?;
     let token_path = settings.admin_token_path();
     if let Some(issued) = signet_gateway::auth::bootstrap_admin(&store, &token_path).await? {
         tracing::info!(path = %token_path.display(), token = %issued.name, "first run: admin token written (mode 0600); the CLI reads it from there");
@@ -243,7 +245,8 @@ async fn start_verifier(
         &token_file,
         control_plane_pem,
     )?;
-    let mut registry = RegistryConfig::from_settings(settings)?;
+    // Loopback allowed, as for the gateway and signer above.
+    let mut registry = RegistryConfig::from_settings(settings)?.allow_loopback();
     registry.timeout = registry.timeout.min(config.decision_budget);
     let running = signet_verifier::start(
         config,

@@ -51,9 +51,11 @@ type Revoked = std::collections::HashMap<String, String>;
 pub async fn run(ctx: &Context, a: VerifyArgs) -> anyhow::Result<ExitCode> {
     let image = ImageRef::parse(&a.image)?;
     let keys = load_keys(ctx, &a).await?;
-    let registry = RegistryClient::new(signet_registry::RegistryConfig::from_settings(
-        &ctx.settings,
-    )?)?;
+    // Run by a person on their own machine for an image they name, like `signet up`:
+    // loopback registries are allowed on top of registry.allowed_hosts.
+    let registry = RegistryClient::new(
+        signet_registry::RegistryConfig::from_settings(&ctx.settings)?.allow_loopback(),
+    )?;
     let digest = match image.digest() {
         Some(d) => d.clone(),
         None => registry.resolve(&image).await?,

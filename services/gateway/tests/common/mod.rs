@@ -41,8 +41,10 @@ pub async fn state(dir: &std::path::Path, store: &Store, bus: signet_bus::Bus) -
         bus,
         control_key: signet_testkit::control_plane_key(&kms).await,
         kms,
-        registry: signet_registry::RegistryClient::new(signet_registry::RegistryConfig::default())
-            .expect("registry client"),
+        registry: signet_registry::RegistryClient::new(
+            signet_registry::RegistryConfig::for_loopback(),
+        )
+        .expect("registry client"),
         settings: std::sync::Arc::new(signet_runtime::settings::GatewaySettings::default()),
         outbox_kick: std::sync::Arc::new(tokio::sync::Notify::new()),
         webhooks: std::sync::Arc::default(),

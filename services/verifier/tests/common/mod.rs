@@ -115,7 +115,7 @@ where
 fn registry_client() -> RegistryClient {
     RegistryClient::new(RegistryConfig {
         timeout: Duration::from_secs(3),
-        ..RegistryConfig::default()
+        ..RegistryConfig::for_loopback()
     })
     .expect("registry client")
 }
