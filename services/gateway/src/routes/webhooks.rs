@@ -25,7 +25,7 @@ use crate::routes::sign::enqueue_as;
 use crate::webhooks::filter::{self, Verdict};
 use crate::webhooks::receivers::Receiver;
 use crate::webhooks::rules::Rules;
-use crate::webhooks::{acr, distribution, from_json, harbor, ReceiverKind, ReceiverStats};
+use crate::webhooks::{acr, distribution, harbor, parse_sign_request, ReceiverKind, ReceiverStats};
 use crate::AppState;
 
 /// The namespace of webhook job ids (UUIDv5 over receiver, event, image and witness).
@@ -420,8 +420,7 @@ async fn generic_request(
 ) -> ApiResult<Response> {
     let kind = ReceiverKind::Generic;
     let stats = state.webhooks.stats.receiver(kind);
-    let request: SignRequest =
-        from_json("the sign request", body).map_err(|e| ApiError::BadRequest(e.0))?;
+    let request = parse_sign_request(body).map_err(|e| ApiError::BadRequest(e.0))?;
     add(kind, &stats.events, "events", 1);
     let image =
         ImageRef::parse(&request.image).map_err(|e| ApiError::BadRequest(format!("image: {e}")))?;
