@@ -245,9 +245,13 @@ fn valid_registry(host: &str) -> bool {
                 if ip.is_empty() || !ip.chars().all(|c| c.is_ascii_hexdigit() || c == ':') {
                     return false;
                 }
+                // Only a port may follow the brackets: `[::1]x` is no host.
                 match tail {
                     "" => return true,
-                    t => ("x", t.strip_prefix(':')),
+                    t => match t.strip_prefix(':') {
+                        Some(port) => ("x", Some(port)),
+                        None => return false,
+                    },
                 }
             }
             None => return false,
@@ -482,6 +486,25 @@ mod tests {
         let r = p(&longest);
         assert_eq!(r.repository_ref(), longest);
         assert_eq!(ImageRef::parse(&r.to_string()), Ok(r));
+    }
+
+    /// A webhook sender or pod author names a registry as an IPv6 literal followed by
+    /// something other than a port: that is no host, and must not reach the registry
+    /// client as one.
+    #[test]
+    fn ipv6_registry_takes_only_a_port_after_the_brackets() {
+        assert_eq!(p("[::1]:5000/demo/app").registry(), "[::1]:5000");
+        assert_eq!(p("[::1]/demo/app").registry(), "[::1]");
+        for bad in [
+            "[::1]x/demo/app",
+            "[::1]evil.io/demo/app",
+            "[::1]:/demo/app",
+        ] {
+            assert!(
+                matches!(ImageRef::parse(bad), Err(ReferenceError::BadRegistry(_))),
+                "{bad}"
+            );
+        }
     }
 
     #[test]
