@@ -21,6 +21,11 @@ schemas:
 supply-chain:
     scripts/supply-chain.sh
 
+# Fuzz every parser of untrusted bytes (services/fuzz/README.md), SECONDS per target.
+# Needs the nightly toolchain; installs cargo-fuzz when missing.
+fuzz SECONDS="300":
+    scripts/fuzz.sh {{SECONDS}}
+
 # Format, lint.
 fmt:
     cargo fmt --all

@@ -78,3 +78,5 @@ else
   cargo test --workspace --no-fail-fast "$@"
 fi
 scripts/check-helm.sh
+# Every parser of untrusted bytes, 10 s per fuzz target (`just fuzz` runs them longer).
+scripts/fuzz.sh 10

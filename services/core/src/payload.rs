@@ -415,6 +415,33 @@ mod tests {
         );
     }
 
+    /// Found by the `cosign_payload` fuzz target. Whoever writes a payload (a registry
+    /// owner, another signer) puts a number serde_json's fast float parser rounds
+    /// imprecisely into `optional`: signet read a value that is not the one signed,
+    /// printed it (`signet verify` shows annotations) as a third, and a payload rebuilt
+    /// from what it read did not parse back to the same value.
+    #[test]
+    fn optional_numbers_read_as_written() {
+        let big = "176111111111111111111111111111111111111111111111111495000064950001";
+        let p =
+            SimpleSigning::parse_strict(body(&crit(""), &format!("{{\"n\":{big}}}")).as_bytes())
+                .expect("parse");
+        let n = p
+            .optional
+            .as_ref()
+            .and_then(|o| o.get("n"))
+            .and_then(|v| v.as_f64());
+        assert_eq!(
+            n,
+            Some(big.parse::<f64>().expect("f64")),
+            "nearest f64 to {big}"
+        );
+        assert_eq!(
+            SimpleSigning::parse_strict(&p.to_bytes()).expect("parse again"),
+            p
+        );
+    }
+
     fn body(critical: &str, optional: &str) -> String {
         format!("{{\"critical\":{critical},\"optional\":{optional}}}")
     }

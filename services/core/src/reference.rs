@@ -137,6 +137,14 @@ impl ImageRef {
         } else {
             path.to_owned()
         };
+        // docker measures the normalised name (`docker.io/library/nginx`), not the name as
+        // written: otherwise a reference would print as one that no longer parses.
+        let normalised_len = registry.len() + 1 + repository.len();
+        if normalised_len > MAX_NAME_LEN {
+            return Err(ReferenceError::NameTooLong(format!(
+                "{registry}/{repository}"
+            )));
+        }
         let tag = match (tag, &digest) {
             (Some(t), _) => Some(t.to_owned()),
             (None, None) => Some("latest".to_owned()),
@@ -237,9 +245,13 @@ fn valid_registry(host: &str) -> bool {
                 if ip.is_empty() || !ip.chars().all(|c| c.is_ascii_hexdigit() || c == ':') {
                     return false;
                 }
+                // Only a port may follow the brackets: `[::1]x` is no host.
                 match tail {
                     "" => return true,
-                    t => ("x", t.strip_prefix(':')),
+                    t => match t.strip_prefix(':') {
+                        Some(port) => ("x", Some(port)),
+                        None => return false,
+                    },
                 }
             }
             None => return false,
@@ -455,6 +467,44 @@ mod tests {
         ));
         let msg = ImageRef::parse("foo/Bar").unwrap_err().to_string();
         assert!(msg.contains("lowercase"), "{msg}");
+    }
+
+    /// Found by the `image_reference` fuzz target. A webhook sender or pod author
+    /// names an image whose name fits docker's 255-character limit as written but not
+    /// once normalised (`docker.io/library/` is added): signet must refuse it as docker
+    /// does, rather than accept a reference whose own printed form it then refuses.
+    #[test]
+    fn name_limit_applies_to_the_normalised_name() {
+        for input in ["a".repeat(250), format!("{}:v1", "a".repeat(240))] {
+            assert!(
+                matches!(ImageRef::parse(&input), Err(ReferenceError::NameTooLong(_))),
+                "{input:?} is longer than 255 characters once normalised"
+            );
+        }
+        // The longest name docker accepts still round-trips.
+        let longest = format!("docker.io/library/{}", "a".repeat(255 - 18));
+        let r = p(&longest);
+        assert_eq!(r.repository_ref(), longest);
+        assert_eq!(ImageRef::parse(&r.to_string()), Ok(r));
+    }
+
+    /// A webhook sender or pod author names a registry as an IPv6 literal followed by
+    /// something other than a port: that is no host, and must not reach the registry
+    /// client as one.
+    #[test]
+    fn ipv6_registry_takes_only_a_port_after_the_brackets() {
+        assert_eq!(p("[::1]:5000/demo/app").registry(), "[::1]:5000");
+        assert_eq!(p("[::1]/demo/app").registry(), "[::1]");
+        for bad in [
+            "[::1]x/demo/app",
+            "[::1]evil.io/demo/app",
+            "[::1]:/demo/app",
+        ] {
+            assert!(
+                matches!(ImageRef::parse(bad), Err(ReferenceError::BadRegistry(_))),
+                "{bad}"
+            );
+        }
     }
 
     #[test]

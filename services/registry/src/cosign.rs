@@ -278,6 +278,19 @@ impl SigManifest {
     }
 }
 
+/// Reads a `.sig` manifest as a registry serves it, the way the client does when it
+/// lists signatures and when it appends one: parse, list the signature layers, regenerate
+/// the config and the manifest. Answers how many signatures it lists. Public for the fuzz
+/// targets (services/fuzz) only; signet itself goes through [`crate::RegistryClient`].
+#[doc(hidden)]
+pub fn read_signature_manifest(bytes: &[u8]) -> Result<usize, String> {
+    let manifest = SigManifest::parse(bytes)?;
+    let signatures = manifest.signatures().len();
+    let config = manifest.config_blob()?;
+    manifest.to_bytes(&config)?;
+    Ok(signatures)
+}
+
 fn string_map(v: Option<&Value>) -> BTreeMap<String, String> {
     v.and_then(Value::as_object)
         .map(|m| {

@@ -78,8 +78,12 @@ impl PolicyResult<'_> {
     }
 }
 
-/// The parts of a request that decide whether it needs a check at all.
-fn images_to_check(req: &AdmissionRequest<DynamicObject>) -> Option<(&DynamicObject, Vec<&str>)> {
+/// The parts of a request that decide whether it needs a check at all: the object and
+/// the images it runs that need checking, or `None` when the request runs no new image.
+/// Public so the fuzz targets (services/fuzz) read requests exactly as the webhook does.
+pub fn images_to_check(
+    req: &AdmissionRequest<DynamicObject>,
+) -> Option<(&DynamicObject, Vec<&str>)> {
     if !matches!(req.operation, Operation::Create | Operation::Update) {
         return None;
     }

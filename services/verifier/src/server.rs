@@ -157,8 +157,9 @@ pub fn router(
 }
 
 /// Reads an AdmissionReview; a body that is not one gets a 400 naming the problem.
+/// Public so the fuzz targets (services/fuzz) read bodies exactly as the webhook does.
 #[allow(clippy::result_large_err)]
-fn review(body: &[u8]) -> Result<AdmissionRequest<DynamicObject>, Response> {
+pub fn review(body: &[u8]) -> Result<AdmissionRequest<DynamicObject>, Response> {
     let review: AdmissionReview<DynamicObject> = serde_json::from_slice(body).map_err(|e| {
         (
             StatusCode::BAD_REQUEST,

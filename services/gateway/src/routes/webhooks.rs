@@ -34,7 +34,7 @@ use crate::webhooks::auth::Passed;
 use crate::webhooks::filter::{self, Verdict};
 use crate::webhooks::receivers::Receiver;
 use crate::webhooks::rules::Rules;
-use crate::webhooks::{acr, distribution, from_json, harbor, ReceiverKind, ReceiverStats};
+use crate::webhooks::{acr, distribution, harbor, parse_sign_request, ReceiverKind, ReceiverStats};
 use crate::AppState;
 
 /// The namespace of webhook job ids (UUIDv5 over receiver, event, image and witness).
@@ -627,8 +627,7 @@ async fn generic_request(
 ) -> ApiResult<Response> {
     let id = receiver.id();
     let stats = &receiver.stats;
-    let request: SignRequest =
-        from_json("the sign request", body).map_err(|e| ApiError::BadRequest(e.0))?;
+    let request = parse_sign_request(body).map_err(|e| ApiError::BadRequest(e.0))?;
     add(receiver, &stats.events, "events", 1);
     let image =
         ImageRef::parse(&request.image).map_err(|e| ApiError::BadRequest(format!("image: {e}")))?;

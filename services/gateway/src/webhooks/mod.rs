@@ -96,6 +96,12 @@ pub(crate) fn from_json<T: serde::de::DeserializeOwned>(
     })
 }
 
+/// The generic receiver's body (`POST /v1/webhooks/generic`): a sign request, witness
+/// included. Public so the fuzz targets (services/fuzz) read it exactly as the route does.
+pub fn parse_sign_request(body: &[u8]) -> Result<signet_core::SignRequest, PayloadError> {
+    from_json("the sign request", body)
+}
+
 /// The registry host of `host/path...` (a Harbor `resource_url`, an `http://` URL).
 pub(crate) fn host_of(url: &str) -> Option<String> {
     let rest = url
