@@ -10,8 +10,6 @@ use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
 
 use signet_gateway::AppState;
-use signet_kms::{Kms, KmsConfig};
-use signet_registry::{RegistryClient, RegistryConfig};
 use signet_runtime::settings::GatewaySettings;
 use signet_store::Store;
 use tokio_util::sync::CancellationToken;
@@ -29,29 +27,15 @@ struct Gateway {
 
 async fn start() -> Gateway {
     let dir = tempfile::tempdir().expect("tempdir");
-    let store = Store::connect(&format!(
-        "sqlite://{}",
-        dir.path().join("signet.db").display()
-    ))
-    .await
-    .expect("store");
+    let store = common::sqlite(dir.path()).await;
     let bus = signet_bus::connect("embedded", &store).await.expect("bus");
     let settings = GatewaySettings {
         body_limit_bytes: 4096,
         ..GatewaySettings::default()
     };
-    let kms = Arc::new(Kms::new(KmsConfig::new(dir.path())));
-    let control_key = signet_testkit::control_plane_key(&kms).await;
     let state = AppState {
-        store: store.clone(),
-        bus,
-        kms,
-        registry: RegistryClient::new(RegistryConfig::for_loopback()).expect("registry client"),
         settings: Arc::new(settings),
-        outbox_kick: Arc::new(tokio::sync::Notify::new()),
-        webhooks: Arc::default(),
-        control_key,
-        waiters: Arc::default(),
+        ..common::state(dir.path(), &store, bus).await
     };
     let tokens = common::tokens(&store).await;
     let shutdown = CancellationToken::new();

@@ -3,8 +3,6 @@
 
 mod common;
 
-use std::sync::Arc;
-
 use chrono::Utc;
 use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
@@ -12,10 +10,6 @@ use signet_core::{
     AdmissionDecision, AdmissionOutcome, DenialReason, Digest, EventKind, ImageVerdict, NewAudit,
     PolicyMode, SignatureRecord,
 };
-use signet_gateway::AppState;
-use signet_kms::{Kms, KmsConfig};
-use signet_registry::{RegistryClient, RegistryConfig};
-use signet_runtime::settings::GatewaySettings;
 use signet_store::Store;
 use tokio_util::sync::CancellationToken;
 
@@ -34,27 +28,10 @@ struct Gateway {
 
 async fn start() -> Gateway {
     let dir = tempfile::tempdir().expect("tempdir");
-    let store = Store::connect(&format!(
-        "sqlite://{}",
-        dir.path().join("signet.db").display()
-    ))
-    .await
-    .expect("store");
+    let store = common::sqlite(dir.path()).await;
     let bus = signet_bus::connect("embedded", &store).await.expect("bus");
-    let kms = Arc::new(Kms::new(KmsConfig::new(dir.path())));
-    let control_key = signet_testkit::control_plane_key(&kms).await;
-    let pinned = signet_core::PinnedKeys::new([control_key.public_key().clone()]);
-    let state = AppState {
-        store: store.clone(),
-        bus,
-        kms,
-        registry: RegistryClient::new(RegistryConfig::for_loopback()).expect("registry client"),
-        settings: Arc::new(GatewaySettings::default()),
-        outbox_kick: Arc::new(tokio::sync::Notify::new()),
-        webhooks: Arc::default(),
-        control_key,
-        waiters: Arc::default(),
-    };
+    let state = common::state(dir.path(), &store, bus).await;
+    let pinned = signet_core::PinnedKeys::new([state.control_key.public_key().clone()]);
     let tokens = common::tokens(&store).await;
     let shutdown = CancellationToken::new();
     let url = common::serve(state, shutdown.clone()).await;

@@ -13,7 +13,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use signet_runtime::settings::HttpLimits;
-use signet_store::Store;
 use signet_testkit::slow_client::{answers, closed_by_server, half_request, DEADLINE};
 use tokio::net::TcpStream;
 use tokio_util::sync::{CancellationToken, DropGuard};
@@ -29,12 +28,7 @@ fn limits(header_read_timeout: Duration, max_connections: usize) -> HttpLimits {
 /// The gateway on a free loopback port with `limits`.
 async fn gateway(limits: HttpLimits) -> (SocketAddr, DropGuard, tempfile::TempDir) {
     let dir = tempfile::tempdir().expect("tempdir");
-    let store = Store::connect(&format!(
-        "sqlite://{}",
-        dir.path().join("signet.db").display()
-    ))
-    .await
-    .expect("store");
+    let store = common::sqlite(dir.path()).await;
     let bus = signet_bus::connect("embedded", &store).await.expect("bus");
     let state = common::state(dir.path(), &store, bus).await;
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")

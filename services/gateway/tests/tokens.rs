@@ -5,17 +5,11 @@
 
 mod common;
 
-use std::sync::Arc;
-
 use chrono::{TimeDelta, Utc};
 use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
 use sha2::{Digest as _, Sha256};
 use signet_core::{ApiToken, NewAudit, Role};
-use signet_gateway::AppState;
-use signet_kms::{Kms, KmsConfig};
-use signet_registry::{RegistryClient, RegistryConfig};
-use signet_runtime::settings::GatewaySettings;
 use signet_store::Store;
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
@@ -33,26 +27,9 @@ struct Gateway {
 
 async fn start() -> Gateway {
     let dir = tempfile::tempdir().expect("tempdir");
-    let store = Store::connect(&format!(
-        "sqlite://{}",
-        dir.path().join("signet.db").display()
-    ))
-    .await
-    .expect("store");
+    let store = common::sqlite(dir.path()).await;
     let bus = signet_bus::connect("embedded", &store).await.expect("bus");
-    let kms = Arc::new(Kms::new(KmsConfig::new(dir.path())));
-    let control_key = signet_testkit::control_plane_key(&kms).await;
-    let state = AppState {
-        store: store.clone(),
-        bus,
-        kms,
-        registry: RegistryClient::new(RegistryConfig::for_loopback()).expect("registry client"),
-        settings: Arc::new(GatewaySettings::default()),
-        outbox_kick: Arc::new(tokio::sync::Notify::new()),
-        webhooks: Arc::default(),
-        waiters: Arc::default(),
-        control_key,
-    };
+    let state = common::state(dir.path(), &store, bus).await;
     let tokens = common::tokens(&store).await;
     let shutdown = CancellationToken::new();
     let url = common::serve(state, shutdown.clone()).await;

@@ -31,6 +31,13 @@ pub async fn tokens(store: &Store) -> Tokens {
     }
 }
 
+/// A SQLite store in `dir`.
+pub async fn sqlite(dir: &std::path::Path) -> Store {
+    Store::connect(&format!("sqlite://{}", dir.join("signet.db").display()))
+        .await
+        .expect("store")
+}
+
 /// A gateway's state on `store` and `bus`: the local KMS and the control plane's key in
 /// `dir`, default settings, no webhook receivers. Tests change what they need with
 /// struct update syntax.
