@@ -130,14 +130,16 @@ pub async fn relay_once(
         .await?;
     let mut published = Vec::with_capacity(sealed.len());
     let mut result = Ok(());
-    for (id, item) in &sealed {
+    for (id, item) in sealed {
         if let Some((outgoing, span)) = item {
-            if let Err(e) = events.publish(outgoing).instrument(span.clone()).await {
+            // The span moves into the publish and ends with it, as a consumer applying the
+            // event may already look for it.
+            if let Err(e) = events.publish(&outgoing).instrument(span).await {
                 result = Err(e.to_string());
                 break;
             }
         }
-        published.push(*id);
+        published.push(id);
     }
     if !published.is_empty() {
         store

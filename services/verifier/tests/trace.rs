@@ -174,11 +174,13 @@ async fn trace_until_cache_update(mut find: impl FnMut() -> Option<TraceId>) -> 
         let found = find();
         async move {
             let trace = Trace::of(found?);
-            trace
+            // The relay's publish span ends when the broker has the event, which can be
+            // after the verifier applied it: the trace is whole once both have ended.
+            let applied = trace
                 .named("trust_cache.apply_event")
                 .iter()
-                .any(|s| attr(s, "kind").as_deref() == Some("signature.published"))
-                .then_some(trace)
+                .any(|s| attr(s, "kind").as_deref() == Some("signature.published"));
+            (applied && !trace.named("event.publish").is_empty()).then_some(trace)
         }
     })
     .await
