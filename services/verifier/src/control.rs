@@ -118,11 +118,6 @@ impl ControlPlane {
         })
     }
 
-    /// The pinned control plane keys.
-    pub fn keys(&self) -> &PinnedKeys {
-        &self.keys
-    }
-
     pub fn url(&self) -> &str {
         &self.base
     }
