@@ -242,7 +242,7 @@ for path in sorted(glob.glob(f"{out}/*.helm{h3}.yaml")):
         failed = True
     # Every file or directory the settings name is on a volume of the pods that read
     # it (the root file system is read-only).
-    PATH_KEYS = {"docker_config", "tls_cert", "tls_key", "state_dir", "data_dir"}
+    PATH_KEYS = {"docker_config", "tls_cert", "tls_key", "state_dir", "data_dir", "gateway_ca", "client_ca"}
     mounts = set()
     for (kind, _), d in a.items():
         if kind == "Deployment":
@@ -261,6 +261,17 @@ for path in sorted(glob.glob(f"{out}/*.helm{h3}.yaml")):
     unmounted = [f for f in files(toml) if not any(f == m or f.startswith(m + "/") for m in mounts)]
     if unmounted:
         print(f"    {name}: settings name files no pod mounts: {unmounted}")
+        failed = True
+    # The verifier→gateway path is HTTPS with a pinned CA by default (minimal-values
+    # keeps the defaults), and whenever this release's gateway serves HTTPS.
+    gw, vf = toml.get("gateway", {}), toml.get("verifier", {})
+    if name == "minimal-values" and not gw.get("tls_cert"):
+        print(f"    {name}: the gateway does not serve HTTPS by default")
+        failed = True
+    if gw.get("tls_cert") and vf.get("gateway", "").startswith("http") and not (
+        vf["gateway"].startswith("https://") and vf.get("gateway_ca")
+    ):
+        print(f"    {name}: the verifier reaches this release's HTTPS gateway as {vf['gateway']} without a pinned CA")
         failed = True
     if failed == failed_before:
         print(f"    {name}: {len(a)} objects, identical; signet.toml ok")

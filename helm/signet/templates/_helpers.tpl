@@ -73,6 +73,7 @@ app.kubernetes.io/component: {{ .component }}
 {{- define "signet.paths.config" -}}/etc/signet/config{{- end -}}
 {{- define "signet.paths.tls" -}}/etc/signet/tls{{- end -}}
 {{- define "signet.paths.clientCa" -}}/etc/signet/client-ca{{- end -}}
+{{- define "signet.paths.gatewayCa" -}}/etc/signet/gateway-ca{{- end -}}
 {{- define "signet.paths.secrets" -}}/var/run/secrets/signet{{- end -}}
 {{- define "signet.paths.kms" -}}/var/run/secrets/signet-kms{{- end -}}
 {{- define "signet.paths.data" -}}/var/lib/signet{{- end -}}
@@ -90,7 +91,7 @@ app.kubernetes.io/component: {{ .component }}
 {{- if .Values.verifier.gateway.url -}}
 {{- .Values.verifier.gateway.url -}}
 {{- else if .Values.gateway.enabled -}}
-{{- printf "http://%s.%s.svc:%v" (include "signet.componentName" (dict "root" . "component" "gateway")) .Release.Namespace .Values.gateway.port -}}
+{{- printf "%s://%s.%s.svc:%v" (ternary "https" "http" .Values.gateway.tls.enabled) (include "signet.componentName" (dict "root" . "component" "gateway")) .Release.Namespace .Values.gateway.port -}}
 {{- else -}}
 {{- fail "verifier.gateway.url: a verifier without this release's gateway must name the gateway it reads trust bundles from" -}}
 {{- end -}}
@@ -219,11 +220,28 @@ Input: dict "root" $ "component" "gateway". Empty when there is nothing to mount
     secretName: {{ $kmsFiles }}
     defaultMode: 0440
 {{- end }}
+{{- if and (eq .component "gateway") $v.gateway.tls.enabled }}
+- name: tls
+  secret:
+    secretName: {{ include "signet.gateway.tlsSecret" .root }}
+    defaultMode: 0440
+{{- end }}
 {{- if eq .component "verifier" }}
 - name: tls
   secret:
     secretName: {{ include "signet.verifier.tlsSecret" .root }}
     defaultMode: 0440
+{{- $gatewayCa := include "signet.verifier.gatewayCaSecret" .root }}
+{{- if $gatewayCa }}
+# Only the CA certificate of the gateway's Secret: its key stays out.
+- name: gateway-ca
+  secret:
+    secretName: {{ $gatewayCa }}
+    defaultMode: 0440
+    items:
+      - key: {{ default "ca.crt" $v.verifier.gateway.caSecret.key }}
+        path: ca.crt
+{{- end }}
 {{- $clientCa := include "signet.verifier.clientCaSecret" .root }}
 {{- if $clientCa }}
 # Only the CA certificate: the CA's key (cert-manager keeps it in the same Secret) stays out.
@@ -257,10 +275,20 @@ Input: dict "root" $ "component" "gateway". Empty when there is nothing to mount
   mountPath: {{ include "signet.paths.kms" .root }}
   readOnly: true
 {{- end }}
+{{- if and (eq .component "gateway") $v.gateway.tls.enabled }}
+- name: tls
+  mountPath: {{ include "signet.paths.tls" .root }}
+  readOnly: true
+{{- end }}
 {{- if eq .component "verifier" }}
 - name: tls
   mountPath: {{ include "signet.paths.tls" .root }}
   readOnly: true
+{{- if include "signet.verifier.gatewayCaSecret" .root }}
+- name: gateway-ca
+  mountPath: {{ include "signet.paths.gatewayCa" .root }}
+  readOnly: true
+{{- end }}
 {{- if include "signet.verifier.clientCaSecret" .root }}
 - name: client-ca
   mountPath: {{ include "signet.paths.clientCa" .root }}
@@ -295,6 +323,77 @@ against: the user's, or the one the chart has cert-manager make; empty with mode
 {{- printf "%s-client-ca" (include "signet.componentName" (dict "root" . "component" "verifier")) -}}
 {{- end -}}
 {{- end -}}
+{{- end -}}
+
+{{/* The Secret holding the CA the verifier pins for the gateway's certificate: the
+user's, or the gateway's own certificate Secret (its ca.crt) when the verifier talks to
+this release's gateway over HTTPS; empty otherwise (system roots, or plain HTTP). */}}
+{{- define "signet.verifier.gatewayCaSecret" -}}
+{{- $v := .Values -}}
+{{- if $v.verifier.gateway.caSecret.name -}}
+{{- $v.verifier.gateway.caSecret.name -}}
+{{- else if and (not $v.verifier.gateway.url) $v.gateway.enabled $v.gateway.tls.enabled -}}
+{{- include "signet.gateway.tlsSecret" . -}}
+{{- end -}}
+{{- end -}}
+
+{{- define "signet.gateway.tlsSecret" -}}
+{{- if .Values.gateway.tls.certManager.enabled -}}
+{{- printf "%s-tls" (include "signet.componentName" (dict "root" . "component" "gateway")) -}}
+{{- else -}}
+{{- required "gateway.tls.existingSecret: without cert-manager, name a kubernetes.io/tls Secret for the gateway's Service (or set gateway.tls.enabled false)" .Values.gateway.tls.existingSecret -}}
+{{- end -}}
+{{- end -}}
+
+{{/* A private CA of cert-manager's making: a self-signed Issuer, the CA Certificate it
+signs (Secret NAME), and a CA Issuer NAME that issues from it. Input: dict "ctx" (the
+component context) "name" NAME "root" (the self-signed Issuer's name) "why" (a comment
+line). */}}
+{{- define "signet.certManager.ca" -}}
+{{- $ctx := .ctx -}}
+# {{ .why }}
+apiVersion: cert-manager.io/v1
+kind: Issuer
+metadata:
+  name: {{ .root }}
+  namespace: {{ $ctx.root.Release.Namespace }}
+  labels:
+    {{- include "signet.componentLabels" $ctx | nindent 4 }}
+spec:
+  selfSigned: {}
+---
+apiVersion: cert-manager.io/v1
+kind: Certificate
+metadata:
+  name: {{ .name }}
+  namespace: {{ $ctx.root.Release.Namespace }}
+  labels:
+    {{- include "signet.componentLabels" $ctx | nindent 4 }}
+spec:
+  isCA: true
+  commonName: {{ .name }}
+  secretName: {{ .name }}
+  # The CA outlives many leaf certificates, so their renewal never changes what is pinned.
+  duration: 43800h
+  renewBefore: 720h
+  privateKey:
+    algorithm: ECDSA
+    size: 256
+  issuerRef:
+    name: {{ .root }}
+    kind: Issuer
+    group: cert-manager.io
+---
+apiVersion: cert-manager.io/v1
+kind: Issuer
+metadata:
+  name: {{ .name }}
+  namespace: {{ $ctx.root.Release.Namespace }}
+  labels:
+    {{- include "signet.componentLabels" $ctx | nindent 4 }}
+spec:
+  ca:
+    secretName: {{ .name }}
 {{- end -}}
 
 {{- define "signet.verifier.tlsSecret" -}}

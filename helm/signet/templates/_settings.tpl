@@ -42,6 +42,10 @@ whole numbers as integers.
 {{- if $v.gateway.enabled }}
 {{- $_ := set $s.gateway "listen" (printf "0.0.0.0:%v" $v.gateway.port) -}}
 {{- $_ := set $s.gateway "admin_listen" (printf "0.0.0.0:%v" $v.gateway.adminPort) -}}
+{{- if $v.gateway.tls.enabled }}
+{{- $_ := set $s.gateway "tls_cert" (printf "%s/tls.crt" (include "signet.paths.tls" .)) -}}
+{{- $_ := set $s.gateway "tls_key" (printf "%s/tls.key" (include "signet.paths.tls" .)) -}}
+{{- end }}
 {{- end }}
 {{- if $v.signer.enabled }}
 {{- $_ := set $s.signer "admin_listen" (printf "0.0.0.0:%v" $v.signer.adminPort) -}}
@@ -58,6 +62,9 @@ whole numbers as integers.
 {{- $_ := set $s.verifier "state_dir" (include "signet.paths.data" .) -}}
 {{- $_ := set $s.verifier "control_plane_keys" (list (printf "%s/control-plane-keys.pem" (include "signet.paths.config" .))) -}}
 {{- $_ := set $s.verifier "client_auth" $v.verifier.clientAuth.mode -}}
+{{- if include "signet.verifier.gatewayCaSecret" . }}
+{{- $_ := set $s.verifier "gateway_ca" (printf "%s/ca.crt" (include "signet.paths.gatewayCa" .)) -}}
+{{- end }}
 {{- if include "signet.verifier.clientCaSecret" . }}
 {{- $_ := set $s.verifier "client_ca" (printf "%s/ca.crt" (include "signet.paths.clientCa" .)) -}}
 {{- end }}

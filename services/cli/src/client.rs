@@ -38,14 +38,24 @@ impl Client {
         server: String,
         token: Option<String>,
         token_hint: String,
+        ca_cert: Option<&std::path::Path>,
     ) -> Result<Self, ClientError> {
-        let http = reqwest::Client::builder()
-            .connect_timeout(Duration::from_secs(5))
-            .build()
-            .map_err(|e| ClientError::Unreachable {
-                server: server.clone(),
-                reason: e.to_string(),
-            })?;
+        let unusable = |reason: String| ClientError::Unreachable {
+            server: server.clone(),
+            reason,
+        };
+        let mut builder = reqwest::Client::builder().connect_timeout(Duration::from_secs(5));
+        if let Some(path) = ca_cert {
+            let pem = std::fs::read(path)
+                .map_err(|e| unusable(format!("cannot read {}: {e}", path.display())))?;
+            let certs = reqwest::Certificate::from_pem_bundle(&pem)
+                .map_err(|e| unusable(format!("{} is not a PEM CA bundle: {e}", path.display())))?;
+            if certs.is_empty() {
+                return Err(unusable(format!("{} holds no certificate", path.display())));
+            }
+            builder = builder.tls_certs_only(certs);
+        }
+        let http = builder.build().map_err(|e| unusable(e.to_string()))?;
         Ok(Self {
             server: server.trim_end_matches('/').to_owned(),
             token,

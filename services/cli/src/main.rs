@@ -28,6 +28,10 @@ pub struct Cli {
     /// Gateway URL. Default: the one `signet up` recorded in the data dir, else http://127.0.0.1:7700.
     #[arg(long, global = true, env = "SIGNET_SERVER")]
     server: Option<String>,
+    /// PEM CA certificate(s) the gateway's HTTPS certificate must chain to, instead of
+    /// the system's roots (the Helm chart's gateway CA: the `ca.crt` of its TLS Secret).
+    #[arg(long, global = true, env = "SIGNET_CA_CERT")]
+    ca_cert: Option<PathBuf>,
     /// API token. Default: the admin token `signet up` wrote into the data dir.
     #[arg(long, global = true, env = "SIGNET_TOKEN", hide_env_values = true)]
     token: Option<String>,

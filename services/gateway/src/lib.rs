@@ -34,6 +34,7 @@ use signet_runtime::settings::{GatewaySettings, HttpLimits};
 use signet_store::Store;
 use tokio::net::TcpListener;
 use tokio::sync::Notify;
+use tokio_rustls::TlsAcceptor;
 use tokio_util::sync::CancellationToken;
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
 use tower_http::trace::TraceLayer;
@@ -90,18 +91,47 @@ fn logged_path(path: &str) -> &str {
     }
 }
 
+/// HTTPS for the gateway when `gateway.tls_cert` and `gateway.tls_key` are set: the
+/// certificate is re-read every `tls_reload_interval` until `shutdown` (cert-manager
+/// renews it in place). `None` means plain HTTP.
+pub fn tls_acceptor(
+    settings: &GatewaySettings,
+    shutdown: &CancellationToken,
+) -> Result<Option<TlsAcceptor>, signet_runtime::tls::TlsError> {
+    let (Some(cert), Some(key)) = (&settings.tls_cert, &settings.tls_key) else {
+        return Ok(None);
+    };
+    let files = signet_runtime::tls::TlsFiles {
+        cert: cert.clone(),
+        key: key.clone(),
+    };
+    let provider = signet_runtime::tls::provider();
+    let cert = Arc::new(signet_runtime::tls::ReloadingCert::load(
+        files,
+        provider.clone(),
+    )?);
+    tokio::spawn(
+        cert.clone()
+            .watch(settings.tls_reload_interval, shutdown.clone()),
+    );
+    let config = signet_runtime::tls::server_config(cert, provider, None)?;
+    Ok(Some(TlsAcceptor::from(Arc::new(config))))
+}
+
 /// Serves until `shutdown`, then lets in-flight requests finish, with the listener
-/// limits of `limits` (timeouts, connection cap). A request may run for `max_wait` plus
-/// a margin when that is longer than `request_timeout`, so `POST /v1/sign?wait=` is not
-/// cut short.
+/// limits of `limits` (timeouts, connection cap), over HTTPS when `tls` is given (see
+/// [`tls_acceptor`]). A request may run for `max_wait` plus a margin when that is
+/// longer than `request_timeout`, so `POST /v1/sign?wait=` is not cut short.
 pub async fn serve(
     listener: TcpListener,
     state: AppState,
     limits: HttpLimits,
+    tls: Option<TlsAcceptor>,
     shutdown: CancellationToken,
 ) -> std::io::Result<()> {
     let addr = listener.local_addr()?;
-    tracing::info!(%addr, "gateway listening");
+    let scheme = if tls.is_some() { "https" } else { "http" };
+    tracing::info!(%addr, scheme, "gateway listening");
     let mut limits = limits;
     limits.request_timeout = limits
         .request_timeout
@@ -109,7 +139,7 @@ pub async fn serve(
     let listener = Listener {
         name: "gateway",
         tcp: listener,
-        tls: None,
+        tls,
         limits,
     };
     signet_runtime::serve::serve(listener, router(state), shutdown).await

@@ -88,7 +88,8 @@ async fn main() -> anyhow::Result<()> {
     let listener = tokio::net::TcpListener::bind(&settings.gateway.listen)
         .await
         .with_context(|| format!("cannot listen on {}", settings.gateway.listen))?;
-    signet_gateway::serve(listener, state, settings.http.clone(), shutdown).await?;
+    let tls = signet_gateway::tls_acceptor(&settings.gateway, &shutdown)?;
+    signet_gateway::serve(listener, state, settings.http.clone(), tls, shutdown).await?;
     relay.await?;
     admin.await??;
     store.close().await;

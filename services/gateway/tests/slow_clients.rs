@@ -40,6 +40,7 @@ async fn gateway(limits: HttpLimits) -> (SocketAddr, DropGuard, tempfile::TempDi
         listener,
         state,
         limits,
+        None,
         shutdown.clone(),
     ));
     (addr, shutdown.drop_guard(), dir)

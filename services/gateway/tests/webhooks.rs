@@ -129,6 +129,7 @@ async fn start_with(bus_url: &str, receivers: Receivers) -> Gateway {
         listener,
         state,
         signet_runtime::settings::HttpLimits::default(),
+        None,
         shutdown.clone(),
     ));
     Gateway {

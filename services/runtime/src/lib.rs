@@ -12,6 +12,7 @@
 //!   level that can be changed while running.
 //! - [`settings`]: every setting of every service, one file for a whole deployment.
 //! - [`shutdown`]: one root cancellation token fired by SIGTERM or SIGINT.
+//! - [`tls`]: HTTPS listeners' certificates, reloaded when their files change.
 //! - [`telemetry`]: OpenTelemetry export and W3C trace context in headers and events.
 
 pub mod admin;
@@ -23,6 +24,7 @@ pub mod serve;
 pub mod settings;
 pub mod shutdown;
 pub mod telemetry;
+pub mod tls;
 
 pub use config::{load, ConfigError, Validate};
 pub use logging::{LogFormat, LogHandle};

@@ -216,6 +216,15 @@ pub struct GatewaySettings {
     /// Admin port: `/metrics`, `/healthz`, `/readyz`, `PUT /log-level`. `signet up`
     /// serves the one admin port of the whole process here.
     pub admin_listen: String,
+    /// PEM certificate (chain) and private key: with both, `listen` serves HTTPS (h2 and
+    /// HTTP/1.1), and the files are re-read when either changes. Verifiers pin the CA
+    /// that issued it (`verifier.gateway_ca`). Unset: plain HTTP, for loopback or behind
+    /// a TLS-terminating ingress or mesh.
+    pub tls_cert: Option<PathBuf>,
+    pub tls_key: Option<PathBuf>,
+    /// How often the certificate files are checked for changes.
+    #[serde(with = "humantime_serde")]
+    pub tls_reload_interval: Duration,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -559,6 +568,9 @@ impl Default for GatewaySettings {
             max_waiters_per_token: 8,
             wait_poll_max: Duration::from_secs(2),
             admin_listen: "127.0.0.1:9090".into(),
+            tls_cert: None,
+            tls_key: None,
+            tls_reload_interval: Duration::from_secs(5),
         }
     }
 }
@@ -749,6 +761,12 @@ impl Validate for Settings {
         }
         if self.gateway.wait_poll_max < Duration::from_millis(50) {
             p.push("gateway.wait_poll_max: must be at least 50ms".into());
+        }
+        if self.gateway.tls_cert.is_some() != self.gateway.tls_key.is_some() {
+            p.push("gateway.tls_cert and gateway.tls_key go together".into());
+        }
+        if self.gateway.tls_reload_interval < Duration::from_millis(100) {
+            p.push("gateway.tls_reload_interval: must be at least 100ms".into());
         }
         if self.signer.concurrency == 0 {
             p.push("signer.concurrency: must be at least 1".into());

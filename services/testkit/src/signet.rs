@@ -66,11 +66,25 @@ impl SignetUp {
             .spawn()
             .with_context(|| format!("starting {} up", self.bin.display()))?;
         self.child = Some(child);
+        // A gateway serving HTTPS (SIGNET_GATEWAY__TLS_CERT) is asked with that
+        // certificate as the only root.
+        let mut http = reqwest::Client::builder();
+        if let Some((_, cert)) = self
+            .env
+            .iter()
+            .find(|(k, _)| k == "SIGNET_GATEWAY__TLS_CERT")
+        {
+            let pem = std::fs::read(cert).context("reading the gateway certificate")?;
+            http = http.tls_certs_only([reqwest::Certificate::from_pem(&pem)?]);
+        }
+        let http = http.build()?;
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
             if let Ok(s) = std::fs::read_to_string(&server_file) {
                 let server = s.trim().to_owned();
-                if reqwest::get(format!("{server}/healthz"))
+                if http
+                    .get(format!("{server}/healthz"))
+                    .send()
                     .await
                     .is_ok_and(|r| r.status().is_success())
                 {

@@ -14,12 +14,7 @@ use signet_runtime::Settings;
 
 use crate::error::VerifierError;
 
-/// Where the certificate and key live; both are re-read when either file changes.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct TlsFiles {
-    pub cert: PathBuf,
-    pub key: PathBuf,
-}
+pub use signet_runtime::tls::TlsFiles;
 
 /// Everything the verifier needs besides its event bus and registry client.
 #[derive(Debug, Clone)]
@@ -230,7 +225,14 @@ impl VerifierConfig {
                 })?;
             v.control_plane_keys.push(pinned);
         }
-        v.gateway.get_or_insert_with(|| gateway_url.to_owned());
+        if v.gateway.is_none() {
+            v.gateway = Some(gateway_url.to_owned());
+            // Its own gateway over HTTPS: trust the certificate it serves (self-signed on
+            // a laptop), unless a CA was named.
+            if gateway_url.starts_with("https://") && v.gateway_ca.is_none() {
+                v.gateway_ca.clone_from(&settings.gateway.tls_cert);
+            }
+        }
         v.token_file.get_or_insert_with(|| token_file.to_owned());
         v.state_dir.get_or_insert_with(|| dir.clone());
         // Its verifier listens on loopback for a local API server, if any; client

@@ -15,13 +15,13 @@ use signet_verifier::{ClientAuth, RateLimits};
 
 use common::{
     break_glass_audits, https_client, https_client_as, pod_review, poll, post_review, Backend,
-    ClientCa, ControlPlane, Images, Verifier, VerifierOptions,
+    ControlPlane, Images, TestCa, Verifier, VerifierOptions,
 };
 
 struct Setup {
     cp: ControlPlane,
     _images: Images,
-    ca: ClientCa,
+    ca: TestCa,
     unsigned: String,
 }
 
@@ -40,7 +40,7 @@ async fn setup() -> Setup {
     Setup {
         cp,
         _images: images,
-        ca: ClientCa::new("kube-apiserver-webhook-ca"),
+        ca: TestCa::new("kube-apiserver-webhook-ca"),
         unsigned,
     }
 }
@@ -64,7 +64,7 @@ async fn require_refuses_clients_without_the_api_servers_certificate() {
 
     // A pod with no certificate, and one with a certificate from a CA of its own.
     let stranger = https_client(&v.tls.cert);
-    let own_ca = ClientCa::new("attacker-ca");
+    let own_ca = TestCa::new("attacker-ca");
     let forger = https_client_as(&v.tls.cert, Some(own_ca.client("kube-apiserver")));
     for (who, client) in [("no certificate", &stranger), ("another CA", &forger)] {
         let r = post_review(

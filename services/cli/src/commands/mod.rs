@@ -77,7 +77,12 @@ impl Context {
             Some(t) => Some(t.clone()),
             None => read_token(&token_path)?,
         };
-        let client = Client::new(server, token, token_path.display().to_string())?;
+        let client = Client::new(
+            server,
+            token,
+            token_path.display().to_string(),
+            cli.ca_cert.as_deref(),
+        )?;
         Ok(Self {
             settings,
             client,

@@ -103,7 +103,14 @@ pub async fn up(
     let listener = tokio::net::TcpListener::bind(&settings.gateway.listen)
         .await
         .with_context(|| format!("cannot listen on {}", settings.gateway.listen))?;
-    let url = format!("http://{}", listener.local_addr()?);
+    // HTTPS when gateway.tls_cert and tls_key are set (a certificate for 127.0.0.1 or
+    // localhost; the CLI then needs --ca-cert), else plain HTTP on loopback.
+    let scheme = if settings.gateway.tls_cert.is_some() {
+        "https"
+    } else {
+        "http"
+    };
+    let url = format!("{scheme}://{}", listener.local_addr()?);
     std::fs::write(settings.data_dir.join(SERVER_FILE), format!("{url}\n"))?;
 
     let verifier = start_verifier(
@@ -173,7 +180,15 @@ pub async fn up(
         waiters: Arc::default(),
     };
     tracing::info!(%url, data_dir = %settings.data_dir.display(), "signet is up (embedded mode; the local KMS is for development only)");
-    signet_gateway::serve(listener, state, settings.http.clone(), shutdown.clone()).await?;
+    let tls = signet_gateway::tls_acceptor(&settings.gateway, &shutdown)?;
+    signet_gateway::serve(
+        listener,
+        state,
+        settings.http.clone(),
+        tls,
+        shutdown.clone(),
+    )
+    .await?;
     signer_task.await??;
     relay.await?;
     verifier.wait().await?;

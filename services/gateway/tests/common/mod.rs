@@ -69,6 +69,7 @@ pub async fn serve(state: AppState, shutdown: CancellationToken) -> String {
         listener,
         state,
         signet_runtime::settings::HttpLimits::default(),
+        None,
         shutdown,
     ));
     url

@@ -140,6 +140,8 @@ pub struct ControlPlane {
     /// Seals the bundles and events; verifiers pin its public key.
     pub control_key: Arc<signet_kms::ControlPlaneKey>,
     http: reqwest::Client,
+    /// HTTPS for the gateway, once [`ControlPlane::serve_https`] asked for it.
+    tls: Option<tokio_rustls::TlsAcceptor>,
 }
 
 impl ControlPlane {
@@ -220,6 +222,7 @@ impl ControlPlane {
             webhooks,
             control_key,
             http: reqwest::Client::new(),
+            tls: None,
         };
         cp.serve(listener);
         cp
@@ -238,6 +241,7 @@ impl ControlPlane {
             waiters: Arc::default(),
         };
         let token = CancellationToken::new();
+        let tls = self.tls.clone();
         let task = tokio::spawn({
             let token = token.clone();
             async move {
@@ -245,6 +249,7 @@ impl ControlPlane {
                     listener,
                     state,
                     signet_runtime::settings::HttpLimits::default(),
+                    tls,
                     token,
                 )
                 .await;
@@ -259,6 +264,26 @@ impl ControlPlane {
             token.cancel();
             let _ = task.await;
         }
+    }
+
+    /// Serves the gateway over HTTPS from now on, with a certificate `ca` issued, as the
+    /// chart does with `gateway.tls`.
+    pub async fn serve_https(&mut self, ca: &TestCa) {
+        let files = ca.server(self.dir.path());
+        let settings = GatewaySettings {
+            tls_cert: Some(files.cert),
+            tls_key: Some(files.key),
+            ..GatewaySettings::default()
+        };
+        self.tls = signet_gateway::tls_acceptor(&settings, &self.workers).expect("gateway TLS");
+        self.url = format!("https://127.0.0.1:{}", self.addr.port());
+        let ca_pem = std::fs::read(&ca.pem_file).expect("read the CA");
+        self.http = reqwest::Client::builder()
+            .tls_certs_only([reqwest::Certificate::from_pem(&ca_pem).expect("CA PEM")])
+            .build()
+            .expect("HTTPS client");
+        self.stop_gateway().await;
+        self.start_gateway().await;
     }
 
     /// Brings the gateway back on the same address.
@@ -424,6 +449,8 @@ pub struct VerifierOptions {
     pub rate_limits: RateLimits,
     /// The client [`Verifier::client`] presents: `None` for none.
     pub identity: Option<reqwest::Identity>,
+    /// The CA the gateway's certificate must chain to (`verifier.gateway_ca`).
+    pub gateway_ca: Option<PathBuf>,
     pub http: signet_runtime::settings::HttpLimits,
 }
 
@@ -437,20 +464,22 @@ impl Default for VerifierOptions {
             client_auth: ClientAuth::Off,
             rate_limits: RateLimits::default(),
             identity: None,
+            gateway_ca: None,
             http: signet_runtime::settings::HttpLimits::default(),
         }
     }
 }
 
-/// A CA that issues client certificates, as the cluster's admin would for the API
-/// server (`AdmissionConfiguration` kubeconfig `client-certificate`).
-pub struct ClientCa {
+/// A CA that issues certificates: client certificates, as the cluster's admin would for
+/// the API server (`AdmissionConfiguration` kubeconfig `client-certificate`), and serving
+/// certificates, as cert-manager would for the gateway.
+pub struct TestCa {
     pub pem_file: PathBuf,
     issuer: rcgen::Issuer<'static, rcgen::KeyPair>,
     _dir: tempfile::TempDir,
 }
 
-impl ClientCa {
+impl TestCa {
     pub fn new(name: &str) -> Self {
         let dir = tempfile::tempdir().expect("temp dir");
         let key = rcgen::KeyPair::generate().expect("CA key");
@@ -464,7 +493,7 @@ impl ClientCa {
             rcgen::KeyUsagePurpose::DigitalSignature,
         ];
         let cert = params.self_signed(&key).expect("CA certificate");
-        let pem_file = dir.path().join("client-ca.crt");
+        let pem_file = dir.path().join("ca.crt");
         std::fs::write(&pem_file, cert.pem()).expect("write the CA");
         Self {
             pem_file,
@@ -486,6 +515,23 @@ impl ClientCa {
             .expect("client certificate");
         let pem = format!("{}{}", cert.pem(), key.serialize_pem());
         reqwest::Identity::from_pem(pem.as_bytes()).expect("client identity")
+    }
+
+    /// A serving certificate for 127.0.0.1 and localhost, written into `dir`.
+    pub fn server(&self, dir: &Path) -> TlsFiles {
+        let key = rcgen::KeyPair::generate().expect("server key");
+        let params = rcgen::CertificateParams::new(vec!["localhost".into(), "127.0.0.1".into()])
+            .expect("params");
+        let cert = params
+            .signed_by(&key, &self.issuer)
+            .expect("server certificate");
+        let files = TlsFiles {
+            cert: dir.join("gateway.crt"),
+            key: dir.join("gateway.key"),
+        };
+        std::fs::write(&files.cert, cert.pem()).expect("write the certificate");
+        std::fs::write(&files.key, key.serialize_pem()).expect("write the key");
+        files
     }
 }
 
@@ -542,7 +588,7 @@ impl Verifier {
             report_batch: 100,
             state_dir: Some(state_dir.clone()),
             control_plane_keys: signet_core::PinnedKeys::new([cp.control_key.public_key().clone()]),
-            gateway_ca: None,
+            gateway_ca: options.gateway_ca,
             client_auth: options.client_auth,
             rate_limits: options.rate_limits,
             http: options.http.clone(),
