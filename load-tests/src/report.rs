@@ -59,6 +59,9 @@ pub struct Figure {
     pub baseline: Option<Baseline>,
     /// Anything the reader needs to read the number right.
     pub note: String,
+    /// How many samples the figure is made of, when it is made of samples: a latency of
+    /// no samples (every request failed) is 0 ms and must not meet its target.
+    pub samples: Option<u64>,
 }
 
 impl Figure {
@@ -73,6 +76,7 @@ impl Figure {
             target_text: None,
             baseline: None,
             note: String::new(),
+            samples: None,
         }
     }
 
@@ -91,6 +95,12 @@ impl Figure {
             name: name.to_owned(),
             value,
         });
+        self
+    }
+
+    /// The number of samples behind the figure; with none it misses its target.
+    pub fn samples(mut self, n: u64) -> Self {
+        self.samples = Some(n);
         self
     }
 
@@ -113,6 +123,9 @@ impl Figure {
     /// Whether the target is met; `None` without a target (or a ratio target without a
     /// baseline).
     pub fn met(&self) -> Option<bool> {
+        if self.target.is_some() && self.samples == Some(0) {
+            return Some(false);
+        }
         match self.target? {
             Target::AtLeast(t) => Some(self.value >= t),
             Target::AtMost(t) => Some(self.value <= t),
@@ -238,6 +251,10 @@ mod tests {
             .baseline("per-image", 10.0)
             .target(Target::RatioAtLeast(20.0), "≥ 20× per-image");
         assert_eq!(ratio.met(), Some(false), "15× is not 20×");
+        let nothing = Figure::latency("cold", "p99", Duration::ZERO)
+            .target(Target::AtMost(20.0), "< 20 ms")
+            .samples(0);
+        assert_eq!(nothing.met(), Some(false), "every request failed");
         let share = Figure::new("storm", "throughput", 90.0, Unit::PerSecond)
             .baseline("registry ceiling", 100.0)
             .target(Target::RatioAtLeast(0.8), "≥ 80% of the ceiling");

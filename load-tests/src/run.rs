@@ -438,6 +438,7 @@ async fn on_stack(
         report.push(
             Figure::latency(&scenario, "p99 published→admitted", lag.p99)
                 .target(Target::AtMost(50.0), "< 50 ms")
+                .samples(lag.count as u64)
                 .note(format!(
                     "{} events, {} not learned within 2 s; max {}",
                     lag.count,
@@ -573,6 +574,7 @@ async fn admission_scenarios(
         report.push(
             Figure::latency("admission warm, 1000/s", "p99", s.summary.p99)
                 .target(Target::AtMost(2.0), "< 2 ms")
+                .samples(s.summary.count as u64)
                 .baseline("uncached, one at a time", ms_f(uncached_seq.p99))
                 .note(format!(
                     "Deployment, 3 containers, HTTPS; max {}; {:.0}/s achieved; {} failed",
@@ -639,6 +641,7 @@ async fn admission_scenarios(
     report.push(
         Figure::latency("admission cold (3 misses per review)", "p99", cold_seq.p99)
             .target(Target::AtMost(20.0), "< 20 ms")
+            .samples(cold_seq.count as u64)
             .baseline("uncached, one at a time", ms_f(uncached_seq.p99))
             .note(format!(
                 "{} reviews, {} denied or failed; max {}",

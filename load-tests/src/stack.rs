@@ -368,7 +368,9 @@ impl Stack {
         let mut env: Vec<(String, String)> = self
             .env
             .iter()
-            .filter(|(k, _)| k.starts_with("SIGNET_BUS"))
+            // The bus, and the loopback registry the verifier reads `.sig` manifests from
+            // (the service binaries refuse loopback registries unless allowed).
+            .filter(|(k, _)| k.starts_with("SIGNET_BUS") || k == "SIGNET_REGISTRY__ALLOWED_HOSTS")
             .cloned()
             .collect();
         env.extend([

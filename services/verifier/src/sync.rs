@@ -46,7 +46,10 @@ impl Resync {
     }
 }
 
-/// Counts and logs something the verifier would not believe.
+/// Counts and logs something the verifier would not believe. Every refusal is counted;
+/// the log gets the first of each (source, reason) and then at most one line per
+/// [`REFUSAL_LOG_EVERY`] with the number left out, so a flood of forged events on the bus
+/// (whose publishers may be the attacker) does not become a flood of log lines.
 pub fn refused(source: &str, reason: &str, detail: &dyn std::fmt::Display) {
     metrics()
         .trust_refusals
@@ -55,7 +58,64 @@ pub fn refused(source: &str, reason: &str, detail: &dyn std::fmt::Display) {
             reason: reason.to_owned(),
         })
         .inc();
-    tracing::warn!(source, reason, %detail, "refused: not sealed by a pinned control plane key, or out of range");
+    static THROTTLE: std::sync::OnceLock<std::sync::Mutex<LogThrottle>> =
+        std::sync::OnceLock::new();
+    let throttle =
+        THROTTLE.get_or_init(|| std::sync::Mutex::new(LogThrottle::new(REFUSAL_LOG_EVERY)));
+    let verdict = match throttle.lock() {
+        Ok(mut t) => t.admit((source, reason), std::time::Instant::now()),
+        Err(poisoned) => poisoned
+            .into_inner()
+            .admit((source, reason), std::time::Instant::now()),
+    };
+    if let Some(left_out) = verdict {
+        tracing::warn!(source, reason, %detail, left_out, "refused: not sealed by a pinned control plane key, or out of range (left_out: like refusals not logged since the last line; signet_trust_refusals_total counts them all)");
+    }
+}
+
+/// The least time between two log lines about one kind of refusal.
+pub const REFUSAL_LOG_EVERY: Duration = Duration::from_secs(10);
+
+/// Which refusals get a log line: per key, the first, then one per `every`. Written
+/// here because it is a dozen lines; the `tracing` ecosystem has no maintained
+/// per-key log sampler.
+#[derive(Debug)]
+pub struct LogThrottle {
+    every: Duration,
+    /// Per (source, reason): when the last line was written, and how many were left
+    /// out since. Bounded by the few sources and reasons that exist.
+    last: std::collections::HashMap<(String, String), (std::time::Instant, u64)>,
+}
+
+impl LogThrottle {
+    pub fn new(every: Duration) -> Self {
+        Self {
+            every,
+            last: std::collections::HashMap::new(),
+        }
+    }
+
+    /// `Some(left_out)` when a line is due now (with the count not logged since the
+    /// last one), `None` when this one is only counted.
+    pub fn admit(&mut self, key: (&str, &str), now: std::time::Instant) -> Option<u64> {
+        match self.last.get_mut(&(key.0.to_owned(), key.1.to_owned())) {
+            None => {
+                self.last
+                    .insert((key.0.to_owned(), key.1.to_owned()), (now, 0));
+                Some(0)
+            }
+            Some((at, left_out)) if now.duration_since(*at) >= self.every => {
+                let n = *left_out;
+                *at = now;
+                *left_out = 0;
+                Some(n)
+            }
+            Some((_, left_out)) => {
+                *left_out += 1;
+                None
+            }
+        }
+    }
 }
 
 /// The file the last bundle is kept in.
@@ -326,6 +386,31 @@ async fn handle(trust: &Trust, resync: &Resync, event: &Event) -> bool {
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn a_flood_of_refusals_is_counted_but_logged_once_per_window() {
+        let mut t = LogThrottle::new(Duration::from_secs(10));
+        let start = std::time::Instant::now();
+        assert_eq!(t.admit(("event", "unsealed"), start), Some(0));
+        for i in 1..=10_000u64 {
+            assert_eq!(
+                t.admit(("event", "unsealed"), start + Duration::from_micros(i)),
+                None
+            );
+        }
+        // Another reason is logged at once.
+        assert_eq!(t.admit(("event", "unknown_key"), start), Some(0));
+        // The next window logs one line with the count of what was left out.
+        assert_eq!(
+            t.admit(("event", "unsealed"), start + Duration::from_secs(10)),
+            Some(10_000)
+        );
+        assert_eq!(
+            t.admit(("event", "unsealed"), start + Duration::from_secs(11)),
+            None
+        );
+    }
+
     use super::*;
     use crate::config::CacheConfig;
     use crate::testing::{bundle, no_registry, policy, TestKey};
