@@ -46,13 +46,7 @@ impl Client {
         };
         let mut builder = reqwest::Client::builder().connect_timeout(Duration::from_secs(5));
         if let Some(path) = ca_cert {
-            let pem = std::fs::read(path)
-                .map_err(|e| unusable(format!("cannot read {}: {e}", path.display())))?;
-            let certs = reqwest::Certificate::from_pem_bundle(&pem)
-                .map_err(|e| unusable(format!("{} is not a PEM CA bundle: {e}", path.display())))?;
-            if certs.is_empty() {
-                return Err(unusable(format!("{} holds no certificate", path.display())));
-            }
+            let certs = signet_runtime::tls::pinned_roots(path).map_err(unusable)?;
             builder = builder.tls_certs_only(certs);
         }
         let http = builder.build().map_err(|e| unusable(e.to_string()))?;

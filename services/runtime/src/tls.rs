@@ -181,6 +181,19 @@ pub fn server_config(
     Ok(config)
 }
 
+/// The trust anchors an HTTPS client pins instead of the system's roots (the gateway's
+/// CA, for the verifier and the CLI): every certificate in the PEM file at `path`. The
+/// error says what is wrong with the file, in words for an operator.
+pub fn pinned_roots(path: &Path) -> Result<Vec<reqwest::Certificate>, String> {
+    let pem = std::fs::read(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+    let certs = reqwest::Certificate::from_pem_bundle(&pem)
+        .map_err(|e| format!("{} is not a PEM CA bundle: {e}", path.display()))?;
+    if certs.is_empty() {
+        return Err(format!("{} holds no certificate", path.display()));
+    }
+    Ok(certs)
+}
+
 /// A CA bundle: every CERTIFICATE block in the file is a trust anchor.
 pub fn read_ca(path: &Path) -> Result<rustls::RootCertStore, TlsError> {
     let bad = |reason: String| TlsError {

@@ -97,13 +97,7 @@ impl ControlPlane {
             // A bundle comes from the gateway itself, never from where it points.
             .redirect(reqwest::redirect::Policy::none());
         if let Some(path) = gateway_ca {
-            let pem = std::fs::read(path)
-                .map_err(|e| unusable(format!("cannot read {}: {e}", path.display())))?;
-            let certs = reqwest::Certificate::from_pem_bundle(&pem)
-                .map_err(|e| unusable(format!("{} is not a PEM CA bundle: {e}", path.display())))?;
-            if certs.is_empty() {
-                return Err(unusable(format!("{} holds no certificate", path.display())));
-            }
+            let certs = signet_runtime::tls::pinned_roots(path).map_err(unusable)?;
             builder = builder.tls_certs_only(certs).https_only(true);
         }
         let http = builder
