@@ -5,7 +5,7 @@
 
 mod common;
 
-use common::{bin, fails, ok, openssl_verifies, sigstore_verifies};
+use common::{bin, cosign_verifies, fails, ok, openssl_verifies, sigstore_verifies};
 use signet_testkit::emulators::{bao, moto};
 use signet_testkit::image::TestImage;
 use signet_testkit::registry::TestRegistry;
@@ -104,6 +104,11 @@ async fn aws_kms_witness_signs_and_rotates_to_a_new_key() {
         1
     );
     assert_eq!(sigstore_verifies(&image_a, old_pem.as_bytes()).await, Ok(1));
+    assert_eq!(
+        cosign_verifies(&image_a, old_pem.as_bytes()),
+        Ok(1),
+        "the real cosign, AWS KMS key"
+    );
 
     // AWS keys get no new versions: rotate to a new key; the old key stays valid.
     let second = moto.moto_create_key("RSA_2048", "SIGN_VERIFY");
@@ -138,6 +143,10 @@ async fn aws_kms_witness_signs_and_rotates_to_a_new_key() {
         openssl_verifies(&registry, "aws/app", &b, &new_key).await,
         1
     );
+    // After the rotation: cosign takes the new signature under the new key, and the old
+    // one under the old key still.
+    assert_eq!(cosign_verifies(&image_b, new_pem.as_bytes()), Ok(1));
+    assert_eq!(cosign_verifies(&image_a, old_pem.as_bytes()), Ok(1));
     ok(
         &up.cli(&["verify", &image_a, "--witness", "aws"])
             .expect("cli"),
@@ -240,6 +249,11 @@ async fn vault_transit_witness_signs_rotates_and_revokes() {
         1
     );
     assert_eq!(sigstore_verifies(&image_a, v1_pem.as_bytes()).await, Ok(1));
+    assert_eq!(
+        cosign_verifies(&image_a, v1_pem.as_bytes()),
+        Ok(1),
+        "the real cosign, OpenBao transit key"
+    );
 
     // Transit rotates in place: version 2 becomes primary, version 1 stays valid.
     let json = ok(
@@ -273,6 +287,11 @@ async fn vault_transit_witness_signs_rotates_and_revokes() {
         )
         .await,
         1
+    );
+    assert_eq!(
+        cosign_verifies(&image_b, v2_pem.as_bytes()),
+        Ok(1),
+        "the real cosign, transit key version 2"
     );
     ok(
         &up.cli(&["verify", &image_a, "--witness", "vault"])

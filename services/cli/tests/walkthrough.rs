@@ -5,7 +5,10 @@
 
 mod common;
 
-use common::{bin, fails, ok, openssl_verifies, sig_manifest, sigstore_verifies};
+use common::{
+    bin, cosign_verifies, create_local_witness, export_key, fails, ok, openssl_verifies,
+    sig_manifest, sigstore_verifies,
+};
 use signet_core::{Digest, ImageRef};
 use signet_registry::{RegistryClient, RegistryConfig, SignatureLayer};
 use signet_testkit::image::TestImage;
@@ -85,6 +88,34 @@ async fn readme_walkthrough_and_independent_verifiers() {
         sigstore_verifies(&image, pem.as_bytes()).await,
         Ok(1),
         "sigstore-rs cosign verification"
+    );
+    assert_eq!(
+        cosign_verifies(&image, pem.as_bytes()),
+        Ok(1),
+        "the real cosign verify --key"
+    );
+    // The README's cosign command, as written there (only the registry's address is
+    // this test's), run in the folder holding prod.pub.
+    let readme = include_str!("../../../README.md");
+    let line = readme
+        .lines()
+        .find(|l| l.starts_with("cosign verify "))
+        .expect("the README shows a cosign verify command");
+    let args: Vec<String> = line
+        .replace("127.0.0.1:5000", &host)
+        .split_whitespace()
+        .skip(1)
+        .map(str::to_owned)
+        .collect();
+    let out = common::cosign(tmp.path())
+        .args(&args)
+        .current_dir(tmp.path())
+        .output()
+        .expect("run cosign");
+    assert!(
+        out.status.success(),
+        "the README's `{line}` failed:\n{}",
+        String::from_utf8_lossy(&out.stderr)
     );
     let manifest = sig_manifest(&registry, "demo/app", &pushed).await;
     assert_eq!(
@@ -271,6 +302,10 @@ async fn wrong_keys_tampering_and_bad_input_get_precise_errors() {
         "wrong key",
     );
     assert!(msg.contains("does not verify under any given key"), "{msg}");
+    // The real cosign agrees: not under other's key.
+    let other_pem = std::fs::read(&other_key).expect("other key");
+    let refused = cosign_verifies(&image, &other_pem).expect_err("cosign with the wrong key");
+    assert!(refused.contains("no matching signatures"), "{refused}");
 
     // Tampered payloads and digests in the registry are rejected by `signet verify`.
     let client = RegistryClient::new(RegistryConfig::for_loopback()).expect("client");
@@ -520,26 +555,6 @@ async fn a_scoped_signer_token_signs_only_inside_its_scope() {
 }
 
 /// `signet witness create --name NAME --kms-key local://NAME`, which must succeed.
-fn create_local_witness(up: &SignetUp, name: &str) {
-    let key = format!("local://{name}");
-    ok(
-        &up.cli(&["witness", "create", "--name", name, "--kms-key", &key])
-            .expect("cli"),
-        &format!("witness create {name}"),
-    );
-}
-
-/// `signet witness export-key NAME`, written to `DIR/NAME.pub`: the PEM and its path.
-fn export_key(up: &SignetUp, name: &str, dir: &std::path::Path) -> (String, std::path::PathBuf) {
-    let pem = ok(
-        &up.cli(&["witness", "export-key", name]).expect("cli"),
-        &format!("witness export-key {name}"),
-    );
-    let path = dir.join(format!("{name}.pub"));
-    std::fs::write(&path, &pem).expect("write the public key");
-    (pem, path)
-}
-
 /// The README's starting point: a registry holding `demo/app:v1`, a running `signet up`
 /// and a folder for exported keys.
 struct Demo {

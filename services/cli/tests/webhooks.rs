@@ -19,7 +19,7 @@ use std::time::Duration;
 
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine;
-use common::{bin, blob, ok, sig_manifest, sigstore_verifies};
+use common::{bin, blob, cosign_verifies, ok, sig_manifest, sigstore_verifies};
 use serde_json::Value;
 use signet_core::Digest;
 use signet_testkit::brokers::{
@@ -565,6 +565,13 @@ async fn registry_pushes_are_signed_once_each_and_signatures_are_not_signed() {
         )
         .await;
         assert!(String::from_utf8_lossy(&payload).contains(d.as_str()));
+        // The real cosign verifies the index and each platform by digest.
+        let pem = std::fs::read(&env.key).expect("key");
+        assert_eq!(
+            cosign_verifies(&format!("{host}/e2e/multi@{d}"), &pem),
+            Ok(1),
+            "cosign verify of {d}"
+        );
     }
     env.cleanup().await;
 }

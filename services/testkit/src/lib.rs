@@ -8,6 +8,8 @@
 //! - [`emulators`]: moto (AWS KMS) and OpenBao (transit) on free loopback ports.
 //! - [`image`]: build random OCI images and push them (directly, or with skopeo).
 //! - [`signet`]: a real `signet up` process, driven over the wire and through the CLI.
+//! - [`tools`]: the ecosystem's programs (cosign, kubectl, kube-apiserver, etcd) that
+//!   `scripts/tools.sh` builds at pinned versions.
 //! - [`postgres`]: create a throwaway PostgreSQL database on the local server.
 //! - [`brokers`]: private nats-server and RabbitMQ nodes a test may stop and start.
 //! - [`proxy`]: an HTTP proxy that injects faults (500s, throttling) in front of a service.
@@ -21,6 +23,7 @@ pub mod postgres;
 pub mod proxy;
 pub mod registry;
 pub mod signet;
+pub mod tools;
 
 /// The control plane's sealing key as `signet up` makes it: a local development key in
 /// `kms`'s data dir (created on first use).

@@ -10,6 +10,7 @@ use base64::engine::general_purpose::STANDARD;
 use base64::Engine;
 use signet_core::Digest;
 use signet_testkit::registry::TestRegistry;
+use signet_testkit::signet::SignetUp;
 
 pub fn bin() -> &'static Path {
     Path::new(env!("CARGO_BIN_EXE_signet"))
@@ -109,6 +110,45 @@ pub async fn openssl_verifies(
     verified
 }
 
+/// The real `cosign` (the version `scripts/tools.sh` builds), as users run it against a
+/// registry on loopback: `cosign verify --key KEY --insecure-ignore-tlog=true
+/// --allow-http-registry IMAGE`. Returns how many signatures it verified (the payloads
+/// it prints), or what it said when it refused.
+pub fn cosign_verifies(image: &str, key_pem: &[u8]) -> Result<usize, String> {
+    let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
+    let key = dir.path().join("key.pem");
+    std::fs::write(&key, key_pem).map_err(|e| e.to_string())?;
+    let out = cosign(dir.path())
+        .args(["verify", "--key"])
+        .arg(&key)
+        .args([
+            "--insecure-ignore-tlog=true",
+            "--allow-http-registry",
+            "--output",
+            "json",
+        ])
+        .arg(image)
+        .output()
+        .map_err(|e| format!("cannot run cosign: {e}"))?;
+    if !out.status.success() {
+        return Err(String::from_utf8_lossy(&out.stderr).into_owned());
+    }
+    let payloads: Vec<serde_json::Value> = serde_json::from_slice(&out.stdout)
+        .map_err(|e| format!("cosign printed no JSON list: {e}"))?;
+    Ok(payloads.len())
+}
+
+/// A `cosign` command with its own home (no cache or config of the user's) and no
+/// network beyond what the command names.
+pub fn cosign(home: &Path) -> std::process::Command {
+    let mut cmd = std::process::Command::new(signet_testkit::tools::bin("cosign"));
+    cmd.env("HOME", home)
+        .env("TUF_ROOT", home.join("tuf"))
+        .env("SIGSTORE_NO_CACHE", "true")
+        .env_remove("COSIGN_EXPERIMENTAL");
+    cmd
+}
+
 /// The `sigstore` crate's cosign verification with a public key, as `cosign verify --key`.
 pub async fn sigstore_verifies(image: &str, key_pem: &[u8]) -> Result<usize, String> {
     use sigstore::cosign::verification_constraint::{PublicKeyVerifier, VerificationConstraintVec};
@@ -139,4 +179,29 @@ pub async fn sigstore_verifies(image: &str, key_pem: &[u8]) -> Result<usize, Str
     sigstore::cosign::verify_constraints(&layers, constraints.iter())
         .map_err(|e| format!("{e:?}"))?;
     Ok(layers.len())
+}
+
+/// `signet witness create NAME --kms-key local://NAME`.
+pub fn create_local_witness(up: &SignetUp, name: &str) {
+    let key = format!("local://{name}");
+    ok(
+        &up.cli(&["witness", "create", "--name", name, "--kms-key", &key])
+            .expect("cli"),
+        &format!("witness create {name}"),
+    );
+}
+
+/// `signet witness export-key NAME`, written to `DIR/NAME.pub`: the PEM and its path.
+pub fn export_key(
+    up: &SignetUp,
+    name: &str,
+    dir: &std::path::Path,
+) -> (String, std::path::PathBuf) {
+    let pem = ok(
+        &up.cli(&["witness", "export-key", name]).expect("cli"),
+        &format!("witness export-key {name}"),
+    );
+    let path = dir.join(format!("{name}.pub"));
+    std::fs::write(&path, &pem).expect("write the public key");
+    (pem, path)
 }

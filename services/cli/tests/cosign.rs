@@ -1,0 +1,153 @@
+//! signet and the real `cosign` (the version `scripts/tools.sh` builds) on one image:
+//! what signet writes, cosign verifies and lists; what cosign writes, signet reads; and a
+//! `.sig` manifest both write to keeps every layer.
+
+mod common;
+
+use common::{bin, cosign, cosign_verifies, create_local_witness, export_key, ok, sig_manifest};
+use signet_testkit::image::TestImage;
+use signet_testkit::registry::TestRegistry;
+use signet_testkit::signet::SignetUp;
+
+/// Runs cosign and returns its stdout; panics with stderr when it fails.
+fn run_cosign(home: &std::path::Path, args: &[&str]) -> String {
+    let out = cosign(home)
+        .args(args)
+        .env("COSIGN_PASSWORD", "")
+        .current_dir(home)
+        .output()
+        .expect("run cosign");
+    assert!(
+        out.status.success(),
+        "cosign {} failed:\n{}",
+        args.join(" "),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn signet_and_cosign_share_one_image_and_read_each_other() {
+    let registry = TestRegistry::start().await.expect("docker-registry");
+    let host = registry.host();
+    let digest = TestImage::random()
+        .push(&host, "both/app", "v1")
+        .await
+        .expect("push");
+    let by_digest = format!("{host}/both/app@{digest}");
+    let up = SignetUp::start(bin(), &[]).await.expect("signet up");
+    let tmp = tempfile::tempdir().expect("temp dir");
+    let home = tmp.path();
+
+    // Two witnesses sign the same image: one .sig manifest, two layers; cosign verifies
+    // each witness's signature under its own key, and not under the other's alone.
+    for w in ["prod", "security"] {
+        create_local_witness(&up, w);
+        ok(
+            &up.cli(&["sign", &by_digest, "--witness", w, "--wait"])
+                .expect("cli"),
+            &format!("sign with {w}"),
+        );
+    }
+    let (prod_pem, _) = export_key(&up, "prod", home);
+    let (security_pem, _) = export_key(&up, "security", home);
+    assert_eq!(cosign_verifies(&by_digest, prod_pem.as_bytes()), Ok(1));
+    assert_eq!(cosign_verifies(&by_digest, security_pem.as_bytes()), Ok(1));
+    let manifest = sig_manifest(&registry, "both/app", &digest).await;
+    assert_eq!(
+        manifest["layers"].as_array().map(Vec::len),
+        Some(2),
+        "{manifest}"
+    );
+
+    // cosign finds signet's artifact where it looks for its own.
+    let sig_tag = format!("{host}/both/app:{}.sig", digest.as_str().replace(':', "-"));
+    let triangulated = run_cosign(home, &["triangulate", "--allow-http-registry", &by_digest]);
+    assert_eq!(triangulated.trim(), sig_tag, "cosign triangulate");
+    let tree = run_cosign(home, &["tree", "--allow-http-registry", &by_digest]);
+    assert!(
+        tree.contains(&format!("Signatures for an image tag: {sig_tag}")),
+        "cosign tree does not list signet's .sig:\n{tree}"
+    );
+    // One line per layer (both layers carry the same simple-signing payload blob).
+    let layers = tree.lines().filter(|l| l.contains("🍒")).count();
+    assert_eq!(layers, 2, "cosign tree:\n{tree}");
+
+    // cosign signs the same image with a key of its own (an RSA key imported into
+    // cosign's format): its layer joins signet's two, none is dropped.
+    let rsa = home.join("team.pem");
+    let status = std::process::Command::new("openssl")
+        .args(["genrsa", "-out"])
+        .arg(&rsa)
+        .arg("2048")
+        .stderr(std::process::Stdio::null())
+        .status()
+        .expect("openssl");
+    assert!(status.success());
+    run_cosign(
+        home,
+        &[
+            "import-key-pair",
+            "--key",
+            "team.pem",
+            "--output-key-prefix",
+            "team",
+        ],
+    );
+    run_cosign(
+        home,
+        &[
+            "sign",
+            "--key",
+            "team.key",
+            "--tlog-upload=false",
+            "--allow-http-registry",
+            "--yes",
+            &by_digest,
+        ],
+    );
+    let manifest = sig_manifest(&registry, "both/app", &digest).await;
+    assert_eq!(
+        manifest["layers"].as_array().map(Vec::len),
+        Some(3),
+        "{manifest}"
+    );
+    assert_eq!(cosign_verifies(&by_digest, prod_pem.as_bytes()), Ok(1));
+    let team_pub = std::fs::read(home.join("team.pub")).expect("cosign's public key");
+    assert_eq!(cosign_verifies(&by_digest, &team_pub), Ok(1));
+
+    // signet reads cosign's signature: `signet verify --key` with cosign's public key.
+    let team_pub_path = home.join("team.pub");
+    ok(
+        &up.cli(&[
+            "verify",
+            &by_digest,
+            "--key",
+            team_pub_path.to_str().expect("utf-8 path"),
+        ])
+        .expect("cli"),
+        "signet verify of cosign's signature",
+    );
+
+    // signet signs again with a third witness: cosign's layer stays, and verifies.
+    create_local_witness(&up, "release");
+    ok(
+        &up.cli(&["sign", &by_digest, "--witness", "release", "--wait"])
+            .expect("cli"),
+        "sign with release",
+    );
+    let manifest = sig_manifest(&registry, "both/app", &digest).await;
+    assert_eq!(
+        manifest["layers"].as_array().map(Vec::len),
+        Some(4),
+        "{manifest}"
+    );
+    assert_eq!(cosign_verifies(&by_digest, &team_pub), Ok(1));
+    let (release_pem, _) = export_key(&up, "release", home);
+    assert_eq!(cosign_verifies(&by_digest, release_pem.as_bytes()), Ok(1));
+    ok(
+        &up.cli(&["verify", &by_digest, "--witness", "prod"])
+            .expect("cli"),
+        "signet still verifies prod among four layers",
+    );
+}
