@@ -93,6 +93,8 @@ pub struct SigningRule {
 pub struct TrustedKey {
     pub witness: String,
     pub version: String,
+    /// `sha256:<hex>` of the DER SubjectPublicKeyInfo.
+    #[schema(pattern = "^sha256:[0-9a-f]{64}$")]
     pub fingerprint: String,
     pub algorithm: SignatureAlgorithm,
     pub public_key: PublicKey,
@@ -112,11 +114,14 @@ pub struct TrustBundle {
     /// Keys of the same witnesses that no longer count (a revoked witness or key
     /// version). Never trusted; they let a verifier say "signed, but by a revoked key"
     /// instead of "unsigned".
+    /// (Read with a default, for bundles kept on disk by older verifiers; always written.)
     #[serde(default)]
+    #[schema(required = true)]
     pub revoked_keys: Vec<TrustedKey>,
     /// Signatures by these witnesses that an operator revoked: refused although they
     /// verify (their layers stay in the registry).
     #[serde(default)]
+    #[schema(required = true)]
     pub revoked_signatures: Vec<RevokedSignature>,
 }
 
@@ -127,6 +132,8 @@ pub struct RevokedSignature {
     pub repository: String,
     pub digest: crate::Digest,
     pub witness: String,
+    /// `sha256:<hex>` of the DER SubjectPublicKeyInfo of the key that made it.
+    #[schema(pattern = "^sha256:[0-9a-f]{64}$")]
     pub key_fingerprint: String,
     pub revoked_at: DateTime<Utc>,
     pub reason: String,
