@@ -81,6 +81,9 @@ fn signature_problem(request: &SeenRequest, secret: &str) -> Option<String> {
 struct FakeKms {
     keys: BTreeMap<&'static str, KeyPair>,
     describe_fixture: &'static str,
+    /// The payload AsymmetricSign must be asked to sign (by its SHA-256, as the real KMS
+    /// is); the double signs these bytes.
+    payload: std::sync::Mutex<Vec<u8>>,
 }
 
 impl FakeKms {
@@ -92,6 +95,7 @@ impl FakeKms {
         Self {
             keys,
             describe_fixture,
+            payload: std::sync::Mutex::new(PAYLOAD.to_vec()),
         }
     }
 
@@ -139,7 +143,8 @@ impl FakeKms {
                 (200, json, body)
             }
             "AsymmetricSign" if self.keys.contains_key(version.as_str()) => {
-                let digest = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, PAYLOAD);
+                let payload = self.payload.lock().expect("lock").clone();
+                let digest = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, &payload);
                 if q.get("Digest") != Some(&B64.encode(digest.as_ref())) {
                     return bad("Digest is not base64 SHA-256 of the payload".into());
                 }
@@ -151,7 +156,7 @@ impl FakeKms {
                     };
                 let key = &self.keys[version.as_str()];
                 let mut sig = vec![0; key.public_modulus_len()];
-                key.sign(padding, &SystemRandom::new(), PAYLOAD, &mut sig)
+                key.sign(padding, &SystemRandom::new(), &payload, &mut sig)
                     .expect("sign");
                 let body = fixture("asymmetric_sign.json")
                     .replace("{{KEY_VERSION_ID}}", &version)
@@ -429,4 +434,70 @@ fn debug_redacts_credentials_and_bad_uris_are_refused() {
         let e = kms.open(bad).expect_err(bad);
         assert!(matches!(e.kind, KmsErrorKind::InvalidUri(_)), "{bad}: {e}");
     }
+}
+
+/// A signature made through the Alibaba provider (against the contract double) over the
+/// cosign payload of an image in a real registry, published as signet publishes, is
+/// accepted by the real `cosign verify --key` with the key version's public key.
+#[tokio::test]
+async fn an_alibaba_signature_verifies_with_the_real_cosign() {
+    use signet_core::{Digest, ImageRef, SimpleSigning};
+    use signet_registry::{RegistryClient, RegistryConfig, SignatureLayer};
+    use signet_testkit::image::TestImage;
+    use signet_testkit::registry::TestRegistry;
+
+    let (fake, server) = fake("describe_key.json").await;
+    let kms = kms(&server.url, &[], Duration::from_secs(30));
+    let key = kms
+        .open(&format!("alikms://cn-hangzhou/{KEY_ID}"))
+        .expect("open");
+    let registry = TestRegistry::start().await.expect("docker-registry");
+    let host = registry.host();
+    let digest: Digest = TestImage::random()
+        .push(&host, "ali/app", "v1")
+        .await
+        .expect("push");
+    let image = ImageRef::parse(&format!("{host}/ali/app:v1")).expect("reference");
+    let payload = SimpleSigning::new(image.repository_ref(), digest.clone()).to_bytes();
+    *fake.payload.lock().expect("lock") = payload.clone();
+    let signature = key
+        .sign(V2, SignatureAlgorithm::RsaPkcs1Sha256, &payload)
+        .await
+        .expect("sign through the Alibaba provider");
+    RegistryClient::new(RegistryConfig::for_loopback())
+        .expect("registry client")
+        .publish_signature(&image, &digest, &SignatureLayer::new(payload, signature))
+        .await
+        .expect("publish");
+
+    let dir = tempfile::tempdir().expect("temp dir");
+    let key_file = dir.path().join("alibaba.pub");
+    std::fs::write(&key_file, fake.public(V2).to_pem()).expect("write the key");
+    let out = std::process::Command::new(signet_testkit::tools::bin("cosign"))
+        .env("HOME", dir.path())
+        .args(["verify", "--key"])
+        .arg(&key_file)
+        .args(["--insecure-ignore-tlog=true", "--allow-http-registry"])
+        .arg(format!("{host}/ali/app@{digest}"))
+        .output()
+        .expect("run cosign");
+    assert!(
+        out.status.success(),
+        "cosign verify refused the Alibaba signature:\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // And not under the other version's key.
+    std::fs::write(&key_file, fake.public(V1).to_pem()).expect("write the key");
+    let out = std::process::Command::new(signet_testkit::tools::bin("cosign"))
+        .env("HOME", dir.path())
+        .args(["verify", "--key"])
+        .arg(&key_file)
+        .args(["--insecure-ignore-tlog=true", "--allow-http-registry"])
+        .arg(format!("{host}/ali/app@{digest}"))
+        .output()
+        .expect("run cosign");
+    assert!(
+        !out.status.success(),
+        "cosign accepted the wrong key version"
+    );
 }
