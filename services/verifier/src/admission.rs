@@ -117,12 +117,24 @@ pub fn images_to_check(
 /// passes. Any other update is checked like a create, through the same caches: "its
 /// images appear in the old object" is not enough, because that object may have been
 /// admitted under warn, dry-run or break-glass, or before the policy existed.
+///
+/// A ReplicaSet or ReplicationController whose pod template is unchanged may also grow:
+/// all it starts are Pods, and each is checked when the controller creates it. The
+/// Deployment controller scales its ReplicaSets by UPDATE (after `kubectl scale
+/// deployment` or an HPA, which use the unchecked `scale` subresource); refusing that
+/// update would stall the Deployment with nothing to say why (the controller manager
+/// logs it, nothing else does), while the refused Pods put the reason in the
+/// ReplicaSet's `FailedCreate` events and the Deployment's `ReplicaFailure` condition.
+/// Found against a real API server (services/cli/tests/kubernetes.rs).
 fn runs_nothing_new(kind: &str, old: &Value, new: &Value) -> bool {
     let replicas = |o: &Value| o.pointer("/spec/replicas").and_then(Value::as_i64);
     let same_spec = match (workload::pod_spec(kind, old), workload::pod_spec(kind, new)) {
         (Some(o), Some(n)) => o == n,
         _ => false,
     };
+    if matches!(kind, "ReplicaSet" | "ReplicationController") {
+        return same_spec;
+    }
     let no_more = match (replicas(old), replicas(new)) {
         (Some(o), Some(n)) => n <= o,
         (None, None) => true,
@@ -174,7 +186,8 @@ impl Admission {
             return allow;
         };
         if !self.trust.is_loaded() {
-            return allow.deny(
+            return forbid(
+                allow,
                 "signet: the verifier has no trust bundle yet (the control plane has not answered since it started); it cannot tell which images are trusted",
             );
         }
@@ -404,6 +417,7 @@ impl Admission {
                 message,
                 break_glass: break_glass.map(str::to_owned),
                 dry_run: req.dry_run,
+                user: req.user_info.username.clone().filter(|u| !u.is_empty()),
             };
             if outcome == AdmissionOutcome::BreakGlass {
                 tracing::warn!(namespace, name = %name, policy = %policy.name, reason = ?break_glass, "break-glass admission");
@@ -417,7 +431,8 @@ impl Admission {
         for decision in kept_break_glass {
             if let Err(e) = self.break_glass.keep(decision).await {
                 tracing::error!(error = %e, "break-glass admission refused: its decision cannot be kept for the audit");
-                return AdmissionResponse::from(req).deny(
+                return forbid(
+                    AdmissionResponse::from(req),
                     "signet: break-glass refused: the verifier cannot record the decision durably, and break-glass admissions must be audited",
                 );
             }
@@ -436,7 +451,7 @@ impl Admission {
                 message.truncate(cut);
                 message.push_str(" …");
             }
-            return response.deny(message);
+            return forbid(response, message);
         }
         let pinned = pinned_images(results);
         if !pinned.is_empty() {
@@ -540,6 +555,19 @@ impl Admission {
     }
 }
 
+/// A denial, as `403 Forbidden`. The API server passes a webhook's status on to the
+/// client, but without a code it answers `400 Bad Request` with no reason, which kubectl
+/// prints as `Error from server: ...` and which clients (CI tools, GitOps controllers)
+/// read as a malformed object rather than a refusal. Found against a real API server by
+/// services/cli/tests/kubernetes.rs; kubectl now prints `Error from server (Forbidden)`.
+fn forbid(response: AdmissionResponse, message: impl ToString) -> AdmissionResponse {
+    let mut r = response.deny(message);
+    r.result.code = 403;
+    r.result.reason = kube_core::response::reason::FORBIDDEN.to_owned();
+    r.result.status = Some(kube_core::response::StatusSummary::Failure);
+    r
+}
+
 fn operation_name(op: &Operation) -> &'static str {
     match op {
         Operation::Create => "CREATE",
@@ -608,7 +636,7 @@ mod tests {
     use crate::testing::{bundle, no_registry, policy, TestKey};
     use tokio::sync::mpsc;
 
-    const FIXTURES: [(&str, &str); 15] = [
+    const FIXTURES: [(&str, &str); 16] = [
         (
             "pod-create",
             include_str!("../tests/fixtures/pod-create.json"),
@@ -648,6 +676,10 @@ mod tests {
         (
             "replicaset-create",
             include_str!("../tests/fixtures/replicaset-create.json"),
+        ),
+        (
+            "replicaset-scale-up-update",
+            include_str!("../tests/fixtures/replicaset-scale-up-update.json"),
         ),
         (
             "statefulset-create",
@@ -765,7 +797,9 @@ mod tests {
             let req = request(name, "prod", &i);
             let got = images_to_check(&req).map(|(_, imgs)| imgs);
             let want: Option<Vec<&str>> = match name {
-                "deployment-scale-down-update" | "deployment-scale-subresource-update" => None,
+                "deployment-scale-down-update"
+                | "deployment-scale-subresource-update"
+                | "replicaset-scale-up-update" => None,
                 "pod-ephemeral-update" => Some(vec!["reg/app:v1", "reg/init:v1", "reg/debug:v1"]),
                 _ => Some(vec!["reg/app:v1", "reg/init:v1"]),
             };
@@ -819,6 +853,11 @@ mod tests {
         assert!(m.contains(&unsigned), "{m}");
         assert!(m.contains("policy \"prod-images\""), "{m}");
         assert!(m.contains("registry unreachable"), "{m}");
+        // A refusal reaches kubectl as 403 Forbidden, not the API server's default 400.
+        let status = serde_json::to_value(&denied.result).expect("status json");
+        assert_eq!(status["code"], 403, "{status}");
+        assert_eq!(status["reason"], "Forbidden", "{status}");
+        assert_eq!(status["status"], "Failure", "{status}");
         let d = drain(&mut f.decisions);
         assert_eq!(d.len(), 2);
         assert_eq!(d[0].outcome, AdmissionOutcome::Allowed);
@@ -896,6 +935,9 @@ mod tests {
         assert_eq!(kept.len(), 1);
         assert_eq!(kept[0].outcome, AdmissionOutcome::BreakGlass);
         assert_eq!(kept[0].break_glass.as_deref(), Some("incident 42"));
+        // Who asked: the review's userInfo, for the audit (kubectl's user, found missing
+        // by services/cli/tests/kubernetes.rs against a real API server).
+        assert_eq!(kept[0].user.as_deref(), Some("kubernetes-admin"));
         let d = drain(&mut f.decisions);
         assert_eq!(d.len(), 1);
         assert_eq!(d[0].outcome, AdmissionOutcome::Denied);
@@ -976,10 +1018,13 @@ mod tests {
             r.result.message
         );
         drain(&mut f.decisions);
-        // Scale-downs and the scale subresource are not checked at all.
+        // Scale-downs and the scale subresource are not checked at all, nor is the
+        // Deployment controller growing a ReplicaSet whose template is unchanged (its
+        // Pods are checked one by one as it creates them).
         for name in [
             "deployment-scale-down-update",
             "deployment-scale-subresource-update",
+            "replicaset-scale-up-update",
         ] {
             let unsigned = f.unsigned.clone();
             let r = f
