@@ -27,6 +27,8 @@ use signet_testkit::signet::SignetUp;
 const CLUSTER: &str = "k8s-e2e";
 /// The chart's webhook timeout (values.yaml verifier.webhook.timeoutSeconds).
 const WEBHOOK_TIMEOUT: Duration = Duration::from_secs(5);
+/// Containers of the Pod whose warnings must all reach kubectl.
+const MANY: usize = 16;
 
 struct Env {
     cluster: KubeCluster,
@@ -673,6 +675,36 @@ async fn warn_and_dry_run(env: &mut Env) {
     );
     assert!(t.contains("pod/unsigned created"), "{t}");
     eprintln!("kubectl printed under warn: {}", t.trim());
+
+    // Many failing images: the API server keeps at most 4 KiB of warnings per response
+    // (past that it cuts each to 256 characters); kubectl must still name every image.
+    let host = env.host.clone();
+    for i in 0..MANY {
+        TestImage::from_seed(2 + u64::from(std::process::id()))
+            .push(&host, "demo/unsigned", &format!("t{i}"))
+            .await
+            .expect("push");
+    }
+    let containers: String = (0..MANY)
+        .map(|i| format!("    - name: c{i}\n      image: {host}/demo/unsigned:t{i}\n"))
+        .collect();
+    let many = format!(
+        "apiVersion: v1\nkind: Pod\nmetadata:\n  name: many\nspec:\n  containers:\n{containers}"
+    );
+    let out = env.apply(ns, &many);
+    let t = assert_admitted(&out, "an unsigned Pod with many images under warn");
+    eprintln!(
+        "kubectl printed under warn, {MANY} images ({} bytes): {}",
+        t.len(),
+        t.trim()
+    );
+    for i in 0..MANY {
+        let image = format!("{host}/demo/unsigned:t{i}");
+        assert!(
+            t.contains(&format!("Warning: signet (warn): image \"{image}\" is not allowed in namespace \"{ns}\" by policy \"{ns}\": unsigned\n")),
+            "kubectl does not name {image}:\n{t}"
+        );
+    }
 
     let ns = "trial";
     env.scenario(ns, "dry-run", &[]).await;

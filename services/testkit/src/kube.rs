@@ -65,10 +65,18 @@ pub fn helm() -> anyhow::Result<PathBuf> {
     Ok(path)
 }
 
-/// A free loopback port (bound, then released: another process could take it before
-/// ours binds, which on a test machine does not happen in practice).
-pub fn free_port() -> anyhow::Result<u16> {
-    Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
+/// `N` distinct free loopback ports (bound together, then released: another process
+/// may still take one before ours binds it, so [`KubeCluster`] retries its start when a
+/// process reports the address in use).
+pub fn free_ports<const N: usize>() -> anyhow::Result<[u16; N]> {
+    let listeners = (0..N)
+        .map(|_| TcpListener::bind("127.0.0.1:0"))
+        .collect::<Result<Vec<_>, _>>()?;
+    let mut ports = [0; N];
+    for (p, l) in ports.iter_mut().zip(&listeners) {
+        *p = l.local_addr()?.port();
+    }
+    Ok(ports)
 }
 
 /// A certificate authority that issues the run's certificates.
@@ -195,7 +203,7 @@ pub struct TokenUser {
 }
 
 /// How to start the cluster.
-#[derive(Debug, Default)]
+#[derive(Debug, Default, Clone)]
 pub struct KubeClusterBuilder {
     users: Vec<TokenUser>,
     webhook_identities: Vec<(String, CertFiles)>,
@@ -250,6 +258,20 @@ impl KubeCluster {
     }
 
     async fn start(b: KubeClusterBuilder) -> anyhow::Result<Self> {
+        // A free port can be taken by another process between our pick and the bind
+        // (other tests run beside this one): start again on new ports.
+        let mut attempt = 1;
+        loop {
+            match Self::try_start(b.clone()).await {
+                Err(e) if attempt < 3 && format!("{e:#}").contains("address already in use") => {
+                    attempt += 1;
+                }
+                other => return other,
+            }
+        }
+    }
+
+    async fn try_start(b: KubeClusterBuilder) -> anyhow::Result<Self> {
         let started = Instant::now();
         let etcd = tool("etcd")?;
         let apiserver = tool("kube-apiserver")?;
@@ -307,8 +329,7 @@ impl KubeCluster {
             .collect();
         write_private(&d.join("tokens.csv"), tokens.as_bytes())?;
 
-        let [etcd_client, etcd_peer, api_port, kcm_port] =
-            [free_port()?, free_port()?, free_port()?, free_port()?];
+        let [etcd_client, etcd_peer, api_port, kcm_port] = free_ports::<4>()?;
         let server = format!("https://127.0.0.1:{api_port}");
         let kubeconfig = d.join("admin.kubeconfig");
         std::fs::write(

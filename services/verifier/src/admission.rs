@@ -345,6 +345,9 @@ impl Admission {
         let recorded = sender == Sender::Trusted && !req.dry_run;
         let mut denials: Vec<String> = Vec::new();
         let mut warnings: Vec<String> = Vec::new();
+        // The same warnings in short lines, for when the full ones do not fit in what the
+        // API server passes on (see `fit_warnings`).
+        let mut short_warnings: Vec<String> = Vec::new();
         let mut kept_break_glass = Vec::new();
         for r in results {
             let policy = &r.policy.policy;
@@ -372,6 +375,11 @@ impl Admission {
                             policy.name
                         );
                         warnings.push(m.clone());
+                        short_warnings.push(format!(
+                            "signet: break-glass ({reason}) let this through policy {:?}, which would have denied {}; this admission is audited",
+                            policy.name,
+                            count_images(&r.verdicts)
+                        ));
                         (AdmissionOutcome::BreakGlass, m)
                     }
                     Some(_) => {
@@ -390,6 +398,14 @@ impl Admission {
                 (true, PolicyMode::Warn) => {
                     let m = format!("signet (warn): {problems}");
                     warnings.push(m.clone());
+                    short_warnings.extend(r.verdicts.iter().filter_map(|v| {
+                        Some(format!(
+                            "signet (warn): image {:?} is not allowed in namespace {namespace:?} by policy {:?}: {}",
+                            v.image,
+                            policy.name,
+                            reason_words(v.reason?)
+                        ))
+                    }));
                     (AdmissionOutcome::Warned, m)
                 }
                 (true, PolicyMode::DryRun) => (AdmissionOutcome::WouldDeny, problems),
@@ -439,7 +455,7 @@ impl Admission {
         }
         let mut response = AdmissionResponse::from(req);
         if !warnings.is_empty() {
-            response.warnings = Some(warnings);
+            response.warnings = Some(fit_warnings(warnings, short_warnings));
         }
         if !denials.is_empty() {
             let mut message = denials.join("; ");
@@ -552,6 +568,66 @@ impl Admission {
                 response
             }
         }
+    }
+}
+
+/// What the API server passes on of a response's warnings: 4 KiB in all, counted as
+/// HTTP `Warning` headers (`299 - "text"`, quotes and backslashes escaped); past that it
+/// cuts every warning to 256 characters and drops what still does not fit
+/// (k8s.io/apiserver, filters/warning.go). Leaves room for other webhooks' warnings.
+const WARNINGS_BUDGET: usize = 3_000;
+/// The length the API server cuts warnings to once they exceed its total.
+const WARNING_LINE: usize = 256;
+
+/// The warnings as they should be sent: the full texts when they fit the API server's
+/// budget; otherwise one short line per image (each under 256 characters), as many as
+/// fit, and a last line saying how many were left out. Sending the full texts regardless
+/// had the API server cut a warning for 16 images after its first image, mid-sentence
+/// (found against a real API server by services/cli/tests/kubernetes.rs).
+fn fit_warnings(full: Vec<String>, short: Vec<String>) -> Vec<String> {
+    fn header_len(w: &str) -> usize {
+        "299 - \"\"".len() + w.len() + w.matches(['"', '\\']).count()
+    }
+    if full.iter().map(|w| header_len(w)).sum::<usize>() <= WARNINGS_BUDGET {
+        return full;
+    }
+    let total = short.len();
+    let mut out = Vec::new();
+    let mut used = 0;
+    // Room for the line that says how many were left out.
+    let reserve = header_len(&left_out_line(total, total));
+    for mut w in short {
+        if w.len() > WARNING_LINE {
+            let mut cut = WARNING_LINE - "…".len();
+            while !w.is_char_boundary(cut) {
+                cut -= 1;
+            }
+            w.truncate(cut);
+            w.push('…');
+        }
+        if used + header_len(&w) + reserve > WARNINGS_BUDGET {
+            break;
+        }
+        used += header_len(&w);
+        out.push(w);
+    }
+    if out.len() < total {
+        out.push(left_out_line(total - out.len(), total));
+    }
+    out
+}
+
+fn left_out_line(left: usize, total: usize) -> String {
+    format!(
+        "signet: {left} of {total} warnings left out (the API server passes on 4 KiB of warnings); signet audit --admissions lists them all"
+    )
+}
+
+/// "1 image" or "N images": the failing images of a verdict list.
+fn count_images(verdicts: &[ImageVerdict]) -> String {
+    match verdicts.iter().filter(|v| v.reason.is_some()).count() {
+        1 => "1 image".to_owned(),
+        n => format!("{n} images"),
     }
 }
 
@@ -894,6 +970,47 @@ mod tests {
         assert_eq!(
             outcomes,
             [AdmissionOutcome::Warned, AdmissionOutcome::WouldDeny]
+        );
+    }
+
+    #[test]
+    fn warnings_fit_what_the_api_server_passes_on() {
+        let long = |i: usize| {
+            format!(
+                "signet (warn): image \"reg.example/team/app:t{i}\" (sha256:{}) is not allowed in namespace \"prod\" by policy \"p\": unsigned: no signature artifact reg.example/team/app:sha256-{}.sig; not signed by release",
+                "a".repeat(64),
+                "a".repeat(64)
+            )
+        };
+        let short = |i: usize| {
+            format!("signet (warn): image \"reg.example/team/app:t{i}\" is not allowed in namespace \"prod\" by policy \"p\": unsigned")
+        };
+        // A few: sent in full.
+        let full: Vec<String> = (0..3).map(long).collect();
+        assert_eq!(
+            fit_warnings(full.clone(), (0..3).map(short).collect()),
+            full
+        );
+        // Sixteen images (the API server cut the full warning to its first 256
+        // characters): one short line each.
+        let fitted = fit_warnings(
+            vec![(0..16).map(long).collect::<Vec<_>>().join("; ")],
+            (0..16).map(short).collect(),
+        );
+        assert_eq!(fitted, (0..16).map(short).collect::<Vec<_>>());
+        // More than fit: as many as fit, each under 256 characters, and a count.
+        let huge = |i: usize| format!("{}{}", short(i), "x".repeat(300));
+        let fitted = fit_warnings(vec![long(0).repeat(100)], (0..100).map(huge).collect());
+        let total: usize = fitted.iter().map(|w| w.len() + 10).sum();
+        assert!(total <= WARNINGS_BUDGET, "{total}");
+        assert!(fitted.iter().all(|w| w.len() <= WARNING_LINE), "{fitted:?}");
+        let last = fitted.last().expect("lines");
+        assert!(
+            last.starts_with(&format!(
+                "signet: {} of 100 warnings left out",
+                100 - (fitted.len() - 1)
+            )),
+            "{last}"
         );
     }
 
