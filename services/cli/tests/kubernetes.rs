@@ -553,6 +553,59 @@ async fn deployments_and_replica_sets(env: &mut Env) {
         String::from_utf8_lossy(&out.stdout).trim().is_empty()
     })
     .await;
+
+    // `kubectl rollout restart` changes only the template's annotations: the Deployment
+    // update is admitted (nothing new runs yet), and the new ReplicaSet the controller
+    // creates is refused; the Deployment's events say why.
+    assert_admitted(
+        &env.kubectl(&["rollout", "restart", "deployment/web", "-n", ns]),
+        "kubectl rollout restart",
+    );
+    let mut events = String::new();
+    wait_for(
+        env,
+        "the Deployment's event about its new ReplicaSet",
+        || {
+            let out = env.kubectl(&[
+                "get",
+                "events",
+                "-n",
+                ns,
+                "--field-selector",
+                "involvedObject.kind=Deployment,type=Warning",
+                "-o",
+                "jsonpath={.items[*].message}",
+            ]);
+            events = String::from_utf8_lossy(&out.stdout).into_owned();
+            events.contains("denied the request")
+        },
+    )
+    .await;
+    assert!(without_digest(&events).contains(&expected), "{events}");
+    eprintln!("after kubectl rollout restart, the Deployment's warning events: {events}");
+
+    // A rollout to an unsigned image of a signed Deployment is refused at once.
+    assert_admitted(
+        &env.apply(ns, &deployment("signed", &env.signed, 1)),
+        "a signed Deployment",
+    );
+    let out = env.kubectl(&[
+        "set",
+        "image",
+        "deployment/signed",
+        "-n",
+        ns,
+        &format!("app={}", env.unsigned),
+    ]);
+    assert_denied(&out, &expected, "kubectl set image to an unsigned image");
+    // Server-side apply goes through the same webhook.
+    let out = env.apply_as(
+        "admin",
+        ns,
+        &deployment("ssa", &env.unsigned, 1),
+        &["--server-side"],
+    );
+    assert_denied(&out, &expected, "kubectl apply --server-side");
 }
 
 /// 3. `kubectl debug` (an ephemeral container) with an unsigned image is refused; CronJob
@@ -730,6 +783,39 @@ async fn warn_and_dry_run(env: &mut Env) {
     let impact = env.signet(&["policy", "impact", ns]);
     assert!(
         impact.contains("1 would be blocked by enforcing it"),
+        "{impact}"
+    );
+
+    // Controllers' objects are reviewed too: a Deployment of 2 replicas is decided as the
+    // Deployment (kubectl's user), its ReplicaSet and each Pod (controllers' service
+    // accounts).
+    assert_admitted(
+        &env.apply(ns, &deployment("trial", &env.unsigned, 2)),
+        "an unsigned Deployment under dry-run",
+    );
+    let mut listed = String::new();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while listed.matches("would_deny").count() < 5 && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(250)).await;
+        listed = text(
+            &env.up
+                .cli(&["audit", "--admissions", "--policy", ns])
+                .expect("cli"),
+        );
+    }
+    eprintln!("signet audit --admissions --policy {ns}:\n{listed}");
+    for who in [
+        "Deployment/trial by admin",
+        "by system:serviceaccount:kube-system:deployment-controller",
+        "by system:serviceaccount:kube-system:replicaset-controller",
+    ] {
+        assert!(listed.contains(who), "{who}:\n{listed}");
+    }
+    let impact = env.signet(&["policy", "impact", ns]);
+    eprintln!("signet policy impact {ns}:\n{impact}");
+    // The Pod before, then the Deployment, its ReplicaSet and its 2 Pods.
+    assert!(
+        impact.contains("5 would be blocked by enforcing it"),
         "{impact}"
     );
 }
