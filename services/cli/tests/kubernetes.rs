@@ -140,9 +140,13 @@ impl Env {
         self.apply(ns, manifest)
     }
 
+    /// What kubectl prints of a denial, up to the reason (digests left out: see
+    /// [`without_digest`]).
     fn denial(&self, ns: &str, policy: &str, image: &str) -> String {
-        format!("admission webhook \"validate.signet.dev\" denied the request: image \"{image}\"")
-            + &format!(" is not allowed in namespace \"{ns}\" by policy \"{policy}\"")
+        format!(
+            "admission webhook \"validate.signet.dev\" denied the request: image \"{image}\" \
+             is not allowed in namespace \"{ns}\" by policy \"{policy}\""
+        )
     }
 
     fn time(&mut self, step: &str, since: Instant) {
