@@ -21,6 +21,9 @@
 #   - cert-manager schemas: npm @kubernetes-models/cert-manager (validators generated
 #     from cert-manager's CRDs; they check types and required fields, not unknown ones).
 # Usage: scripts/check-helm.sh            (SIGNET_TOOLS_DIR overrides the tool cache)
+#        scripts/check-helm.sh --install  only install the Helm binaries (scripts/test.sh
+#                                         runs this before the tests: the Kubernetes
+#                                         end-to-end suite renders the chart with Helm 4)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -75,6 +78,15 @@ install_cert_manager_models() {
   (cd "$dir" && npm install --silent --no-audit --no-fund --no-save --prefix . "$CERT_MANAGER_MODELS" >/dev/null)
   touch "$marker"
 }
+
+if [ "${1:-}" = "--install" ]; then
+  mkdir -p "$TOOLS"
+  for h in "${HELMS[@]}"; do
+    # shellcheck disable=SC2086
+    install_helm $h
+  done
+  exit 0
+fi
 
 pip_missing=()
 python3 -c 'import jsonschema' 2>/dev/null || pip_missing+=(jsonschema)
@@ -137,6 +149,8 @@ mistakes = {
     "a KMS secret as a plain value": {"kms": {"env": {"AWS_SECRET_ACCESS_KEY": "x"}}},
     "a duration that is not one": {"settings": {"signer": {"retry_base": "soon"}}},
     "a webhook timeout above 30s": {"verifier": {"webhook": {"timeoutSeconds": 31}}},
+    "a webhook URL that is not HTTPS": {"verifier": {"webhook": {"url": "http://verifier.example.com:7443"}}},
+    "a webhook URL with a path": {"verifier": {"webhook": {"url": "https://verifier.example.com/validate"}}},
     "a URL secret outside ACR": {"webhooks": {"harbor": {"auth": "url-secret"}}},
     "a registry receiver without its registry": {"webhooks": {"distribution": {"enabled": True}}},
     "a named registry receiver without its registry": {"webhooks": {"receivers": [{"name": "staging", "kind": "harbor", "auth": "token"}]}},
@@ -197,6 +211,23 @@ for h in "${HELMS[@]}"; do
     die "helm $version accepted a misspelt value (gateway.replica)"
   fi
   pass "a misspelt value: refused by Helm's schema check"
+  # A verifier outside the cluster (verifier.webhook.url): both webhooks call the URL,
+  # never the release's Service, with the caBundle given; cert-manager cannot serve it.
+  url_out="$OUT/verifier-url-values.helm$version.yaml"
+  for path in validate mutate; do
+    grep -q "^      url: https://verifier.example.com:7443/$path\$" "$url_out" ||
+      die "helm $version: url mode does not render clientConfig.url for /$path"
+  done
+  if awk '/^kind: (Validating|Mutating)WebhookConfiguration/ {w=1} /^---/ {w=0} w && /service:/' "$url_out" | grep -q .; then
+    die "helm $version: url mode still renders clientConfig.service"
+  fi
+  if "$helm" template signet "$CHART" -f "$CHART/ci/minimal-values.yaml" \
+    --set verifier.webhook.url=https://verifier.example.com:7443 >"$OUT/url-cm.log" 2>&1; then
+    die "helm $version rendered url mode with cert-manager's serving certificate"
+  fi
+  grep -q "verifier.webhook.url: a verifier outside the cluster" "$OUT/url-cm.log" ||
+    { cat "$OUT/url-cm.log"; die "helm $version: url mode with cert-manager was refused for another reason"; }
+  pass "url mode: clientConfig.url for /validate and /mutate, no Service; not with cert-manager"
 done
 
 say "rendered objects: Helm 3 and 4 agree; signet.toml is sound"

@@ -69,6 +69,14 @@ fi
 scripts/sweep-test-brokers.sh
 trap 'scripts/sweep-test-brokers.sh' EXIT
 
+# The Kubernetes end-to-end suite (services/cli/tests/kubernetes.rs) runs etcd,
+# kube-apiserver, kube-controller-manager and kubectl (built and cached by
+# scripts/tools.sh; seconds when cached) and renders the chart with Helm 4.
+say "Kubernetes tools and Helm"
+eval "$(scripts/tools.sh --print-env)"
+export SIGNET_TOOLS_BIN
+scripts/check-helm.sh --install
+
 say "running the test suite"
 if cargo nextest --version >/dev/null 2>&1; then
   cargo nextest run --workspace --no-fail-fast "$@"

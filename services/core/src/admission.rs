@@ -173,6 +173,10 @@ pub struct AdmissionDecision {
     /// The API server's `dryRun`: nothing was persisted in the cluster.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub dry_run: bool,
+    /// Who asked the API server for the change (`userInfo.username` of the review): a
+    /// person for `kubectl apply`, a controller's service account for the Pods it makes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub user: Option<String>,
 }
 
 #[cfg(test)]
@@ -232,6 +236,7 @@ mod tests {
             message: String::new(),
             break_glass: None,
             dry_run: false,
+            user: None,
         };
         let v = serde_json::to_value(&d).expect("json");
         assert_eq!(v["outcome"], "would_deny");

@@ -498,6 +498,7 @@ fn decision(uid: &str, outcome: AdmissionOutcome) -> AdmissionDecision {
         message: String::new(),
         break_glass: None,
         dry_run: false,
+        user: None,
     }
 }
 

@@ -131,6 +131,7 @@ impl Store {
                 serde_json::json!({
                     "policy": d.policy,
                     "reason": d.break_glass,
+                    "user": d.user,
                     "uid": d.uid,
                     "images": d.images,
                 }),

@@ -202,6 +202,7 @@ fn decision(uid: &str, policy: &str, outcome: AdmissionOutcome) -> AdmissionDeci
         message: String::new(),
         break_glass: None,
         dry_run: false,
+        user: None,
     }
 }
 
@@ -547,6 +548,7 @@ async fn decisions_are_stored_once_and_break_glass_is_audited(db: TestDb) {
     let store = db.open().await;
     let mut glass = decision("u3", "p", AdmissionOutcome::BreakGlass);
     glass.break_glass = Some("incident 42: hotfix".into());
+    glass.user = Some("alice".into());
     glass.mode = PolicyMode::Enforce;
     let mut dry_glass = decision("u4", "p", AdmissionOutcome::BreakGlass);
     dry_glass.break_glass = Some("trying".into());
@@ -591,6 +593,8 @@ async fn decisions_are_stored_once_and_break_glass_is_audited(db: TestDb) {
     assert_eq!(entries.len(), 1);
     assert_eq!(entries[0].actor, "token:verifier-c1");
     assert_eq!(entries[0].detail["reason"], "incident 42: hotfix");
+    // Who asked the API server, not only which verifier reported it.
+    assert_eq!(entries[0].detail["user"], "alice");
 
     let all = store
         .list_admission_decisions(&DecisionFilter::default())

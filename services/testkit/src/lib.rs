@@ -10,6 +10,8 @@
 //! - [`signet`]: a real `signet up` process, driven over the wire and through the CLI.
 //! - [`tools`]: the ecosystem's programs (cosign, kubectl, kube-apiserver, etcd) that
 //!   `scripts/tools.sh` builds at pinned versions.
+//! - [`kube`]: a real Kubernetes control plane (etcd, kube-apiserver,
+//!   kube-controller-manager) on loopback, with its PKI and `kubectl`.
 //! - [`postgres`]: create a throwaway PostgreSQL database on the local server.
 //! - [`brokers`]: private nats-server and RabbitMQ nodes a test may stop and start.
 //! - [`proxy`]: an HTTP proxy that injects faults (500s, throttling) in front of a service.
@@ -19,6 +21,7 @@
 pub mod brokers;
 pub mod emulators;
 pub mod image;
+pub mod kube;
 pub mod postgres;
 pub mod proxy;
 pub mod registry;

@@ -167,6 +167,11 @@ impl SignetUp {
             .with_context(|| format!("running signet {}", args.join(" ")))
     }
 
+    /// The process id, while it runs (to SIGSTOP it: a verifier that hangs).
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+
     /// SIGKILL: no drain, no cleanup, like a crash or an OOM kill.
     pub fn kill(&mut self) -> anyhow::Result<()> {
         if let Some(mut child) = self.child.take() {

@@ -8,29 +8,32 @@ use std::path::PathBuf;
 /// Where `scripts/tools.sh` links the current binaries: `$SIGNET_TOOLS_BIN`, else
 /// `${SIGNET_TOOLS_DIR:-${XDG_CACHE_HOME:-~/.cache}/signet-tools}/bin`.
 pub fn bin_dir() -> PathBuf {
-    if let Some(dir) = std::env::var_os("SIGNET_TOOLS_BIN") {
+    if let Some(dir) = std::env::var_os("SIGNET_TOOLS_BIN").filter(|d| !d.is_empty()) {
         return PathBuf::from(dir);
     }
-    let base = std::env::var_os("SIGNET_TOOLS_DIR")
+    let cache = std::env::var_os("XDG_CACHE_HOME")
         .map(PathBuf::from)
-        .unwrap_or_else(|| {
-            std::env::var_os("XDG_CACHE_HOME")
-                .map(PathBuf::from)
-                .unwrap_or_else(|| {
-                    PathBuf::from(std::env::var_os("HOME").unwrap_or_default()).join(".cache")
-                })
-                .join("signet-tools")
-        });
-    base.join("bin")
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache")))
+        .unwrap_or_else(|| PathBuf::from("/nonexistent"));
+    std::env::var_os("SIGNET_TOOLS_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| cache.join("signet-tools"))
+        .join("bin")
 }
 
-/// The path of tool `name`; panics with what to run when it is not there.
-pub fn bin(name: &str) -> PathBuf {
+/// The path of tool `name` in [`bin_dir`], or an error saying how to get it.
+pub fn find(name: &str) -> anyhow::Result<PathBuf> {
     let path = bin_dir().join(name);
-    assert!(
-        path.is_file(),
-        "{} is missing: run scripts/tools.sh (scripts/test.sh does) to build the pinned tools",
-        path.display()
-    );
-    path
+    if !path.is_file() {
+        anyhow::bail!(
+            "{name} not found at {}: run scripts/tools.sh (it builds and caches the pinned tools the end-to-end tests need; scripts/test.sh runs it) or set SIGNET_TOOLS_BIN",
+            path.display()
+        );
+    }
+    Ok(path)
+}
+
+/// [`find`], for tests: panics with the same message when the tool is missing.
+pub fn bin(name: &str) -> PathBuf {
+    find(name).unwrap_or_else(|e| panic!("{e:#}"))
 }

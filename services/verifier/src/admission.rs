@@ -117,12 +117,24 @@ pub fn images_to_check(
 /// passes. Any other update is checked like a create, through the same caches: "its
 /// images appear in the old object" is not enough, because that object may have been
 /// admitted under warn, dry-run or break-glass, or before the policy existed.
+///
+/// A ReplicaSet or ReplicationController whose pod template is unchanged may also grow:
+/// all it starts are Pods, and each is checked when the controller creates it. The
+/// Deployment controller scales its ReplicaSets by UPDATE (after `kubectl scale
+/// deployment` or an HPA, which use the unchecked `scale` subresource); refusing that
+/// update would stall the Deployment with nothing to say why (the controller manager
+/// logs it, nothing else does), while the refused Pods put the reason in the
+/// ReplicaSet's `FailedCreate` events and the Deployment's `ReplicaFailure` condition.
+/// Found against a real API server (services/cli/tests/kubernetes.rs).
 fn runs_nothing_new(kind: &str, old: &Value, new: &Value) -> bool {
     let replicas = |o: &Value| o.pointer("/spec/replicas").and_then(Value::as_i64);
     let same_spec = match (workload::pod_spec(kind, old), workload::pod_spec(kind, new)) {
         (Some(o), Some(n)) => o == n,
         _ => false,
     };
+    if matches!(kind, "ReplicaSet" | "ReplicationController") {
+        return same_spec;
+    }
     let no_more = match (replicas(old), replicas(new)) {
         (Some(o), Some(n)) => n <= o,
         (None, None) => true,
@@ -174,7 +186,8 @@ impl Admission {
             return allow;
         };
         if !self.trust.is_loaded() {
-            return allow.deny(
+            return forbid(
+                allow,
                 "signet: the verifier has no trust bundle yet (the control plane has not answered since it started); it cannot tell which images are trusted",
             );
         }
@@ -332,6 +345,9 @@ impl Admission {
         let recorded = sender == Sender::Trusted && !req.dry_run;
         let mut denials: Vec<String> = Vec::new();
         let mut warnings: Vec<String> = Vec::new();
+        // The same warnings in short lines, for when the full ones do not fit in what the
+        // API server passes on (see `fit_warnings`).
+        let mut short_warnings: Vec<String> = Vec::new();
         let mut kept_break_glass = Vec::new();
         for r in results {
             let policy = &r.policy.policy;
@@ -359,6 +375,11 @@ impl Admission {
                             policy.name
                         );
                         warnings.push(m.clone());
+                        short_warnings.push(format!(
+                            "signet: break-glass ({reason}) let this through policy {:?}, which would have denied {}; this admission is audited",
+                            policy.name,
+                            count_images(&r.verdicts)
+                        ));
                         (AdmissionOutcome::BreakGlass, m)
                     }
                     Some(_) => {
@@ -377,6 +398,14 @@ impl Admission {
                 (true, PolicyMode::Warn) => {
                     let m = format!("signet (warn): {problems}");
                     warnings.push(m.clone());
+                    short_warnings.extend(r.verdicts.iter().filter_map(|v| {
+                        Some(format!(
+                            "signet (warn): image {:?} is not allowed in namespace {namespace:?} by policy {:?}: {}",
+                            v.image,
+                            policy.name,
+                            reason_words(v.reason?)
+                        ))
+                    }));
                     (AdmissionOutcome::Warned, m)
                 }
                 (true, PolicyMode::DryRun) => (AdmissionOutcome::WouldDeny, problems),
@@ -404,6 +433,7 @@ impl Admission {
                 message,
                 break_glass: break_glass.map(str::to_owned),
                 dry_run: req.dry_run,
+                user: req.user_info.username.clone().filter(|u| !u.is_empty()),
             };
             if outcome == AdmissionOutcome::BreakGlass {
                 tracing::warn!(namespace, name = %name, policy = %policy.name, reason = ?break_glass, "break-glass admission");
@@ -417,14 +447,15 @@ impl Admission {
         for decision in kept_break_glass {
             if let Err(e) = self.break_glass.keep(decision).await {
                 tracing::error!(error = %e, "break-glass admission refused: its decision cannot be kept for the audit");
-                return AdmissionResponse::from(req).deny(
+                return forbid(
+                    AdmissionResponse::from(req),
                     "signet: break-glass refused: the verifier cannot record the decision durably, and break-glass admissions must be audited",
                 );
             }
         }
         let mut response = AdmissionResponse::from(req);
         if !warnings.is_empty() {
-            response.warnings = Some(warnings);
+            response.warnings = Some(fit_warnings(warnings, short_warnings));
         }
         if !denials.is_empty() {
             let mut message = denials.join("; ");
@@ -436,7 +467,7 @@ impl Admission {
                 message.truncate(cut);
                 message.push_str(" …");
             }
-            return response.deny(message);
+            return forbid(response, message);
         }
         let pinned = pinned_images(results);
         if !pinned.is_empty() {
@@ -540,6 +571,79 @@ impl Admission {
     }
 }
 
+/// What the API server passes on of a response's warnings: 4 KiB in all, counted as
+/// HTTP `Warning` headers (`299 - "text"`, quotes and backslashes escaped); past that it
+/// cuts every warning to 256 characters and drops what still does not fit
+/// (k8s.io/apiserver, filters/warning.go). Leaves room for other webhooks' warnings.
+const WARNINGS_BUDGET: usize = 3_000;
+/// The length the API server cuts warnings to once they exceed its total.
+const WARNING_LINE: usize = 256;
+
+/// The warnings as they should be sent: the full texts when they fit the API server's
+/// budget; otherwise one short line per image (each under 256 characters), as many as
+/// fit, and a last line saying how many were left out. Sending the full texts regardless
+/// had the API server cut a warning for 16 images after its first image, mid-sentence
+/// (found against a real API server by services/cli/tests/kubernetes.rs).
+fn fit_warnings(full: Vec<String>, short: Vec<String>) -> Vec<String> {
+    fn header_len(w: &str) -> usize {
+        "299 - \"\"".len() + w.len() + w.matches(['"', '\\']).count()
+    }
+    if full.iter().map(|w| header_len(w)).sum::<usize>() <= WARNINGS_BUDGET {
+        return full;
+    }
+    let total = short.len();
+    let mut out = Vec::new();
+    let mut used = 0;
+    // Room for the line that says how many were left out.
+    let reserve = header_len(&left_out_line(total, total));
+    for mut w in short {
+        if w.len() > WARNING_LINE {
+            let mut cut = WARNING_LINE - "…".len();
+            while !w.is_char_boundary(cut) {
+                cut -= 1;
+            }
+            w.truncate(cut);
+            w.push('…');
+        }
+        if used + header_len(&w) + reserve > WARNINGS_BUDGET {
+            break;
+        }
+        used += header_len(&w);
+        out.push(w);
+    }
+    if out.len() < total {
+        out.push(left_out_line(total - out.len(), total));
+    }
+    out
+}
+
+fn left_out_line(left: usize, total: usize) -> String {
+    format!(
+        "signet: {left} of {total} warnings left out (the API server passes on 4 KiB of warnings); signet audit --admissions lists them all"
+    )
+}
+
+/// "1 image" or "N images": the failing images of a verdict list.
+fn count_images(verdicts: &[ImageVerdict]) -> String {
+    match verdicts.iter().filter(|v| v.reason.is_some()).count() {
+        1 => "1 image".to_owned(),
+        n => format!("{n} images"),
+    }
+}
+
+/// A denial, as `403 Forbidden`. The API server passes a webhook's status on to the
+/// client, but without a code it answers `400 Bad Request` with no reason, which kubectl
+/// prints as `Error from server: ...` and which clients (CI tools, GitOps controllers)
+/// read as a malformed object rather than a refusal. Found against a real API server by
+/// services/cli/tests/kubernetes.rs; kubectl now prints `Error from server (Forbidden)`.
+fn forbid(response: AdmissionResponse, message: impl ToString) -> AdmissionResponse {
+    let mut r = response.deny(message);
+    r.result.code = 403;
+    r.result.reason = kube_core::response::reason::FORBIDDEN.to_owned();
+    r.result.status = Some(kube_core::response::StatusSummary::Failure);
+    r
+}
+
 fn operation_name(op: &Operation) -> &'static str {
     match op {
         Operation::Create => "CREATE",
@@ -608,7 +712,7 @@ mod tests {
     use crate::testing::{bundle, no_registry, policy, TestKey};
     use tokio::sync::mpsc;
 
-    const FIXTURES: [(&str, &str); 15] = [
+    const FIXTURES: [(&str, &str); 16] = [
         (
             "pod-create",
             include_str!("../tests/fixtures/pod-create.json"),
@@ -648,6 +752,10 @@ mod tests {
         (
             "replicaset-create",
             include_str!("../tests/fixtures/replicaset-create.json"),
+        ),
+        (
+            "replicaset-scale-up-update",
+            include_str!("../tests/fixtures/replicaset-scale-up-update.json"),
         ),
         (
             "statefulset-create",
@@ -765,7 +873,9 @@ mod tests {
             let req = request(name, "prod", &i);
             let got = images_to_check(&req).map(|(_, imgs)| imgs);
             let want: Option<Vec<&str>> = match name {
-                "deployment-scale-down-update" | "deployment-scale-subresource-update" => None,
+                "deployment-scale-down-update"
+                | "deployment-scale-subresource-update"
+                | "replicaset-scale-up-update" => None,
                 "pod-ephemeral-update" => Some(vec!["reg/app:v1", "reg/init:v1", "reg/debug:v1"]),
                 _ => Some(vec!["reg/app:v1", "reg/init:v1"]),
             };
@@ -819,6 +929,11 @@ mod tests {
         assert!(m.contains(&unsigned), "{m}");
         assert!(m.contains("policy \"prod-images\""), "{m}");
         assert!(m.contains("registry unreachable"), "{m}");
+        // A refusal reaches kubectl as 403 Forbidden, not the API server's default 400.
+        let status = serde_json::to_value(&denied.result).expect("status json");
+        assert_eq!(status["code"], 403, "{status}");
+        assert_eq!(status["reason"], "Forbidden", "{status}");
+        assert_eq!(status["status"], "Failure", "{status}");
         let d = drain(&mut f.decisions);
         assert_eq!(d.len(), 2);
         assert_eq!(d[0].outcome, AdmissionOutcome::Allowed);
@@ -855,6 +970,47 @@ mod tests {
         assert_eq!(
             outcomes,
             [AdmissionOutcome::Warned, AdmissionOutcome::WouldDeny]
+        );
+    }
+
+    #[test]
+    fn warnings_fit_what_the_api_server_passes_on() {
+        let long = |i: usize| {
+            format!(
+                "signet (warn): image \"reg.example/team/app:t{i}\" (sha256:{}) is not allowed in namespace \"prod\" by policy \"p\": unsigned: no signature artifact reg.example/team/app:sha256-{}.sig; not signed by release",
+                "a".repeat(64),
+                "a".repeat(64)
+            )
+        };
+        let short = |i: usize| {
+            format!("signet (warn): image \"reg.example/team/app:t{i}\" is not allowed in namespace \"prod\" by policy \"p\": unsigned")
+        };
+        // A few: sent in full.
+        let full: Vec<String> = (0..3).map(long).collect();
+        assert_eq!(
+            fit_warnings(full.clone(), (0..3).map(short).collect()),
+            full
+        );
+        // Sixteen images (the API server cut the full warning to its first 256
+        // characters): one short line each.
+        let fitted = fit_warnings(
+            vec![(0..16).map(long).collect::<Vec<_>>().join("; ")],
+            (0..16).map(short).collect(),
+        );
+        assert_eq!(fitted, (0..16).map(short).collect::<Vec<_>>());
+        // More than fit: as many as fit, each under 256 characters, and a count.
+        let huge = |i: usize| format!("{}{}", short(i), "x".repeat(300));
+        let fitted = fit_warnings(vec![long(0).repeat(100)], (0..100).map(huge).collect());
+        let total: usize = fitted.iter().map(|w| w.len() + 10).sum();
+        assert!(total <= WARNINGS_BUDGET, "{total}");
+        assert!(fitted.iter().all(|w| w.len() <= WARNING_LINE), "{fitted:?}");
+        let last = fitted.last().expect("lines");
+        assert!(
+            last.starts_with(&format!(
+                "signet: {} of 100 warnings left out",
+                100 - (fitted.len() - 1)
+            )),
+            "{last}"
         );
     }
 
@@ -896,6 +1052,9 @@ mod tests {
         assert_eq!(kept.len(), 1);
         assert_eq!(kept[0].outcome, AdmissionOutcome::BreakGlass);
         assert_eq!(kept[0].break_glass.as_deref(), Some("incident 42"));
+        // Who asked: the review's userInfo, for the audit (kubectl's user, found missing
+        // by services/cli/tests/kubernetes.rs against a real API server).
+        assert_eq!(kept[0].user.as_deref(), Some("kubernetes-admin"));
         let d = drain(&mut f.decisions);
         assert_eq!(d.len(), 1);
         assert_eq!(d[0].outcome, AdmissionOutcome::Denied);
@@ -976,10 +1135,13 @@ mod tests {
             r.result.message
         );
         drain(&mut f.decisions);
-        // Scale-downs and the scale subresource are not checked at all.
+        // Scale-downs and the scale subresource are not checked at all, nor is the
+        // Deployment controller growing a ReplicaSet whose template is unchanged (its
+        // Pods are checked one by one as it creates them).
         for name in [
             "deployment-scale-down-update",
             "deployment-scale-subresource-update",
+            "replicaset-scale-up-update",
         ] {
             let unsigned = f.unsigned.clone();
             let r = f

@@ -250,6 +250,7 @@ mod tests {
             message: String::new(),
             break_glass: Some("incident".into()),
             dry_run: false,
+            user: None,
         }
     }
 

@@ -89,8 +89,13 @@ async fn admissions(ctx: &Context, a: AuditArgs) -> anyhow::Result<ExitCode> {
                     .filter(|i| !i["reason"].is_null())
                     .map(|i| format!("{} ({})", s(&i["image"]), s(&i["reason"])))
                     .collect();
+                // Who asked the API server (userInfo), when the verifier reported it.
+                let by = d["user"]
+                    .as_str()
+                    .map(|u| format!(" by {u}"))
+                    .unwrap_or_default();
                 println!(
-                    "{} {:<11} {:<16} {}/{}/{}/{} {}",
+                    "{} {:<11} {:<16} {}/{}/{}/{}{by} {}",
                     s(&d["at"]),
                     s(&d["outcome"]),
                     s(&d["policy"]),
