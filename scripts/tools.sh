@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Builds the real Kubernetes-ecosystem programs the end-to-end tests run (kube-apiserver,
-# kube-controller-manager, kubectl, etcd, cosign) from their Go modules at the versions
-# pinned in scripts/tools.versions, and caches them:
+# kube-controller-manager, kubectl, etcd, cosign, and Jaeger for the telemetry test) from
+# their Go modules at the versions pinned in scripts/tools.versions, and caches them:
 #   $SIGNET_TOOLS_DIR/<tool>-<version>/<tool>   the binaries, one directory per version
 #   $SIGNET_TOOLS_DIR/bin/<tool>                links to the pinned ones (tests look here)
 # SIGNET_TOOLS_DIR defaults to ~/.cache/signet-tools (as for scripts/check-helm.sh).
@@ -23,7 +23,7 @@
 #                                      eval "$(scripts/tools.sh --print-env)":
 #                                      SIGNET_TOOLS_BIN, SIGNET_KUBE_APISERVER,
 #                                      SIGNET_KUBE_CONTROLLER_MANAGER, SIGNET_KUBECTL,
-#                                      SIGNET_ETCD, SIGNET_COSIGN
+#                                      SIGNET_ETCD, SIGNET_COSIGN, SIGNET_JAEGER
 # Progress goes to stderr so that stdout stays parseable.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -33,7 +33,7 @@ cd "$(dirname "$0")/.."
 
 TOOLS_DIR="${SIGNET_TOOLS_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/signet-tools}"
 BIN_DIR="$TOOLS_DIR/bin"
-ALL_TOOLS=(etcd kube-apiserver kube-controller-manager kubectl cosign)
+ALL_TOOLS=(etcd kube-apiserver kube-controller-manager kubectl cosign jaeger)
 
 say() { printf '==> %s\n' "$*" >&2; }
 die() { printf 'error: %s\n' "$*" >&2; exit 1; }
@@ -46,6 +46,7 @@ version_of() { # tool
     kube-apiserver | kube-controller-manager | kubectl) echo "$KUBERNETES_VERSION" ;;
     etcd) echo "$ETCD_VERSION" ;;
     cosign) echo "$COSIGN_VERSION" ;;
+    jaeger) echo "$JAEGER_VERSION" ;;
     *) die "unknown tool $1" ;;
   esac
 }
@@ -71,12 +72,14 @@ reports_version() { # tool binary
       out="$(timeout 30 "$2" --version 2>&1)" && grep -qx "etcd Version: ${v#v}" <<<"$out" ;;
     cosign)
       out="$(timeout 30 "$2" version 2>&1)" && grep -Eqx "GitVersion: +$v" <<<"$out" ;;
+    jaeger)
+      out="$(timeout 30 "$2" version 2>/dev/null)" && grep -q "\"gitVersion\":\"$v\"" <<<"$out" ;;
   esac
 }
 
 # Every go command runs niced (developers compile Rust beside it, and a test run may be
 # waiting on it), outside any go.work, with the module's own settings rather than the
-# caller's GOFLAGS, and without cgo: all five are static binaries upstream too.
+# caller's GOFLAGS, and without cgo: all six are static binaries upstream too.
 go_() { nice -n 10 env GOWORK=off GOFLAGS=-buildvcs=false CGO_ENABLED=0 go "$@"; }
 
 # The commit time of a module version, as buildDate: it keeps the binaries reproducible.
@@ -101,7 +104,7 @@ go_logged() { # go arguments...
   fi
 }
 
-# Creates the scratch module of one source (kubernetes, etcd or cosign) under
+# Creates the scratch module of one source (kubernetes, etcd, cosign or jaeger) under
 # $TOOLS_DIR/.src, fresh, once per run, and leaves its directory in $SRC. The `go get` of
 # the program packages (not just the module) records every checksum their build needs.
 declare -A PREPARED=()
@@ -125,6 +128,7 @@ prepare() { # source
       ;;
     etcd) packages=("$(etcd_module)@$ETCD_VERSION") ;;
     cosign) packages=("$(cosign_module)/cmd/cosign@$COSIGN_VERSION") ;;
+    jaeger) packages=("github.com/jaegertracing/jaeger/cmd/jaeger@$JAEGER_VERSION") ;;
   esac
   go_logged get "${packages[@]}"
   PREPARED[$1]=1
@@ -163,6 +167,13 @@ build() { # tool
       date="$(cd "$SRC" && module_time "$(cosign_module)@$v")"
       p=sigs.k8s.io/release-utils/version
       ldflags+=" -X $p.gitVersion=$v -X $p.gitTreeState=clean -X $p.buildDate=$date"
+      ;;
+    jaeger)
+      prepare jaeger
+      pkg=github.com/jaegertracing/jaeger/cmd/jaeger
+      date="$(cd "$SRC" && module_time "github.com/jaegertracing/jaeger@$v")"
+      p=github.com/jaegertracing/jaeger/internal/version
+      ldflags+=" -X $p.latestVersion=$v -X $p.date=$date"
       ;;
   esac
   mkdir -p "$(dirname "$out")"

@@ -12,6 +12,7 @@
 //!   `scripts/tools.sh` builds at pinned versions.
 //! - [`kube`]: a real Kubernetes control plane (etcd, kube-apiserver,
 //!   kube-controller-manager) on loopback, with its PKI and `kubectl`.
+//! - [`jaeger`]: a real trace backend (Jaeger v2) that signet exports OTLP to.
 //! - [`postgres`]: create a throwaway PostgreSQL database on the local server.
 //! - [`brokers`]: private nats-server and RabbitMQ nodes a test may stop and start.
 //! - [`proxy`]: an HTTP proxy that injects faults (500s, throttling) in front of a service.
@@ -21,6 +22,7 @@
 pub mod brokers;
 pub mod emulators;
 pub mod image;
+pub mod jaeger;
 pub mod kube;
 pub mod postgres;
 pub mod proxy;
