@@ -151,3 +151,88 @@ async fn signet_and_cosign_share_one_image_and_read_each_other() {
         "signet still verifies prod among four layers",
     );
 }
+
+/// A key in OpenBao transit that cosign signs with through its own `hashivault://`
+/// provider, bound to a signet witness: signet verifies cosign's signature by the
+/// witness, and cosign verifies signet's by the same KMS key.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cosign_signing_through_openbao_counts_for_the_witness_on_that_key() {
+    let bao = signet_testkit::emulators::bao();
+    let registry = TestRegistry::start().await.expect("docker-registry");
+    let host = registry.host();
+    let key = format!("cosign-shared-{}", std::process::id());
+    bao.bao_create_key(&key, "rsa-2048");
+    let up = SignetUp::start(
+        bin(),
+        &[("VAULT_ADDR", &bao.url), ("VAULT_TOKEN", &bao.token)],
+    )
+    .await
+    .expect("signet up");
+    ok(
+        &up.cli(&[
+            "witness",
+            "create",
+            "--name",
+            "shared",
+            "--kms-key",
+            &format!("hashivault://{key}"),
+        ])
+        .expect("cli"),
+        "witness on the transit key",
+    );
+
+    // cosign signs one image through OpenBao; signet signs another with the witness.
+    let by_cosign = TestImage::random()
+        .push(&host, "vault/cosigned", "v1")
+        .await
+        .expect("push");
+    let by_cosign = format!("{host}/vault/cosigned@{by_cosign}");
+    let by_signet = TestImage::random()
+        .push(&host, "vault/signed", "v1")
+        .await
+        .expect("push");
+    let by_signet = format!("{host}/vault/signed@{by_signet}");
+    let tmp = tempfile::tempdir().expect("temp dir");
+    let home = tmp.path();
+    let kms_ref = format!("hashivault://{key}");
+    let out = cosign(home)
+        .env("VAULT_ADDR", &bao.url)
+        .env("VAULT_TOKEN", &bao.token)
+        .args([
+            "sign",
+            "--key",
+            &kms_ref,
+            "--tlog-upload=false",
+            "--allow-http-registry",
+            "--yes",
+            &by_cosign,
+        ])
+        .output()
+        .expect("run cosign");
+    assert!(
+        out.status.success(),
+        "cosign sign through OpenBao:\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    ok(
+        &up.cli(&["sign", &by_signet, "--witness", "shared", "--wait"])
+            .expect("cli"),
+        "signet signs with the witness",
+    );
+
+    // signet counts cosign's signature for the witness bound to the key.
+    ok(
+        &up.cli(&["verify", &by_cosign, "--witness", "shared"])
+            .expect("cli"),
+        "signet verify of cosign's OpenBao signature by the witness",
+    );
+    // cosign verifies signet's signature with the witness's exported key. (Not with
+    // `--key hashivault://`: cosign then asks transit to verify without naming a
+    // signature algorithm, transit assumes PSS for RSA keys, and signet's witnesses
+    // sign PKCS#1 v1.5, the scheme cosign's own PEM verification expects; docs/kms.md.)
+    let pem = ok(
+        &up.cli(&["witness", "export-key", "shared"]).expect("cli"),
+        "export-key",
+    );
+    assert_eq!(cosign_verifies(&by_signet, pem.as_bytes()), Ok(1));
+}
