@@ -16,12 +16,8 @@ use signet_testkit::image::TestImage;
 use signet_testkit::registry::TestRegistry;
 use signet_testkit::signet::SignetUp;
 
-use common::{bin, blob, fails, ok, sig_manifest};
+use common::{bin, blob, fails, ok, review, sig_manifest};
 
-const POD: &str = concat!(
-    env!("CARGO_MANIFEST_DIR"),
-    "/../verifier/tests/fixtures/pod-create.json"
-);
 const DEADLINE: Duration = Duration::from_secs(30);
 
 /// Uploads `bytes` as a blob of `repo` (distribution API, monolithic PUT).
@@ -80,36 +76,6 @@ async fn copy_signature(registry: &TestRegistry, from: &str, to: &str, digest: &
         .await
         .expect("put the copied .sig");
     assert_eq!(resp.status(), StatusCode::CREATED);
-}
-
-async fn review(up: &SignetUp, image: &str) -> Value {
-    let pem = std::fs::read(up.verifier_cert()).expect("the verifier certificate");
-    let http = reqwest::Client::builder()
-        .tls_certs_only([reqwest::Certificate::from_pem(&pem).expect("PEM")])
-        .timeout(Duration::from_secs(15))
-        .build()
-        .expect("HTTPS client");
-    let body = std::fs::read_to_string(POD)
-        .expect("fixture")
-        .replace("{{UID}}", &uuid_like(image))
-        .replace("{{NAMESPACE}}", "prod")
-        .replace("{{IMAGE}}", image)
-        .replace("{{INIT_IMAGE}}", image);
-    let v: Value = http
-        .post(format!("{}/validate", up.verifier().expect("verifier URL")))
-        .header("Content-Type", "application/json")
-        .body(body)
-        .send()
-        .await
-        .expect("the verifier answers over HTTPS")
-        .json()
-        .await
-        .expect("an AdmissionReview");
-    v["response"].clone()
-}
-
-fn uuid_like(seed: &str) -> String {
-    format!("copied-{}", Digest::of(seed.as_bytes()).hex())
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -192,10 +158,10 @@ async fn admission_and_signet_verify_agree_on_a_copied_signature() {
     ok(&cli(&["policy", "enable", "prod-images"]), "policy enable");
     let unsigned = format!("{host}/team/unsigned:v1");
     let started = Instant::now();
-    while review(&up, &unsigned).await["allowed"] != false {
+    while review(&up, "prod", &unsigned).await["allowed"] != false {
         assert!(started.elapsed() < DEADLINE, "the policy was not enforced");
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    let r = review(&up, &copied).await;
+    let r = review(&up, "prod", &copied).await;
     assert_eq!(r["allowed"], true, "{r}");
 }

@@ -236,3 +236,147 @@ async fn cosign_signing_through_openbao_counts_for_the_witness_on_that_key() {
     );
     assert_eq!(cosign_verifies(&by_signet, pem.as_bytes()), Ok(1));
 }
+
+/// A verify-only witness: a `cosign generate-key-pair` key (ECDSA P-256) of a team that
+/// signs with cosign. signet verifies its signatures, the verifier admits by them under
+/// a policy, and signet refuses to sign with it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_verify_only_witness_holds_a_cosign_key_signet_never_signs_with() {
+    let registry = TestRegistry::start().await.expect("docker-registry");
+    let host = registry.host();
+    let signed = TestImage::random()
+        .push(&host, "vendor/app", "v1")
+        .await
+        .expect("push");
+    let signed = format!("{host}/vendor/app@{signed}");
+    let unsigned = TestImage::random()
+        .push(&host, "vendor/other", "v1")
+        .await
+        .expect("push");
+    let unsigned = format!("{host}/vendor/other@{unsigned}");
+    let up = SignetUp::start(bin(), &[("SIGNET_VERIFIER__CLUSTER", "c1")])
+        .await
+        .expect("signet up");
+    let tmp = tempfile::tempdir().expect("temp dir");
+    let home = tmp.path();
+    run_cosign(home, &["generate-key-pair"]);
+    run_cosign(
+        home,
+        &[
+            "sign",
+            "--key",
+            "cosign.key",
+            "--tlog-upload=false",
+            "--allow-http-registry",
+            "--yes",
+            &signed,
+        ],
+    );
+    let cosign_pub = home.join("cosign.pub");
+    let cosign_pub = cosign_pub.to_str().expect("utf-8 path");
+
+    let json = ok(
+        &up.cli(&[
+            "--output",
+            "json",
+            "witness",
+            "create",
+            "--name",
+            "vendor",
+            "--public-key",
+            cosign_pub,
+        ])
+        .expect("cli"),
+        "witness create --public-key",
+    );
+    let w: serde_json::Value = serde_json::from_str(&json).expect("json");
+    assert_eq!(w["algorithm"], "ECDSA_P256_SHA256", "{w}");
+    assert!(
+        w["kms_key"]
+            .as_str()
+            .is_some_and(|k| k.starts_with("pubkey:sha256:")),
+        "{w}"
+    );
+
+    // signet verifies cosign's signature by the witness and by the key file.
+    ok(
+        &up.cli(&["verify", &signed, "--witness", "vendor"])
+            .expect("cli"),
+        "signet verify --witness of a verify-only witness",
+    );
+    ok(
+        &up.cli(&["verify", &signed, "--key", cosign_pub])
+            .expect("cli"),
+        "signet verify --key cosign.pub",
+    );
+    common::fails(
+        &up.cli(&["verify", &unsigned, "--witness", "vendor"])
+            .expect("cli"),
+        "an image the vendor did not sign",
+    );
+
+    // signet never signs with it, and no rule can make it.
+    let msg = common::fails(
+        &up.cli(&["sign", &signed, "--witness", "vendor", "--wait"])
+            .expect("cli"),
+        "signing with a verify-only witness",
+    );
+    assert!(msg.contains("verify-only"), "{msg}");
+
+    // Under an enforcing policy, the verifier admits what the vendor signed only.
+    for args in [
+        vec![
+            "policy",
+            "create",
+            "vendor-images",
+            "--witness",
+            "vendor",
+            "--cluster",
+            "c1",
+            "--namespace",
+            "prod",
+            "--mode",
+            "enforce",
+        ],
+        vec!["policy", "enable", "vendor-images"],
+    ] {
+        ok(&up.cli(&args).expect("cli"), &args.join(" "));
+    }
+    let started = std::time::Instant::now();
+    while common::review(&up, "prod", &unsigned).await["allowed"] != false {
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(30),
+            "the policy was not enforced"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    let r = common::review(&up, "prod", &signed).await;
+    assert_eq!(r["allowed"], true, "{r}");
+
+    // Rotation takes another key of the same type, and refuses an RSA one.
+    run_cosign(home, &["generate-key-pair", "--output-key-prefix", "next"]);
+    let next = home.join("next.pub");
+    let json = ok(
+        &up.cli(&[
+            "--output",
+            "json",
+            "witness",
+            "rotate",
+            "vendor",
+            "--public-key",
+            next.to_str().expect("utf-8 path"),
+        ])
+        .expect("cli"),
+        "rotate to the next cosign key",
+    );
+    assert!(
+        json.contains("\"version\": \"2\"") || json.contains("\"version\":\"2\""),
+        "{json}"
+    );
+    // The old key's signature still counts until its version is revoked.
+    ok(
+        &up.cli(&["verify", &signed, "--witness", "vendor"])
+            .expect("cli"),
+        "the first key's signature after the rotation",
+    );
+}

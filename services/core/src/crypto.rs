@@ -29,6 +29,9 @@ pub enum SignatureAlgorithm {
     #[default]
     RsaPkcs1Sha256,
     RsaPssSha256,
+    /// ECDSA on P-256 with SHA-256, DER-encoded signatures: what `cosign generate-key-pair`
+    /// keys sign with. Only verify-only witnesses have such keys; signet signs with RSA.
+    EcdsaP256Sha256,
 }
 
 impl SignatureAlgorithm {
@@ -36,6 +39,7 @@ impl SignatureAlgorithm {
         match self {
             Self::RsaPkcs1Sha256 => "RSA_PKCS1_SHA256",
             Self::RsaPssSha256 => "RSA_PSS_SHA256",
+            Self::EcdsaP256Sha256 => "ECDSA_P256_SHA256",
         }
     }
 
@@ -45,6 +49,7 @@ impl SignatureAlgorithm {
                 Some(Self::RsaPkcs1Sha256)
             }
             "RSA_PSS_SHA256" | "RSA_PSS_SHA_256" | "PSS" => Some(Self::RsaPssSha256),
+            "ECDSA_P256_SHA256" | "ECDSA_SHA_256" | "ECDSA" => Some(Self::EcdsaP256Sha256),
             _ => None,
         }
     }
@@ -59,7 +64,7 @@ impl fmt::Display for SignatureAlgorithm {
 /// Why a key or signature was refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum CryptoError {
-    #[error("public key is not PEM or DER encoded RSA (SubjectPublicKeyInfo or PKCS#1): {0}")]
+    #[error("public key is not PEM or DER encoded RSA (SubjectPublicKeyInfo or PKCS#1) or ECDSA P-256 (SubjectPublicKeyInfo): {0}")]
     UnparsableKey(String),
     #[error("public key is RSA-{0}; signet requires at least RSA-{MIN_RSA_BITS}")]
     KeyTooSmall(usize),
@@ -67,27 +72,29 @@ pub enum CryptoError {
     BadSignature(SignatureAlgorithm),
 }
 
-/// An RSA public key, kept in both encodings the verifiers need.
+/// A public key: RSA (kept in both encodings the verifiers need) or ECDSA P-256.
 #[derive(Clone, PartialEq, Eq)]
 pub struct PublicKey {
     spki_der: Vec<u8>,
+    /// PKCS#1 DER of an RSA key; empty for an EC key.
     pkcs1_der: Vec<u8>,
+    /// RSA modulus bits; 256 for a P-256 key.
     bits: usize,
 }
 
 impl PublicKey {
-    /// Reads a PEM (`PUBLIC KEY` or `RSA PUBLIC KEY`) or DER (SPKI or PKCS#1) key.
+    /// Reads a PEM (`PUBLIC KEY` or `RSA PUBLIC KEY`) or DER (SPKI or PKCS#1) RSA key,
+    /// or an ECDSA P-256 key as SPKI (PEM `PUBLIC KEY`, as cosign writes `cosign.pub`).
     pub fn parse(input: &[u8]) -> Result<Self, CryptoError> {
-        let key = if let Ok(text) = std::str::from_utf8(input) {
-            if text.contains("-----BEGIN") {
-                let block = pem::parse(text.trim())
-                    .map_err(|e| CryptoError::UnparsableKey(e.to_string()))?;
-                decode_der(block.contents())?
-            } else {
-                decode_der(input)?
-            }
-        } else {
-            decode_der(input)?
+        let der = match std::str::from_utf8(input) {
+            Ok(text) if text.contains("-----BEGIN") => pem::parse(text.trim())
+                .map_err(|e| CryptoError::UnparsableKey(e.to_string()))?
+                .into_contents(),
+            _ => input.to_vec(),
+        };
+        let key = match decode_der(&der) {
+            Ok(key) => key,
+            Err(rsa_error) => return Self::parse_ec_p256(&der).ok_or(rsa_error),
         };
         let bits = key.n().bits();
         if bits < MIN_RSA_BITS {
@@ -106,6 +113,35 @@ impl PublicKey {
             pkcs1_der,
             bits,
         })
+    }
+
+    /// An ECDSA P-256 SubjectPublicKeyInfo (a SEQUENCE; a bare point is not taken, so
+    /// the fingerprint is always over SPKI).
+    fn parse_ec_p256(der: &[u8]) -> Option<Self> {
+        if der.first() != Some(&0x30) {
+            return None;
+        }
+        lc::ParsedPublicKey::new(&lc::ECDSA_P256_SHA256_ASN1, der).ok()?;
+        Some(Self {
+            spki_der: der.to_vec(),
+            pkcs1_der: Vec::new(),
+            bits: 256,
+        })
+    }
+
+    /// Whether this is an ECDSA P-256 key (else RSA).
+    pub fn is_ec(&self) -> bool {
+        self.pkcs1_der.is_empty()
+    }
+
+    /// The algorithm this key's signatures are checked with by default: ECDSA for an EC
+    /// key, PKCS#1 v1.5 for RSA.
+    pub fn default_algorithm(&self) -> SignatureAlgorithm {
+        if self.is_ec() {
+            SignatureAlgorithm::EcdsaP256Sha256
+        } else {
+            SignatureAlgorithm::RsaPkcs1Sha256
+        }
     }
 
     pub fn spki_der(&self) -> &[u8] {
@@ -139,9 +175,19 @@ impl PublicKey {
         message: &[u8],
         signature: &[u8],
     ) -> Result<(), CryptoError> {
+        // The key decides what it can verify: an RSA algorithm never runs on an EC key
+        // or the other way round.
+        if self.is_ec() != (algorithm == SignatureAlgorithm::EcdsaP256Sha256) {
+            return Err(CryptoError::BadSignature(algorithm));
+        }
         let params: &'static lc::RsaParameters = match algorithm {
             SignatureAlgorithm::RsaPkcs1Sha256 => &lc::RSA_PKCS1_2048_8192_SHA256,
             SignatureAlgorithm::RsaPssSha256 => &lc::RSA_PSS_2048_8192_SHA256,
+            SignatureAlgorithm::EcdsaP256Sha256 => {
+                return UnparsedPublicKey::new(&lc::ECDSA_P256_SHA256_ASN1, &self.spki_der)
+                    .verify(message, signature)
+                    .map_err(|_| CryptoError::BadSignature(algorithm));
+            }
         };
         if UnparsedPublicKey::new(params, &self.pkcs1_der)
             .verify(message, signature)
@@ -182,7 +228,11 @@ fn decode_der(der: &[u8]) -> Result<rsa::RsaPublicKey, CryptoError> {
 
 impl fmt::Debug for PublicKey {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "PublicKey(RSA-{}, {})", self.bits, self.fingerprint())
+        if self.is_ec() {
+            write!(f, "PublicKey(ECDSA-P256, {})", self.fingerprint())
+        } else {
+            write!(f, "PublicKey(RSA-{}, {})", self.bits, self.fingerprint())
+        }
     }
 }
 
@@ -202,9 +252,9 @@ impl utoipa::PartialSchema for PublicKey {
             .pattern(Some(PUBLIC_KEY_PATTERN))
             .content_media_type("application/x-pem-file")
             .description(Some(
-                "An RSA public key of at least 2048 bits as PEM. signet writes SubjectPublicKeyInfo \
-                 (`PUBLIC KEY`), what `cosign verify --key` reads; it also reads PKCS#1 \
-                 (`RSA PUBLIC KEY`).",
+                "An RSA public key of at least 2048 bits, or (for a verify-only witness) an \
+                 ECDSA P-256 key, as PEM. signet writes SubjectPublicKeyInfo (`PUBLIC KEY`), \
+                 what `cosign verify --key` reads; it also reads PKCS#1 (`RSA PUBLIC KEY`).",
             ))
             .into()
     }

@@ -81,7 +81,18 @@ pub struct Witness {
     pub created_at: DateTime<Utc>,
 }
 
+/// The key reference of a verify-only witness: `pubkey:` and the fingerprint of its
+/// first key. Such a witness holds public keys only (a vendor's, another team's, a
+/// `cosign generate-key-pair` key): its signatures are made outside signet, which never
+/// signs with it.
+pub const VERIFY_ONLY_PREFIX: &str = "pubkey:";
+
 impl Witness {
+    /// Whether signet only verifies for this witness and never signs with it.
+    pub fn is_verify_only(&self) -> bool {
+        self.kms_key.starts_with(VERIFY_ONLY_PREFIX)
+    }
+
     /// The version new signatures are made with.
     pub fn primary(&self) -> Option<&KeyVersion> {
         self.key_versions

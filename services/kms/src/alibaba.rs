@@ -69,9 +69,11 @@ pub(crate) fn parse_uri(uri: &str) -> Result<AliKeyUri, String> {
                 version = Some(v.to_owned());
             }
             Some(("algorithm", a)) => {
-                algorithm = SignatureAlgorithm::parse(a).ok_or_else(|| {
-                    format!("algorithm {a:?} is not RSA_PKCS1_SHA_256 or RSA_PSS_SHA_256")
-                })?;
+                algorithm = SignatureAlgorithm::parse(a)
+                    .filter(|a| *a != SignatureAlgorithm::EcdsaP256Sha256)
+                    .ok_or_else(|| {
+                        format!("algorithm {a:?} is not RSA_PKCS1_SHA_256 or RSA_PSS_SHA_256")
+                    })?;
             }
             _ => {
                 return Err(format!(
@@ -500,10 +502,11 @@ fn check_key(meta: &KeyMetadata) -> Result<(), KmsErrorKind> {
     }
 }
 
-fn ali_algorithm(algorithm: SignatureAlgorithm) -> &'static str {
+fn ali_algorithm(algorithm: SignatureAlgorithm) -> Option<&'static str> {
     match algorithm {
-        SignatureAlgorithm::RsaPkcs1Sha256 => "RSA_PKCS1_SHA_256",
-        SignatureAlgorithm::RsaPssSha256 => "RSA_PSS_SHA_256",
+        SignatureAlgorithm::RsaPkcs1Sha256 => Some("RSA_PKCS1_SHA_256"),
+        SignatureAlgorithm::RsaPssSha256 => Some("RSA_PSS_SHA_256"),
+        SignatureAlgorithm::EcdsaP256Sha256 => None,
     }
 }
 
@@ -571,6 +574,12 @@ impl KeyProvider for AlibabaProvider {
         if key_version.is_empty() {
             return Err(self.error(KmsErrorKind::NotFound("empty key version".into())));
         }
+        let ali = ali_algorithm(algorithm).ok_or_else(|| {
+            self.error(KmsErrorKind::Unsupported(
+                "signet signs with RSA keys only; an ECDSA key belongs to a verify-only witness"
+                    .into(),
+            ))
+        })?;
         let digest =
             B64.encode(aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, payload).as_ref());
         let signed: AsymmetricSignResponse = self
@@ -579,7 +588,7 @@ impl KeyProvider for AlibabaProvider {
                 &[
                     ("KeyId", &self.key.key_id),
                     ("KeyVersionId", key_version),
-                    ("Algorithm", ali_algorithm(algorithm)),
+                    ("Algorithm", ali),
                     ("Digest", &digest),
                 ],
             )

@@ -483,10 +483,11 @@ struct SignResponse {
     signature: String,
 }
 
-fn aws_algorithm(algorithm: SignatureAlgorithm) -> &'static str {
+fn aws_algorithm(algorithm: SignatureAlgorithm) -> Option<&'static str> {
     match algorithm {
-        SignatureAlgorithm::RsaPkcs1Sha256 => "RSASSA_PKCS1_V1_5_SHA_256",
-        SignatureAlgorithm::RsaPssSha256 => "RSASSA_PSS_SHA_256",
+        SignatureAlgorithm::RsaPkcs1Sha256 => Some("RSASSA_PKCS1_V1_5_SHA_256"),
+        SignatureAlgorithm::RsaPssSha256 => Some("RSASSA_PSS_SHA_256"),
+        SignatureAlgorithm::EcdsaP256Sha256 => None,
     }
 }
 
@@ -510,7 +511,11 @@ fn check_key(meta: &KeyMetadata) -> Result<SignatureAlgorithm, KmsErrorKind> {
         )));
     }
     let algorithms = meta.signing_algorithms.as_deref().unwrap_or_default();
-    let offers = |a: SignatureAlgorithm| algorithms.iter().any(|s| s == aws_algorithm(a));
+    let offers = |a: SignatureAlgorithm| {
+        algorithms
+            .iter()
+            .any(|s| Some(s.as_str()) == aws_algorithm(a))
+    };
     if algorithms.is_empty() || offers(SignatureAlgorithm::RsaPkcs1Sha256) {
         Ok(SignatureAlgorithm::RsaPkcs1Sha256)
     } else if offers(SignatureAlgorithm::RsaPssSha256) {
@@ -582,6 +587,12 @@ impl KeyProvider for AwsProvider {
                     .into(),
             )));
         }
+        let aws = aws_algorithm(algorithm).ok_or_else(|| {
+            self.error(KmsErrorKind::Unsupported(
+                "signet signs with RSA keys only; an ECDSA key belongs to a verify-only witness"
+                    .into(),
+            ))
+        })?;
         let (message, message_type) = sign_message(payload);
         let signed: SignResponse = self
             .call(
@@ -590,7 +601,7 @@ impl KeyProvider for AwsProvider {
                     "KeyId": key_version,
                     "Message": message,
                     "MessageType": message_type,
-                    "SigningAlgorithm": aws_algorithm(algorithm),
+                    "SigningAlgorithm": aws,
                 }),
             )
             .await?;

@@ -341,10 +341,15 @@ fn sign_with(
     algorithm: SignatureAlgorithm,
     payload: &[u8],
 ) -> Result<Vec<u8>, String> {
-    let encoding: &'static dyn lc::RsaEncoding = match algorithm {
-        SignatureAlgorithm::RsaPkcs1Sha256 => &lc::RSA_PKCS1_SHA256,
-        SignatureAlgorithm::RsaPssSha256 => &lc::RSA_PSS_SHA256,
-    };
+    let encoding: &'static dyn lc::RsaEncoding =
+        match algorithm {
+            SignatureAlgorithm::RsaPkcs1Sha256 => &lc::RSA_PKCS1_SHA256,
+            SignatureAlgorithm::RsaPssSha256 => &lc::RSA_PSS_SHA256,
+            SignatureAlgorithm::EcdsaP256Sha256 => return Err(
+                "signet signs with RSA keys only; an ECDSA key belongs to a verify-only witness"
+                    .into(),
+            ),
+        };
     let mut sig = vec![0; key.pair.public_modulus_len()];
     key.pair
         .sign(encoding, &SystemRandom::new(), payload, &mut sig)

@@ -357,6 +357,11 @@ impl KeyProvider for VaultProvider {
         let signature_algorithm = match algorithm {
             SignatureAlgorithm::RsaPkcs1Sha256 => "pkcs1v15",
             SignatureAlgorithm::RsaPssSha256 => "pss",
+            SignatureAlgorithm::EcdsaP256Sha256 => return Err(self
+                .error(KmsErrorKind::Unsupported(
+                "signet signs with RSA keys only; an ECDSA key belongs to a verify-only witness"
+                    .into(),
+            ))),
         };
         let data = self
             .call(

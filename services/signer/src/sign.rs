@@ -477,6 +477,15 @@ impl SignContext {
         version: &str,
         payload: &[u8],
     ) -> Result<Vec<u8>, SignError> {
+        if witness.is_verify_only() {
+            return Err(SignError::permanent(
+                "witness_verify_only",
+                format!(
+                    "witness {:?} is verify-only: signet holds only its public key and never signs with it",
+                    witness.name
+                ),
+            ));
+        }
         let provider = self
             .kms
             .open(&witness.kms_key)

@@ -28,7 +28,8 @@ pub struct VerifyArgs {
     /// Verify against a PEM public key file instead.
     #[arg(long)]
     key: Option<PathBuf>,
-    /// Signature algorithm for --key: RSA_PKCS1_SHA256 (default) or RSA_PSS_SHA256.
+    /// Signature algorithm for --key: RSA_PKCS1_SHA256 (default for RSA keys),
+    /// RSA_PSS_SHA256, or ECDSA_P256_SHA256 (the default for P-256 keys).
     #[arg(long, requires = "key")]
     algorithm: Option<String>,
     /// Also require the payload's docker-reference to name this image's repository.
@@ -120,9 +121,11 @@ async fn load_keys(ctx: &Context, a: &VerifyArgs) -> anyhow::Result<Vec<TrustedK
         let key = PublicKey::parse(&pem).with_context(|| format!("key file {}", path.display()))?;
         let algorithm = match &a.algorithm {
             Some(name) => SignatureAlgorithm::parse(name).with_context(|| {
-                format!("algorithm {name:?} is not RSA_PKCS1_SHA256 or RSA_PSS_SHA256")
+                format!("algorithm {name:?} is not RSA_PKCS1_SHA256, RSA_PSS_SHA256 or ECDSA_P256_SHA256")
             })?,
-            None => SignatureAlgorithm::RsaPkcs1Sha256,
+            // What the key can check: ECDSA for a P-256 key (cosign generate-key-pair),
+            // PKCS#1 v1.5 for RSA.
+            None => key.default_algorithm(),
         };
         return Ok(vec![TrustedKey {
             label: format!("{} ({})", path.display(), key.fingerprint()),

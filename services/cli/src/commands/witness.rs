@@ -12,7 +12,8 @@ use crate::output::{self, field, s, Format};
 
 #[derive(Debug, Subcommand)]
 pub enum WitnessCommand {
-    /// Create a witness bound to a KMS key (the key must be asymmetric RSA >= 2048, sign/verify).
+    /// Create a witness bound to a KMS key (the key must be asymmetric RSA >= 2048,
+    /// sign/verify), or a verify-only witness from a public key (`--public-key`).
     Create(CreateArgs),
     /// List witnesses.
     List,
@@ -25,8 +26,11 @@ pub enum WitnessCommand {
         name: String,
         /// Rotate to another key (AWS KMS keys cannot get new versions); default: a new
         /// version of the current key.
-        #[arg(long)]
+        #[arg(long, conflicts_with = "public_key")]
         kms_key: Option<String>,
+        /// A verify-only witness rotates to this public key (PEM file).
+        #[arg(long)]
+        public_key: Option<std::path::PathBuf>,
     },
     /// Revoke one key version: its signatures are no longer accepted.
     RevokeVersion { name: String, version: String },
@@ -39,8 +43,17 @@ pub struct CreateArgs {
     #[arg(long)]
     name: String,
     /// Key URI: local://NAME (development only), awskms://[ENDPOINT]/KEY, hashivault://KEY, alikms://REGION/KEY_ID.
+    #[arg(
+        long,
+        required_unless_present = "public_key",
+        conflicts_with = "public_key"
+    )]
+    kms_key: Option<String>,
+    /// A verify-only witness: a PEM public key file (RSA >= 2048, or ECDSA P-256 as
+    /// `cosign generate-key-pair` writes cosign.pub) of someone who signs outside signet.
+    /// signet verifies and counts its signatures and never signs with it.
     #[arg(long)]
-    kms_key: String,
+    public_key: Option<std::path::PathBuf>,
     #[arg(long, default_value = "")]
     description: String,
     /// RSA_PKCS1_SHA256 (default; what cosign verifiers expect) or RSA_PSS_SHA256.
@@ -50,10 +63,20 @@ pub struct CreateArgs {
 
 const TIMEOUT: Duration = Duration::from_secs(60);
 
+/// The PEM text of `--public-key FILE`, if given.
+fn read_pem(path: Option<&std::path::Path>) -> anyhow::Result<Option<String>> {
+    path.map(|p| {
+        std::fs::read_to_string(p)
+            .map_err(|e| anyhow::anyhow!("cannot read the public key {}: {e}", p.display()))
+    })
+    .transpose()
+}
+
 pub async fn run(ctx: &Context, cmd: WitnessCommand) -> anyhow::Result<ExitCode> {
     match cmd {
         WitnessCommand::Create(a) => {
-            let body = json!({"name": a.name, "kms_key": a.kms_key, "description": a.description, "algorithm": a.algorithm});
+            let public_key = read_pem(a.public_key.as_deref())?;
+            let body = json!({"name": a.name, "kms_key": a.kms_key, "public_key": public_key, "description": a.description, "algorithm": a.algorithm});
             let (_, w): (_, Value) = ctx
                 .client
                 .call(Method::POST, "/v1/witnesses", Some(&body), TIMEOUT)
@@ -101,8 +124,13 @@ pub async fn run(ctx: &Context, cmd: WitnessCommand) -> anyhow::Result<ExitCode>
                 Format::Text => print_witness(&w),
             }
         }
-        WitnessCommand::Rotate { name, kms_key } => {
-            let body = json!({ "kms_key": kms_key });
+        WitnessCommand::Rotate {
+            name,
+            kms_key,
+            public_key,
+        } => {
+            let public_key = read_pem(public_key.as_deref())?;
+            let body = json!({ "kms_key": kms_key, "public_key": public_key });
             let (_, w): (_, Value) = ctx
                 .client
                 .call(

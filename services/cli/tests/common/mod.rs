@@ -205,3 +205,41 @@ pub fn export_key(
     std::fs::write(&path, &pem).expect("write the public key");
     (pem, path)
 }
+
+/// The Pod AdmissionReview fixture the verifier's tests use.
+pub const POD: &str = concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/../verifier/tests/fixtures/pod-create.json"
+);
+
+/// Sends `signet up`'s verifier a Pod AdmissionReview for `image` (as container and init
+/// container) in `namespace`, over HTTPS, and returns the review's `response`.
+pub async fn review(up: &SignetUp, namespace: &str, image: &str) -> serde_json::Value {
+    let pem = std::fs::read(up.verifier_cert()).expect("the verifier certificate");
+    let http = reqwest::Client::builder()
+        .tls_certs_only([reqwest::Certificate::from_pem(&pem).expect("PEM")])
+        .timeout(std::time::Duration::from_secs(15))
+        .build()
+        .expect("HTTPS client");
+    let uid = format!(
+        "review-{}",
+        Digest::of(format!("{namespace}/{image}").as_bytes()).hex()
+    );
+    let body = std::fs::read_to_string(POD)
+        .expect("fixture")
+        .replace("{{UID}}", &uid)
+        .replace("{{NAMESPACE}}", namespace)
+        .replace("{{IMAGE}}", image)
+        .replace("{{INIT_IMAGE}}", image);
+    let v: serde_json::Value = http
+        .post(format!("{}/validate", up.verifier().expect("verifier URL")))
+        .header("Content-Type", "application/json")
+        .body(body)
+        .send()
+        .await
+        .expect("the verifier answers over HTTPS")
+        .json()
+        .await
+        .expect("an AdmissionReview");
+    v["response"].clone()
+}

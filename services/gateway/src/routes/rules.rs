@@ -72,6 +72,9 @@ async fn require_active_witness(state: &AppState, name: &str) -> ApiResult<()> {
         Some(w) if w.state == WitnessState::Revoked => Err(ApiError::Conflict(format!(
             "witness {name:?} is revoked and signs nothing"
         ))),
+        Some(w) if w.is_verify_only() => Err(ApiError::Unprocessable(format!(
+            "witness {name:?} is verify-only and signs nothing; a rule needs a witness bound to a KMS key"
+        ))),
         Some(_) => Ok(()),
     }
 }

@@ -257,6 +257,12 @@ pub async fn enqueue_as(
             witness.name
         )));
     }
+    if witness.is_verify_only() {
+        return Err(ApiError::Unprocessable(format!(
+            "witness {:?} is verify-only: signet holds only its public key and verifies its signatures, made elsewhere; sign with a witness bound to a KMS key",
+            witness.name
+        )));
+    }
     let now = Utc::now();
     let job = Job {
         id,

@@ -20,11 +20,38 @@ use crate::AppState;
 #[serde(deny_unknown_fields)]
 pub struct CreateWitness {
     pub name: String,
-    pub kms_key: String,
+    /// The KMS key signet signs with. Give either this or `public_key`.
+    pub kms_key: Option<String>,
+    /// A verify-only witness: a PEM public key (RSA of 2048 bits or more, or ECDSA P-256
+    /// as `cosign generate-key-pair` writes) whose signatures are made outside signet.
+    /// signet verifies them, counts them toward N-of-M and never signs with it.
+    pub public_key: Option<String>,
     #[serde(default)]
     pub description: String,
-    /// `RSA_PKCS1_SHA256` (default, what cosign verifiers expect) or `RSA_PSS_SHA256`.
+    /// `RSA_PKCS1_SHA256` (default, what cosign verifiers expect) or `RSA_PSS_SHA256`;
+    /// `ECDSA_P256_SHA256` for (and only for) an ECDSA public key.
     pub algorithm: Option<String>,
+}
+
+/// The key versions and algorithm of a verify-only witness created from `pem`.
+fn verify_only_key(
+    pem: &str,
+    algorithm: Option<&str>,
+) -> ApiResult<(signet_core::PublicKey, SignatureAlgorithm)> {
+    let key = signet_core::PublicKey::parse(pem.as_bytes())
+        .map_err(|e| ApiError::BadRequest(format!("public_key: {e}")))?;
+    let algorithm = match algorithm {
+        None => key.default_algorithm(),
+        Some(a) => SignatureAlgorithm::parse(a)
+            .ok_or_else(|| ApiError::BadRequest(format!("algorithm {a:?} is not supported")))?,
+    };
+    if key.is_ec() != (algorithm == SignatureAlgorithm::EcdsaP256Sha256) {
+        return Err(ApiError::BadRequest(format!(
+            "algorithm {algorithm} does not fit a {} key",
+            if key.is_ec() { "ECDSA P-256" } else { "RSA" }
+        )));
+    }
+    Ok((key, algorithm))
 }
 
 /// A witness as the API shows it: the record plus its primary key, for convenience.
@@ -75,7 +102,15 @@ pub async fn create(
 ) -> ApiResult<impl IntoResponse> {
     caller.require_admin()?;
     validate_name("witness", &req.name).map_err(|e| ApiError::BadRequest(e.to_string()))?;
-    let provider = state.kms.open(&req.kms_key)?;
+    let kms_key = match (&req.kms_key, &req.public_key) {
+        (Some(k), None) => k.clone(),
+        (None, Some(pem)) => return create_verify_only(state, caller, &req, pem).await,
+        _ => return Err(ApiError::BadRequest(
+            "give either kms_key (a key signet signs with) or public_key (a verify-only witness)"
+                .into(),
+        )),
+    };
+    let provider = state.kms.open(&kms_key)?;
     let description = provider.describe().await?;
     let algorithm = match &req.algorithm {
         Some(a) => SignatureAlgorithm::parse(a).ok_or_else(|| {
@@ -85,10 +120,15 @@ pub async fn create(
         })?,
         None => description.algorithm,
     };
+    if algorithm == SignatureAlgorithm::EcdsaP256Sha256 {
+        return Err(ApiError::BadRequest(
+            "signet signs with RSA keys: ECDSA_P256_SHA256 is for verify-only witnesses (public_key)"
+                .into(),
+        ));
+    }
     if description.versions.is_empty() {
         return Err(ApiError::Unprocessable(format!(
-            "KMS key {} has no enabled versions to sign with",
-            req.kms_key
+            "KMS key {kms_key} has no enabled versions to sign with"
         )));
     }
     let now = Utc::now();
@@ -106,13 +146,52 @@ pub async fn create(
         .collect();
     let witness = Witness {
         name: req.name.clone(),
-        kms_key: req.kms_key.clone(),
+        kms_key,
         algorithm,
         description: req.description.clone(),
         state: WitnessState::Active,
         key_versions,
         created_at: now,
     };
+    store_new(state, caller, witness).await
+}
+
+/// A witness that holds a public key only: version `1` is that key.
+async fn create_verify_only(
+    state: AppState,
+    caller: Caller,
+    req: &CreateWitness,
+    pem: &str,
+) -> ApiResult<(StatusCode, Json<serde_json::Value>)> {
+    let (key, algorithm) = verify_only_key(pem, req.algorithm.as_deref())?;
+    let now = Utc::now();
+    let fingerprint = key.fingerprint();
+    let witness = Witness {
+        name: req.name.clone(),
+        kms_key: format!("{}{fingerprint}", signet_core::VERIFY_ONLY_PREFIX),
+        algorithm,
+        description: req.description.clone(),
+        state: WitnessState::Active,
+        key_versions: vec![KeyVersion {
+            version: "1".into(),
+            fingerprint,
+            public_key: key,
+            primary: true,
+            state: KeyVersionState::Active,
+            created_at: now,
+        }],
+        created_at: now,
+    };
+    store_new(state, caller, witness).await
+}
+
+/// Writes a new witness with its audit entry (and, in the same transaction, its
+/// witness.created event).
+async fn store_new(
+    state: AppState,
+    caller: Caller,
+    witness: Witness,
+) -> ApiResult<(StatusCode, Json<serde_json::Value>)> {
     let audit = NewAudit::new(
         caller.actor(),
         "witness.create",
@@ -226,6 +305,9 @@ pub struct RotateWitness {
     /// Rotate to another KMS key (for KMSs that cannot add versions to a key, such as
     /// AWS KMS asymmetric keys). Without it, the KMS creates a new version of the key.
     pub kms_key: Option<String>,
+    /// A verify-only witness rotates to this PEM public key (of the same type as its
+    /// current one); required for those, refused for the others.
+    pub public_key: Option<String>,
 }
 
 #[utoipa::path(
@@ -270,6 +352,9 @@ pub async fn rotate(
         return Err(ApiError::Conflict(format!(
             "witness {name:?} is revoked; create a new witness instead"
         )));
+    }
+    if witness.is_verify_only() || req.public_key.is_some() {
+        return rotate_verify_only(state, caller, witness, &req).await;
     }
     let (uri, new_version) = match &req.kms_key {
         Some(uri) => {
@@ -320,6 +405,70 @@ pub async fn rotate(
     state.store.update_witness(&witness, &audit).await?;
     state.outbox_kick.notify_one();
     tracing::info!(witness = %name, version = %primary.version, "witness rotated");
+    view(&witness)
+}
+
+/// A verify-only witness's next version: the public key the request gives.
+async fn rotate_verify_only(
+    state: AppState,
+    caller: Caller,
+    mut witness: Witness,
+    req: &RotateWitness,
+) -> ApiResult<Json<serde_json::Value>> {
+    let name = witness.name.clone();
+    let (Some(pem), None, true) = (&req.public_key, &req.kms_key, witness.is_verify_only()) else {
+        return Err(ApiError::BadRequest(if witness.is_verify_only() {
+            format!("witness {name:?} is verify-only: rotate it to a new public_key (PEM), not a KMS key")
+        } else {
+            format!("witness {name:?} signs with a KMS key: rotate it to a new version or another kms_key; public_key is for verify-only witnesses")
+        }));
+    };
+    let (key, algorithm) =
+        verify_only_key(pem, Some(witness.algorithm.as_str())).map_err(|e| match e {
+            ApiError::BadRequest(m) => ApiError::BadRequest(format!(
+                "{m}: a verify-only witness keeps its key type ({})",
+                witness.algorithm
+            )),
+            other => other,
+        })?;
+    let fingerprint = key.fingerprint();
+    if witness
+        .key_versions
+        .iter()
+        .any(|v| v.fingerprint == fingerprint)
+    {
+        return Err(ApiError::Conflict(format!(
+            "witness {name:?} already has the key {fingerprint}"
+        )));
+    }
+    let next = witness
+        .key_versions
+        .iter()
+        .filter_map(|v| v.version.parse::<u64>().ok())
+        .max()
+        .unwrap_or(0)
+        + 1;
+    for v in &mut witness.key_versions {
+        v.primary = false;
+    }
+    witness.algorithm = algorithm;
+    witness.key_versions.push(KeyVersion {
+        version: next.to_string(),
+        fingerprint: fingerprint.clone(),
+        public_key: key,
+        primary: true,
+        state: KeyVersionState::Active,
+        created_at: Utc::now(),
+    });
+    let audit = NewAudit::new(
+        caller.actor(),
+        "witness.rotate",
+        &name,
+        serde_json::json!({"version": next.to_string(), "fingerprint": fingerprint, "verify_only": true}),
+    );
+    state.store.update_witness(&witness, &audit).await?;
+    state.outbox_kick.notify_one();
+    tracing::info!(witness = %name, version = next, "verify-only witness rotated to a new public key");
     view(&witness)
 }
 
