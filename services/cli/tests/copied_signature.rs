@@ -10,7 +10,6 @@ mod common;
 use std::time::{Duration, Instant};
 
 use reqwest::StatusCode;
-use serde_json::Value;
 use signet_core::Digest;
 use signet_testkit::image::TestImage;
 use signet_testkit::registry::TestRegistry;
