@@ -2,7 +2,6 @@
 //! Collector) from `scripts/tools.sh`, on free loopback ports, with an OTLP/HTTP
 //! receiver and in-memory storage, and its query API to read the traces back.
 
-use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -13,7 +12,7 @@ pub struct Jaeger {
     child: Child,
     otlp: u16,
     query: u16,
-    _dir: tempfile::TempDir,
+    dir: tempfile::TempDir,
 }
 
 fn free_port() -> anyhow::Result<u16> {
@@ -42,7 +41,7 @@ impl Jaeger {
             child,
             otlp,
             query,
-            _dir: dir,
+            dir,
         };
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
@@ -78,11 +77,7 @@ impl Jaeger {
     }
 
     pub fn log(&self) -> String {
-        std::fs::read_to_string(self._dir.path().join("jaeger.log")).unwrap_or_default()
-    }
-
-    pub fn dir(&self) -> &Path {
-        self._dir.path()
+        std::fs::read_to_string(self.dir.path().join("jaeger.log")).unwrap_or_default()
     }
 }
 

@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
 
-pub use crate::tools::{bin_dir as tools_bin, find as tool};
+use crate::tools::{bin_dir as tools_bin, find as tool};
 
 /// The Helm binary: `$SIGNET_HELM`, or the Helm 4 that `scripts/check-helm.sh` (and
 /// `scripts/test.sh`) install in the tool cache.

@@ -50,7 +50,7 @@ impl Resync {
 /// the log gets the first of each (source, reason) and then at most one line per
 /// [`REFUSAL_LOG_EVERY`] with the number left out, so a flood of forged events on the bus
 /// (whose publishers may be the attacker) does not become a flood of log lines.
-pub fn refused(source: &str, reason: &str, detail: &dyn std::fmt::Display) {
+pub fn refused(source: &'static str, reason: &'static str, detail: &dyn std::fmt::Display) {
     metrics()
         .trust_refusals
         .get_or_create(&RefusalLabels {
@@ -83,8 +83,9 @@ pub const REFUSAL_LOG_EVERY: Duration = Duration::from_secs(10);
 pub struct LogThrottle {
     every: Duration,
     /// Per (source, reason): when the last line was written, and how many were left
-    /// out since. Bounded by the few sources and reasons that exist.
-    last: std::collections::HashMap<(String, String), (std::time::Instant, u64)>,
+    /// out since. Bounded by the few sources and reasons that exist (static names, so a
+    /// refused event costs no allocation here).
+    last: std::collections::HashMap<(&'static str, &'static str), (std::time::Instant, u64)>,
 }
 
 impl LogThrottle {
@@ -97,11 +98,14 @@ impl LogThrottle {
 
     /// `Some(left_out)` when a line is due now (with the count not logged since the
     /// last one), `None` when this one is only counted.
-    pub fn admit(&mut self, key: (&str, &str), now: std::time::Instant) -> Option<u64> {
-        match self.last.get_mut(&(key.0.to_owned(), key.1.to_owned())) {
+    pub fn admit(
+        &mut self,
+        key: (&'static str, &'static str),
+        now: std::time::Instant,
+    ) -> Option<u64> {
+        match self.last.get_mut(&key) {
             None => {
-                self.last
-                    .insert((key.0.to_owned(), key.1.to_owned()), (now, 0));
+                self.last.insert(key, (now, 0));
                 Some(0)
             }
             Some((at, left_out)) if now.duration_since(*at) >= self.every => {

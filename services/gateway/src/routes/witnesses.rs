@@ -110,22 +110,24 @@ pub async fn create(
                 .into(),
         )),
     };
-    let provider = state.kms.open(&kms_key)?;
-    let description = provider.describe().await?;
-    let algorithm = match &req.algorithm {
-        Some(a) => SignatureAlgorithm::parse(a).ok_or_else(|| {
+    // The requested algorithm is checked before the KMS is asked anything.
+    let requested = match &req.algorithm {
+        Some(a) => Some(SignatureAlgorithm::parse(a).ok_or_else(|| {
             ApiError::BadRequest(format!(
                 "algorithm {a:?} is not supported; use RSA_PKCS1_SHA256 or RSA_PSS_SHA256"
             ))
-        })?,
-        None => description.algorithm,
+        })?),
+        None => None,
     };
-    if algorithm == SignatureAlgorithm::EcdsaP256Sha256 {
+    if requested == Some(SignatureAlgorithm::EcdsaP256Sha256) {
         return Err(ApiError::BadRequest(
             "signet signs with RSA keys: ECDSA_P256_SHA256 is for verify-only witnesses (public_key)"
                 .into(),
         ));
     }
+    let provider = state.kms.open(&kms_key)?;
+    let description = provider.describe().await?;
+    let algorithm = requested.unwrap_or(description.algorithm);
     if description.versions.is_empty() {
         return Err(ApiError::Unprocessable(format!(
             "KMS key {kms_key} has no enabled versions to sign with"
