@@ -26,6 +26,7 @@ pub mod error;
 mod http;
 pub mod kms;
 mod local;
+mod refresh;
 pub mod seal;
 mod settings;
 mod vault;

@@ -1,9 +1,20 @@
 //! `hashivault://KEY`: HashiCorp Vault or OpenBao transit keys.
 //!
-//! Settings: `VAULT_ADDR` (required), a token from `VAULT_TOKEN` or a token file
-//! (`SIGNET_VAULT_TOKEN_FILE`, else `~/.vault-token`, re-read on every call so an agent
-//! can renew it), `VAULT_NAMESPACE`, and `TRANSIT_SECRET_ENGINE_PATH` (the transit mount,
-//! `transit` by default, as in cosign). Signing is prehashed SHA-256, as cosign does, with
+//! Settings: `VAULT_ADDR` (required), `VAULT_NAMESPACE`, `TRANSIT_SECRET_ENGINE_PATH`
+//! (the transit mount, `transit` by default, as in cosign), and how signet gets a token,
+//! `SIGNET_VAULT_AUTH`:
+//! - `token` (the default): `VAULT_TOKEN`, or a token file (`SIGNET_VAULT_TOKEN_FILE`,
+//!   else `~/.vault-token`, re-read on every call so an agent can renew it);
+//! - `approle`: logs in with `SIGNET_VAULT_ROLE_ID` and the secret id in
+//!   `SIGNET_VAULT_SECRET_ID_FILE` (or `SIGNET_VAULT_SECRET_ID`);
+//! - `kubernetes`: logs in as role `SIGNET_VAULT_ROLE` with the Pod's service account
+//!   token (`SIGNET_VAULT_KUBERNETES_TOKEN_FILE`, default the projected token), which
+//!   Vault checks with the API server's TokenReview.
+//!
+//! A login's token is kept until a quarter of its lease before it ends, then signet logs
+//! in again (re-reading the files, which kubelet rotates); a token Vault refuses earlier
+//! is dropped and the call is retried once with a new login. `SIGNET_VAULT_AUTH_MOUNT`
+//! names the auth mount when it is not the method's name. Signing is prehashed SHA-256, as cosign does, with
 //! the version pinned; versions and public keys come from `GET transit/keys/KEY`.
 
 use std::collections::BTreeMap;
@@ -20,6 +31,7 @@ use signet_core::{PublicKey, SignatureAlgorithm};
 use crate::env::Environment;
 use crate::error::{KmsError, KmsErrorKind};
 use crate::http::{snippet, status_text, transport_error};
+use crate::refresh::{Expiring, Refreshing};
 use crate::{KeyDescription, KeyProvider, KeyVersionInfo};
 
 const PROVIDER: &str = "hashivault";
@@ -54,6 +66,68 @@ enum Token {
     File(PathBuf),
 }
 
+/// The projected service account token kubelet mounts into every Pod.
+pub const KUBERNETES_TOKEN_FILE: &str = "/var/run/secrets/kubernetes.io/serviceaccount/token";
+
+/// A Vault auth method signet logs in with.
+enum Login {
+    AppRole { role_id: String, secret_id: Secret },
+    Kubernetes { role: String, jwt: PathBuf },
+}
+
+/// A secret given inline or as a file re-read on every login (a mounted Secret changes
+/// without a restart).
+enum Secret {
+    Inline(SecretString),
+    File(PathBuf),
+}
+
+impl Secret {
+    async fn read(&self) -> Result<SecretString, String> {
+        match self {
+            Self::Inline(s) => Ok(s.clone()),
+            Self::File(path) => read_secret_file(path).await,
+        }
+    }
+}
+
+async fn read_secret_file(path: &std::path::Path) -> Result<SecretString, String> {
+    let text = tokio::fs::read_to_string(path)
+        .await
+        .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+    let text = text.trim();
+    if text.is_empty() {
+        return Err(format!("{} is empty", path.display()));
+    }
+    Ok(SecretString::from(text.to_owned()))
+}
+
+/// How the provider authenticates.
+enum Auth {
+    Token(Token),
+    Login {
+        method: Login,
+        /// `<VAULT_ADDR>/v1/auth/<mount>/login`.
+        url: url::Url,
+        token: Refreshing<SecretString>,
+    },
+}
+
+impl fmt::Debug for Auth {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Token(t) => t.fmt(f),
+            Self::Login { method, url, .. } => {
+                let name = match method {
+                    Login::AppRole { .. } => "approle",
+                    Login::Kubernetes { .. } => "kubernetes",
+                };
+                write!(f, "Login({name} at {url})")
+            }
+        }
+    }
+}
+
 impl fmt::Debug for Token {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
@@ -63,13 +137,87 @@ impl fmt::Debug for Token {
     }
 }
 
+/// The auth method `SIGNET_VAULT_AUTH` names, with its settings; `addr` is `VAULT_ADDR`.
+fn auth_from_env(env: &Environment, addr: &str) -> Result<Auth, String> {
+    let method = env
+        .get("SIGNET_VAULT_AUTH")
+        .unwrap_or_else(|| "token".to_owned())
+        .to_ascii_lowercase();
+    let login = match method.as_str() {
+        "token" => {
+            return match env.get("VAULT_TOKEN") {
+                Some(t) => Ok(Auth::Token(Token::Fixed(SecretString::from(
+                    t.trim().to_owned(),
+                )))),
+                None => env
+                    .get("SIGNET_VAULT_TOKEN_FILE")
+                    .map(PathBuf::from)
+                    .or_else(|| env.home().map(|h| h.join(".vault-token")))
+                    .filter(|p| p.is_file())
+                    .map(|p| Auth::Token(Token::File(p)))
+                    .ok_or_else(|| {
+                        "no Vault token: set VAULT_TOKEN, or SIGNET_VAULT_TOKEN_FILE to a token file, or log in so ~/.vault-token exists; or log in with SIGNET_VAULT_AUTH=approle or kubernetes".to_owned()
+                    }),
+            };
+        }
+        "approle" => {
+            let role_id = env.get("SIGNET_VAULT_ROLE_ID").ok_or(
+                "SIGNET_VAULT_AUTH=approle needs SIGNET_VAULT_ROLE_ID (the AppRole's role id)",
+            )?;
+            let secret_id = match (
+                env.get("SIGNET_VAULT_SECRET_ID_FILE"),
+                env.get("SIGNET_VAULT_SECRET_ID"),
+            ) {
+                (Some(file), _) => Secret::File(PathBuf::from(file)),
+                (None, Some(inline)) => Secret::Inline(SecretString::from(inline)),
+                (None, None) => return Err("SIGNET_VAULT_AUTH=approle needs SIGNET_VAULT_SECRET_ID_FILE (a file holding the secret id) or SIGNET_VAULT_SECRET_ID".into()),
+            };
+            Login::AppRole {
+                role_id: role_id.trim().to_owned(),
+                secret_id,
+            }
+        }
+        "kubernetes" => Login::Kubernetes {
+            role: env.get("SIGNET_VAULT_ROLE").ok_or(
+                "SIGNET_VAULT_AUTH=kubernetes needs SIGNET_VAULT_ROLE (the Vault role bound to this service account)",
+            )?,
+            jwt: env
+                .get("SIGNET_VAULT_KUBERNETES_TOKEN_FILE")
+                .unwrap_or_else(|| KUBERNETES_TOKEN_FILE.to_owned())
+                .into(),
+        },
+        other => {
+            return Err(format!(
+                "SIGNET_VAULT_AUTH={other:?} is not an auth method signet knows: token, approle or kubernetes"
+            ))
+        }
+    };
+    let mount = env.get("SIGNET_VAULT_AUTH_MOUNT").unwrap_or(method);
+    let mount = mount.trim_matches('/');
+    if !valid_segment(mount, true) {
+        return Err(format!(
+            "SIGNET_VAULT_AUTH_MOUNT {mount:?} is not a mount path"
+        ));
+    }
+    let url = url::Url::parse(&format!(
+        "{}/v1/auth/{mount}/login",
+        addr.trim_end_matches('/')
+    ))
+    .map_err(|e| format!("VAULT_ADDR {addr:?} is not a URL: {e}"))?;
+    Ok(Auth::Login {
+        method: login,
+        url,
+        token: Refreshing::default(),
+    })
+}
+
 pub(crate) struct VaultProvider {
     uri: String,
     key: String,
     /// `<VAULT_ADDR>/v1/<mount>/`.
     base: url::Url,
     namespace: Option<String>,
-    token: Token,
+    auth: Auth,
     client: reqwest::Client,
 }
 
@@ -106,32 +254,14 @@ impl VaultProvider {
                 "VAULT_ADDR {addr:?} must be an http or https URL"
             )));
         }
-        let token = match env.get("VAULT_TOKEN") {
-            Some(t) => Token::Fixed(SecretString::from(t.trim().to_owned())),
-            None => {
-                let path = env
-                    .get("SIGNET_VAULT_TOKEN_FILE")
-                    .map(PathBuf::from)
-                    .or_else(|| env.home().map(|h| h.join(".vault-token")))
-                    .filter(|p| p.is_file())
-                    .ok_or_else(|| {
-                        KmsError::new(
-                            PROVIDER,
-                            uri,
-                            KmsErrorKind::PermissionDenied(
-                                "no Vault token: set VAULT_TOKEN, or SIGNET_VAULT_TOKEN_FILE to a token file, or log in so ~/.vault-token exists".into(),
-                            ),
-                        )
-                    })?;
-                Token::File(path)
-            }
-        };
+        let auth = auth_from_env(env, &addr)
+            .map_err(|m| KmsError::new(PROVIDER, uri, KmsErrorKind::PermissionDenied(m)))?;
         Ok(Self {
             uri: uri.to_owned(),
             key,
             base,
             namespace: env.get("VAULT_NAMESPACE"),
-            token,
+            auth,
             client,
         })
     }
@@ -141,21 +271,86 @@ impl VaultProvider {
     }
 
     async fn token(&self) -> Result<SecretString, KmsError> {
-        match &self.token {
-            Token::Fixed(t) => Ok(t.clone()),
-            Token::File(path) => {
-                let text = tokio::fs::read_to_string(path).await.map_err(|e| {
-                    self.error(KmsErrorKind::PermissionDenied(format!(
-                        "cannot read the Vault token file {}: {e}",
-                        path.display()
-                    )))
-                })?;
-                Ok(SecretString::from(text.trim().to_owned()))
-            }
+        match &self.auth {
+            Auth::Token(Token::Fixed(t)) => Ok(t.clone()),
+            Auth::Token(Token::File(path)) => read_secret_file(path).await.map_err(|m| {
+                self.error(KmsErrorKind::PermissionDenied(format!(
+                    "cannot read the Vault token: {m}"
+                )))
+            }),
+            Auth::Login { method, url, token } => token.get(|| self.login(method, url)).await,
         }
     }
 
-    /// One transit call; `data` of the answer (or `None` for 204 No Content).
+    /// Logs in with an auth method; the token and when its lease ends.
+    async fn login(
+        &self,
+        method: &Login,
+        url: &url::Url,
+    ) -> Result<Expiring<SecretString>, KmsError> {
+        let denied = |m: String| self.error(KmsErrorKind::PermissionDenied(m));
+        let (body, what) = match method {
+            Login::AppRole { role_id, secret_id } => {
+                let secret_id = secret_id
+                    .read()
+                    .await
+                    .map_err(|m| denied(format!("cannot read the AppRole secret id: {m}")))?;
+                (
+                    json!({"role_id": role_id, "secret_id": secret_id.expose_secret()}),
+                    format!("AppRole login (role id {role_id})"),
+                )
+            }
+            Login::Kubernetes { role, jwt } => {
+                let jwt = read_secret_file(jwt)
+                    .await
+                    .map_err(|m| denied(format!("cannot read the service account token: {m}")))?;
+                (
+                    json!({"role": role, "jwt": jwt.expose_secret()}),
+                    format!("Kubernetes login (role {role})"),
+                )
+            }
+        };
+        let started = std::time::SystemTime::now();
+        let data = self
+            .send(reqwest::Method::POST, url.clone(), None, Some(body), "auth")
+            .await
+            .map_err(|e| {
+                // Vault answers a wrong secret id or role with 400 or 403: either way the
+                // login is refused, and retrying will not help until someone fixes it.
+                let kind = match e.kind {
+                    KmsErrorKind::PermissionDenied(m)
+                    | KmsErrorKind::Failed(m)
+                    | KmsErrorKind::NotFound(m) => {
+                        KmsErrorKind::PermissionDenied(format!("{what} refused: {m}"))
+                    }
+                    other => other,
+                };
+                self.error(kind).with_request_id(e.request_id)
+            })?;
+        #[derive(Deserialize)]
+        struct LoginAuth {
+            client_token: String,
+            #[serde(default)]
+            lease_duration: u64,
+        }
+        let auth: LoginAuth = data
+            .and_then(|d| serde_json::from_value(d).ok())
+            .ok_or_else(|| {
+                self.error(KmsErrorKind::Failed(format!(
+                    "{what}: Vault's answer has no auth.client_token"
+                )))
+            })?;
+        tracing::info!(login = %what, lease_seconds = auth.lease_duration, "logged in to Vault");
+        Ok(Expiring {
+            value: SecretString::from(auth.client_token),
+            expires: (auth.lease_duration > 0)
+                .then(|| started + std::time::Duration::from_secs(auth.lease_duration)),
+        })
+    }
+
+    /// One transit call; `data` of the answer (or `None` for 204 No Content). A token
+    /// from a login that Vault refuses is dropped, and the call retried once after a new
+    /// login: the token was revoked, or its lease ended early by Vault's clock.
     async fn call(
         &self,
         method: reqwest::Method,
@@ -167,11 +362,44 @@ impl VaultProvider {
             .join(path)
             .map_err(|e| self.error(KmsErrorKind::Failed(format!("cannot build the URL: {e}"))))?;
         let token = self.token().await?;
+        let first = self
+            .send(
+                method.clone(),
+                url.clone(),
+                Some(&token),
+                body.clone(),
+                "data",
+            )
+            .await;
+        match (&self.auth, first) {
+            (Auth::Login { token: cache, .. }, Err(e))
+                if matches!(e.kind, KmsErrorKind::PermissionDenied(_)) =>
+            {
+                tracing::warn!(error = %e, "Vault refused the token from the last login; logging in again");
+                cache.invalidate().await;
+                let token = self.token().await?;
+                self.send(method, url, Some(&token), body, "data").await
+            }
+            (_, result) => result,
+        }
+    }
+
+    /// One request; the answer's `field` (`data`, or `auth` for a login).
+    async fn send(
+        &self,
+        method: reqwest::Method,
+        url: url::Url,
+        token: Option<&SecretString>,
+        body: Option<serde_json::Value>,
+        field: &str,
+    ) -> Result<Option<serde_json::Value>, KmsError> {
         let mut request = self
             .client
             .request(method, url)
-            .header("X-Vault-Token", token.expose_secret())
             .header("X-Vault-Request", "true");
+        if let Some(token) = token {
+            request = request.header("X-Vault-Token", token.expose_secret());
+        }
         if let Some(ns) = &self.namespace {
             request = request.header("X-Vault-Namespace", ns);
         }
@@ -197,12 +425,18 @@ impl VaultProvider {
             #[serde(default)]
             data: Option<serde_json::Value>,
             #[serde(default)]
+            auth: Option<serde_json::Value>,
+            #[serde(default)]
             errors: Vec<String>,
         }
         let envelope: Envelope = serde_json::from_slice(&bytes).unwrap_or_default();
         let request_id = envelope.request_id.filter(|r| !r.is_empty());
         if status.is_success() {
-            return Ok(envelope.data);
+            return Ok(if field == "auth" {
+                envelope.auth
+            } else {
+                envelope.data
+            });
         }
         let message = if envelope.errors.is_empty() {
             format!("HTTP {}: {}", status_text(status), snippet(&bytes))
@@ -416,7 +650,7 @@ impl fmt::Debug for VaultProvider {
             .field("uri", &self.uri)
             .field("base", &self.base.as_str())
             .field("namespace", &self.namespace)
-            .field("token", &self.token)
+            .field("auth", &self.auth)
             .finish()
     }
 }
@@ -514,5 +748,66 @@ mod tests {
         .expect("token file");
         assert_eq!(p.base.as_str(), "http://127.0.0.1:8200/v1/team/transit/");
         assert!(!format!("{p:?}").contains("filetoken"));
+    }
+
+    #[test]
+    fn login_methods_say_what_they_lack() {
+        let addr = "http://127.0.0.1:8200";
+        let err = |vars: &[(&str, &str)]| match auth_from_env(
+            &Environment::fixed(vars.iter().copied()),
+            addr,
+        ) {
+            Ok(a) => panic!("expected an error, got {a:?}"),
+            Err(m) => m,
+        };
+        assert!(err(&[("SIGNET_VAULT_AUTH", "approle")]).contains("SIGNET_VAULT_ROLE_ID"));
+        assert!(err(&[
+            ("SIGNET_VAULT_AUTH", "approle"),
+            ("SIGNET_VAULT_ROLE_ID", "r")
+        ])
+        .contains("SIGNET_VAULT_SECRET_ID_FILE"));
+        assert!(err(&[("SIGNET_VAULT_AUTH", "kubernetes")]).contains("SIGNET_VAULT_ROLE"));
+        assert!(err(&[("SIGNET_VAULT_AUTH", "ldap")]).contains("approle or kubernetes"));
+        assert!(err(&[
+            ("SIGNET_VAULT_AUTH", "kubernetes"),
+            ("SIGNET_VAULT_ROLE", "signer"),
+            ("SIGNET_VAULT_AUTH_MOUNT", "../sys"),
+        ])
+        .contains("not a mount path"));
+
+        let auth = auth_from_env(
+            &Environment::fixed([
+                ("SIGNET_VAULT_AUTH", "Kubernetes"),
+                ("SIGNET_VAULT_ROLE", "signer"),
+                ("SIGNET_VAULT_AUTH_MOUNT", "/k8s/prod/"),
+            ]),
+            addr,
+        )
+        .expect("kubernetes");
+        let Auth::Login {
+            method: Login::Kubernetes { jwt, .. },
+            url,
+            ..
+        } = &auth
+        else {
+            panic!("{auth:?}");
+        };
+        assert_eq!(jwt.to_str(), Some(KUBERNETES_TOKEN_FILE));
+        assert_eq!(url.as_str(), "http://127.0.0.1:8200/v1/auth/k8s/prod/login");
+
+        let auth = auth_from_env(
+            &Environment::fixed([
+                ("SIGNET_VAULT_AUTH", "approle"),
+                ("SIGNET_VAULT_ROLE_ID", "role-1"),
+                ("SIGNET_VAULT_SECRET_ID", "s3cr3t-id"),
+            ]),
+            addr,
+        )
+        .expect("approle");
+        let debug = format!("{auth:?}");
+        assert_eq!(
+            debug,
+            "Login(approle at http://127.0.0.1:8200/v1/auth/approle/login)"
+        );
     }
 }
