@@ -109,7 +109,7 @@ enum Auth {
         method: Login,
         /// `<VAULT_ADDR>/v1/auth/<mount>/login`.
         url: url::Url,
-        token: Refreshing<SecretString>,
+        token: Box<Refreshing<SecretString>>,
     },
 }
 
@@ -207,7 +207,7 @@ fn auth_from_env(env: &Environment, addr: &str) -> Result<Auth, String> {
     Ok(Auth::Login {
         method: login,
         url,
-        token: Refreshing::default(),
+        token: Box::default(),
     })
 }
 
