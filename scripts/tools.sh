@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Builds the real Kubernetes-ecosystem programs the end-to-end tests run (kube-apiserver,
-# kube-controller-manager, kubectl, etcd, cosign, and Jaeger for the telemetry test) from
+# kube-controller-manager, kubectl, etcd, cosign, Jaeger for the telemetry test, and AWS's
+# EC2 metadata mock for the cloud credentials test) from
 # their Go modules at the versions pinned in scripts/tools.versions, and caches them:
 #   $SIGNET_TOOLS_DIR/<tool>-<version>/<tool>   the binaries, one directory per version
 #   $SIGNET_TOOLS_DIR/bin/<tool>                links to the pinned ones (tests look here)
@@ -23,7 +24,8 @@
 #                                      eval "$(scripts/tools.sh --print-env)":
 #                                      SIGNET_TOOLS_BIN, SIGNET_KUBE_APISERVER,
 #                                      SIGNET_KUBE_CONTROLLER_MANAGER, SIGNET_KUBECTL,
-#                                      SIGNET_ETCD, SIGNET_COSIGN, SIGNET_JAEGER
+#                                      SIGNET_ETCD, SIGNET_COSIGN, SIGNET_JAEGER,
+#                                      SIGNET_EC2_METADATA_MOCK
 # Progress goes to stderr so that stdout stays parseable.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -33,7 +35,7 @@ cd "$(dirname "$0")/.."
 
 TOOLS_DIR="${SIGNET_TOOLS_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/signet-tools}"
 BIN_DIR="$TOOLS_DIR/bin"
-ALL_TOOLS=(etcd kube-apiserver kube-controller-manager kubectl cosign jaeger)
+ALL_TOOLS=(etcd kube-apiserver kube-controller-manager kubectl cosign jaeger ec2-metadata-mock)
 
 say() { printf '==> %s\n' "$*" >&2; }
 die() { printf 'error: %s\n' "$*" >&2; exit 1; }
@@ -47,6 +49,7 @@ version_of() { # tool
     etcd) echo "$ETCD_VERSION" ;;
     cosign) echo "$COSIGN_VERSION" ;;
     jaeger) echo "$JAEGER_VERSION" ;;
+    ec2-metadata-mock) echo "$EC2_METADATA_MOCK_VERSION" ;;
     *) die "unknown tool $1" ;;
   esac
 }
@@ -74,12 +77,15 @@ reports_version() { # tool binary
       out="$(timeout 30 "$2" version 2>&1)" && grep -Eqx "GitVersion: +$v" <<<"$out" ;;
     jaeger)
       out="$(timeout 30 "$2" version 2>/dev/null)" && grep -q "\"gitVersion\":\"$v\"" <<<"$out" ;;
+    ec2-metadata-mock)
+      # Its version is embedded from the module's version.txt: nothing to stamp.
+      out="$(timeout 30 "$2" --version 2>&1)" && grep -qx "$v" <<<"$out" ;;
   esac
 }
 
 # Every go command runs niced (developers compile Rust beside it, and a test run may be
 # waiting on it), outside any go.work, with the module's own settings rather than the
-# caller's GOFLAGS, and without cgo: all six are static binaries upstream too.
+# caller's GOFLAGS, and without cgo: all seven are static binaries upstream too.
 go_() { nice -n 10 env GOWORK=off GOFLAGS=-buildvcs=false CGO_ENABLED=0 go "$@"; }
 
 # The commit time of a module version, as buildDate: it keeps the binaries reproducible.
@@ -104,7 +110,8 @@ go_logged() { # go arguments...
   fi
 }
 
-# Creates the scratch module of one source (kubernetes, etcd, cosign or jaeger) under
+# Creates the scratch module of one source (kubernetes, etcd, cosign, jaeger or
+# ec2-metadata-mock) under
 # $TOOLS_DIR/.src, fresh, once per run, and leaves its directory in $SRC. The `go get` of
 # the program packages (not just the module) records every checksum their build needs.
 declare -A PREPARED=()
@@ -129,6 +136,7 @@ prepare() { # source
     etcd) packages=("$(etcd_module)@$ETCD_VERSION") ;;
     cosign) packages=("$(cosign_module)/cmd/cosign@$COSIGN_VERSION") ;;
     jaeger) packages=("github.com/jaegertracing/jaeger/cmd/jaeger@$JAEGER_VERSION") ;;
+    ec2-metadata-mock) packages=("github.com/aws/amazon-ec2-metadata-mock/cmd/ec2-metadata-mock@$EC2_METADATA_MOCK_VERSION") ;;
   esac
   go_logged get "${packages[@]}"
   PREPARED[$1]=1
@@ -174,6 +182,10 @@ build() { # tool
       date="$(cd "$SRC" && module_time "github.com/jaegertracing/jaeger@$v")"
       p=github.com/jaegertracing/jaeger/internal/version
       ldflags+=" -X $p.latestVersion=$v -X $p.date=$date"
+      ;;
+    ec2-metadata-mock)
+      prepare ec2-metadata-mock
+      pkg=github.com/aws/amazon-ec2-metadata-mock/cmd/ec2-metadata-mock
       ;;
   esac
   mkdir -p "$(dirname "$out")"

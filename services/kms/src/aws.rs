@@ -6,11 +6,24 @@
 //! the witness to it. An ENDPOINT in the URI is reached over HTTPS; without one,
 //! `AWS_ENDPOINT_URL_KMS` / `AWS_ENDPOINT_URL` (full URLs, so `http://` works for local
 //! emulators) or `https://kms.<region>.amazonaws.com` is used.
+//!
+//! Credentials: static keys from `AWS_ACCESS_KEY_ID`/`AWS_SECRET_ACCESS_KEY` or the shared
+//! credentials file; otherwise (in the process environment) the AWS SDK's default chain,
+//! which is what clusters hand out: web identity (`AWS_ROLE_ARN` +
+//! `AWS_WEB_IDENTITY_TOKEN_FILE`, as IRSA sets them), the container endpoint
+//! (`AWS_CONTAINER_CREDENTIALS_FULL_URI`, as EKS Pod Identity and ECS set it), profiles
+//! with `role_arn` or `credential_process`, and IMDSv2 on EC2. Temporary credentials are
+//! kept until shortly before they expire (see [`crate::refresh`]) and renewed; a request
+//! AWS refuses with `ExpiredTokenException` renews them at once and is sent again.
 
 use std::fmt;
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::SystemTime;
 
+use aws_config::default_provider::credentials::DefaultCredentialsChain;
+use aws_credential_types::provider::error::CredentialsError;
+use aws_credential_types::provider::ProvideCredentials as _;
 use aws_credential_types::Credentials;
 use aws_sigv4::http_request::{sign, SignableBody, SignableRequest, SigningSettings};
 use aws_sigv4::sign::v4;
@@ -24,6 +37,7 @@ use signet_core::{PublicKey, SignatureAlgorithm};
 use crate::env::{parse_ini, Environment};
 use crate::error::{KmsError, KmsErrorKind};
 use crate::http::{chain, snippet, status_text, transport_error};
+use crate::refresh::{Expiring, Refreshing};
 use crate::{KeyDescription, KeyProvider, KeyVersionInfo};
 
 const PROVIDER: &str = "awskms";
@@ -174,6 +188,137 @@ pub(crate) fn load_credentials(env: &Environment) -> Result<AwsCredentials, Stri
     }
 }
 
+/// Where an AWS provider's credentials come from.
+#[derive(Clone)]
+pub(crate) enum AwsCredentialSource {
+    /// Keys given in full: the environment's or the shared credentials file's.
+    Static(AwsCredentials),
+    /// The AWS SDK's default chain, shared by every AWS key of one [`crate::Kms`].
+    Chain(Arc<AwsChain>),
+}
+
+impl AwsCredentialSource {
+    /// Static keys when the environment or the shared file has them; otherwise, for the
+    /// process environment, the SDK's chain (web identity, Pod Identity, IMDSv2, ...),
+    /// made once per `Kms` by `chain`. A fixed environment (tests, embedding programs)
+    /// has static keys or nothing: the SDK reads only the process environment.
+    pub(crate) fn resolve(
+        env: &Environment,
+        chain: impl FnOnce() -> Arc<AwsChain>,
+    ) -> Result<Self, String> {
+        match load_credentials(env) {
+            Ok(c) => Ok(Self::Static(c)),
+            Err(_) if matches!(env, Environment::Process) => Ok(Self::Chain(chain())),
+            Err(e) => Err(e),
+        }
+    }
+
+    async fn get(&self) -> Result<AwsCredentials, KmsErrorKind> {
+        match self {
+            Self::Static(c) => Ok(c.clone()),
+            Self::Chain(chain) => chain.credentials().await,
+        }
+    }
+
+    /// Forgets temporary credentials AWS refused as expired; `false` for static keys,
+    /// which cannot be renewed.
+    async fn invalidate(&self) -> bool {
+        match self {
+            Self::Static(_) => false,
+            Self::Chain(chain) => {
+                chain.cache.invalidate().await;
+                true
+            }
+        }
+    }
+}
+
+impl fmt::Debug for AwsCredentialSource {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Static(c) => c.fmt(f),
+            Self::Chain(chain) => chain.fmt(f),
+        }
+    }
+}
+
+/// The SDK's default credential chain and the credentials it last gave.
+pub(crate) struct AwsChain {
+    /// The region STS is called in (web identity, profiles assuming a role).
+    region: String,
+    /// Built on first use: building it is async and reads the environment and files.
+    chain: tokio::sync::OnceCell<DefaultCredentialsChain>,
+    cache: Refreshing<AwsCredentials>,
+}
+
+impl fmt::Debug for AwsChain {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("AwsChain")
+            .field("region", &self.region)
+            .finish()
+    }
+}
+
+impl AwsChain {
+    pub(crate) fn new(region: String) -> Self {
+        Self {
+            region,
+            chain: tokio::sync::OnceCell::new(),
+            cache: Refreshing::default(),
+        }
+    }
+
+    async fn credentials(&self) -> Result<AwsCredentials, KmsErrorKind> {
+        self.cache
+            .get(|| async {
+                let chain = self
+                    .chain
+                    .get_or_init(|| async {
+                        DefaultCredentialsChain::builder()
+                            .region(aws_config::Region::new(self.region.clone()))
+                            .build()
+                            .await
+                    })
+                    .await;
+                let c = chain.provide_credentials().await.map_err(chain_error)?;
+                tracing::info!(
+                    access_key_id = c.access_key_id(),
+                    expires = ?c.expiry().map(chrono::DateTime::<chrono::Utc>::from),
+                    "AWS credentials obtained"
+                );
+                Ok(Expiring {
+                    expires: c.expiry(),
+                    value: AwsCredentials {
+                        access_key_id: c.access_key_id().to_owned(),
+                        secret_access_key: SecretString::from(c.secret_access_key().to_owned()),
+                        session_token: c.session_token().map(|t| SecretString::from(t.to_owned())),
+                    },
+                })
+            })
+            .await
+    }
+}
+
+/// What the SDK's chain failing means for signet.
+fn chain_error(e: CredentialsError) -> KmsErrorKind {
+    let detail = chain(&e);
+    match e {
+        CredentialsError::CredentialsNotLoaded(_) => KmsErrorKind::PermissionDenied(format!(
+            "no AWS credentials: none of AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY, the shared files (~/.aws), web identity (AWS_ROLE_ARN + AWS_WEB_IDENTITY_TOKEN_FILE), the container endpoint (AWS_CONTAINER_CREDENTIALS_FULL_URI, EKS Pod Identity) or the EC2 instance metadata gave any ({detail})"
+        )),
+        CredentialsError::ProviderTimedOut(_) => KmsErrorKind::Unavailable(format!(
+            "the AWS credential provider did not answer in time ({detail})"
+        )),
+        CredentialsError::ProviderError(_) => KmsErrorKind::Unavailable(format!(
+            "the AWS credential provider failed: {detail}"
+        )),
+        CredentialsError::InvalidConfiguration(_) => {
+            KmsErrorKind::Failed(format!("the AWS credential settings are invalid: {detail}"))
+        }
+        _ => KmsErrorKind::Failed(format!("cannot get AWS credentials: {detail}")),
+    }
+}
+
 /// The region: from the key ARN, `AWS_REGION`, `AWS_DEFAULT_REGION`, or the shared config
 /// file's profile.
 pub(crate) fn resolve_region(
@@ -296,6 +441,13 @@ pub(crate) fn sign_request(
     Ok(())
 }
 
+/// Whether AWS refused the call because the session token expired ([`classify`] puts
+/// the error's name first).
+fn is_expired(e: &KmsError) -> bool {
+    matches!(&e.kind, KmsErrorKind::PermissionDenied(m)
+        if m.starts_with("ExpiredTokenException") || m.starts_with("ExpiredToken:"))
+}
+
 /// How AWS names an error (`__type`, sometimes with a namespace before `#`) mapped to
 /// what signet does about it.
 pub(crate) fn classify(status: u16, error_type: &str, message: &str) -> KmsErrorKind {
@@ -343,7 +495,7 @@ pub(crate) struct AwsProvider {
     key: String,
     region: String,
     endpoint: url::Url,
-    credentials: AwsCredentials,
+    credentials: AwsCredentialSource,
     client: reqwest::Client,
 }
 
@@ -352,6 +504,7 @@ impl AwsProvider {
         uri: &str,
         env: &Environment,
         client: reqwest::Client,
+        chain: impl FnOnce(&str) -> Arc<AwsChain>,
     ) -> Result<Self, KmsError> {
         let invalid = |m: String| {
             KmsError::new(
@@ -364,7 +517,7 @@ impl AwsProvider {
         let parsed = parse_uri(uri).map_err(invalid)?;
         let region = resolve_region(env, parsed.arn_region.as_deref()).map_err(failed)?;
         let endpoint = endpoint_url(parsed.endpoint.as_deref(), env, &region).map_err(failed)?;
-        let credentials = load_credentials(env)
+        let credentials = AwsCredentialSource::resolve(env, || chain(&region))
             .map_err(|m| KmsError::new(PROVIDER, uri, KmsErrorKind::PermissionDenied(m)))?;
         Ok(Self {
             uri: uri.to_owned(),
@@ -380,7 +533,8 @@ impl AwsProvider {
         KmsError::new(PROVIDER, self.uri.as_str(), kind)
     }
 
-    /// One KMS API call; the answer's JSON on success.
+    /// One KMS API call; the answer's JSON on success. Temporary credentials AWS calls
+    /// expired are renewed and the call sent once more.
     async fn call<T: for<'de> Deserialize<'de>>(
         &self,
         target: &str,
@@ -388,11 +542,27 @@ impl AwsProvider {
     ) -> Result<T, KmsError> {
         let body = serde_json::to_vec(&body)
             .map_err(|e| self.error(KmsErrorKind::Failed(e.to_string())))?;
+        match self.call_once(target, body.clone()).await {
+            Err(e) if is_expired(&e) && self.credentials.invalidate().await => {
+                tracing::warn!(error = %e, "AWS refused the credentials as expired; renewing them");
+                self.call_once(target, body).await
+            }
+            other => other,
+        }
+    }
+
+    /// One attempt.
+    async fn call_once<T: for<'de> Deserialize<'de>>(
+        &self,
+        target: &str,
+        body: Vec<u8>,
+    ) -> Result<T, KmsError> {
+        let credentials = self.credentials.get().await.map_err(|k| self.error(k))?;
         let mut request = build_request(&self.endpoint, target, body)
             .map_err(|m| self.error(KmsErrorKind::Failed(m)))?;
         sign_request(
             &mut request,
-            &self.credentials,
+            &credentials,
             &self.region,
             "kms",
             SystemTime::now(),

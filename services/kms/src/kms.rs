@@ -6,7 +6,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use crate::alibaba::AlibabaProvider;
-use crate::aws::AwsProvider;
+use crate::aws::{AwsChain, AwsProvider};
 use crate::env::Environment;
 use crate::error::{KmsError, KmsErrorKind};
 use crate::local::LocalProvider;
@@ -66,6 +66,9 @@ struct State {
     providers: HashMap<String, Arc<dyn KeyProvider>>,
     /// Built on first use by an HTTP provider; a development setup never needs it.
     client: Option<reqwest::Client>,
+    /// The AWS SDK credential chain per region, shared by the AWS keys of that region
+    /// (a key ARN names its region; STS is called there).
+    aws_chains: HashMap<String, Arc<AwsChain>>,
 }
 
 impl Kms {
@@ -152,10 +155,18 @@ impl Kms {
             )?)),
             "awskms" => {
                 let client = self.client(state, "awskms", uri)?;
+                let chains = &mut state.aws_chains;
                 Ok(Arc::new(AwsProvider::open(
                     uri,
                     &self.config.environment,
                     client,
+                    |region| {
+                        Arc::clone(
+                            chains
+                                .entry(region.to_owned())
+                                .or_insert_with(|| Arc::new(AwsChain::new(region.to_owned()))),
+                        )
+                    },
                 )?))
             }
             "hashivault" => {

@@ -22,6 +22,7 @@
 pub mod brokers;
 pub mod emulators;
 pub mod image;
+pub mod imds;
 pub mod jaeger;
 pub mod kube;
 pub mod postgres;
