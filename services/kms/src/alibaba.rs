@@ -18,6 +18,7 @@ use serde::Deserialize;
 use signet_core::{PublicKey, SignatureAlgorithm};
 
 use crate::acs3;
+use crate::alibaba_credentials::AliSource;
 use crate::env::{parse_ini, Environment};
 use crate::error::{KmsError, KmsErrorKind};
 use crate::http::{snippet, status_text, transport_error};
@@ -186,6 +187,11 @@ pub(crate) fn load_credentials(env: &Environment) -> Result<AliCredentials, Stri
     })
 }
 
+/// Whether the KMS refused the call because the STS token expired.
+fn is_expired(e: &KmsError) -> bool {
+    matches!(&e.kind, KmsErrorKind::PermissionDenied(m) if m.starts_with("InvalidSecurityToken.Expired"))
+}
+
 /// The endpoint URL: the explicit override, `SIGNET_ALIBABA_KMS_ENDPOINT`, or the public
 /// regional endpoint. A bare host means HTTPS.
 pub(crate) fn endpoint_url(
@@ -255,7 +261,7 @@ pub(crate) struct AlibabaProvider {
     endpoint: url::Url,
     /// `host[:port]` as reqwest sends it in `Host`, which the signature covers.
     host: String,
-    credentials: AliCredentials,
+    credentials: AliSource,
     client: reqwest::Client,
 }
 
@@ -286,7 +292,7 @@ impl AlibabaProvider {
                 ))
             }
         };
-        let credentials = load_credentials(env)
+        let credentials = AliSource::resolve(env)
             .map_err(|m| KmsError::new(PROVIDER, uri, KmsErrorKind::PermissionDenied(m)))?;
         Ok(Self {
             uri: uri.to_owned(),
@@ -302,11 +308,32 @@ impl AlibabaProvider {
         KmsError::new(PROVIDER, self.uri.as_str(), kind)
     }
 
+    /// One KMS call. Temporary credentials the KMS calls expired are renewed and the
+    /// call sent once more.
     async fn call<T: for<'de> Deserialize<'de>>(
         &self,
         action: &str,
         params: &[(&str, &str)],
     ) -> Result<T, KmsError> {
+        match self.call_once(action, params).await {
+            Err(e) if is_expired(&e) && self.credentials.invalidate().await => {
+                tracing::warn!(error = %e, "Alibaba Cloud refused the STS token as expired; renewing it");
+                self.call_once(action, params).await
+            }
+            other => other,
+        }
+    }
+
+    async fn call_once<T: for<'de> Deserialize<'de>>(
+        &self,
+        action: &str,
+        params: &[(&str, &str)],
+    ) -> Result<T, KmsError> {
+        let credentials = self
+            .credentials
+            .get(&self.client)
+            .await
+            .map_err(|k| self.error(k))?;
         let params: Vec<(String, String)> = params
             .iter()
             .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
@@ -319,8 +346,7 @@ impl AlibabaProvider {
         })?;
         let nonce = hex::encode(nonce);
         let date = chrono::Utc::now().format("%Y-%m-%dT%H:%M:%SZ").to_string();
-        let token = self
-            .credentials
+        let token = credentials
             .security_token
             .as_ref()
             .map(|t| t.expose_secret().to_owned());
@@ -337,8 +363,8 @@ impl AlibabaProvider {
         };
         let (query, headers) = acs3::sign_rpc(
             &request,
-            &self.credentials.access_key_id,
-            self.credentials.access_key_secret.expose_secret(),
+            &credentials.access_key_id,
+            credentials.access_key_secret.expose_secret(),
         );
         let mut url = self.endpoint.clone();
         url.set_path("/");

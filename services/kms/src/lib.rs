@@ -20,6 +20,7 @@
 
 pub mod acs3;
 mod alibaba;
+mod alibaba_credentials;
 mod aws;
 pub mod env;
 pub mod error;

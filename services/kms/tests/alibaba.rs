@@ -7,7 +7,7 @@ mod common;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use aws_lc_rs::encoding::AsDer;
 use aws_lc_rs::rand::SystemRandom;
@@ -42,7 +42,7 @@ fn query(request: &SeenRequest) -> BTreeMap<String, String> {
 }
 
 /// Recomputes the request's ACS3 signature from what arrived on the wire.
-fn signature_problem(request: &SeenRequest, secret: &str) -> Option<String> {
+fn signature_problem(request: &SeenRequest, id: &str, secret: &str) -> Option<String> {
     let Some(auth) = request.header("authorization") else {
         return Some("no Authorization header".into());
     };
@@ -71,7 +71,7 @@ fn signature_problem(request: &SeenRequest, secret: &str) -> Option<String> {
         &payload_hash,
     );
     let expected = acs3::authorization(
-        ACCESS_KEY_ID,
+        id,
         &signed_headers,
         &acs3::signature(secret, &acs3::string_to_sign(&canonical)),
     );
@@ -84,6 +84,12 @@ struct FakeKms {
     /// The payload AsymmetricSign must be asked to sign (by its SHA-256, as the real KMS
     /// is); the double signs these bytes.
     payload: std::sync::Mutex<Vec<u8>>,
+    /// Temporary credentials the STS and metadata doubles handed out: access key id →
+    /// (secret, security token, expiry). The KMS refuses them once expired, as the real
+    /// one does.
+    issued: std::sync::Mutex<BTreeMap<String, (String, String, SystemTime)>>,
+    /// Requests refused for an expired token.
+    expired_refusals: std::sync::atomic::AtomicUsize,
 }
 
 impl FakeKms {
@@ -96,7 +102,23 @@ impl FakeKms {
             keys,
             describe_fixture,
             payload: std::sync::Mutex::new(PAYLOAD.to_vec()),
+            issued: std::sync::Mutex::default(),
+            expired_refusals: std::sync::atomic::AtomicUsize::new(0),
         }
+    }
+
+    /// Mints temporary credentials valid for `lifetime`; their JSON fields.
+    fn issue(&self, lifetime: Duration) -> (String, String, String, String) {
+        let mut issued = self.issued.lock().expect("lock");
+        let id = format!("STS.NUf{:05}", issued.len() + 1);
+        let secret = format!("sts-secret-{}", uuid_like());
+        let token = format!("CAIS-{}", uuid_like());
+        let expires = SystemTime::now() + lifetime;
+        issued.insert(id.clone(), (secret.clone(), token.clone(), expires));
+        let expiration = chrono::DateTime::<chrono::Utc>::from(expires)
+            .format("%Y-%m-%dT%H:%M:%SZ")
+            .to_string();
+        (id, secret, token, expiration)
     }
 
     fn public(&self, version: &str) -> PublicKey {
@@ -116,7 +138,42 @@ impl FakeKms {
                 ),
             )
         };
-        if let Some(problem) = signature_problem(request, ACCESS_KEY_SECRET) {
+        let id = request
+            .header("authorization")
+            .and_then(|a| a.split("Credential=").nth(1))
+            .and_then(|c| c.split(',').next())
+            .unwrap_or_default()
+            .to_owned();
+        let secret = if id == ACCESS_KEY_ID {
+            ACCESS_KEY_SECRET.to_owned()
+        } else {
+            let issued = self.issued.lock().expect("lock").get(&id).cloned();
+            let Some((secret, token, expires)) = issued else {
+                return (
+                    404,
+                    json,
+                    r#"{"Code":"InvalidAccessKeyId.NotFound","Message":"Specified access key is not found.","RequestId":"contract"}"#.into(),
+                );
+            };
+            if request.header("x-acs-security-token") != Some(token.as_str()) {
+                return (
+                    400,
+                    json,
+                    r#"{"Code":"InvalidSecurityToken.Mismatch","Message":"Specified SecurityToken mismatch with the AccessKey.","RequestId":"contract"}"#.into(),
+                );
+            }
+            if SystemTime::now() >= expires {
+                self.expired_refusals
+                    .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                return (
+                    400,
+                    json,
+                    r#"{"Code":"InvalidSecurityToken.Expired","Message":"Specified SecurityToken is expired.","RequestId":"contract"}"#.into(),
+                );
+            }
+            secret
+        };
+        if let Some(problem) = signature_problem(request, &id, &secret) {
             return bad(problem);
         }
         if request.method != "POST" || request.header("x-acs-version") != Some("2016-01-20") {
@@ -167,6 +224,13 @@ impl FakeKms {
             _ => (404, json, fixture("error_key_not_found.json")),
         }
     }
+}
+
+/// A random hex string for ids and tokens.
+fn uuid_like() -> String {
+    let mut bytes = [0u8; 16];
+    aws_lc_rs::rand::fill(&mut bytes).expect("random");
+    hex::encode(bytes)
 }
 
 fn kms(endpoint: &str, extra: &[(&str, &str)], timeout: Duration) -> Kms {
@@ -499,5 +563,237 @@ async fn an_alibaba_signature_verifies_with_the_real_cosign() {
     assert!(
         !out.status.success(),
         "cosign accepted the wrong key version"
+    );
+}
+
+/// Alibaba STS for RRSA: `AssumeRoleWithOIDC` (unsigned, the OIDC token is the proof)
+/// answers with credentials from the KMS double, valid for `lifetime`, when the token is
+/// the one `expected` holds at that moment.
+async fn sts_double(
+    kms: Arc<FakeKms>,
+    expected: Arc<std::sync::Mutex<String>>,
+    lifetime: Duration,
+) -> common::ScriptedServer {
+    let respond = move |r: &SeenRequest| {
+        let json = vec![("Content-Type".to_owned(), "application/json".to_owned())];
+        let q = query(r);
+        let form: BTreeMap<String, String> =
+            url::form_urlencoded::parse(&r.body).into_owned().collect();
+        let wanted = [
+            ("Action", "AssumeRoleWithOIDC"),
+            ("Version", "2015-04-01"),
+            ("Format", "JSON"),
+        ];
+        if r.method != "POST"
+            || wanted
+                .iter()
+                .any(|(k, v)| q.get(*k).map(String::as_str) != Some(v))
+            || !q.contains_key("Timestamp")
+            || form.get("RoleArn").map(String::as_str) != Some(ROLE_ARN)
+            || form.get("OIDCProviderArn").map(String::as_str) != Some(OIDC_PROVIDER_ARN)
+            || form.get("RoleSessionName").is_none()
+        {
+            return (
+                400,
+                json,
+                format!(
+                    r#"{{"Code":"MissingParameter","Message":"unexpected request {} {:?} {:?}","RequestId":"contract"}}"#,
+                    r.method,
+                    q,
+                    form.keys().collect::<Vec<_>>()
+                ),
+            );
+        }
+        if form.get("OIDCToken") != Some(&*expected.lock().expect("lock")) {
+            return (400, json, fixture("error_oidc_token_invalid.json"));
+        }
+        let (id, secret, token, expiration) = kms.issue(lifetime);
+        let body = fixture("assume_role_with_oidc.json")
+            .replace("{{ACCESS_KEY_ID}}", &id)
+            .replace("{{ACCESS_KEY_SECRET}}", &secret)
+            .replace("{{SECURITY_TOKEN}}", &token)
+            .replace("{{EXPIRATION}}", &expiration);
+        (200, json, body)
+    };
+    common::scripted_server(Arc::new(respond)).await
+}
+
+const ROLE_ARN: &str = "acs:ram::1138105496123456:role/signet-signer";
+const OIDC_PROVIDER_ARN: &str = "acs:ram::1138105496123456:oidc-provider/ack-rrsa-c2f3";
+
+/// Signs every 300 ms for `span`; every signature must verify.
+async fn sign_for(key: &Arc<dyn signet_kms::KeyProvider>, fake: &FakeKms, span: Duration) -> usize {
+    let started = std::time::Instant::now();
+    let mut made = 0;
+    while started.elapsed() < span {
+        let sig = key
+            .sign(V2, SignatureAlgorithm::RsaPkcs1Sha256, PAYLOAD)
+            .await
+            .unwrap_or_else(|e| {
+                panic!("signing failed {:?} into the batch: {e}", started.elapsed())
+            });
+        fake.public(V2)
+            .verify(SignatureAlgorithm::RsaPkcs1Sha256, PAYLOAD, &sig)
+            .expect("verifies");
+        made += 1;
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+    made
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rrsa_tokens_are_exchanged_at_sts_and_renewed_mid_batch() {
+    let (fake, server) = fake("describe_key.json").await;
+    let expected = Arc::new(std::sync::Mutex::new(
+        "eyJhbGciOiJSUzI1NiJ9.first-projected-token".to_owned(),
+    ));
+    let sts = sts_double(
+        Arc::clone(&fake),
+        Arc::clone(&expected),
+        Duration::from_secs(4),
+    )
+    .await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let token_file = dir.path().join("token");
+    std::fs::write(&token_file, "a-token-the-idp-never-issued").expect("write");
+    let mut config = KmsConfig::new(std::env::temp_dir());
+    config.environment = Environment::fixed([
+        ("ALIBABA_CLOUD_ROLE_ARN", ROLE_ARN.to_owned()),
+        (
+            "ALIBABA_CLOUD_OIDC_PROVIDER_ARN",
+            OIDC_PROVIDER_ARN.to_owned(),
+        ),
+        (
+            "ALIBABA_CLOUD_OIDC_TOKEN_FILE",
+            token_file.to_string_lossy().into_owned(),
+        ),
+        ("SIGNET_ALIBABA_STS_ENDPOINT", sts.url.clone()),
+        ("HOME", "/nonexistent".to_owned()),
+    ]);
+    config.alibaba_endpoint = Some(server.url.clone());
+    let kms = Kms::new(config);
+    let key = kms
+        .open(&format!("alikms://cn-hangzhou/{KEY_ID}"))
+        .expect("open");
+
+    // STS refuses a token it cannot verify: a clear refusal, not a retry loop.
+    let e = key.describe().await.expect_err("bad OIDC token");
+    assert!(matches!(e.kind, KmsErrorKind::PermissionDenied(_)), "{e}");
+    assert!(
+        e.to_string()
+            .contains("AuthenticationFail.OIDCToken.Invalid"),
+        "{e}"
+    );
+
+    // The projected token kubelet writes; then rotated halfway through the batch.
+    std::fs::write(&token_file, &*expected.lock().expect("lock")).expect("write");
+    let first = sign_for(&key, &fake, Duration::from_secs(5)).await;
+    let rotated = "eyJhbGciOiJSUzI1NiJ9.rotated-projected-token".to_owned();
+    std::fs::write(&token_file, &rotated).expect("write");
+    *expected.lock().expect("lock") = rotated;
+    let second = sign_for(&key, &fake, Duration::from_secs(5)).await;
+    assert!(first + second >= 20, "{first} + {second} signatures");
+
+    let exchanges = sts.seen.lock().expect("lock").len() - 1;
+    assert!(
+        (3..=8).contains(&exchanges),
+        "10 s of signing with 4 s STS tokens: {exchanges} exchanges"
+    );
+    let kms_requests = server.seen.lock().expect("lock");
+    assert!(kms_requests.iter().all(|r| r
+        .header("x-acs-security-token")
+        .is_some_and(|t| t.starts_with("CAIS-"))));
+    let refused = fake
+        .expired_refusals
+        .load(std::sync::atomic::Ordering::SeqCst);
+    assert!(
+        refused <= 2,
+        "{refused} calls went out with an expired token"
+    );
+}
+
+/// The ECS instance metadata service in hardened mode: a session token first
+/// (`PUT /latest/api/token`), then the role's credentials with that token.
+async fn metadata_double(
+    kms: Arc<FakeKms>,
+    role: &'static str,
+    lifetime: Duration,
+) -> common::ScriptedServer {
+    let session = format!("AQAEAA-{}", uuid_like());
+    let respond = move |r: &SeenRequest| {
+        let text = Vec::new();
+        match (r.method.as_str(), r.target.as_str()) {
+            ("PUT", "/latest/api/token") => {
+                if r.header("x-aliyun-ecs-metadata-token-ttl-seconds")
+                    .is_none()
+                {
+                    return (400, text, "missing TTL".into());
+                }
+                (200, text, session.clone())
+            }
+            (_, _) if r.header("x-aliyun-ecs-metadata-token") != Some(session.as_str()) => (
+                401,
+                text,
+                "hardened mode: a session token is required".into(),
+            ),
+            ("GET", "/latest/meta-data/ram/security-credentials/") => (200, text, role.to_owned()),
+            ("GET", path)
+                if path == format!("/latest/meta-data/ram/security-credentials/{role}") =>
+            {
+                let (id, secret, token, expiration) = kms.issue(lifetime);
+                let body = fixture("ecs_ram_role_credentials.json")
+                    .replace("{{ACCESS_KEY_ID}}", &id)
+                    .replace("{{ACCESS_KEY_SECRET}}", &secret)
+                    .replace("{{SECURITY_TOKEN}}", &token)
+                    .replace("{{EXPIRATION}}", &expiration)
+                    .replace(
+                        "{{LAST_UPDATED}}",
+                        &chrono::Utc::now().format("%Y-%m-%dT%H:%M:%SZ").to_string(),
+                    );
+                (200, text, body)
+            }
+            _ => (404, text, "not found".into()),
+        }
+    };
+    common::scripted_server(Arc::new(respond)).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ecs_ram_role_credentials_from_the_hardened_metadata_service() {
+    let (fake, server) = fake("describe_key.json").await;
+    let metadata =
+        metadata_double(Arc::clone(&fake), "signet-signer", Duration::from_secs(4)).await;
+    let open = |role: &str| {
+        let mut config = KmsConfig::new(std::env::temp_dir());
+        config.environment = Environment::fixed([
+            ("ALIBABA_CLOUD_ECS_METADATA", role.to_owned()),
+            ("SIGNET_ALIBABA_METADATA_ENDPOINT", metadata.url.clone()),
+            ("ALIBABA_CLOUD_IMDSV1_DISABLED", "true".to_owned()),
+            ("HOME", "/nonexistent".to_owned()),
+        ]);
+        config.alibaba_endpoint = Some(server.url.clone());
+        Kms::new(config)
+            .open(&format!("alikms://cn-hangzhou/{KEY_ID}"))
+            .expect("open")
+    };
+    let e = open("a-role-the-instance-lacks")
+        .describe()
+        .await
+        .expect_err("no such role");
+    assert!(matches!(e.kind, KmsErrorKind::PermissionDenied(_)), "{e}");
+
+    let key = open("signet-signer");
+    let made = sign_for(&key, &fake, Duration::from_secs(7)).await;
+    assert!(made >= 14, "{made} signatures");
+    let fetched = metadata
+        .seen
+        .lock()
+        .expect("lock")
+        .iter()
+        .filter(|r| r.target.ends_with("/signet-signer"))
+        .count();
+    assert!(
+        (2..=6).contains(&fetched),
+        "7 s with 4 s credentials: {fetched} fetches"
     );
 }
