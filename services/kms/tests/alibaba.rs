@@ -591,7 +591,7 @@ async fn sts_double(
             || !q.contains_key("Timestamp")
             || form.get("RoleArn").map(String::as_str) != Some(ROLE_ARN)
             || form.get("OIDCProviderArn").map(String::as_str) != Some(OIDC_PROVIDER_ARN)
-            || form.get("RoleSessionName").is_none()
+            || !form.contains_key("RoleSessionName")
         {
             return (
                 400,
