@@ -228,6 +228,43 @@ for h in "${HELMS[@]}"; do
   grep -q "verifier.webhook.url: a verifier outside the cluster" "$OUT/url-cm.log" ||
     { cat "$OUT/url-cm.log"; die "helm $version: url mode with cert-manager was refused for another reason"; }
   pass "url mode: clientConfig.url for /validate and /mutate, no Service; not with cert-manager"
+  # Cloud identities (kms.aws, kms.alibaba, kms.vault): the annotations on the gateway's
+  # and the signer's ServiceAccounts only, and Vault's login token a projected token of
+  # its own audience, mounted where SIGNET_VAULT_KUBERNETES_TOKEN_FILE points.
+  python3 - "$OUT/cloud-identity-values.helm$version.yaml" <<'PY' || die "helm $version: cloud identities are not rendered as expected"
+import sys, yaml
+docs = [d for d in yaml.safe_load_all(open(sys.argv[1])) if d]
+def component(d):
+    return d["metadata"]["labels"]["app.kubernetes.io/component"]
+roles = {"eks.amazonaws.com/role-arn": "arn:aws:iam::123456789012:role/signet-signer",
+         "pod-identity.alibabacloud.com/role-name": "signet-signer"}
+for d in docs:
+    if d["kind"] == "ServiceAccount":
+        a = d["metadata"].get("annotations") or {}
+        want = roles if component(d) in ("gateway", "signer") else {}
+        assert {k: a.get(k) for k in roles if k in a} == want, (component(d), a)
+    if d["kind"] == "Deployment" and component(d) in ("gateway", "signer"):
+        pod = d["spec"]["template"]["spec"]
+        assert pod["automountServiceAccountToken"] is False, "no API token in the pod"
+        vol = next(v for v in pod["volumes"] if v["name"] == "vault")
+        sat = vol["projected"]["sources"][0]["serviceAccountToken"]
+        assert sat["audience"] == "vault" and sat["expirationSeconds"] == 3600, sat
+        c = pod["containers"][0]
+        env = {e["name"]: e.get("value") for e in c["env"]}
+        assert env["SIGNET_VAULT_AUTH"] == "kubernetes" and env["SIGNET_VAULT_ROLE"] == "signet-signer", env
+        mount = next(m for m in c["volumeMounts"] if m["name"] == "vault")["mountPath"]
+        assert env["SIGNET_VAULT_KUBERNETES_TOKEN_FILE"] == mount + "/token", (env, mount)
+    if d["kind"] == "NetworkPolicy" and component(d) in ("gateway", "signer"):
+        cidrs = {p.get("ipBlock", {}).get("cidr") for r in d["spec"]["egress"] for p in r.get("to", [])}
+        assert {"169.254.169.254/32", "169.254.170.23/32", "100.100.100.200/32"} <= cidrs, cidrs
+PY
+  if "$helm" template signet "$CHART" -f "$CHART/ci/minimal-values.yaml" \
+    --set kms.vault.auth=approle >"$OUT/approle.log" 2>&1; then
+    die "helm $version rendered an AppRole login without its Secret"
+  fi
+  grep -q "kms.vault.approleSecret:" "$OUT/approle.log" ||
+    { cat "$OUT/approle.log"; die "helm $version: AppRole without a Secret was refused for another reason"; }
+  pass "cloud identities: ServiceAccount annotations, Vault's projected token, metadata egress; AppRole needs its Secret"
 done
 
 say "rendered objects: Helm 3 and 4 agree; signet.toml is sound"

@@ -76,6 +76,7 @@ app.kubernetes.io/component: {{ .component }}
 {{- define "signet.paths.gatewayCa" -}}/etc/signet/gateway-ca{{- end -}}
 {{- define "signet.paths.secrets" -}}/var/run/secrets/signet{{- end -}}
 {{- define "signet.paths.kms" -}}/var/run/secrets/signet-kms{{- end -}}
+{{- define "signet.paths.vault" -}}/var/run/secrets/signet-vault{{- end -}}
 {{- define "signet.paths.data" -}}/var/lib/signet{{- end -}}
 
 {{- define "signet.storeSecret" -}}
@@ -187,6 +188,29 @@ Input: dict "root" $ "component" "gateway". Empty when there is nothing to mount
 - name: {{ $k }}
   value: {{ index $v.kms.env $k | toString | quote }}
 {{- end }}
+{{- $vault := $v.kms.vault }}
+{{- if ne $vault.auth "token" }}
+- name: SIGNET_VAULT_AUTH
+  value: {{ $vault.auth }}
+{{- with $vault.mount }}
+- name: SIGNET_VAULT_AUTH_MOUNT
+  value: {{ . | quote }}
+{{- end }}
+{{- end }}
+{{- if eq $vault.auth "kubernetes" }}
+- name: SIGNET_VAULT_ROLE
+  value: {{ $vault.role | quote }}
+- name: SIGNET_VAULT_KUBERNETES_TOKEN_FILE
+  value: {{ include "signet.paths.vault" .root }}/token
+{{- else if eq $vault.auth "approle" }}
+- name: SIGNET_VAULT_ROLE_ID
+  valueFrom:
+    secretKeyRef:
+      name: {{ $vault.approleSecret }}
+      key: role-id
+- name: SIGNET_VAULT_SECRET_ID_FILE
+  value: {{ include "signet.paths.vault" .root }}/secret-id
+{{- end }}
 {{- end }}
 {{- with $c.extraEnv }}
 {{ toYaml . }}
@@ -219,6 +243,28 @@ Input: dict "root" $ "component" "gateway". Empty when there is nothing to mount
   secret:
     secretName: {{ $kmsFiles }}
     defaultMode: 0440
+{{- end }}
+{{- if and (has .component (list "gateway" "signer")) (ne $v.kms.vault.auth "token") }}
+{{- if eq $v.kms.vault.auth "kubernetes" }}
+# A service account token for Vault's Kubernetes login alone: its own audience, an hour
+# long, renewed by kubelet (the pod otherwise has no token).
+- name: vault
+  projected:
+    defaultMode: 0440
+    sources:
+      - serviceAccountToken:
+          audience: {{ $v.kms.vault.tokenAudience | quote }}
+          expirationSeconds: 3600
+          path: token
+{{- else }}
+- name: vault
+  secret:
+    secretName: {{ $v.kms.vault.approleSecret }}
+    defaultMode: 0440
+    items:
+      - key: secret-id
+        path: secret-id
+{{- end }}
 {{- end }}
 {{- if and (eq .component "gateway") $v.gateway.tls.enabled }}
 - name: tls
@@ -275,6 +321,11 @@ Input: dict "root" $ "component" "gateway". Empty when there is nothing to mount
   mountPath: {{ include "signet.paths.kms" .root }}
   readOnly: true
 {{- end }}
+{{- if and (has .component (list "gateway" "signer")) (ne $v.kms.vault.auth "token") }}
+- name: vault
+  mountPath: {{ include "signet.paths.vault" .root }}
+  readOnly: true
+{{- end }}
 {{- if and (eq .component "gateway") $v.gateway.tls.enabled }}
 - name: tls
   mountPath: {{ include "signet.paths.tls" .root }}
@@ -295,6 +346,19 @@ Input: dict "root" $ "component" "gateway". Empty when there is nothing to mount
   readOnly: true
 {{- end }}
 {{- end }}
+{{- end -}}
+
+{{/* A ServiceAccount's annotations: the user's, plus the cloud identities of kms.aws and
+kms.alibaba for the gateway and the signer (the components that reach the KMS). Input:
+dict "root" "component". */}}
+{{- define "signet.serviceAccountAnnotations" -}}
+{{- $v := .root.Values -}}
+{{- $a := deepCopy (default dict (index $v .component).serviceAccount.annotations) -}}
+{{- if has .component (list "gateway" "signer") -}}
+{{- with $v.kms.aws.roleArn }}{{ $_ := set $a "eks.amazonaws.com/role-arn" . }}{{ end -}}
+{{- with $v.kms.alibaba.rrsaRoleName }}{{ $_ := set $a "pod-identity.alibabacloud.com/role-name" . }}{{ end -}}
+{{- end -}}
+{{- if $a }}{{ toYaml $a }}{{ end -}}
 {{- end -}}
 
 {{/* The KMS Secrets a component gets: none for the verifier, the gateway's own if set. */}}

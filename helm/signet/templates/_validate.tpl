@@ -18,6 +18,12 @@ Every template includes it first, so whichever Helm renders first reports the li
 {{- if and (or $v.gateway.enabled $v.signer.enabled) (not $v.bus.existingSecret) -}}
 {{- $p = append $p "bus.existingSecret: name the Secret holding the bus URL (amqp://, amqps:// or nats://); the gateway and the signer publish on it" -}}
 {{- end -}}
+{{- if and (eq $v.kms.vault.auth "kubernetes") (not $v.kms.vault.role) -}}
+{{- $p = append $p "kms.vault.role: name the Vault role bound to the gateway's and the signer's ServiceAccounts (kms.vault.auth: kubernetes)" -}}
+{{- end -}}
+{{- if and (eq $v.kms.vault.auth "approle") (not $v.kms.vault.approleSecret) -}}
+{{- $p = append $p "kms.vault.approleSecret: name a Secret with keys role-id and secret-id (kms.vault.auth: approle)" -}}
+{{- end -}}
 {{- range $name := list "distribution" "harbor" "acr" "generic" -}}
 {{- $r := index $v.webhooks $name -}}
 {{- if $r.enabled -}}
