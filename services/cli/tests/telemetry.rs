@@ -3,7 +3,8 @@
 //! sign` is one trace from the API request through the bus, the signer, the KMS and
 //! registry calls and the event, to the verifier's trust-cache update, each hop a
 //! descendant of the one before. (Before the exporter used the blocking HTTP client, the
-//! first export panicked and no span ever left the process.)
+//! first export panicked and no span ever left the process.) An admission review of the
+//! signed image is a trace of its own, linked to the one that signed it.
 
 mod common;
 
@@ -105,6 +106,25 @@ async fn a_signature_is_one_trace_in_a_real_trace_backend() {
         .await
         .expect("signet up");
     create_local_witness(&up, "prod");
+    // A policy naming the witness, so the verifier learns the signature from its event.
+    for args in [
+        vec![
+            "policy",
+            "create",
+            "prod-images",
+            "--witness",
+            "prod",
+            "--cluster",
+            "local",
+            "--namespace",
+            "prod",
+            "--mode",
+            "enforce",
+        ],
+        vec!["policy", "enable", "prod-images"],
+    ] {
+        ok(&up.cli(&args).expect("cli"), &args.join(" "));
+    }
     ok(
         &up.cli(&["sign", &image, "--witness", "prod", "--wait"])
             .expect("cli"),
@@ -197,4 +217,52 @@ async fn a_signature_is_one_trace_in_a_real_trace_backend() {
             .contains(digest.as_str()),
         "the trace names the signed digest:\n{describe}"
     );
+
+    // The admission review of that image links to the trace that signed it.
+    let sign_trace = traces["data"][found]["traceID"]
+        .as_str()
+        .expect("traceID")
+        .to_owned();
+    let started = Instant::now();
+    loop {
+        let r = common::review(&up, "prod", &image).await;
+        if r["allowed"] == true {
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "never admitted: {r}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let traces = jaeger.traces("signet").await.unwrap_or(Value::Null);
+        let reviews: Vec<&Value> = traces["data"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .flat_map(|t| t["spans"].as_array().into_iter().flatten())
+            .filter(|s| s["operationName"] == "admission.validate")
+            .collect();
+        let linked = reviews.iter().any(|s| {
+            s["references"].as_array().is_some_and(|refs| {
+                refs.iter()
+                    .any(|r| r["refType"] == "FOLLOWS_FROM" && r["traceID"] == sign_trace.as_str())
+            })
+        });
+        if linked {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no admission.validate span links to the signing trace {sign_trace} within 60 s; review spans: {reviews:?}\nverifier's view of the event: {}",
+            up.log()
+                .lines()
+                .filter(|l| l.contains("signature learned") || l.contains("signature event not used") || l.contains("bundle") || l.contains("changed"))
+                .collect::<Vec<_>>()
+                .join("\n")
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
 }

@@ -164,6 +164,20 @@ pub fn set_parent_from_traceparent(span: &tracing::Span, traceparent: &str) {
     set_parent(span, &headers);
 }
 
+/// Links `span` to the span a `traceparent` names (another trace: a later step that
+/// relies on earlier work, such as an admission review on a signature). No-op for an
+/// invalid value or when spans are not exported.
+pub fn link_traceparent(span: &tracing::Span, traceparent: &str) {
+    use opentelemetry::trace::TraceContextExt;
+    let mut headers = BTreeMap::new();
+    headers.insert("traceparent".to_owned(), traceparent.to_owned());
+    let cx = TraceContextPropagator::new().extract(&MapExtractor(&headers));
+    let linked = cx.span().span_context().clone();
+    if linked.is_valid() {
+        span.add_link(linked);
+    }
+}
+
 fn has_remote_span(cx: &opentelemetry::Context) -> bool {
     use opentelemetry::trace::TraceContextExt;
     cx.span().span_context().is_valid()

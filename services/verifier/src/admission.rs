@@ -293,6 +293,11 @@ impl Admission {
                 }
             };
             verdict.digest = Some(digest.clone());
+            // The review joins the story of the signature it relies on: a link to the
+            // trace that signed this digest, when the signer exported one.
+            if let Some(tp) = self.trust.trace_of(digest).await {
+                signet_runtime::telemetry::link_traceparent(&tracing::Span::current(), &tp);
+            }
             let check = self
                 .trust
                 .check(snapshot, policy, image, digest, deadline)

@@ -185,7 +185,7 @@ async fn validate(State(s): State<AppState>, ext: Extensions, body: Bytes) -> Re
         Ok(r) => r,
         Err(resp) => return resp,
     };
-    let span = tracing::debug_span!("admission.validate", uid = %req.uid, kind = %req.kind.kind, namespace = ?req.namespace, ?sender);
+    let span = tracing::info_span!("admission.validate", uid = %req.uid, kind = %req.kind.kind, namespace = ?req.namespace, ?sender);
     let response = s.admission.validate(&req, sender).instrument(span).await;
     if !response.allowed {
         tracing::info!(uid = %req.uid, kind = %req.kind.kind, namespace = ?req.namespace, name = %req.name, message = %response.result.message, "admission denied");

@@ -252,6 +252,7 @@ pub async fn event_loop(
         // Whatever happened while not subscribed is in the bundle.
         resync.request("subscribed to events");
         let mut last_seen: Option<i64> = None;
+        let mut pending = PendingBundle::default();
         loop {
             let received = tokio::select! {
                 _ = shutdown.cancelled() => return,
@@ -280,7 +281,9 @@ pub async fn event_loop(
             if let Some(tp) = &event.traceparent {
                 signet_runtime::telemetry::set_parent_from_traceparent(&span, tp);
             }
-            let applied = handle(&trust, &resync, &event).instrument(span).await;
+            let applied = handle(&trust, &resync, &mut pending, &event)
+                .instrument(span)
+                .await;
             // A hint is reflected only once the bundle it asked for is installed (that
             // bundle's revision then counts), so "seen" never runs ahead of the state.
             if let (true, Some(r)) = (applied, event.revision) {
@@ -320,8 +323,55 @@ fn open(trust: &Trust, keys: &PinnedKeys, received: &ReceivedEvent) -> Option<Ev
     Some(event)
 }
 
+/// The bundle revision that reflects the latest witness or policy change seen on the bus;
+/// the event loop's own state.
+#[derive(Debug, Default)]
+pub(crate) struct PendingBundle {
+    awaited: Option<i64>,
+}
+
+/// The longest a signature event waits for a bundle that is being fetched.
+const PENDING_BUNDLE_WAIT: Duration = Duration::from_secs(5);
+
+impl PendingBundle {
+    fn await_bundle(&mut self, revision: Option<i64>) {
+        if let Some(r) = revision {
+            self.awaited = Some(self.awaited.map_or(r, |a| a.max(r)));
+        }
+    }
+
+    /// Waits (at most [`PENDING_BUNDLE_WAIT`]) for the awaited bundle; true when it was
+    /// outstanding and is now installed.
+    async fn wait(&mut self, trust: &Trust) -> bool {
+        let Some(awaited) = self.awaited else {
+            return false;
+        };
+        if trust.bundle_revision() >= awaited {
+            self.awaited = None;
+            return false;
+        }
+        let deadline = tokio::time::Instant::now() + PENDING_BUNDLE_WAIT;
+        while tokio::time::Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+            if trust.bundle_revision() >= awaited {
+                self.awaited = None;
+                return true;
+            }
+        }
+        // Not coming soon (the gateway is unreachable): stop holding events up for it.
+        // The resync keeps trying; until then a miss is looked up in the registry.
+        self.awaited = None;
+        false
+    }
+}
+
 /// Handles one sealed event; false when it was only a hint to fetch the bundle.
-async fn handle(trust: &Trust, resync: &Resync, event: &Event) -> bool {
+async fn handle(
+    trust: &Trust,
+    resync: &Resync,
+    pending: &mut PendingBundle,
+    event: &Event,
+) -> bool {
     let lag = (Utc::now() - event.time).num_microseconds().unwrap_or(0) as f64 / 1e6;
     metrics().event_lag.observe(lag.max(0.0));
     match event.kind {
@@ -330,9 +380,20 @@ async fn handle(trust: &Trust, resync: &Resync, event: &Event) -> bool {
                 tracing::warn!(event = %event.id, "signature.published event without a signature record; ignoring it");
                 return true;
             };
-            match trust.learn(&record).await {
+            let mut learned = trust.learn(&record).await;
+            // A witness or policy change that this verifier is still fetching the bundle
+            // for may be what makes the key known (a policy enabled, then an image signed
+            // at once): wait for that bundle, briefly, and try once more rather than
+            // leave the first admission to a registry fetch.
+            if learned.is_err() && pending.wait(trust).await {
+                learned = trust.learn(&record).await;
+            }
+            match learned {
                 Ok(()) => {
                     tracing::debug!(digest = %record.digest, witness = %record.witness, "signature learned from an event");
+                    if let Some(tp) = &event.traceparent {
+                        trust.note_trace(&record.digest, tp).await;
+                    }
                 }
                 Err(why) => {
                     // Most often a witness no policy of this cluster names.
@@ -376,11 +437,13 @@ async fn handle(trust: &Trust, resync: &Resync, event: &Event) -> bool {
         | EventKind::WitnessKeyRevoked
         | EventKind::WitnessRevoked => {
             tracing::info!(witness = %event.subject, kind = %event.kind, revision = event.revision, "witness changed; fetching the trust bundle");
+            pending.await_bundle(event.revision);
             resync.request("witness event");
             false
         }
         EventKind::PolicyUpdated => {
             tracing::info!(policy = %event.subject, revision = event.revision, "policy changed; fetching the trust bundle");
+            pending.await_bundle(event.revision);
             resync.request("policy event");
             false
         }
@@ -522,6 +585,78 @@ mod tests {
             self.shutdown.cancel();
             self.task.await.expect("event loop ends");
         }
+    }
+
+    /// A policy is enabled for a new witness and an image is signed at once: the
+    /// signature event arrives before the bundle that makes the witness's key known.
+    /// It waits for that bundle instead of being dropped (which left the first admission
+    /// of the image to a registry fetch).
+    #[tokio::test]
+    async fn a_signature_waits_for_the_bundle_a_policy_change_is_fetching() {
+        let h = harness().await;
+        let newcomer = TestKey::new();
+        h.tx.send(sealed(
+            &h.control,
+            EventKind::PolicyUpdated,
+            6,
+            serde_json::json!({}),
+        ))
+        .await
+        .expect("send");
+        next_request(&h.resync).await;
+        let digest = Digest::of(b"signed right after the policy");
+        let record = newcomer.record("w2", "reg.local/team/new", &digest);
+        h.tx.send(sealed(
+            &h.control,
+            EventKind::SignaturePublished,
+            7,
+            serde_json::to_value(&record).expect("json"),
+        ))
+        .await
+        .expect("send");
+        // The bundle the policy event asked for arrives a moment later.
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        assert_eq!(
+            h.trust.entries_now().await,
+            0,
+            "not learned before its key is known"
+        );
+        h.trust.install(bundle(
+            6,
+            vec![
+                policy("p", &["w"], "prod", PolicyMode::Enforce),
+                policy("p2", &["w2"], "prod", PolicyMode::Enforce),
+            ],
+            vec![h.witness.trusted("w", "1"), newcomer.trusted("w2", "1")],
+        ));
+        seen(&h.trust, 7).await;
+        assert_eq!(
+            h.trust.entries_now().await,
+            1,
+            "learned once the bundle came"
+        );
+
+        h.stop().await;
+    }
+
+    /// Waiting happens only while a bundle is awaited, and gives up (for good) when it
+    /// does not come: an unreachable gateway does not slow every later event down.
+    #[tokio::test(start_paused = true)]
+    async fn the_wait_for_a_pending_bundle_is_bounded_and_given_up() {
+        let trust = Trust::new("c1", no_registry(), CacheConfig::default());
+        trust.install(bundle(5, vec![], vec![]));
+        let mut pending = PendingBundle::default();
+        assert!(!pending.wait(&trust).await, "nothing awaited");
+        pending.await_bundle(Some(4));
+        assert!(!pending.wait(&trust).await, "already installed");
+        assert_eq!(pending.awaited, None);
+        pending.await_bundle(Some(9));
+        let started = tokio::time::Instant::now();
+        assert!(!pending.wait(&trust).await, "never installed");
+        assert_eq!(started.elapsed(), PENDING_BUNDLE_WAIT);
+        assert_eq!(pending.awaited, None, "given up");
+        assert!(!pending.wait(&trust).await);
+        assert_eq!(started.elapsed(), PENDING_BUNDLE_WAIT, "no second wait");
     }
 
     #[tokio::test]

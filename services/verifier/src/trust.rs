@@ -46,6 +46,9 @@ pub type KeyId = [u8; 32];
 /// An image digest's bytes.
 pub type DigestId = [u8; 32];
 
+/// How many digests' signing traces are remembered for admission reviews to link to.
+const TRACE_LINKS: u64 = 10_000;
+
 /// `sha256:<hex>` → bytes.
 pub fn key_id(fingerprint: &str) -> Option<KeyId> {
     let mut out = [0u8; 32];
@@ -383,6 +386,10 @@ pub struct Trust {
     verified: Cache<(DigestId, KeyId), Origin>,
     fetched: Cache<(String, DigestId), Arc<Artifact>>,
     tags: Cache<String, Digest>,
+    /// The trace that signed a digest (the `traceparent` of its `signature.published`
+    /// event), so that an admission review can link to it. Only filled when the signer
+    /// exports traces; bounded apart from the verdicts so tracing never costs them room.
+    traces: Cache<DigestId, Arc<str>>,
     registry: RegistryClient,
     counters: Counters,
     /// `.sig` artifacts fetched from registries, and signature checks run on their
@@ -508,6 +515,10 @@ impl Trust {
                 .max_capacity(cache.capacity.clamp(1, 10_000))
                 .time_to_live(cache.tag_ttl)
                 .eviction_listener(count_evictions("tag"))
+                .build(),
+            traces: Cache::builder()
+                .max_capacity(TRACE_LINKS.min(cache.capacity.max(1)))
+                .time_to_live(cache.trust_ttl)
                 .build(),
             registry,
             counters: Counters::new(),
@@ -644,6 +655,18 @@ impl Trust {
             .invalidate(&(record.repository.clone(), d))
             .await;
         Ok(())
+    }
+
+    /// Remembers the trace that signed `digest` (from its event's `traceparent`).
+    pub async fn note_trace(&self, digest: &Digest, traceparent: &str) {
+        self.traces
+            .insert(digest_id(digest), Arc::from(traceparent))
+            .await;
+    }
+
+    /// The `traceparent` of the trace that signed `digest`, when an event said so.
+    pub async fn trace_of(&self, digest: &Digest) -> Option<Arc<str>> {
+        self.traces.get(&digest_id(digest)).await
     }
 
     /// A `signature.revoked` event: the verdict goes.
