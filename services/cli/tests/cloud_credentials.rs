@@ -16,7 +16,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
-use common::{bin, cosign_verifies, fails, ok};
+use common::{bin, cosign_verifies, create_witness, fails, ok};
 use signet_testkit::emulators::moto;
 use signet_testkit::image::TestImage;
 use signet_testkit::imds::Imds;
@@ -37,18 +37,7 @@ fn pod_env<'a>(home: &'a str, kms: &'a str) -> Vec<(&'a str, &'a str)> {
 /// Creates an AWS witness on a new moto key and signs one image with it; the witness's
 /// public key, for cosign.
 async fn witness_signs(up: &SignetUp, key_id: &str, registry: &TestRegistry, tag: &str) -> String {
-    ok(
-        &up.cli(&[
-            "witness",
-            "create",
-            "--name",
-            "aws",
-            "--kms-key",
-            &format!("awskms:///{key_id}"),
-        ])
-        .expect("cli"),
-        "witness create with cluster credentials",
-    );
+    create_witness(up, "aws", &format!("awskms:///{key_id}"));
     let pem = ok(
         &up.cli(&["witness", "export-key", "aws"]).expect("cli"),
         "export",

@@ -203,16 +203,21 @@ pub(crate) fn endpoint_url(
         .map(str::to_owned)
         .or_else(|| env.get("SIGNET_ALIBABA_KMS_ENDPOINT"))
         .unwrap_or_else(|| format!("kms.{region}.aliyuncs.com"));
+    host_or_url(&raw, "endpoint")
+}
+
+/// A setting that is a host (HTTPS) or an http(s) URL; `name` says which in errors.
+pub(crate) fn host_or_url(raw: &str, name: &str) -> Result<url::Url, String> {
     let with_scheme = if raw.contains("://") {
-        raw.clone()
+        raw.to_owned()
     } else {
         format!("https://{raw}")
     };
     let url =
-        url::Url::parse(&with_scheme).map_err(|e| format!("endpoint {raw:?} is not a URL: {e}"))?;
+        url::Url::parse(&with_scheme).map_err(|e| format!("{name} {raw:?} is not a URL: {e}"))?;
     if !matches!(url.scheme(), "http" | "https") || url.host_str().is_none() {
         return Err(format!(
-            "endpoint {raw:?} must be an http or https URL or a host name"
+            "{name} {raw:?} must be an http or https URL or a host name"
         ));
     }
     Ok(url)

@@ -21,7 +21,7 @@ use std::time::SystemTime;
 use secrecy::SecretString;
 use serde::Deserialize;
 
-use crate::alibaba::{load_credentials, AliCredentials};
+use crate::alibaba::{host_or_url, load_credentials, AliCredentials};
 use crate::env::Environment;
 use crate::error::KmsErrorKind;
 use crate::http::{chain, snippet, status_text};
@@ -65,22 +65,6 @@ impl fmt::Debug for AliSource {
             Self::EcsRole(r) => write!(f, "EcsRamRole({:?} at {})", r.role, r.metadata),
         }
     }
-}
-
-fn url_setting(raw: &str, name: &str) -> Result<url::Url, String> {
-    let with_scheme = if raw.contains("://") {
-        raw.to_owned()
-    } else {
-        format!("https://{raw}")
-    };
-    let url =
-        url::Url::parse(&with_scheme).map_err(|e| format!("{name} {raw:?} is not a URL: {e}"))?;
-    if !matches!(url.scheme(), "http" | "https") || url.host_str().is_none() {
-        return Err(format!(
-            "{name} {raw:?} must be an http or https URL or a host name"
-        ));
-    }
-    Ok(url)
 }
 
 impl AliSource {
@@ -127,7 +111,7 @@ impl AliSource {
                         .get("ALIBABA_CLOUD_ROLE_SESSION_NAME")
                         .unwrap_or_else(|| "signet".to_owned()),
                     duration_seconds,
-                    sts: url_setting(&sts, "the STS endpoint")?,
+                    sts: host_or_url(&sts, "the STS endpoint")?,
                     cache: Refreshing::default(),
                 })));
             }
@@ -154,7 +138,7 @@ impl AliSource {
             .unwrap_or_else(|| ECS_METADATA.to_owned());
         Ok(Self::EcsRole(Box::new(EcsRole {
             role,
-            metadata: url_setting(&metadata, "the metadata endpoint")?,
+            metadata: host_or_url(&metadata, "the metadata endpoint")?,
             imdsv1_disabled: env
                 .get("ALIBABA_CLOUD_IMDSV1_DISABLED")
                 .is_some_and(|v| v.eq_ignore_ascii_case("true")),

@@ -3,28 +3,19 @@
 //! (a request without a session token is refused), handing out the instance role's
 //! credentials the test chooses.
 
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
-
-use anyhow::{bail, Context};
+use crate::process::{free_port, ToolProcess};
 
 /// A running metadata service; killed on drop.
 pub struct Imds {
-    child: Child,
+    process: ToolProcess,
     port: u16,
-    dir: tempfile::TempDir,
 }
 
 impl Imds {
     /// Serves `role`'s credentials: `access_key_id` with a secret and session token,
     /// expiring at `expiration` (RFC 3339).
     pub async fn start(role: &str, access_key_id: &str, expiration: &str) -> anyhow::Result<Self> {
-        let bin = crate::tools::find("ec2-metadata-mock")?;
-        let dir = tempfile::tempdir()?;
-        let port = std::net::TcpListener::bind("127.0.0.1:0")?
-            .local_addr()?
-            .port();
-        let config = dir.path().join("aemm.json");
+        let port = free_port()?;
         let values = serde_json::json!({
             "metadata": {
                 "paths": {
@@ -44,50 +35,33 @@ impl Imds {
                 }
             }
         });
-        std::fs::write(&config, serde_json::to_vec_pretty(&values)?)?;
-        let log = std::fs::File::create(dir.path().join("aemm.log"))?;
-        let child = Command::new(&bin)
-            .args([
-                "--hostname",
-                "127.0.0.1",
-                "--port",
-                &port.to_string(),
-                "--imdsv2",
-            ])
-            .arg("--config-file")
-            .arg(&config)
-            .stdin(Stdio::null())
-            .stdout(log.try_clone()?)
-            .stderr(log)
-            .spawn()
-            .with_context(|| format!("starting {}", bin.display()))?;
-        let mut imds = Self { child, port, dir };
-        let deadline = Instant::now() + Duration::from_secs(30);
         let http = reqwest::Client::new();
-        loop {
-            let ready = http
-                .put(imds.url() + "/latest/api/token")
-                .header("x-aws-ec2-metadata-token-ttl-seconds", "60")
-                .send()
-                .await
-                .is_ok_and(|r| r.status().is_success());
-            if ready {
-                return Ok(imds);
-            }
-            if let Some(status) = imds.child.try_wait()? {
-                bail!(
-                    "ec2-metadata-mock exited with {status}; log:\n{}",
-                    imds.log()
-                );
-            }
-            if Instant::now() > deadline {
-                bail!(
-                    "ec2-metadata-mock was not ready within 30 s; log:\n{}",
-                    imds.log()
-                );
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
+        let token_url = format!("http://127.0.0.1:{port}/latest/api/token");
+        let process = ToolProcess::start(
+            "ec2-metadata-mock",
+            |dir| {
+                let config = dir.join("aemm.json");
+                std::fs::write(&config, serde_json::to_vec_pretty(&values)?)?;
+                Ok(vec![
+                    "--hostname".into(),
+                    "127.0.0.1".into(),
+                    "--port".into(),
+                    port.to_string().into(),
+                    "--imdsv2".into(),
+                    "--config-file".into(),
+                    config.into(),
+                ])
+            },
+            || async {
+                http.put(&token_url)
+                    .header("x-aws-ec2-metadata-token-ttl-seconds", "60")
+                    .send()
+                    .await
+                    .is_ok_and(|r| r.status().is_success())
+            },
+        )
+        .await?;
+        Ok(Self { process, port })
     }
 
     /// `http://127.0.0.1:PORT`: `AWS_EC2_METADATA_SERVICE_ENDPOINT`.
@@ -96,13 +70,6 @@ impl Imds {
     }
 
     pub fn log(&self) -> String {
-        std::fs::read_to_string(self.dir.path().join("aemm.log")).unwrap_or_default()
-    }
-}
-
-impl Drop for Imds {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        self.process.log()
     }
 }

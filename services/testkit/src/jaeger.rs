@@ -2,63 +2,38 @@
 //! Collector) from `scripts/tools.sh`, on free loopback ports, with an OTLP/HTTP
 //! receiver and in-memory storage, and its query API to read the traces back.
 
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
-
-use anyhow::{bail, Context};
+use crate::process::{free_port, ToolProcess};
 
 /// A running Jaeger; killed on drop.
 pub struct Jaeger {
-    child: Child,
+    process: ToolProcess,
     otlp: u16,
     query: u16,
-    dir: tempfile::TempDir,
-}
-
-fn free_port() -> anyhow::Result<u16> {
-    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
-        .local_addr()?
-        .port())
 }
 
 impl Jaeger {
     pub async fn start() -> anyhow::Result<Self> {
-        let bin = crate::tools::find("jaeger")?;
-        let dir = tempfile::tempdir()?;
         let (otlp, query, grpc) = (free_port()?, free_port()?, free_port()?);
-        let config = dir.path().join("jaeger.yaml");
-        std::fs::write(&config, config_yaml(otlp, query, grpc))?;
-        let log = std::fs::File::create(dir.path().join("jaeger.log"))?;
-        let child = Command::new(&bin)
-            .arg("--config")
-            .arg(&config)
-            .stdin(Stdio::null())
-            .stdout(log.try_clone()?)
-            .stderr(log)
-            .spawn()
-            .with_context(|| format!("starting {}", bin.display()))?;
-        let mut jaeger = Self {
-            child,
+        let services = format!("http://127.0.0.1:{query}/api/services");
+        let process = ToolProcess::start(
+            "jaeger",
+            |dir| {
+                let config = dir.join("jaeger.yaml");
+                std::fs::write(&config, config_yaml(otlp, query, grpc))?;
+                Ok(vec!["--config".into(), config.into()])
+            },
+            || async {
+                reqwest::get(&services)
+                    .await
+                    .is_ok_and(|r| r.status().is_success())
+            },
+        )
+        .await?;
+        Ok(Self {
+            process,
             otlp,
             query,
-            dir,
-        };
-        let deadline = Instant::now() + Duration::from_secs(30);
-        loop {
-            let ready = reqwest::get(format!("http://127.0.0.1:{query}/api/services"))
-                .await
-                .is_ok_and(|r| r.status().is_success());
-            if ready {
-                return Ok(jaeger);
-            }
-            if let Some(status) = jaeger.child.try_wait()? {
-                bail!("jaeger exited with {status}; log:\n{}", jaeger.log());
-            }
-            if Instant::now() > deadline {
-                bail!("jaeger was not ready within 30 s; log:\n{}", jaeger.log());
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
+        })
     }
 
     /// Where signet exports (`telemetry.otlp_endpoint`).
@@ -77,14 +52,7 @@ impl Jaeger {
     }
 
     pub fn log(&self) -> String {
-        std::fs::read_to_string(self.dir.path().join("jaeger.log")).unwrap_or_default()
-    }
-}
-
-impl Drop for Jaeger {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        self.process.log()
     }
 }
 

@@ -26,6 +26,7 @@ pub mod imds;
 pub mod jaeger;
 pub mod kube;
 pub mod postgres;
+pub mod process;
 pub mod proxy;
 pub mod registry;
 pub mod signet;

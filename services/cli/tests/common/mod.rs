@@ -183,11 +183,15 @@ pub async fn sigstore_verifies(image: &str, key_pem: &[u8]) -> Result<usize, Str
 
 /// `signet witness create NAME --kms-key local://NAME`.
 pub fn create_local_witness(up: &SignetUp, name: &str) {
-    let key = format!("local://{name}");
+    create_witness(up, name, &format!("local://{name}"));
+}
+
+/// `signet witness create NAME --kms-key KEY`.
+pub fn create_witness(up: &SignetUp, name: &str, key: &str) {
     ok(
-        &up.cli(&["witness", "create", "--name", name, "--kms-key", &key])
+        &up.cli(&["witness", "create", "--name", name, "--kms-key", key])
             .expect("cli"),
-        &format!("witness create {name}"),
+        &format!("witness create {name} on {key}"),
     );
 }
 
