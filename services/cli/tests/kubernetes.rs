@@ -200,6 +200,7 @@ async fn start() -> Env {
         ("demo/unsigned", 2),
         ("demo/revoked", 3),
         ("demo/pinned", 4),
+        ("demo/quorum", 5),
     ] {
         TestImage::from_seed(seed + u64::from(std::process::id()))
             .push(&host, repo, "v1")
@@ -371,6 +372,7 @@ async fn kubernetes_end_to_end() {
     env.time("6 break-glass", t);
     let t = Instant::now();
     revocation(&mut env).await;
+    n_of_m(&mut env).await;
     env.time("8 revocation", t);
     let t = Instant::now();
     digest_pinning(&mut env).await;
@@ -945,12 +947,108 @@ async fn break_glass(env: &mut Env) {
         entry["detail"]["user"], "alice",
         "the requesting user: {audit:#}"
     );
+    let groups = entry["detail"]["groups"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    assert!(
+        groups.contains(&Value::from("developers"))
+            && groups.contains(&Value::from("system:authenticated")),
+        "the requesting user's groups, as the API server authenticated them: {audit:#}"
+    );
     assert_eq!(entry["detail"]["reason"], "INC-42 rollback", "{audit:#}");
     let listed = env.signet(&["audit", "--admissions", "--outcome", "break_glass"]);
     assert!(listed.contains("by alice"), "{listed}");
     eprintln!(
         "signet audit --admissions --outcome break_glass: {}",
         listed.trim()
+    );
+}
+
+/// N-of-M: a policy that requires two of two witnesses. One signature is not enough, two
+/// are, and revoking one of the two makes it not enough again.
+async fn n_of_m(env: &mut Env) {
+    let ns = "quorum";
+    env.signet(&[
+        "witness",
+        "create",
+        "--name",
+        "audit",
+        "--kms-key",
+        "local://audit",
+    ]);
+    env.cluster.create_namespace(ns).await.expect("namespace");
+    env.signet(&[
+        "policy",
+        "create",
+        ns,
+        "--witness",
+        "release,audit",
+        "--require",
+        "2",
+        "--cluster",
+        CLUSTER,
+        "--namespace",
+        ns,
+        "--mode",
+        "enforce",
+        "--enable",
+    ]);
+    let image = format!("{}/demo/quorum:v1", env.host);
+    env.signet(&["sign", &image, "--witness", "release", "--wait"]);
+    let out = env
+        .apply_until(ns, &pod("one-of-two", &image, &[]), |o| !o.status.success())
+        .await;
+    assert!(
+        text(&out).contains(&format!(
+            "is not allowed in namespace \"{ns}\" by policy \"{ns}\": unsigned: signed by 1 of the 2 required witnesses (release); not signed by audit"
+        )),
+        "one signature of the two required: {}",
+        text(&out)
+    );
+    env.signet(&["sign", &image, "--witness", "audit", "--wait"]);
+    let out = env
+        .apply_until(ns, &pod("two-of-two", &image, &[]), |o| o.status.success())
+        .await;
+    assert_admitted(&out, "two signatures of two");
+    let listed: Value = serde_json::from_str(&env.signet(&[
+        "signature",
+        "list",
+        "--image",
+        &image,
+        "--witness",
+        "audit",
+        "-o",
+        "json",
+    ]))
+    .expect("json");
+    let id = listed["signatures"][0]["id"]
+        .as_str()
+        .expect("signature id")
+        .to_owned();
+    env.signet(&[
+        "signature",
+        "revoke",
+        &id,
+        "--reason",
+        "audit key rotated out",
+    ]);
+    let out = env
+        .apply_until(ns, &pod("one-revoked", &image, &[]), |o| {
+            !o.status.success()
+        })
+        .await;
+    assert!(
+        !out.status.success(),
+        "two signatures, one revoked, is one of two: {}",
+        text(&out)
+    );
+    assert!(
+        text(&out).contains(&format!(
+            "by policy \"{ns}\": witness or key version revoked: signed by 1 of the 2 required witnesses (release); signed by witness audit, but its signature of this digest was revoked"
+        )),
+        "denied by the quorum policy, naming the revocation: {}",
+        text(&out)
     );
 }
 

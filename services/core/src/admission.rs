@@ -177,6 +177,9 @@ pub struct AdmissionDecision {
     /// person for `kubectl apply`, a controller's service account for the Pods it makes.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub user: Option<String>,
+    /// The requester's groups (`userInfo.groups`), as the API server authenticated them.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub groups: Vec<String>,
 }
 
 #[cfg(test)]
@@ -237,6 +240,7 @@ mod tests {
             break_glass: None,
             dry_run: false,
             user: None,
+            groups: Vec::new(),
         };
         let v = serde_json::to_value(&d).expect("json");
         assert_eq!(v["outcome"], "would_deny");

@@ -473,6 +473,32 @@ async fn trusted_images_exclude_revoked_witnesses() {
     assert_error(s, &b, StatusCode::BAD_REQUEST, "only trusted images");
     let (s, _) = gw.call(Method::GET, "/v1/images", &gw.signer, None).await;
     assert_eq!(s, StatusCode::FORBIDDEN);
+
+    // A revoked signature is not a trusted image, and `limit` counts trusted images: the
+    // newest signature is revoked, so limit=1 must still return the older trusted one.
+    let newest = record("reg.local/team/app", "c", &release);
+    gw.store
+        .record_signature(
+            &newest,
+            &NewAudit::new("signer", "signature.publish", "release", json!({})),
+            None,
+        )
+        .await
+        .expect("record");
+    gw.store
+        .revoke_signature(newest.id, "admin", "built from a compromised runner")
+        .await
+        .expect("revoke");
+    let (_, b) = gw
+        .call(Method::GET, "/v1/images?limit=1", &gw.verifier, None)
+        .await;
+    let images = b["images"].as_array().expect("images");
+    assert_eq!(images.len(), 1, "{b}");
+    assert_eq!(
+        images[0]["digest"],
+        Digest::of(b"a").to_string(),
+        "the revoked newest signature is left out: {b}"
+    );
 }
 
 fn decision(uid: &str, outcome: AdmissionOutcome) -> AdmissionDecision {
@@ -499,6 +525,7 @@ fn decision(uid: &str, outcome: AdmissionOutcome) -> AdmissionDecision {
         break_glass: None,
         dry_run: false,
         user: None,
+        groups: Vec::new(),
     }
 }
 

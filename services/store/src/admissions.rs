@@ -132,6 +132,7 @@ impl Store {
                     "policy": d.policy,
                     "reason": d.break_glass,
                     "user": d.user,
+                    "groups": d.groups,
                     "uid": d.uid,
                     "images": d.images,
                 }),

@@ -94,6 +94,21 @@ impl Filter {
         self
     }
 
+    /// Adds a condition with any number of values: each `{}` in `clause`, in order,
+    /// stands for the next value's placeholder.
+    pub(crate) fn and_each(&mut self, clause: &str, values: Vec<Bind>) -> &mut Self {
+        let mut out = String::with_capacity(clause.len() + values.len() * 3);
+        let mut parts = clause.split("{}");
+        out.push_str(parts.next().unwrap_or_default());
+        for (part, value) in parts.zip(values) {
+            self.binds.push(value);
+            out.push_str(&format!("${}", self.binds.len()));
+            out.push_str(part);
+        }
+        self.clauses.push(out);
+        self
+    }
+
     /// ` WHERE ...` (or nothing), then `tail` with `{}` replaced by the next placeholder,
     /// bound to `tail_value` (the LIMIT).
     pub(crate) fn finish(

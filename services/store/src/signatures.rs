@@ -27,6 +27,12 @@ pub struct SignatureFilter {
     pub repository: Option<String>,
     pub digest: Option<Digest>,
     pub witness: Option<String>,
+    /// Only signatures by these (witness, key fingerprint) pairs: the live keys, for the
+    /// trusted image list. Empty: none match.
+    pub keys: Option<Vec<(String, String)>>,
+    /// Leave out revoked signatures.
+    pub unrevoked: bool,
+    /// Applied after every other condition.
     pub limit: u32,
 }
 
@@ -36,6 +42,8 @@ impl Default for SignatureFilter {
             repository: None,
             digest: None,
             witness: None,
+            keys: None,
+            unrevoked: false,
             limit: 100,
         }
     }
@@ -251,6 +259,21 @@ impl Store {
         }
         if let Some(witness) = &filter.witness {
             f.and("witness = {}", Bind::Text(witness.clone()));
+        }
+        if let Some(keys) = &filter.keys {
+            if keys.is_empty() {
+                return Ok(Vec::new());
+            }
+            let pairs = vec!["(witness = {} AND key_fingerprint = {})"; keys.len()].join(" OR ");
+            f.and_each(
+                &format!("({pairs})"),
+                keys.iter()
+                    .flat_map(|(w, k)| [Bind::Text(w.clone()), Bind::Text(k.clone())])
+                    .collect(),
+            );
+        }
+        if filter.unrevoked {
+            f.and_each("revoked_at IS NULL", Vec::new());
         }
         let (sql, binds) = f.finish(
             &format!("SELECT {COLUMNS} FROM signatures"),

@@ -203,6 +203,7 @@ fn decision(uid: &str, policy: &str, outcome: AdmissionOutcome) -> AdmissionDeci
         break_glass: None,
         dry_run: false,
         user: None,
+        groups: Vec::new(),
     }
 }
 

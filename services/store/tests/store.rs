@@ -710,6 +710,44 @@ async fn list_signatures_filters(db: TestDb) {
     })
     .await
     .is_empty());
+    // Only the keys asked for, and the limit after that filter.
+    let fp = key(1).fingerprint();
+    assert_eq!(
+        list(SignatureFilter {
+            keys: Some(vec![("dev".into(), fp.clone())]),
+            limit: 1,
+            ..SignatureFilter::default()
+        })
+        .await,
+        vec![recorded[1].id]
+    );
+    assert!(list(SignatureFilter {
+        keys: Some(vec![("prod".into(), "sha256:00".into())]),
+        ..SignatureFilter::default()
+    })
+    .await
+    .is_empty());
+    assert!(list(SignatureFilter {
+        keys: Some(Vec::new()),
+        ..SignatureFilter::default()
+    })
+    .await
+    .is_empty());
+    // Revoked signatures are left out when asked, before the limit.
+    store
+        .revoke_signature(recorded[3].id, "admin", "test")
+        .await
+        .expect("revoke");
+    assert_eq!(
+        list(SignatureFilter {
+            keys: Some(vec![("prod".into(), fp.clone()), ("dev".into(), fp)]),
+            unrevoked: true,
+            limit: 2,
+            ..SignatureFilter::default()
+        })
+        .await,
+        vec![recorded[2].id, recorded[1].id]
+    );
 }
 
 async fn claims_are_exclusive_and_expire(db: TestDb) {

@@ -439,6 +439,7 @@ impl Admission {
                 break_glass: break_glass.map(str::to_owned),
                 dry_run: req.dry_run,
                 user: req.user_info.username.clone().filter(|u| !u.is_empty()),
+                groups: req.user_info.groups.clone().unwrap_or_default(),
             };
             if outcome == AdmissionOutcome::BreakGlass {
                 tracing::warn!(namespace, name = %name, policy = %policy.name, reason = ?break_glass, "break-glass admission");

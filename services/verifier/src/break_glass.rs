@@ -251,6 +251,7 @@ mod tests {
             break_glass: Some("incident".into()),
             dry_run: false,
             user: None,
+            groups: Vec::new(),
         }
     }
 

@@ -1060,6 +1060,14 @@ impl Trust {
                 found.oversized, limits.max_payload_bytes
             ));
         }
+        // Every layer is a valid signature of a witness that signed (N-of-M with too few
+        // witnesses): nothing is invalid, the missing witnesses simply did not sign.
+        if !signed.is_empty() && found.total <= signed.len() && skipped.is_empty() {
+            return Failure::new(
+                DenialReason::Unsigned,
+                format!("{shortfall}not signed by {missing_names} (checked {artifact})"),
+            );
+        }
         Failure::new(
             DenialReason::InvalidSignature,
             format!(

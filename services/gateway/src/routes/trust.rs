@@ -1,8 +1,6 @@
 //! What cluster verifiers read and report: the trust bundle, trusted images, and the
 //! admission decisions they made.
 
-use std::collections::HashSet;
-
 use axum::extract::State;
 use axum::http::{header, HeaderName, HeaderValue};
 use axum::response::{IntoResponse, Response};
@@ -171,8 +169,9 @@ pub async fn images(
                 .into(),
         ));
     }
-    // A signature by a revoked witness or key version is not a trusted image any more.
-    let live: HashSet<(String, String)> = state
+    // A revoked signature, or one by a revoked witness or key version, is not a trusted
+    // image any more. Both are left out by the query, so `limit` counts trusted images.
+    let live: Vec<(String, String)> = state
         .store
         .list_witnesses()
         .await?
@@ -188,13 +187,14 @@ pub async fn images(
         .list_signatures(&SignatureFilter {
             repository: q.repository,
             witness: q.witness,
+            keys: Some(live),
+            unrevoked: true,
             limit: q.limit.unwrap_or(100).min(1000),
             ..Default::default()
         })
         .await?;
     let images: Vec<TrustedImage> = records
         .into_iter()
-        .filter(|r| live.contains(&(r.witness.clone(), r.key_fingerprint.clone())))
         .map(|r| TrustedImage {
             image: format!("{}@{}", r.repository, r.digest),
             digest: r.digest.to_string(),
