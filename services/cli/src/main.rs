@@ -73,6 +73,9 @@ enum Command {
     /// List trusted images.
     #[command(subcommand)]
     Images(commands::images::ImagesCommand),
+    /// List the containers running in the clusters, with their standing.
+    #[command(subcommand)]
+    Workloads(commands::workloads::WorkloadsCommand),
     /// List signature records, or revoke one.
     #[command(subcommand)]
     Signature(commands::signature::SignatureCommand),
@@ -117,6 +120,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Audit(args) => commands::audit::run(&ctx, args).await,
         Command::Policy(c) => commands::policy::run(&ctx, c).await,
         Command::Images(c) => commands::images::run(&ctx, c).await,
+        Command::Workloads(c) => commands::workloads::run(&ctx, c).await,
         Command::Signature(c) => commands::signature::run(&ctx, c).await,
         Command::Rule(c) => commands::rule::run(&ctx, c).await,
         Command::ControlPlane(c) => commands::control_plane::run(&ctx, c).await,

@@ -25,10 +25,13 @@ pub enum EventKind {
     PolicyUpdated,
     /// A break-glass annotation let a workload through.
     AdmissionBreakGlass,
+    /// A running container's standing got worse (its signature was revoked, a policy now
+    /// covers it, ...). Data: [`crate::inventory::StandingChange`].
+    WorkloadUntrusted,
 }
 
 impl EventKind {
-    pub const ALL: [EventKind; 9] = [
+    pub const ALL: [EventKind; 10] = [
         Self::SignaturePublished,
         Self::SignatureFailed,
         Self::SignatureRevoked,
@@ -38,6 +41,7 @@ impl EventKind {
         Self::WitnessRevoked,
         Self::PolicyUpdated,
         Self::AdmissionBreakGlass,
+        Self::WorkloadUntrusted,
     ];
 
     /// `<noun>.<verb>`, also the AMQP routing key.
@@ -52,6 +56,7 @@ impl EventKind {
             Self::WitnessRevoked => "witness.revoked",
             Self::PolicyUpdated => "policy.updated",
             Self::AdmissionBreakGlass => "admission.break_glass",
+            Self::WorkloadUntrusted => "workload.untrusted",
         }
     }
 

@@ -19,6 +19,7 @@ pub mod admission;
 pub mod crypto;
 pub mod digest;
 pub mod events;
+pub mod inventory;
 pub mod model;
 pub mod pattern;
 pub mod payload;
@@ -30,6 +31,7 @@ pub use admission::{AdmissionDecision, AdmissionOutcome, DenialReason, ImageVerd
 pub use crypto::{CryptoError, PublicKey, SignatureAlgorithm};
 pub use digest::{Digest, DigestError};
 pub use events::EventKind;
+pub use inventory::{InventoryReport, InventorySync, RunningContainer, Standing, StandingChange};
 pub use model::*;
 pub use pattern::ImagePattern;
 pub use payload::{CoverageError, PayloadError, ReferenceRule, SimpleSigning};

@@ -316,6 +316,18 @@ fn event_shape(kind: EventKind) -> Result<EventShape, SchemaError> {
             }),
             data: named::<AdmissionDecision>()?,
         },
+        EventKind::WorkloadUntrusted => EventShape {
+            description: "A running container's standing got worse (its signature, key or \
+                          witness was revoked, or a policy now covers it unsigned); `data` \
+                          has the container as the verifier reported it and its previous \
+                          standing. Nothing is stopped: this is for whoever acts on it.",
+            subject: json!({
+                "type": "string",
+                "pattern": "^[^/]+/[^/]+/[^/]+/[^/]+$",
+                "description": "`cluster/namespace/pod/container`.",
+            }),
+            data: named::<signet_core::StandingChange>()?,
+        },
     })
 }
 

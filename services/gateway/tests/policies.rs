@@ -633,3 +633,131 @@ async fn verifiers_report_decisions_and_impact_sums_them_up() {
         1
     );
 }
+
+fn container(pod: &str, standing: &str, digest: &Digest) -> Value {
+    json!({
+        "namespace": "shop",
+        "pod": pod,
+        "pod_uid": format!("uid-{pod}"),
+        "container": "app",
+        "image": "reg.local/team/app:v1",
+        "digest": digest.to_string(),
+        "standing": standing,
+        "policy": "shop",
+        "evaluated_at": Utc::now(),
+    })
+}
+
+/// What runs: a verifier reports its cluster's containers; admins list them, see where
+/// trusted images run, and a standing that gets worse is announced.
+#[tokio::test]
+async fn verifiers_report_what_runs_and_admins_list_it() {
+    let gw = start().await;
+    let release = gw.witness("release").await;
+    let rec = record("reg.local/team/app", "a", &release);
+    gw.store
+        .record_signature(
+            &rec,
+            &NewAudit::new("signer", "signature.publish", "release", json!({})),
+            None,
+        )
+        .await
+        .expect("record");
+    let digest = Digest::of(b"a");
+    let full = json!({
+        "cluster": "c1",
+        "sync": {"id": "sync-1", "page": 0, "last": true},
+        "containers": [container("web-1", "trusted", &digest), container("web-2", "trusted", &digest)],
+    });
+    // Only the cluster's own verifier (or an admin) reports it; signers never.
+    let (s, b) = gw
+        .call(
+            Method::POST,
+            "/v1/inventory",
+            &gw.signer,
+            Some(full.clone()),
+        )
+        .await;
+    assert_eq!(s, StatusCode::FORBIDDEN, "{b}");
+    let mut other = full.clone();
+    other["cluster"] = json!("c2");
+    let (s, b) = gw
+        .call(Method::POST, "/v1/inventory", &gw.verifier, Some(other))
+        .await;
+    assert_error(s, &b, StatusCode::FORBIDDEN, "bound to cluster");
+    let (s, b) = gw
+        .call(Method::POST, "/v1/inventory", &gw.verifier, Some(full))
+        .await;
+    assert_eq!(s, StatusCode::OK, "{b}");
+    assert_eq!(b["upserted"], 2);
+    // A late page of a sync that is no longer in progress.
+    let (s, b) = gw
+        .call(
+            Method::POST,
+            "/v1/inventory",
+            &gw.verifier,
+            Some(json!({"cluster": "c1", "sync": {"id": "old", "page": 3, "last": true}})),
+        )
+        .await;
+    assert_error(s, &b, StatusCode::CONFLICT, "not the one in progress");
+
+    let (s, b) = gw.call(Method::GET, "/v1/workloads", &gw.admin, None).await;
+    assert_eq!(s, StatusCode::OK, "{b}");
+    assert_eq!(b["workloads"].as_array().map(Vec::len), Some(2), "{b}");
+    assert_eq!(b["workloads"][0]["cluster"], "c1");
+    assert_eq!(b["workloads"][0]["running"]["pod"], "web-1");
+    assert_eq!(b["clusters"][0]["cluster"], "c1");
+    assert_eq!(b["clusters"][0]["stale"], false);
+    let (s, _) = gw
+        .call(Method::GET, "/v1/workloads", &gw.verifier, None)
+        .await;
+    assert_eq!(s, StatusCode::FORBIDDEN, "admins only");
+    let (s, b) = gw
+        .call(
+            Method::GET,
+            "/v1/workloads?standing=sideways",
+            &gw.admin,
+            None,
+        )
+        .await;
+    assert_error(s, &b, StatusCode::BAD_REQUEST, "standing");
+
+    // Where the trusted image runs.
+    let (_, b) = gw
+        .call(Method::GET, "/v1/images?running=true", &gw.admin, None)
+        .await;
+    assert_eq!(
+        b["images"][0]["running"],
+        json!([{"cluster": "c1", "namespace": "shop", "containers": 2}]),
+        "{b}"
+    );
+
+    // The signature is revoked; the verifier re-evaluates and reports web-1 revoked.
+    let (s, b) = gw
+        .call(
+            Method::POST,
+            "/v1/inventory",
+            &gw.verifier,
+            Some(json!({"cluster": "c1", "containers": [container("web-1", "revoked", &digest)]})),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "{b}");
+    assert_eq!(b["worsened"], 1);
+    let (_, b) = gw
+        .call(
+            Method::GET,
+            &format!("/v1/workloads?standing=revoked&image={digest}"),
+            &gw.admin,
+            None,
+        )
+        .await;
+    assert_eq!(b["workloads"].as_array().map(Vec::len), Some(1), "{b}");
+    let events = gw.store.outbox_pending(1000).await.expect("outbox");
+    assert_eq!(
+        events
+            .iter()
+            .filter(|r| r.event.event_type == EventKind::WorkloadUntrusted.cloudevent_type())
+            .count(),
+        1
+    );
+}

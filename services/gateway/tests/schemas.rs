@@ -965,6 +965,46 @@ async fn real_payloads_match_their_schemas() {
             .await,
     );
 
+    // The verifier reports what runs; a container then turns revoked (workload.untrusted).
+    let running = |standing: &str| {
+        json!({
+            "namespace": "prod", "pod": "web-7d9f-x2x", "pod_uid": "0b6e9a4c-uid",
+            "container": "web", "image": "nginx:1.27", "digest": digest.to_string(),
+            "standing": standing, "policy": "prod-images", "witnesses": ["release"],
+            "evaluated_at": chrono::Utc::now(),
+        })
+    };
+    expect_ok(
+        s.call(
+            Method::POST,
+            "/v1/inventory",
+            verifier,
+            Some(
+                json!({"cluster": "c1", "sync": {"id": "sync-1", "page": 0, "last": true},
+                        "containers": [running("trusted")]}),
+            ),
+        )
+        .await,
+    );
+    let (_, applied) = expect_ok(
+        s.call(
+            Method::POST,
+            "/v1/inventory",
+            verifier,
+            Some(json!({"cluster": "c1", "containers": [running("revoked")], "removed_pods": []})),
+        )
+        .await,
+    );
+    assert_eq!(applied["worsened"], 1, "{applied:#}");
+    expect_ok(
+        s.call(Method::GET, "/v1/workloads?cluster=c1", admin, None)
+            .await,
+    );
+    expect_ok(
+        s.call(Method::GET, "/v1/images?running=true", admin, None)
+            .await,
+    );
+
     // Witness changes: rotation, a revoked version, the witness revoked.
     expect_ok(
         s.call(Method::POST, "/v1/witnesses/release/rotate", admin, None)

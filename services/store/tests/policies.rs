@@ -10,7 +10,8 @@ use signet_core::{
     KeyVersionState, NewAudit, PolicyAction, PolicyMode, PolicyUpdate, PublicKey, SecurityPolicy,
     SignatureAlgorithm, SignatureRecord, Witness, WitnessState,
 };
-use signet_store::{DecisionFilter, Store, StoreError};
+use signet_core::{InventoryReport, InventorySync, RunningContainer, Standing};
+use signet_store::{DecisionFilter, Store, StoreError, WorkloadFilter};
 use signet_testkit::postgres::TestDatabase;
 use tokio::task::JoinSet;
 
@@ -85,7 +86,193 @@ on_both_backends!(
     impact_sums_up_a_policy,
     revoked_signatures_are_audited_announced_and_in_trust_bundles,
     legacy_exemptions_keep_their_meaning_as_image_patterns,
+    inventory_syncs_changes_and_worsened_standings,
 );
+
+fn running(pod: &str, uid: &str, standing: Standing) -> RunningContainer {
+    RunningContainer {
+        namespace: "shop".into(),
+        pod: pod.into(),
+        pod_uid: uid.into(),
+        container: "app".into(),
+        image: "reg.local/shop/app:v1".into(),
+        digest: Some(signet_core::Digest::of(pod.as_bytes())),
+        standing,
+        policy: Some("shop".into()),
+        witnesses: if standing == Standing::Trusted {
+            vec!["release".into()]
+        } else {
+            Vec::new()
+        },
+        reason: None,
+        evaluated_at: ms(Utc::now()),
+    }
+}
+
+fn page(id: &str, page: u32, last: bool, containers: Vec<RunningContainer>) -> InventoryReport {
+    InventoryReport {
+        cluster: "c1".into(),
+        sync: Some(InventorySync {
+            id: id.into(),
+            page,
+            last,
+        }),
+        containers,
+        removed_pods: Vec::new(),
+    }
+}
+
+async fn inventory_syncs_changes_and_worsened_standings(db: TestDb) {
+    let store = db.open().await;
+    let all = WorkloadFilter {
+        limit: 100,
+        ..WorkloadFilter::default()
+    };
+    let pods = |store: Store| async move {
+        store
+            .list_workloads(&WorkloadFilter {
+                limit: 100,
+                ..WorkloadFilter::default()
+            })
+            .await
+            .expect("list")
+            .into_iter()
+            .map(|w| (w.running.pod, w.running.standing))
+            .collect::<Vec<_>>()
+    };
+    // A full sync in two pages.
+    store
+        .apply_inventory(
+            &page("s1", 0, false, vec![running("a", "u-a", Standing::Trusted)]),
+            "token:c1",
+        )
+        .await
+        .expect("page 0");
+    let applied = store
+        .apply_inventory(
+            &page(
+                "s1",
+                1,
+                true,
+                vec![running("b", "u-b", Standing::Untrusted)],
+            ),
+            "token:c1",
+        )
+        .await
+        .expect("page 1");
+    assert_eq!((applied.upserted, applied.removed), (1, 0));
+    assert_eq!(
+        pods(store.clone()).await,
+        vec![
+            ("a".into(), Standing::Trusted),
+            ("b".into(), Standing::Untrusted)
+        ]
+    );
+    let clusters = store.inventory_clusters().await.expect("clusters");
+    assert_eq!(clusters.len(), 1);
+    assert!(clusters[0].synced_at.is_some());
+
+    // A change: pod a's signature was revoked. Audited and announced once.
+    let mut change = InventoryReport {
+        cluster: "c1".into(),
+        sync: None,
+        containers: vec![running("a", "u-a", Standing::Revoked)],
+        removed_pods: vec!["u-b".into()],
+    };
+    let applied = store
+        .apply_inventory(&change, "token:c1")
+        .await
+        .expect("change");
+    assert_eq!(applied.worsened.len(), 1);
+    assert_eq!(applied.worsened[0].previous, Standing::Trusted);
+    assert_eq!(applied.removed, 1);
+    change.removed_pods.clear();
+    let again = store
+        .apply_inventory(&change, "token:c1")
+        .await
+        .expect("again");
+    assert!(
+        again.worsened.is_empty(),
+        "the same report twice is not news twice"
+    );
+    let events = store.outbox_pending(1000).await.expect("outbox");
+    let untrusted: Vec<_> = events
+        .iter()
+        .filter(|r| r.event.event_type == EventKind::WorkloadUntrusted.cloudevent_type())
+        .collect();
+    assert_eq!(untrusted.len(), 1);
+    assert_eq!(untrusted[0].event.subject, "c1/shop/a/app");
+    assert_eq!(untrusted[0].event.data["previous"], "trusted");
+    assert_eq!(untrusted[0].event.data["container"]["standing"], "revoked");
+    let audit = store
+        .list_audit(&signet_store::AuditFilter {
+            action_prefix: Some("workload.untrusted".into()),
+            limit: 10,
+            ..Default::default()
+        })
+        .await
+        .expect("audit");
+    assert_eq!(audit.len(), 1);
+    assert_eq!(audit[0].actor, "token:c1");
+
+    // The verifier restarts: a new full sync without pod a (gone meanwhile) and with c.
+    // Nothing is duplicated, and what the sync did not mention is gone.
+    store
+        .apply_inventory(
+            &page("s2", 0, false, vec![running("c", "u-c", Standing::Exempt)]),
+            "token:c1",
+        )
+        .await
+        .expect("s2 page 0");
+    // A change during the sync stays.
+    store
+        .apply_inventory(
+            &InventoryReport {
+                cluster: "c1".into(),
+                sync: None,
+                containers: vec![running("d", "u-d", Standing::Trusted)],
+                removed_pods: Vec::new(),
+            },
+            "token:c1",
+        )
+        .await
+        .expect("change during the sync");
+    // A late page of the old sync is refused.
+    let e = store
+        .apply_inventory(&page("s1", 2, true, vec![]), "token:c1")
+        .await
+        .expect_err("superseded sync");
+    assert!(matches!(e, StoreError::Conflict(_)), "{e}");
+    let done = store
+        .apply_inventory(&page("s2", 1, true, vec![]), "token:c1")
+        .await
+        .expect("s2 last page");
+    assert_eq!(done.removed, 1, "pod a");
+    assert_eq!(
+        pods(store.clone()).await,
+        vec![
+            ("c".into(), Standing::Exempt),
+            ("d".into(), Standing::Trusted)
+        ]
+    );
+    let exempt = store
+        .list_workloads(&WorkloadFilter {
+            standing: Some(Standing::Exempt),
+            ..all.clone()
+        })
+        .await
+        .expect("by standing");
+    assert_eq!(exempt.len(), 1);
+    let by_digest = store
+        .list_workloads(&WorkloadFilter {
+            digest: Some(signet_core::Digest::of(b"d")),
+            ..all
+        })
+        .await
+        .expect("by digest");
+    assert_eq!(by_digest[0].running.pod, "d");
+    assert_eq!(by_digest[0].cluster, "c1");
+}
 
 // ---------- helpers ----------
 

@@ -447,7 +447,9 @@ async fn handle(
             resync.request("policy event");
             false
         }
-        EventKind::SignatureFailed | EventKind::AdmissionBreakGlass => true,
+        EventKind::SignatureFailed
+        | EventKind::AdmissionBreakGlass
+        | EventKind::WorkloadUntrusted => true,
     }
 }
 

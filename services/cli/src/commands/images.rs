@@ -18,6 +18,10 @@ pub enum ImagesCommand {
         /// Only this repository (`registry/repository`).
         #[arg(long)]
         repository: Option<String>,
+        /// Also say where each image runs (clusters and namespaces, from the
+        /// inventories verifiers report).
+        #[arg(long)]
+        running: bool,
         #[arg(long, default_value_t = 100)]
         limit: u32,
     },
@@ -28,11 +32,17 @@ pub async fn run(ctx: &Context, cmd: ImagesCommand) -> anyhow::Result<ExitCode> 
         ImagesCommand::List {
             witness,
             repository,
+            running,
             limit,
         } => {
+            let path = if running {
+                "/v1/images?trusted=true&running=true"
+            } else {
+                "/v1/images?trusted=true"
+            };
             let v = ctx
                 .list(
-                    "/v1/images?trusted=true",
+                    path,
                     limit,
                     &[("witness", &witness), ("repository", &repository)],
                 )
@@ -52,6 +62,29 @@ pub async fn run(ctx: &Context, cmd: ImagesCommand) -> anyhow::Result<ExitCode> 
                             s(&i["image"]),
                             s(&i["artifact"])
                         );
+                        if running {
+                            let places: Vec<String> = i["running"]
+                                .as_array()
+                                .into_iter()
+                                .flatten()
+                                .map(|r| {
+                                    format!(
+                                        "{}/{} ({})",
+                                        s(&r["cluster"]),
+                                        s(&r["namespace"]),
+                                        s(&r["containers"])
+                                    )
+                                })
+                                .collect();
+                            println!(
+                                "    runs in: {}",
+                                if places.is_empty() {
+                                    "nowhere reported".to_owned()
+                                } else {
+                                    places.join(", ")
+                                }
+                            );
+                        }
                     }
                 }
             }

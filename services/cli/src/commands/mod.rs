@@ -12,6 +12,7 @@ pub mod token;
 pub mod up;
 pub mod verify;
 pub mod witness;
+pub mod workloads;
 
 use std::path::PathBuf;
 

@@ -13,6 +13,7 @@ mod tokens;
 mod trust;
 mod webhooks;
 mod witnesses;
+mod workloads;
 
 pub use sign::Waiters;
 
@@ -89,6 +90,8 @@ pub fn router() -> Router<AppState> {
             "/v1/admission-decisions",
             post(trust::report).get(trust::decisions),
         )
+        .route("/v1/inventory", post(workloads::report))
+        .route("/v1/workloads", get(workloads::list))
 }
 
 /// The gateway's OpenAPI 3.1 document: every route above, with its roles, bodies and
@@ -148,6 +151,8 @@ pub fn router() -> Router<AppState> {
         trust::images,
         trust::report,
         trust::decisions,
+        workloads::report,
+        workloads::list,
     ),
     modifiers(&CommonAnswers),
     tags(

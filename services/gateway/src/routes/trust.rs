@@ -125,6 +125,9 @@ pub struct ImagesQuery {
     pub witness: Option<String>,
     /// `registry/repository`.
     pub repository: Option<String>,
+    /// Say for each image where it runs (clusters, namespaces, containers), from the
+    /// inventories verifiers report.
+    pub running: Option<bool>,
     pub limit: Option<u32>,
 }
 
@@ -141,6 +144,17 @@ pub struct TrustedImage {
     pub signed_at: DateTime<Utc>,
     /// Where the signature lives: `registry/repository:sha256-<hex>.sig`.
     pub artifact: String,
+    /// With `running=true`: where it runs now.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub running: Option<Vec<RunningIn>>,
+}
+
+/// How many containers run an image in one namespace of one cluster.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct RunningIn {
+    pub cluster: String,
+    pub namespace: String,
+    pub containers: u64,
 }
 
 #[utoipa::path(
@@ -193,7 +207,7 @@ pub async fn images(
             ..Default::default()
         })
         .await?;
-    let images: Vec<TrustedImage> = records
+    let mut images: Vec<TrustedImage> = records
         .into_iter()
         .map(|r| TrustedImage {
             image: format!("{}@{}", r.repository, r.digest),
@@ -204,8 +218,41 @@ pub async fn images(
             key_fingerprint: r.key_fingerprint,
             signed_at: r.created_at,
             artifact: r.artifact,
+            running: None,
         })
         .collect();
+    if q.running == Some(true) {
+        for image in &mut images {
+            let Ok(digest) = signet_core::Digest::parse(&image.digest) else {
+                continue;
+            };
+            let mut by_place: std::collections::BTreeMap<(String, String), u64> =
+                std::collections::BTreeMap::new();
+            for w in state
+                .store
+                .list_workloads(&signet_store::WorkloadFilter {
+                    digest: Some(digest),
+                    limit: 5000,
+                    ..Default::default()
+                })
+                .await?
+            {
+                *by_place
+                    .entry((w.cluster, w.running.namespace))
+                    .or_default() += 1;
+            }
+            image.running = Some(
+                by_place
+                    .into_iter()
+                    .map(|((cluster, namespace), containers)| RunningIn {
+                        cluster,
+                        namespace,
+                        containers,
+                    })
+                    .collect(),
+            );
+        }
+    }
     Ok(Json(serde_json::json!({ "images": images })))
 }
 
