@@ -201,6 +201,7 @@ async fn start() -> Env {
         ("demo/revoked", 3),
         ("demo/pinned", 4),
         ("demo/quorum", 5),
+        ("demo/running", 6),
     ] {
         TestImage::from_seed(seed + u64::from(std::process::id()))
             .push(&host, repo, "v1")
@@ -218,9 +219,18 @@ async fn start() -> Env {
         .client("kube-apiserver", &[], pki.path(), "apiserver-client")
         .expect("client cert");
 
+    // The verifier's inventory watches Pods with a kubeconfig written once the cluster
+    // runs (it retries until then).
+    let inventory_kubeconfig = pki.path().join("inventory.kubeconfig");
     let up = SignetUp::start(
         bin(),
         &[
+            ("SIGNET_VERIFIER__INVENTORY__ENABLED", "true"),
+            (
+                "SIGNET_VERIFIER__INVENTORY__KUBECONFIG",
+                inventory_kubeconfig.to_str().expect("utf8"),
+            ),
+            ("SIGNET_VERIFIER__INVENTORY__REPORT_INTERVAL", "200ms"),
             ("SIGNET_VERIFIER__CLUSTER", CLUSTER),
             ("SIGNET_VERIFIER__CLIENT_AUTH", "require"),
             (
@@ -245,6 +255,7 @@ async fn start() -> Env {
         "timing: cold cluster start (etcd, kube-apiserver ready, controller manager working): {:.2?}",
         t_cluster.elapsed()
     );
+    std::fs::copy(cluster.kubeconfig(), &inventory_kubeconfig).expect("inventory kubeconfig");
 
     let mut env = Env {
         cluster,
@@ -373,6 +384,7 @@ async fn kubernetes_end_to_end() {
     let t = Instant::now();
     revocation(&mut env).await;
     n_of_m(&mut env).await;
+    inventory(&mut env).await;
     env.time("8 revocation", t);
     let t = Instant::now();
     digest_pinning(&mut env).await;
@@ -963,6 +975,126 @@ async fn break_glass(env: &mut Env) {
         "signet audit --admissions --outcome break_glass: {}",
         listed.trim()
     );
+}
+
+/// The workloads `signet workloads list` shows for namespace `ns`, as JSON.
+fn workloads(env: &Env, ns: &str) -> Vec<Value> {
+    let listed: Value = serde_json::from_str(&env.signet(&[
+        "workloads",
+        "list",
+        "--cluster",
+        CLUSTER,
+        "--namespace",
+        ns,
+        "-o",
+        "json",
+    ]))
+    .expect("json");
+    listed["workloads"].as_array().cloned().unwrap_or_default()
+}
+
+/// What runs: the verifier watches Pods, reports each container with its standing, and
+/// judges them again when a signature is revoked. There is no kubelet: the test sets
+/// the Pod's status (its containers' imageIDs) as a kubelet would.
+async fn inventory(env: &mut Env) {
+    let ns = "running";
+    env.scenario(ns, "enforce", &[]).await;
+    let image = format!("{}/demo/running:v1", env.host);
+    env.signet(&["sign", &image, "--witness", "release", "--wait"]);
+    let out = env
+        .apply_until(ns, &pod("web", &image, &[]), |o| o.status.success())
+        .await;
+    assert_admitted(&out, "the signed Pod");
+    let listed: Value =
+        serde_json::from_str(&env.signet(&["signature", "list", "--image", &image, "-o", "json"]))
+            .expect("json");
+    let digest = listed["signatures"][0]["digest"]
+        .as_str()
+        .expect("digest")
+        .to_owned();
+    let status = serde_json::json!({"status": {"containerStatuses": [{
+        "name": "app", "image": image, "imageID": format!("docker-pullable://{}/demo/running@{digest}", env.host),
+        "ready": true, "restartCount": 0, "state": {"running": {"startedAt": "2026-12-05T00:00:00Z"}},
+    }]}});
+    assert_admitted(
+        &env.cluster
+            .kubectl()
+            .args([
+                "patch",
+                "pod",
+                "web",
+                "-n",
+                ns,
+                "--subresource=status",
+                "--type=merge",
+                "-p",
+            ])
+            .arg(status.to_string())
+            .output()
+            .expect("kubectl"),
+        "kubectl patch --subresource=status",
+    );
+    let mut running = Vec::new();
+    wait_for(env, "the running Pod in the inventory", || {
+        running = workloads(env, ns);
+        running
+            .iter()
+            .any(|w| w["running"]["standing"] == "trusted")
+    })
+    .await;
+    let web = &running[0]["running"];
+    assert_eq!(web["pod"], "web", "{running:#?}");
+    assert_eq!(
+        web["digest"],
+        digest.as_str(),
+        "the digest the kubelet reported"
+    );
+    assert_eq!(web["witnesses"], serde_json::json!(["release"]));
+    eprintln!(
+        "signet workloads list: {}",
+        env.signet(&["workloads", "list", "--namespace", ns]).trim()
+    );
+
+    // A revocation turns the running Pod's standing within 2 s.
+    let id = listed["signatures"][0]["id"]
+        .as_str()
+        .expect("id")
+        .to_owned();
+    env.signet(&[
+        "signature",
+        "revoke",
+        &id,
+        "--reason",
+        "pulled from a compromised mirror",
+    ]);
+    let revoked = Instant::now();
+    wait_for(env, "the running Pod's standing to turn revoked", || {
+        workloads(env, ns)
+            .iter()
+            .any(|w| w["running"]["standing"] == "revoked")
+    })
+    .await;
+    let latency = revoked.elapsed();
+    eprintln!("timing: revocation to a running Pod marked revoked: {latency:.2?}");
+    env.timings
+        .push(("revocation → running Pod revoked".into(), latency));
+    assert!(latency < Duration::from_secs(2), "took {latency:?}");
+    let audit = env.signet(&["audit", "--action", "workload.untrusted", "-o", "json"]);
+    assert!(
+        audit.contains(&format!("{CLUSTER}/{ns}/web/app")),
+        "{audit}"
+    );
+
+    // The Pod goes, and so does its entry.
+    env.cluster
+        .kubectl()
+        .args(["delete", "pod", "web", "-n", ns, "--wait=false"])
+        .output()
+        .expect("kubectl delete");
+    wait_for(env, "the deleted Pod to leave the inventory", || {
+        workloads(env, ns).is_empty()
+    })
+    .await;
 }
 
 /// N-of-M: a policy that requires two of two witnesses. One signature is not enough, two

@@ -328,6 +328,41 @@ pub struct VerifierSettings {
     /// `client_auth = "optional"` (0: no limit). Past it, with a burst of the same size,
     /// reviews are answered 429. With `off`, every client gets `rate_limit_verified`.
     pub rate_limit_unverified: u32,
+    /// The inventory of running containers (what runs, and its standing).
+    pub inventory: InventorySettings,
+}
+
+/// The verifier's inventory: it watches Pods through the API server, judges each running
+/// container under the cluster's policies, re-judges them when trust changes, and
+/// reports them to the control plane (`POST /v1/inventory`).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct InventorySettings {
+    pub enabled: bool,
+    /// A kubeconfig for a verifier outside the cluster; unset: the Pod's service account
+    /// (in-cluster config), else `KUBECONFIG`.
+    pub kubeconfig: Option<PathBuf>,
+    /// Namespaces watched; empty: all (the chart's RBAC decides what may be listed).
+    pub namespaces: Vec<String>,
+    /// How often changes are reported (and at most how long a change waits).
+    #[serde(with = "humantime_serde")]
+    pub report_interval: Duration,
+    /// How often the whole inventory is sent again, so the control plane forgets what it
+    /// missed (a Pod deleted while the gateway was down).
+    #[serde(with = "humantime_serde")]
+    pub full_sync_interval: Duration,
+}
+
+impl Default for InventorySettings {
+    fn default() -> Self {
+        Self {
+            enabled: false,
+            kubeconfig: None,
+            namespaces: Vec::new(),
+            report_interval: Duration::from_millis(500),
+            full_sync_interval: Duration::from_secs(600),
+        }
+    }
 }
 
 /// How the verifier authenticates whoever sends it AdmissionReviews.
@@ -601,6 +636,7 @@ impl Default for VerifierSettings {
             client_ca: None,
             rate_limit_verified: 1000,
             rate_limit_unverified: 10,
+            inventory: InventorySettings::default(),
         }
     }
 }

@@ -683,7 +683,7 @@ fn describe(verdicts: &[ImageVerdict], policy: &str, namespace: &str) -> String 
         .join("; ")
 }
 
-fn reason_words(r: DenialReason) -> &'static str {
+pub(crate) fn reason_words(r: DenialReason) -> &'static str {
     match r {
         DenialReason::Unsigned => "unsigned",
         DenialReason::InvalidSignature => "invalid signature",

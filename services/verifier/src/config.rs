@@ -48,6 +48,8 @@ pub struct VerifierConfig {
     /// Timeouts (TLS handshake, headers, body, request) and the connection cap of the
     /// HTTPS listener (the settings' `http` section).
     pub http: signet_runtime::settings::HttpLimits,
+    /// The inventory of running containers.
+    pub inventory: signet_runtime::settings::InventorySettings,
 }
 
 /// How the webhook authenticates the API server.
@@ -197,6 +199,7 @@ impl VerifierConfig {
             client_auth,
             rate_limits: RateLimits::per_second(v.rate_limit_verified, v.rate_limit_unverified),
             http: settings.http.clone(),
+            inventory: v.inventory.clone(),
         })
     }
 }

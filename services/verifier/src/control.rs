@@ -183,6 +183,23 @@ impl ControlPlane {
         Ok(body["recorded"].as_u64().unwrap_or_default())
     }
 
+    /// `POST /v1/inventory`.
+    pub async fn inventory(
+        &self,
+        report: &signet_core::InventoryReport,
+    ) -> Result<(), ControlPlaneError> {
+        let resp = self
+            .http
+            .post(format!("{}/v1/inventory", self.base))
+            .bearer_auth(self.token.expose_secret())
+            .json(report)
+            .send()
+            .await
+            .map_err(|e| self.unreachable(e))?;
+        self.check(resp).await?;
+        Ok(())
+    }
+
     fn unreachable(&self, e: reqwest::Error) -> ControlPlaneError {
         ControlPlaneError::Unreachable {
             url: self.base.clone(),

@@ -26,6 +26,7 @@ pub mod break_glass;
 pub mod config;
 pub mod control;
 pub mod error;
+pub mod inventory;
 pub mod report;
 pub mod server;
 pub mod sync;
@@ -174,7 +175,8 @@ pub async fn start(
         config.decision_budget,
     );
     let resync = Resync::default();
-    let background = vec![
+    let control_for_inventory = control.clone();
+    let mut background = vec![
         tokio::spawn(cert.watch(config.tls_reload_interval, shutdown.clone())),
         tokio::spawn(break_glass::send(
             break_glass,
@@ -183,7 +185,7 @@ pub async fn start(
         )),
         tokio::spawn(sync::resync_loop(
             trust.clone(),
-            control,
+            control.clone(),
             resync.clone(),
             config.resync_interval,
             kept,
@@ -197,6 +199,15 @@ pub async fn start(
             shutdown.clone(),
         )),
     ];
+    if config.inventory.enabled {
+        background.push(tokio::spawn(inventory::run(
+            config.inventory.clone(),
+            config.cluster.clone(),
+            trust.clone(),
+            control_for_inventory,
+            shutdown.clone(),
+        )));
+    }
 
     let app = server::router(
         admission,

@@ -592,6 +592,7 @@ impl Verifier {
             client_auth: options.client_auth,
             rate_limits: options.rate_limits,
             http: options.http.clone(),
+            inventory: Default::default(),
         };
         let events = match cp.backend {
             Backend::Embedded => cp.bus.events.clone(),

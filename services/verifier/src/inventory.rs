@@ -1,0 +1,527 @@
+//! What runs: the verifier watches Pods through the API server (kube-runtime's watcher),
+//! judges each container under the cluster's policies from the trust cache, judges them
+//! again whenever trust changes (a bundle, a revocation), and reports them to the control
+//! plane: a full inventory after each (re)list of the watch and every
+//! `full_sync_interval`, and the changes every `report_interval`.
+//!
+//! Memory: only what a report needs is kept per container (names, the image, its digest
+//! and standing), not the Pod objects.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use futures::{StreamExt, TryStreamExt};
+use k8s_openapi::api::core::v1::Pod;
+use kube::runtime::watcher;
+use signet_core::admission::BREAK_GLASS_ANNOTATION;
+use signet_core::{
+    DenialReason, Digest, ImageRef, InventoryReport, InventorySync, RunningContainer, Standing,
+};
+use signet_runtime::settings::InventorySettings;
+use tokio_util::sync::CancellationToken;
+
+use crate::control::ControlPlane;
+use crate::trust::{Snapshot, Trust};
+
+/// How long judging one container may take (a tag resolved, a `.sig` fetched).
+const JUDGE_BUDGET: Duration = Duration::from_secs(5);
+/// Containers per report; a full inventory is sent in pages of this size.
+const PAGE: usize = 2_000;
+
+/// A container as the watch last saw it, and its standing.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Seen {
+    namespace: String,
+    pod: String,
+    container: String,
+    image: String,
+    /// From the kubelet's `imageID`, or the spec.
+    digest: Option<Digest>,
+    break_glass: bool,
+}
+
+type Key = (String, String); // (pod uid, container)
+
+#[derive(Default)]
+struct State {
+    seen: BTreeMap<Key, Seen>,
+    judged: HashMap<Key, RunningContainer>,
+    /// Keys to report at the next flush, and pods gone.
+    changed: Vec<Key>,
+    removed: Vec<String>,
+    full_due: bool,
+}
+
+/// The `sha256:…` of an `imageID` (`docker-pullable://repo@sha256:…`, `repo@sha256:…`,
+/// `sha256:…`) or of an image reference.
+fn digest_of(s: &str) -> Option<Digest> {
+    let tail = s.rsplit_once('@').map_or(s, |(_, d)| d);
+    let tail = tail.rsplit_once("://").map_or(tail, |(_, d)| d);
+    tail.starts_with("sha256:")
+        .then(|| Digest::parse(tail).ok())
+        .flatten()
+}
+
+/// The containers of a Pod (init and ephemeral ones included) with the digest each runs.
+fn containers_of(pod: &Pod) -> Option<(String, Vec<(String, Seen)>)> {
+    let meta = &pod.metadata;
+    let uid = meta.uid.clone()?;
+    let namespace = meta.namespace.clone()?;
+    let name = meta.name.clone()?;
+    let break_glass = meta
+        .annotations
+        .as_ref()
+        .is_some_and(|a| a.contains_key(BREAK_GLASS_ANNOTATION));
+    let spec = pod.spec.as_ref()?;
+    let status = pod.status.as_ref();
+    let mut ids: HashMap<&str, &str> = HashMap::new();
+    for statuses in [
+        status.and_then(|s| s.container_statuses.as_ref()),
+        status.and_then(|s| s.init_container_statuses.as_ref()),
+        status.and_then(|s| s.ephemeral_container_statuses.as_ref()),
+    ]
+    .into_iter()
+    .flatten()
+    {
+        for cs in statuses {
+            ids.insert(cs.name.as_str(), cs.image_id.as_str());
+        }
+    }
+    let mut out = Vec::new();
+    let mut add = |container: &str, image: Option<&String>| {
+        let Some(image) = image else { return };
+        let digest = ids
+            .get(container)
+            .and_then(|id| digest_of(id))
+            .or_else(|| digest_of(image));
+        out.push((
+            container.to_owned(),
+            Seen {
+                namespace: namespace.clone(),
+                pod: name.clone(),
+                container: container.to_owned(),
+                image: image.clone(),
+                digest,
+                break_glass,
+            },
+        ));
+    };
+    for c in &spec.containers {
+        add(&c.name, c.image.as_ref());
+    }
+    for c in spec.init_containers.iter().flatten() {
+        add(&c.name, c.image.as_ref());
+    }
+    for c in spec.ephemeral_containers.iter().flatten() {
+        add(&c.name, c.image.as_ref());
+    }
+    Some((uid, out))
+}
+
+/// Judges one container under the policies of its namespace: revoked if any policy finds
+/// a revoked signature, trusted (or exempt) only if every policy is satisfied.
+async fn judge(trust: &Trust, snapshot: &Snapshot, uid: &str, s: &Seen) -> RunningContainer {
+    let deadline = tokio::time::Instant::now() + JUDGE_BUDGET;
+    let mut running = RunningContainer {
+        namespace: s.namespace.clone(),
+        pod: s.pod.clone(),
+        pod_uid: uid.to_owned(),
+        container: s.container.clone(),
+        image: s.image.clone(),
+        digest: s.digest.clone(),
+        standing: Standing::Untrusted,
+        policy: None,
+        witnesses: Vec::new(),
+        reason: None,
+        evaluated_at: chrono::Utc::now(),
+    };
+    let policies: Vec<_> = snapshot.applicable(&s.namespace).collect();
+    if policies.is_empty() {
+        running.reason = Some(format!(
+            "no enabled policy covers namespace {:?}",
+            s.namespace
+        ));
+        return running;
+    }
+    let image = match ImageRef::parse(&s.image) {
+        Ok(i) => i,
+        Err(e) => {
+            running.reason = Some(format!("invalid image reference: {e}"));
+            return running;
+        }
+    };
+    let digest = match &s.digest {
+        Some(d) => d.clone(),
+        None => match trust.resolve(&image, deadline).await {
+            Ok(d) => d,
+            Err(f) => {
+                running.reason = Some(f.detail);
+                return running;
+            }
+        },
+    };
+    running.digest = Some(digest.clone());
+    let mut standing = Standing::Exempt;
+    for policy in policies {
+        running
+            .policy
+            .get_or_insert_with(|| policy.policy.name.clone());
+        if policy.exempts(&image) {
+            continue;
+        }
+        let check = trust
+            .check(snapshot, policy, &image, &digest, deadline)
+            .await;
+        for w in check.witnesses {
+            if !running.witnesses.iter().any(|x| **x == *w) {
+                running.witnesses.push(w.to_string());
+            }
+        }
+        match check.failure {
+            None => {
+                if standing == Standing::Exempt {
+                    standing = Standing::Trusted;
+                }
+            }
+            Some(f) => {
+                running.policy = Some(policy.policy.name.clone());
+                running.reason = Some(format!(
+                    "{}: {}",
+                    crate::admission::reason_words(f.reason),
+                    f.detail
+                ));
+                if f.reason == DenialReason::Revoked {
+                    standing = Standing::Revoked;
+                    break;
+                }
+                standing = Standing::Untrusted;
+            }
+        }
+    }
+    if standing == Standing::Untrusted && s.break_glass {
+        standing = Standing::BreakGlass;
+    }
+    running.standing = standing;
+    running
+}
+
+/// Runs until `shutdown`: the watch, the judging and the reports.
+pub async fn run(
+    settings: InventorySettings,
+    cluster: String,
+    trust: Arc<Trust>,
+    control: ControlPlane,
+    shutdown: CancellationToken,
+) {
+    // The API server may not be reachable yet (or the kubeconfig not written): try again
+    // until it is, saying why once.
+    let mut said = false;
+    let client = loop {
+        match client(&settings).await {
+            Ok(c) => break c,
+            Err(e) => {
+                if !said {
+                    tracing::warn!(error = %e, "the inventory cannot reach the API server yet; trying again every 2 s");
+                    said = true;
+                }
+                tokio::select! {
+                    _ = shutdown.cancelled() => return,
+                    _ = tokio::time::sleep(Duration::from_secs(2)) => {}
+                }
+            }
+        }
+    };
+    let state = Arc::new(tokio::sync::Mutex::new(State::default()));
+    let watches: Vec<kube::Api<Pod>> = if settings.namespaces.is_empty() {
+        vec![kube::Api::all(client)]
+    } else {
+        settings
+            .namespaces
+            .iter()
+            .map(|ns| kube::Api::namespaced(client.clone(), ns))
+            .collect()
+    };
+    let mut tasks = Vec::new();
+    for api in watches {
+        tasks.push(tokio::spawn(watch(
+            api,
+            trust.clone(),
+            state.clone(),
+            shutdown.clone(),
+        )));
+    }
+    tasks.push(tokio::spawn(rejudge(
+        trust.clone(),
+        state.clone(),
+        shutdown.clone(),
+    )));
+    report(settings, cluster, control, state, shutdown).await;
+    for t in tasks {
+        let _ = t.await;
+    }
+}
+
+async fn client(settings: &InventorySettings) -> Result<kube::Client, String> {
+    let config = match &settings.kubeconfig {
+        Some(path) => {
+            let kubeconfig = kube::config::Kubeconfig::read_from(path)
+                .map_err(|e| format!("verifier.inventory.kubeconfig {}: {e}", path.display()))?;
+            kube::Config::from_custom_kubeconfig(kubeconfig, &Default::default())
+                .await
+                .map_err(|e| format!("verifier.inventory.kubeconfig {}: {e}", path.display()))?
+        }
+        None => kube::Config::infer()
+            .await
+            .map_err(|e| format!("no in-cluster config or KUBECONFIG: {e}"))?,
+    };
+    kube::Client::try_from(config).map_err(|e| e.to_string())
+}
+
+/// Follows one watch: each Pod change is judged and queued for the next report; a
+/// (re)list ends with a full inventory.
+async fn watch(
+    api: kube::Api<Pod>,
+    trust: Arc<Trust>,
+    state: Arc<tokio::sync::Mutex<State>>,
+    shutdown: CancellationToken,
+) {
+    let mut stream = watcher(api, watcher::Config::default()).boxed();
+    let mut listing: Option<BTreeMap<Key, Seen>> = None;
+    loop {
+        let event = tokio::select! {
+            _ = shutdown.cancelled() => return,
+            e = stream.try_next() => e,
+        };
+        let event = match event {
+            Ok(Some(e)) => e,
+            Ok(None) => return,
+            Err(e) => {
+                tracing::warn!(error = %e, "the Pod watch failed; it retries");
+                tokio::time::sleep(Duration::from_secs(1)).await;
+                continue;
+            }
+        };
+        match event {
+            watcher::Event::Init => listing = Some(BTreeMap::new()),
+            watcher::Event::InitApply(pod) => {
+                if let (Some(l), Some((uid, cs))) = (listing.as_mut(), containers_of(&pod)) {
+                    for (name, s) in cs {
+                        l.insert((uid.clone(), name), s);
+                    }
+                }
+            }
+            watcher::Event::InitDone => {
+                let listed = listing.take().unwrap_or_default();
+                let snapshot = trust.snapshot();
+                let mut judged = Vec::with_capacity(listed.len());
+                for (key, s) in &listed {
+                    judged.push((key.clone(), judge(&trust, &snapshot, &key.0, s).await));
+                }
+                let mut st = state.lock().await;
+                // What this watch listed replaces what it knew of these namespaces.
+                let namespaces: std::collections::BTreeSet<&str> =
+                    listed.values().map(|s| s.namespace.as_str()).collect();
+                st.seen
+                    .retain(|_, s| !namespaces.contains(s.namespace.as_str()));
+                st.seen.extend(listed.clone());
+                for (key, r) in judged {
+                    st.judged.insert(key, r);
+                }
+                let keys: std::collections::BTreeSet<Key> = st.seen.keys().cloned().collect();
+                st.judged.retain(|k, _| keys.contains(k));
+                st.full_due = true;
+                tracing::info!(containers = st.seen.len(), "inventory listed");
+            }
+            watcher::Event::Apply(pod) => {
+                let Some((uid, cs)) = containers_of(&pod) else {
+                    continue;
+                };
+                let snapshot = trust.snapshot();
+                for (name, s) in cs {
+                    let key = (uid.clone(), name);
+                    let same = state.lock().await.seen.get(&key) == Some(&s);
+                    if same {
+                        continue;
+                    }
+                    let r = judge(&trust, &snapshot, &uid, &s).await;
+                    let mut st = state.lock().await;
+                    st.seen.insert(key.clone(), s);
+                    st.judged.insert(key.clone(), r);
+                    st.changed.push(key);
+                }
+            }
+            watcher::Event::Delete(pod) => {
+                let Some(uid) = pod.metadata.uid.clone() else {
+                    continue;
+                };
+                let mut st = state.lock().await;
+                st.seen.retain(|k, _| k.0 != uid);
+                st.judged.retain(|k, _| k.0 != uid);
+                st.removed.push(uid);
+            }
+        }
+    }
+}
+
+/// Judges every container again when the trust snapshot changes (a bundle, a
+/// revocation); a changed standing is reported with the next changes.
+async fn rejudge(
+    trust: Arc<Trust>,
+    state: Arc<tokio::sync::Mutex<State>>,
+    shutdown: CancellationToken,
+) {
+    let mut last = trust.snapshot();
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = tokio::time::sleep(Duration::from_millis(200)) => {}
+        }
+        let now = trust.snapshot();
+        if Arc::ptr_eq(&now, &last) {
+            continue;
+        }
+        last = now.clone();
+        let seen: Vec<(Key, Seen)> = state
+            .lock()
+            .await
+            .seen
+            .iter()
+            .map(|(k, s)| (k.clone(), s.clone()))
+            .collect();
+        for (key, s) in seen {
+            let r = judge(&trust, &now, &key.0, &s).await;
+            let mut st = state.lock().await;
+            let changed = st
+                .judged
+                .get(&key)
+                .is_none_or(|old| old.standing != r.standing || old.witnesses != r.witnesses);
+            if changed && st.seen.contains_key(&key) {
+                st.judged.insert(key.clone(), r);
+                st.changed.push(key);
+            }
+        }
+    }
+}
+
+/// Sends the changes every `report_interval`, and a full inventory when one is due.
+async fn report(
+    settings: InventorySettings,
+    cluster: String,
+    control: ControlPlane,
+    state: Arc<tokio::sync::Mutex<State>>,
+    shutdown: CancellationToken,
+) {
+    let mut tick = tokio::time::interval(settings.report_interval);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut last_full = Instant::now();
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = tick.tick() => {}
+        }
+        let full_due = {
+            let mut st = state.lock().await;
+            if last_full.elapsed() >= settings.full_sync_interval {
+                st.full_due = true;
+            }
+            st.full_due
+        };
+        if full_due {
+            let (all, removed) = {
+                let mut st = state.lock().await;
+                st.full_due = false;
+                st.changed.clear();
+                let removed = std::mem::take(&mut st.removed);
+                (st.judged.values().cloned().collect::<Vec<_>>(), removed)
+            };
+            if send_full(&control, &cluster, all, removed).await {
+                last_full = Instant::now();
+            } else {
+                state.lock().await.full_due = true;
+            }
+            continue;
+        }
+        let (containers, removed, keys) = {
+            let mut st = state.lock().await;
+            if st.changed.is_empty() && st.removed.is_empty() {
+                continue;
+            }
+            let mut keys = std::mem::take(&mut st.changed);
+            keys.sort();
+            keys.dedup();
+            let containers: Vec<RunningContainer> = keys
+                .iter()
+                .filter_map(|k| st.judged.get(k).cloned())
+                .collect();
+            (containers, std::mem::take(&mut st.removed), keys)
+        };
+        let report = InventoryReport {
+            cluster: cluster.clone(),
+            sync: None,
+            containers,
+            removed_pods: removed.clone(),
+        };
+        if let Err(e) = control.inventory(&report).await {
+            tracing::warn!(error = %e, "reporting inventory changes failed; they are sent again");
+            let mut st = state.lock().await;
+            st.changed.extend(keys);
+            st.removed.extend(removed);
+        }
+    }
+}
+
+/// A full inventory in pages; false when a page failed (it is sent whole again later).
+async fn send_full(
+    control: &ControlPlane,
+    cluster: &str,
+    all: Vec<RunningContainer>,
+    removed: Vec<String>,
+) -> bool {
+    let id = uuid::Uuid::now_v7().to_string();
+    let pages: Vec<&[RunningContainer]> = if all.is_empty() {
+        vec![&[]]
+    } else {
+        all.chunks(PAGE).collect()
+    };
+    let last = pages.len() - 1;
+    for (i, page) in pages.into_iter().enumerate() {
+        let report = InventoryReport {
+            cluster: cluster.to_owned(),
+            sync: Some(InventorySync {
+                id: id.clone(),
+                page: i as u32,
+                last: i == last,
+            }),
+            containers: page.to_vec(),
+            removed_pods: if i == 0 { removed.clone() } else { Vec::new() },
+        };
+        if let Err(e) = control.inventory(&report).await {
+            tracing::warn!(error = %e, "sending the full inventory failed; it is sent again");
+            return false;
+        }
+    }
+    tracing::debug!(containers = all.len(), "full inventory reported");
+    true
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn digests_from_image_ids_and_references() {
+        let d = "sha256:2222222222222222222222222222222222222222222222222222222222222222";
+        assert_eq!(
+            digest_of(&format!("docker-pullable://reg.local/app@{d}")).map(|x| x.to_string()),
+            Some(d.to_owned())
+        );
+        assert_eq!(
+            digest_of(&format!("reg.local/app@{d}")).map(|x| x.to_string()),
+            Some(d.to_owned())
+        );
+        assert_eq!(digest_of(d).map(|x| x.to_string()), Some(d.to_owned()));
+        assert_eq!(digest_of("reg.local/app:v1"), None);
+        assert_eq!(digest_of(""), None);
+    }
+}
