@@ -265,6 +265,33 @@ PY
   grep -q "kms.vault.approleSecret:" "$OUT/approle.log" ||
     { cat "$OUT/approle.log"; die "helm $version: AppRole without a Secret was refused for another reason"; }
   pass "cloud identities: ServiceAccount annotations, Vault's projected token, metadata egress; AppRole needs its Secret"
+  # The verifier's inventory: read-only access to Pods, nothing else, and a token only in
+  # the verifier's pods; per-namespace Roles when namespaces are listed.
+  "$helm" template signet "$CHART" -f "$CHART/ci/minimal-values.yaml" \
+    --set 'verifier.inventory.namespaces={shop,payments}' >"$OUT/inventory-ns.yaml" ||
+    die "helm $version: rendering the inventory with namespaces failed"
+  python3 - "$OUT/minimal-values.helm$version.yaml" "$OUT/inventory-ns.yaml" <<'PY' || die "helm $version: the inventory's RBAC is not as expected"
+import sys, yaml
+def docs(path):
+    return [d for d in yaml.safe_load_all(open(path)) if d]
+def component(d):
+    return d["metadata"]["labels"].get("app.kubernetes.io/component")
+read_pods = [{"apiGroups": [""], "resources": ["pods"], "verbs": ["get", "list", "watch"]}]
+cluster_wide = docs(sys.argv[1])
+roles = [d for d in cluster_wide if d["kind"] in ("ClusterRole", "Role")]
+assert [(r["kind"], r["rules"]) for r in roles] == [("ClusterRole", read_pods)], roles
+binding = next(d for d in cluster_wide if d["kind"] == "ClusterRoleBinding")
+assert binding["subjects"][0]["name"].endswith("verifier"), binding
+for d in cluster_wide:
+    if d["kind"] == "Deployment":
+        token = d["spec"]["template"]["spec"]["automountServiceAccountToken"]
+        assert token is (component(d) == "verifier"), (component(d), token)
+per_ns = docs(sys.argv[2])
+assert not [d for d in per_ns if d["kind"].startswith("Cluster")], "no cluster-wide RBAC"
+ns_roles = sorted((d["metadata"]["namespace"], d["kind"]) for d in per_ns if d["kind"] in ("Role", "RoleBinding"))
+assert ns_roles == [("payments", "Role"), ("payments", "RoleBinding"), ("shop", "Role"), ("shop", "RoleBinding")], ns_roles
+PY
+  pass "inventory RBAC: get/list/watch Pods only, cluster-wide or per listed namespace; a token in the verifier's pods only"
 done
 
 say "rendered objects: Helm 3 and 4 agree; signet.toml is sound"

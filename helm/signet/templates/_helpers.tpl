@@ -473,8 +473,13 @@ spec:
 {{- $root := .root -}}
 {{- $c := index $root.Values .component -}}
 serviceAccountName: {{ include "signet.serviceAccountName" . }}
-# signet calls no Kubernetes API: no token in the pod.
+{{- if and (eq .component "verifier") $root.Values.verifier.inventory.enabled }}
+# The verifier's inventory watches Pods (read-only RBAC in rbac.yaml).
+automountServiceAccountToken: true
+{{- else }}
+# This component calls no Kubernetes API: no token in the pod.
 automountServiceAccountToken: false
+{{- end }}
 {{- with $root.Values.imagePullSecrets }}
 imagePullSecrets:
 {{ toYaml . }}

@@ -62,6 +62,7 @@ whole numbers as integers.
 {{- $_ := set $s.verifier "state_dir" (include "signet.paths.data" .) -}}
 {{- $_ := set $s.verifier "control_plane_keys" (list (printf "%s/control-plane-keys.pem" (include "signet.paths.config" .))) -}}
 {{- $_ := set $s.verifier "client_auth" $v.verifier.clientAuth.mode -}}
+{{- $_ := set $s.verifier "inventory" (dict "enabled" $v.verifier.inventory.enabled "namespaces" $v.verifier.inventory.namespaces) -}}
 {{- if include "signet.verifier.gatewayCaSecret" . }}
 {{- $_ := set $s.verifier "gateway_ca" (printf "%s/ca.crt" (include "signet.paths.gatewayCa" .)) -}}
 {{- end }}
