@@ -276,7 +276,8 @@ def docs(path):
     return [d for d in yaml.safe_load_all(open(path)) if d]
 def component(d):
     return d["metadata"]["labels"].get("app.kubernetes.io/component")
-read_pods = [{"apiGroups": [""], "resources": ["pods"], "verbs": ["get", "list", "watch"]}]
+read_pods = [{"apiGroups": [""], "resources": ["pods"], "verbs": ["get", "list", "watch"]},
+             {"apiGroups": ["events.k8s.io"], "resources": ["events"], "verbs": ["create", "patch"]}]
 cluster_wide = docs(sys.argv[1])
 roles = [d for d in cluster_wide if d["kind"] in ("ClusterRole", "Role")]
 assert [(r["kind"], r["rules"]) for r in roles] == [("ClusterRole", read_pods)], roles
@@ -291,7 +292,7 @@ assert not [d for d in per_ns if d["kind"].startswith("Cluster")], "no cluster-w
 ns_roles = sorted((d["metadata"]["namespace"], d["kind"]) for d in per_ns if d["kind"] in ("Role", "RoleBinding"))
 assert ns_roles == [("payments", "Role"), ("payments", "RoleBinding"), ("shop", "Role"), ("shop", "RoleBinding")], ns_roles
 PY
-  pass "inventory RBAC: get/list/watch Pods only, cluster-wide or per listed namespace; a token in the verifier's pods only"
+  pass "inventory RBAC: get/list/watch Pods and create/patch Events only, cluster-wide or per listed namespace; a token in the verifier's pods only"
 done
 
 say "rendered objects: Helm 3 and 4 agree; signet.toml is sound"

@@ -1085,6 +1085,99 @@ async fn inventory(env: &mut Env) {
         "{audit}"
     );
 
+    // The running Pod's Event says so, where `kubectl get events` shows it.
+    let mut events = String::new();
+    wait_for(env, "the SignetRevokedImage Event on the Pod", || {
+        events = String::from_utf8_lossy(
+            &env.cluster
+                .kubectl()
+                .args([
+                    "get",
+                    "events",
+                    "-n",
+                    ns,
+                    "--field-selector",
+                    "reason=SignetRevokedImage",
+                ])
+                .output()
+                .expect("kubectl")
+                .stdout,
+        )
+        .into_owned();
+        events.contains("pod/web")
+    })
+    .await;
+    eprintln!("kubectl get events (revoked):\n{}", events.trim());
+
+    // Admission denials are Events on the object too, repeats counted in one series.
+    let intruder = pod("intruder", &env.unsigned, &[]);
+    for _ in 0..3 {
+        assert!(
+            !env.apply(ns, &intruder).status.success(),
+            "the unsigned Pod is denied"
+        );
+    }
+    let mut denied = Value::Null;
+    wait_for(
+        env,
+        "one SignetDenied Event with a count for the repeated denial",
+        || {
+            denied = serde_json::from_slice(
+                &env.cluster
+                    .kubectl()
+                    .args([
+                        "get",
+                        "events.events.k8s.io",
+                        "-n",
+                        ns,
+                        "--field-selector",
+                        "reason=SignetDenied",
+                        "-o",
+                        "json",
+                    ])
+                    .output()
+                    .expect("kubectl")
+                    .stdout,
+            )
+            .unwrap_or(Value::Null);
+            denied["items"].as_array().is_some_and(|items| {
+                items.iter().any(|e| {
+                    e["regarding"]["name"] == "intruder"
+                        && e["series"]["count"].as_u64().unwrap_or(1) >= 2
+                })
+            })
+        },
+    )
+    .await;
+    let item = denied["items"]
+        .as_array()
+        .and_then(|i| i.iter().find(|e| e["regarding"]["name"] == "intruder"))
+        .expect("the intruder's Event");
+    assert_eq!(item["type"], "Warning");
+    assert!(
+        item["note"]
+            .as_str()
+            .is_some_and(|n| n.contains("unsigned") && n.contains("requested by admin")),
+        "{item:#}"
+    );
+    let printed = String::from_utf8_lossy(
+        &env.cluster
+            .kubectl()
+            .args([
+                "get",
+                "events",
+                "-n",
+                ns,
+                "--field-selector",
+                "reason=SignetDenied",
+            ])
+            .output()
+            .expect("kubectl")
+            .stdout,
+    )
+    .into_owned();
+    eprintln!("kubectl get events (denied):\n{}", printed.trim());
+
     // The Pod goes, and so does its entry.
     env.cluster
         .kubectl()

@@ -47,6 +47,7 @@ pub struct Admission {
     break_glass: Journal,
     cluster: Arc<str>,
     budget: Duration,
+    events: crate::kube_events::KubeEvents,
 }
 
 /// Who sent a review, as far as the TLS handshake can tell.
@@ -158,7 +159,15 @@ impl Admission {
             break_glass,
             cluster: cluster.into(),
             budget,
+            events: Default::default(),
         }
+    }
+
+    /// Publishes Kubernetes Events for denials, warnings, would-denies and break-glass
+    /// admissions through `events` (once it is connected to the API server).
+    pub fn with_kube_events(mut self, events: crate::kube_events::KubeEvents) -> Self {
+        self.events = events;
+        self
     }
 
     /// `POST /validate`.
@@ -441,6 +450,25 @@ impl Admission {
                 user: req.user_info.username.clone().filter(|u| !u.is_empty()),
                 groups: req.user_info.groups.clone().unwrap_or_default(),
             };
+            let event = match outcome {
+                AdmissionOutcome::Allowed => None,
+                AdmissionOutcome::Denied => Some((true, crate::kube_events::DENIED)),
+                AdmissionOutcome::Warned => Some((true, crate::kube_events::WARNED)),
+                AdmissionOutcome::WouldDeny => Some((false, crate::kube_events::WOULD_DENY)),
+                AdmissionOutcome::BreakGlass => Some((true, crate::kube_events::BREAK_GLASS)),
+            };
+            if let Some((warning, reason)) = event {
+                let by = decision.user.as_deref().unwrap_or("unknown user");
+                self.events.publish(
+                    kind,
+                    namespace,
+                    &name,
+                    warning,
+                    reason,
+                    "Admit",
+                    &format!("{} (requested by {by})", decision.message),
+                );
+            }
             if outcome == AdmissionOutcome::BreakGlass {
                 tracing::warn!(namespace, name = %name, policy = %policy.name, reason = ?break_glass, "break-glass admission");
                 kept_break_glass.push(decision);

@@ -212,6 +212,7 @@ pub async fn run(
     cluster: String,
     trust: Arc<Trust>,
     control: ControlPlane,
+    events: crate::kube_events::KubeEvents,
     shutdown: CancellationToken,
 ) {
     // The API server may not be reachable yet (or the kubeconfig not written): try again
@@ -232,6 +233,7 @@ pub async fn run(
             }
         }
     };
+    events.connect(client.clone(), &cluster);
     let state = Arc::new(tokio::sync::Mutex::new(State::default()));
     let watches: Vec<kube::Api<Pod>> = if settings.namespaces.is_empty() {
         vec![kube::Api::all(client)]
@@ -254,6 +256,7 @@ pub async fn run(
     tasks.push(tokio::spawn(rejudge(
         trust.clone(),
         state.clone(),
+        events,
         shutdown.clone(),
     )));
     report(settings, cluster, control, state, shutdown).await;
@@ -369,6 +372,7 @@ async fn watch(
 async fn rejudge(
     trust: Arc<Trust>,
     state: Arc<tokio::sync::Mutex<State>>,
+    events: crate::kube_events::KubeEvents,
     shutdown: CancellationToken,
 ) {
     let mut last = trust.snapshot();
@@ -392,10 +396,38 @@ async fn rejudge(
         for (key, s) in seen {
             let r = judge(&trust, &now, &key.0, &s).await;
             let mut st = state.lock().await;
+            let previous = st.judged.get(&key).map(|old| old.standing);
             let changed = st
                 .judged
                 .get(&key)
                 .is_none_or(|old| old.standing != r.standing || old.witnesses != r.witnesses);
+            if let Some(previous) = previous.filter(|p| r.standing.worse_than(*p)) {
+                let reason = if r.standing == Standing::Revoked {
+                    crate::kube_events::REVOKED
+                } else {
+                    crate::kube_events::UNTRUSTED
+                };
+                events.publish(
+                    "Pod",
+                    &r.namespace,
+                    &r.pod,
+                    true,
+                    reason,
+                    "Verify",
+                    &format!(
+                        "container {} runs {} ({}), {} before, now {}: {}",
+                        r.container,
+                        r.image,
+                        r.digest
+                            .as_ref()
+                            .map(|d| d.as_str())
+                            .unwrap_or("digest unknown"),
+                        previous,
+                        r.standing,
+                        r.reason.as_deref().unwrap_or("")
+                    ),
+                );
+            }
             if changed && st.seen.contains_key(&key) {
                 st.judged.insert(key.clone(), r);
                 st.changed.push(key);

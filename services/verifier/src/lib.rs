@@ -27,6 +27,7 @@ pub mod config;
 pub mod control;
 pub mod error;
 pub mod inventory;
+pub mod kube_events;
 pub mod report;
 pub mod server;
 pub mod sync;
@@ -167,13 +168,15 @@ pub async fn start(
         config.report_batch,
         shutdown.clone(),
     );
+    let kube_events = kube_events::KubeEvents::default();
     let admission = Admission::new(
         trust.clone(),
         reporter,
         break_glass.clone(),
         &config.cluster,
         config.decision_budget,
-    );
+    )
+    .with_kube_events(kube_events.clone());
     let resync = Resync::default();
     let control_for_inventory = control.clone();
     let mut background = vec![
@@ -205,6 +208,7 @@ pub async fn start(
             config.cluster.clone(),
             trust.clone(),
             control_for_inventory,
+            kube_events,
             shutdown.clone(),
         )));
     }
