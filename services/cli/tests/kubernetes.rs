@@ -1055,6 +1055,57 @@ async fn inventory(env: &mut Env) {
         env.signet(&["workloads", "list", "--namespace", ns]).trim()
     );
 
+    // The metric counts it (the gauge is set at the inventory's next report tick),
+    // beside the Pods earlier scenarios left running.
+    let admin = env.up.admin().expect("admin URL");
+    let gauge = |metrics: &str, standing: &str| -> u64 {
+        let prefix = format!("signet_running_containers{{standing=\"{standing}\"}} ");
+        metrics
+            .lines()
+            .find_map(|l| l.strip_prefix(&prefix))
+            .and_then(|v| v.trim().parse().ok())
+            .unwrap_or(0)
+    };
+    let listed_trusted = serde_json::from_str::<Value>(&env.signet(&[
+        "workloads",
+        "list",
+        "--cluster",
+        CLUSTER,
+        "--standing",
+        "trusted",
+        "--limit",
+        "5000",
+        "-o",
+        "json",
+    ]))
+    .expect("json")["workloads"]
+        .as_array()
+        .map_or(0, Vec::len) as u64;
+    let mut metrics = String::new();
+    for _ in 0..40 {
+        metrics = reqwest::get(format!("{admin}/metrics"))
+            .await
+            .expect("metrics")
+            .text()
+            .await
+            .expect("text");
+        if gauge(&metrics, "trusted") == listed_trusted {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(listed_trusted >= 1);
+    assert_eq!(
+        gauge(&metrics, "trusted"),
+        listed_trusted,
+        "the gauge agrees with the inventory: {}",
+        metrics
+            .lines()
+            .filter(|l| l.contains("running_containers"))
+            .collect::<Vec<_>>()
+            .join("\n")
+    );
+
     // A revocation turns the running Pod's standing within 2 s.
     let id = listed["signatures"][0]["id"]
         .as_str()

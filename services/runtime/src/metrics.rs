@@ -132,6 +132,15 @@ pub struct Metrics {
     /// elsewhere. Alert on any.
     pub trust_rollbacks: Counter,
     pub connections_refused: Family<ConnectionLabels, Counter>,
+    /// The running containers a verifier's inventory holds, by standing.
+    pub running_containers: Family<StandingLabels, Gauge>,
+}
+
+/// A running container's standing: `trusted`, `exempt`, `untrusted`, `break_glass`,
+/// `revoked`.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct StandingLabels {
+    pub standing: String,
 }
 
 impl Metrics {
@@ -154,6 +163,7 @@ impl Metrics {
             trust_refusals: Family::default(),
             trust_rollbacks: Counter::default(),
             connections_refused: Family::default(),
+            running_containers: Family::default(),
             registry: Registry::default(),
         };
         registry.register("jobs", "Sign jobs by outcome and reason", m.jobs.clone());
@@ -221,6 +231,11 @@ impl Metrics {
             "webhook_events",
             "Registry webhook deliveries and events by receiver and outcome (the counters of GET /v1/webhooks/stats)",
             m.webhooks.clone(),
+        );
+        registry.register(
+            "running_containers",
+            "Running containers a verifier watches, by standing",
+            m.running_containers.clone(),
         );
         registry.register(
             "trust_refusals",

@@ -460,9 +460,11 @@ impl Admission {
             if let Some((warning, reason)) = event {
                 let by = decision.user.as_deref().unwrap_or("unknown user");
                 self.events.publish(
-                    kind,
-                    namespace,
-                    &name,
+                    crate::kube_events::Regarding {
+                        kind,
+                        namespace,
+                        name: &name,
+                    },
                     warning,
                     reason,
                     "Admit",

@@ -206,6 +206,22 @@ async fn judge(trust: &Trust, snapshot: &Snapshot, uid: &str, s: &Seen) -> Runni
     running
 }
 
+/// Sets `signet_running_containers{standing}` from what the inventory holds.
+fn count_standings(st: &State) {
+    let mut counts: HashMap<Standing, i64> = Standing::ALL.iter().map(|s| (*s, 0)).collect();
+    for r in st.judged.values() {
+        *counts.entry(r.standing).or_default() += 1;
+    }
+    let family = &signet_runtime::metrics::metrics().running_containers;
+    for (standing, n) in counts {
+        family
+            .get_or_create(&signet_runtime::metrics::StandingLabels {
+                standing: standing.as_str().to_owned(),
+            })
+            .set(n);
+    }
+}
+
 /// Runs until `shutdown`: the watch, the judging and the reports.
 pub async fn run(
     settings: InventorySettings,
@@ -408,9 +424,11 @@ async fn rejudge(
                     crate::kube_events::UNTRUSTED
                 };
                 events.publish(
-                    "Pod",
-                    &r.namespace,
-                    &r.pod,
+                    crate::kube_events::Regarding {
+                        kind: "Pod",
+                        namespace: &r.namespace,
+                        name: &r.pod,
+                    },
                     true,
                     reason,
                     "Verify",
@@ -454,6 +472,7 @@ async fn report(
         }
         let full_due = {
             let mut st = state.lock().await;
+            count_standings(&st);
             if last_full.elapsed() >= settings.full_sync_interval {
                 st.full_due = true;
             }

@@ -24,6 +24,14 @@ pub const REVOKED: &str = "SignetRevokedImage";
 /// Most bytes of an Event's note (the API server's limit is 1 kB).
 const MAX_NOTE: usize = 1024;
 
+/// The object an Event is about.
+#[derive(Debug, Clone, Copy)]
+pub struct Regarding<'a> {
+    pub kind: &'a str,
+    pub namespace: &'a str,
+    pub name: &'a str,
+}
+
 /// Set once the verifier has an API server client (the inventory's); until then, and
 /// without one, publishing does nothing.
 #[derive(Clone, Default)]
@@ -46,17 +54,20 @@ impl KubeEvents {
         let _ = self.0.set(Recorder::new(client, reporter));
     }
 
-    /// Publishes an Event about the object `kind`/`namespace`/`name` in the background.
+    /// Publishes an Event about `regarding` in the background.
     pub fn publish(
         &self,
-        kind: &str,
-        namespace: &str,
-        name: &str,
+        regarding: Regarding<'_>,
         warning: bool,
         reason: &'static str,
         action: &'static str,
         note: &str,
     ) {
+        let Regarding {
+            kind,
+            namespace,
+            name,
+        } = regarding;
         let Some(recorder) = self.0.get().cloned() else {
             return;
         };
