@@ -644,6 +644,7 @@ fn container(pod: &str, standing: &str, digest: &Digest) -> Value {
         "digest": digest.to_string(),
         "standing": standing,
         "policy": "shop",
+        "witnesses": if standing == "trusted" { json!(["release"]) } else { json!([]) },
         "evaluated_at": Utc::now(),
     })
 }
@@ -759,5 +760,31 @@ async fn verifiers_report_what_runs_and_admins_list_it() {
             .filter(|r| r.event.event_type == EventKind::WorkloadUntrusted.cloudevent_type())
             .count(),
         1
+    );
+
+    // The policy's impact counts what runs: enforcing it would stop the revoked one.
+    let (s, b) = gw
+        .call(
+            Method::POST,
+            "/v1/policies",
+            &gw.admin,
+            Some(
+                json!({"name": "shop", "witnesses": ["release"], "cluster": "c1",
+                        "namespace": "sho*", "mode": "dry-run"}),
+            ),
+        )
+        .await;
+    assert_eq!(s, StatusCode::CREATED, "{b}");
+    let (s, b) = gw
+        .call(Method::GET, "/v1/policies/shop/impact", &gw.admin, None)
+        .await;
+    assert_eq!(s, StatusCode::OK, "{b}");
+    let running = &b["running"];
+    assert_eq!(running["containers"], 2, "{b:#}");
+    assert_eq!(running["would_stop"], 1, "{b:#}");
+    assert_eq!(running["standings"]["revoked"], 1, "{b:#}");
+    assert_eq!(
+        running["images"][0]["image"], "reg.local/team/app:v1",
+        "{b:#}"
     );
 }

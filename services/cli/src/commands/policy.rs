@@ -352,6 +352,35 @@ fn print_impact(v: &Value) {
             ),
         );
     }
+    let r = &v["running"];
+    if r["reported_at"].is_null() {
+        println!(
+            "running now: no inventory from cluster {} yet",
+            s(&p["cluster"])
+        );
+        return;
+    }
+    println!(
+        "running now: {} containers in its namespaces; enforcing it would stop {} if their Pods were recreated (inventory of {})",
+        s(&r["containers"]),
+        s(&r["would_stop"]),
+        s(&r["reported_at"])
+    );
+    let standings: Vec<String> = r["standings"]
+        .as_object()
+        .into_iter()
+        .flatten()
+        .map(|(k, n)| format!("{k}={}", s(n)))
+        .collect();
+    if !standings.is_empty() {
+        field("standings:", standings.join(" "));
+    }
+    for img in r["images"].as_array().into_iter().flatten() {
+        field(
+            "would stop:",
+            format!("{} {}", s(&img["containers"]), s(&img["image"])),
+        );
+    }
 }
 
 /// `30m`, `24h`, `7d`, `90s`.

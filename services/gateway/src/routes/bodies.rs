@@ -100,6 +100,8 @@ pub struct PolicyDeleted {
 pub struct PolicyImpactReport {
     pub policy: SecurityPolicy,
     pub impact: PolicyImpact,
+    /// The containers running now that enforcing the policy would stop if recreated.
+    pub running: super::policies::RunningImpact,
 }
 
 /// `GET /v1/signing-rules`.

@@ -5,7 +5,7 @@
 pub mod bodies;
 mod health;
 mod jobs;
-mod policies;
+pub(crate) mod policies;
 mod records;
 mod rules;
 mod sign;

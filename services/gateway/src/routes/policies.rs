@@ -6,7 +6,7 @@ use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::Json;
 use chrono::{DateTime, Utc};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use signet_core::{NewAudit, PolicyAction, PolicyMode, SecurityPolicy};
 use signet_store::StoreError;
 
@@ -385,9 +385,92 @@ pub async fn impact(
     caller.require_admin()?;
     let policy = load(&state, &name).await?;
     let impact = state.store.policy_impact(&name, q.since).await?;
+    let running = running_impact(&state, &policy).await?;
     Ok(Json(
-        serde_json::json!({ "policy": policy, "impact": impact }),
+        serde_json::json!({ "policy": policy, "impact": impact, "running": running }),
     ))
+}
+
+/// The other half of the impact: the containers running now in the policy's cluster and
+/// namespaces, and how many of them enforcing it would stop if their Pods were
+/// recreated now.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct RunningImpact {
+    /// Running containers in the policy's namespaces, as the cluster's verifier last
+    /// reported them.
+    pub containers: u64,
+    /// By standing (judged under the policies enabled now).
+    pub standings: std::collections::BTreeMap<String, u64>,
+    /// Not signed by `require` of the policy's witnesses, and not exempt.
+    pub would_stop: u64,
+    /// The images of those, most containers first (at most 20).
+    pub images: Vec<RunningImage>,
+    /// When the cluster's inventory was last reported; absent when it never was.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reported_at: Option<DateTime<Utc>>,
+}
+
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct RunningImage {
+    pub image: String,
+    pub containers: u64,
+}
+
+/// How many running containers one impact summary reads at most.
+const RUNNING_IMPACT_SCAN: u32 = 50_000;
+
+async fn running_impact(state: &AppState, policy: &SecurityPolicy) -> ApiResult<RunningImpact> {
+    let glob = signet_core::policy::compile_glob(&policy.namespace).map_err(ApiError::Internal)?;
+    let workloads = state
+        .store
+        .list_workloads(&signet_store::WorkloadFilter {
+            cluster: Some(policy.cluster.clone()),
+            limit: RUNNING_IMPACT_SCAN,
+            ..Default::default()
+        })
+        .await?;
+    let mut impact = RunningImpact {
+        containers: 0,
+        standings: std::collections::BTreeMap::new(),
+        would_stop: 0,
+        images: Vec::new(),
+        reported_at: state
+            .store
+            .inventory_clusters()
+            .await?
+            .into_iter()
+            .find(|c| c.cluster == policy.cluster)
+            .map(|c| c.reported_at),
+    };
+    let mut images: std::collections::BTreeMap<String, u64> = std::collections::BTreeMap::new();
+    for w in workloads
+        .iter()
+        .filter(|w| glob.is_match(&w.running.namespace))
+    {
+        let r = &w.running;
+        impact.containers += 1;
+        *impact
+            .standings
+            .entry(r.standing.as_str().to_owned())
+            .or_default() += 1;
+        let signed = r
+            .witnesses
+            .iter()
+            .filter(|w| policy.witnesses.contains(w))
+            .count();
+        if r.standing != signet_core::Standing::Exempt && signed < policy.require as usize {
+            impact.would_stop += 1;
+            *images.entry(r.image.clone()).or_default() += 1;
+        }
+    }
+    let mut images: Vec<RunningImage> = images
+        .into_iter()
+        .map(|(image, containers)| RunningImage { image, containers })
+        .collect();
+    images.sort_by(|a, b| b.containers.cmp(&a.containers).then(a.image.cmp(&b.image)));
+    images.truncate(20);
+    impact.images = images;
+    Ok(impact)
 }
 
 #[cfg(test)]
