@@ -73,6 +73,16 @@ fn deployment(name: &str, image: &str, replicas: u32) -> String {
 }
 
 impl Env {
+    /// `signet signature list --image IMAGE [--witness W] -o json`: the records.
+    fn signatures(&self, image: &str, witness: Option<&str>) -> Vec<Value> {
+        let mut args = vec!["signature", "list", "--image", image, "-o", "json"];
+        if let Some(w) = witness {
+            args.extend(["--witness", w]);
+        }
+        let listed: Value = serde_json::from_str(&self.signet(&args)).expect("json");
+        listed["signatures"].as_array().cloned().unwrap_or_default()
+    }
+
     fn signet(&self, args: &[&str]) -> String {
         ok(
             &self.up.cli(args).expect("run signet"),
@@ -1005,13 +1015,8 @@ async fn inventory(env: &mut Env) {
         .apply_until(ns, &pod("web", &image, &[]), |o| o.status.success())
         .await;
     assert_admitted(&out, "the signed Pod");
-    let listed: Value =
-        serde_json::from_str(&env.signet(&["signature", "list", "--image", &image, "-o", "json"]))
-            .expect("json");
-    let digest = listed["signatures"][0]["digest"]
-        .as_str()
-        .expect("digest")
-        .to_owned();
+    let listed = env.signatures(&image, None);
+    let digest = listed[0]["digest"].as_str().expect("digest").to_owned();
     let status = serde_json::json!({"status": {"containerStatuses": [{
         "name": "app", "image": image, "imageID": format!("docker-pullable://{}/demo/running@{digest}", env.host),
         "ready": true, "restartCount": 0, "state": {"running": {"startedAt": "2026-12-05T00:00:00Z"}},
@@ -1107,10 +1112,7 @@ async fn inventory(env: &mut Env) {
     );
 
     // A revocation turns the running Pod's standing within 2 s.
-    let id = listed["signatures"][0]["id"]
-        .as_str()
-        .expect("id")
-        .to_owned();
+    let id = listed[0]["id"].as_str().expect("id").to_owned();
     env.signet(&[
         "signature",
         "revoke",
@@ -1287,18 +1289,7 @@ async fn n_of_m(env: &mut Env) {
         .apply_until(ns, &pod("two-of-two", &image, &[]), |o| o.status.success())
         .await;
     assert_admitted(&out, "two signatures of two");
-    let listed: Value = serde_json::from_str(&env.signet(&[
-        "signature",
-        "list",
-        "--image",
-        &image,
-        "--witness",
-        "audit",
-        "-o",
-        "json",
-    ]))
-    .expect("json");
-    let id = listed["signatures"][0]["id"]
+    let id = env.signatures(&image, Some("audit"))[0]["id"]
         .as_str()
         .expect("signature id")
         .to_owned();
@@ -1338,10 +1329,7 @@ async fn revocation(env: &mut Env) {
         .apply_until(ns, &pod("before", &image, &[]), |o| o.status.success())
         .await;
     assert_admitted(&out, "the signed image before revocation");
-    let listed: Value =
-        serde_json::from_str(&env.signet(&["signature", "list", "--image", &image, "-o", "json"]))
-            .expect("json");
-    let id = listed["signatures"][0]["id"]
+    let id = env.signatures(&image, None)[0]["id"]
         .as_str()
         .expect("signature id")
         .to_owned();
