@@ -45,6 +45,10 @@ say "cargo audit $AUDIT_VERSION"
 cargo audit --db "$repo" --no-fetch --stale --file Cargo.lock --ignore RUSTSEC-2023-0071
 
 say "cargo deny $DENY_VERSION: advisories, licenses, bans, sources"
+# cargo deny reads the metadata of every crate for every target (wasm-only ones too), and
+# --offline keeps it off the network for the advisories: fetch the locked crates first
+# (a no-op when they are in the local cache).
+cargo fetch --locked --quiet
 cargo deny --offline check --hide-inclusion-graph advisories licenses bans sources 2>"target/deny.log" ||
   { cat target/deny.log; exit 1; }
 grep -E "^warning\[duplicate\]" target/deny.log | sed 's/^/    /' || true
