@@ -400,8 +400,10 @@ async fn kubernetes_end_to_end() {
     digest_pinning(&mut env).await;
     env.time("9 digest pinning", t);
     let t = Instant::now();
+    let before = all_workloads(&env);
     verifier_down(&mut env).await;
     env.time("7 verifier down", t);
+    inventory_after_restart(&mut env, before).await;
 
     for (step, d) in &env.timings {
         eprintln!("timing summary: {step}: {d:.2?}");
@@ -1241,6 +1243,92 @@ async fn inventory(env: &mut Env) {
         workloads(env, ns).is_empty()
     })
     .await;
+}
+
+/// Every workload of the cluster as `(pod uid, container)`, from `signet workloads list`.
+fn all_workloads(env: &Env) -> Vec<(String, String, String)> {
+    let listed: Value = serde_json::from_str(&env.signet(&[
+        "workloads",
+        "list",
+        "--cluster",
+        CLUSTER,
+        "--limit",
+        "5000",
+        "-o",
+        "json",
+    ]))
+    .expect("json");
+    listed["workloads"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|w| {
+            let r = &w["running"];
+            (
+                r["pod_uid"].as_str().unwrap_or_default().to_owned(),
+                r["container"].as_str().unwrap_or_default().to_owned(),
+                format!(
+                    "{}/{}",
+                    r["namespace"].as_str().unwrap_or_default(),
+                    r["pod"].as_str().unwrap_or_default()
+                ),
+            )
+        })
+        .collect()
+}
+
+/// The verifier comes back after Pods were created while it was down: its new full
+/// inventory has them, keeps what still runs, and duplicates nothing.
+async fn inventory_after_restart(env: &mut Env, before: Vec<(String, String, String)>) {
+    let restarted = chrono::Utc::now();
+    env.up.restart().await.expect("signet up again");
+    let synced_since = |env: &Env| -> bool {
+        let listed: Value = serde_json::from_str(&env.signet(&[
+            "workloads",
+            "list",
+            "--cluster",
+            CLUSTER,
+            "--limit",
+            "1",
+            "-o",
+            "json",
+        ]))
+        .expect("json");
+        listed["clusters"][0]["synced_at"]
+            .as_str()
+            .and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok())
+            .is_some_and(|t| t > restarted)
+    };
+    wait_for(env, "a full inventory after the restart", || {
+        synced_since(env)
+    })
+    .await;
+    let after = all_workloads(env);
+    let mut keys: Vec<(&str, &str)> = after
+        .iter()
+        .map(|(u, c, _)| (u.as_str(), c.as_str()))
+        .collect();
+    keys.sort_unstable();
+    let unique = keys.len();
+    keys.dedup();
+    assert_eq!(keys.len(), unique, "no container twice: {after:?}");
+    for (uid, container, pod) in &before {
+        assert!(
+            after.iter().any(|(u, c, _)| u == uid && c == container),
+            "{pod} ran before the restart and still does: {after:?}"
+        );
+    }
+    for pod in ["signet/unchecked", "kube-system/unchecked"] {
+        assert!(
+            after.iter().any(|(_, _, p)| p == pod),
+            "{pod}, created while the verifier was down, is in the rebuilt inventory: {after:?}"
+        );
+    }
+    eprintln!(
+        "inventory after the restart: {} containers ({} before it)",
+        after.len(),
+        before.len()
+    );
 }
 
 /// N-of-M: a policy that requires two of two witnesses. One signature is not enough, two
