@@ -53,6 +53,8 @@ pub struct WorkloadFilter {
     /// The image as the Pod's spec names it.
     pub image: Option<String>,
     pub digest: Option<Digest>,
+    /// Any of these digests (empty: none match).
+    pub digests: Option<Vec<Digest>>,
     pub limit: u32,
 }
 
@@ -232,6 +234,17 @@ impl Store {
         }
         if let Some(d) = &filter.digest {
             f.and("digest = {}", Bind::Text(d.as_str().to_owned()));
+        }
+        if let Some(ds) = &filter.digests {
+            if ds.is_empty() {
+                return Ok(Vec::new());
+            }
+            f.and_each(
+                &format!("digest IN ({})", vec!["{}"; ds.len()].join(", ")),
+                ds.iter()
+                    .map(|d| Bind::Text(d.as_str().to_owned()))
+                    .collect(),
+            );
         }
         let (sql, binds) = f.finish(
             &format!("SELECT {COLUMNS} FROM running_containers"),

@@ -272,6 +272,27 @@ async fn inventory_syncs_changes_and_worsened_standings(db: TestDb) {
         .expect("by digest");
     assert_eq!(by_digest[0].running.pod, "d");
     assert_eq!(by_digest[0].cluster, "c1");
+    let by_digests = store
+        .list_workloads(&WorkloadFilter {
+            digests: Some(vec![
+                signet_core::Digest::of(b"c"),
+                signet_core::Digest::of(b"d"),
+            ]),
+            limit: 100,
+            ..WorkloadFilter::default()
+        })
+        .await
+        .expect("by digests");
+    assert_eq!(by_digests.len(), 2);
+    assert!(store
+        .list_workloads(&WorkloadFilter {
+            digests: Some(Vec::new()),
+            limit: 100,
+            ..WorkloadFilter::default()
+        })
+        .await
+        .expect("no digests")
+        .is_empty());
 }
 
 // ---------- helpers ----------

@@ -251,19 +251,21 @@ pub async fn run(
     };
     events.connect(client.clone(), &cluster);
     let state = Arc::new(tokio::sync::Mutex::new(State::default()));
-    let watches: Vec<kube::Api<Pod>> = if settings.namespaces.is_empty() {
-        vec![kube::Api::all(client)]
+    // Each watch with its scope: one namespace, or all (None).
+    let watches: Vec<(Option<String>, kube::Api<Pod>)> = if settings.namespaces.is_empty() {
+        vec![(None, kube::Api::all(client))]
     } else {
         settings
             .namespaces
             .iter()
-            .map(|ns| kube::Api::namespaced(client.clone(), ns))
+            .map(|ns| (Some(ns.clone()), kube::Api::namespaced(client.clone(), ns)))
             .collect()
     };
     let mut tasks = Vec::new();
-    for api in watches {
+    for (scope, api) in watches {
         tasks.push(tokio::spawn(watch(
             api,
+            scope,
             trust.clone(),
             state.clone(),
             shutdown.clone(),
@@ -301,6 +303,7 @@ async fn client(settings: &InventorySettings) -> Result<kube::Client, String> {
 /// (re)list ends with a full inventory.
 async fn watch(
     api: kube::Api<Pod>,
+    scope: Option<String>,
     trust: Arc<Trust>,
     state: Arc<tokio::sync::Mutex<State>>,
     shutdown: CancellationToken,
@@ -338,12 +341,12 @@ async fn watch(
                     judged.push((key.clone(), judge(&trust, &snapshot, &key.0, s).await));
                 }
                 let mut st = state.lock().await;
-                // What this watch listed replaces what it knew of these namespaces.
-                let namespaces: std::collections::BTreeSet<&str> =
-                    listed.values().map(|s| s.namespace.as_str()).collect();
+                // What this watch listed replaces everything it knew in its scope, so a
+                // Pod deleted while the watch was down (even the last of its namespace)
+                // goes too.
                 st.seen
-                    .retain(|_, s| !namespaces.contains(s.namespace.as_str()));
-                st.seen.extend(listed.clone());
+                    .retain(|_, s| scope.as_ref().is_some_and(|ns| *ns != s.namespace));
+                st.seen.extend(listed);
                 for (key, r) in judged {
                     st.judged.insert(key, r);
                 }

@@ -14,6 +14,9 @@ use crate::auth::Caller;
 use crate::error::{ApiError, ApiJson, ApiQuery, ApiResult, ErrorBody};
 use crate::AppState;
 
+/// Running containers read at most to say where trusted images run.
+const RUNNING_SCAN: u32 = 50_000;
+
 /// The most decisions one report may carry; verifiers send smaller batches.
 pub const MAX_DECISIONS_PER_REPORT: usize = 5_000;
 
@@ -222,25 +225,33 @@ pub async fn images(
         })
         .collect();
     if q.running == Some(true) {
+        // One query for every listed digest, then grouped per image.
+        let digests: Vec<signet_core::Digest> = images
+            .iter()
+            .filter_map(|i| signet_core::Digest::parse(&i.digest).ok())
+            .collect();
+        let mut places: std::collections::HashMap<
+            String,
+            std::collections::BTreeMap<(String, String), u64>,
+        > = std::collections::HashMap::new();
+        for w in state
+            .store
+            .list_workloads(&signet_store::WorkloadFilter {
+                digests: Some(digests),
+                limit: RUNNING_SCAN,
+                ..Default::default()
+            })
+            .await?
+        {
+            let Some(d) = &w.running.digest else { continue };
+            *places
+                .entry(d.to_string())
+                .or_default()
+                .entry((w.cluster, w.running.namespace))
+                .or_default() += 1;
+        }
         for image in &mut images {
-            let Ok(digest) = signet_core::Digest::parse(&image.digest) else {
-                continue;
-            };
-            let mut by_place: std::collections::BTreeMap<(String, String), u64> =
-                std::collections::BTreeMap::new();
-            for w in state
-                .store
-                .list_workloads(&signet_store::WorkloadFilter {
-                    digest: Some(digest),
-                    limit: 5000,
-                    ..Default::default()
-                })
-                .await?
-            {
-                *by_place
-                    .entry((w.cluster, w.running.namespace))
-                    .or_default() += 1;
-            }
+            let by_place = places.get(&image.digest).cloned().unwrap_or_default();
             image.running = Some(
                 by_place
                     .into_iter()

@@ -170,6 +170,7 @@ pub async fn list(
             standing,
             image,
             digest,
+            digests: None,
             limit: q.limit.unwrap_or(100).min(5000),
         })
         .await?;
