@@ -278,9 +278,10 @@ def component(d):
     return d["metadata"]["labels"].get("app.kubernetes.io/component")
 read_pods = [{"apiGroups": [""], "resources": ["pods"], "verbs": ["get", "list", "watch"]},
              {"apiGroups": ["events.k8s.io"], "resources": ["events"], "verbs": ["create", "patch"]}]
+read_namespaces = {"apiGroups": [""], "resources": ["namespaces"], "verbs": ["get", "list", "watch"]}
 cluster_wide = docs(sys.argv[1])
 roles = [d for d in cluster_wide if d["kind"] in ("ClusterRole", "Role")]
-assert [(r["kind"], r["rules"]) for r in roles] == [("ClusterRole", read_pods)], roles
+assert [(r["kind"], r["rules"]) for r in roles] == [("ClusterRole", read_pods + [read_namespaces])], roles
 binding = next(d for d in cluster_wide if d["kind"] == "ClusterRoleBinding")
 assert binding["subjects"][0]["name"].endswith("verifier"), binding
 for d in cluster_wide:
@@ -288,11 +289,14 @@ for d in cluster_wide:
         token = d["spec"]["template"]["spec"]["automountServiceAccountToken"]
         assert token is (component(d) == "verifier"), (component(d), token)
 per_ns = docs(sys.argv[2])
-assert not [d for d in per_ns if d["kind"].startswith("Cluster")], "no cluster-wide RBAC"
+cluster_roles = [d for d in per_ns if d["kind"] == "ClusterRole"]
+# Only the listed Namespaces' labels, by name: nothing else cluster-wide.
+assert [r["rules"] for r in cluster_roles] == [[dict(read_namespaces, resourceNames=["shop", "payments"])]], cluster_roles
+assert sorted(d["kind"] for d in per_ns if d["kind"].startswith("Cluster")) == ["ClusterRole", "ClusterRoleBinding"]
 ns_roles = sorted((d["metadata"]["namespace"], d["kind"]) for d in per_ns if d["kind"] in ("Role", "RoleBinding"))
 assert ns_roles == [("payments", "Role"), ("payments", "RoleBinding"), ("shop", "Role"), ("shop", "RoleBinding")], ns_roles
 PY
-  pass "inventory RBAC: get/list/watch Pods and create/patch Events only, cluster-wide or per listed namespace; a token in the verifier's pods only"
+  pass "inventory RBAC: get/list/watch Pods and Namespaces and create/patch Events only, cluster-wide or per listed namespace (Namespaces by resourceNames); a token in the verifier's pods only"
 done
 
 say "rendered objects: Helm 3 and 4 agree; signet.toml is sound"

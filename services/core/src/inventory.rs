@@ -68,6 +68,10 @@ impl std::fmt::Display for Standing {
 #[serde(deny_unknown_fields)]
 pub struct RunningContainer {
     pub namespace: String,
+    /// The labels of the namespace when the container was judged (policies may select
+    /// namespaces by label); absent when the verifier could not read them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub namespace_labels: Option<std::collections::BTreeMap<String, String>>,
     pub pod: String,
     /// The Pod's uid: a Pod recreated under the same name is another Pod.
     pub pod_uid: String,

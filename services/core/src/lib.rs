@@ -11,6 +11,7 @@
 //! - [`policy`]: security policies, signing rules and the trust bundle verifiers enforce.
 //! - [`seal`]: the control plane's detached signature over bundles and events, and the
 //!   pinned keys verifiers check it with.
+//! - [`labels`]: label selectors over namespaces, as Kubernetes writes and matches them.
 //! - [`pattern`]: image patterns (policy exemptions), matched part by part.
 //! - [`admission`]: what a verifier decided about a workload, as it reports it.
 //! - [`model`]: witnesses, jobs, signature records, roles, audit entries.
@@ -20,6 +21,7 @@ pub mod crypto;
 pub mod digest;
 pub mod events;
 pub mod inventory;
+pub mod labels;
 pub mod model;
 pub mod pattern;
 pub mod payload;
@@ -31,6 +33,7 @@ pub use admission::{AdmissionDecision, AdmissionOutcome, DenialReason, ImageVerd
 pub use crypto::{CryptoError, PublicKey, SignatureAlgorithm};
 pub use digest::{Digest, DigestError};
 pub use events::EventKind;
+pub use labels::LabelSelector;
 pub use inventory::{InventoryReport, InventorySync, RunningContainer, Standing, StandingChange};
 pub use model::*;
 pub use pattern::ImagePattern;

@@ -53,6 +53,10 @@ pub struct SecurityPolicy {
     pub cluster: String,
     /// An exact namespace or a glob (`team-*`).
     pub namespace: String,
+    /// If set, the policy decides only for the namespaces `namespace` matches whose
+    /// labels this selects (`signet.dev/enforce=true`): teams opt in with a label.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub namespace_selector: Option<crate::labels::LabelSelector>,
     pub mode: PolicyMode,
     /// **false** until someone enables the policy.
     pub enabled: bool,
@@ -226,6 +230,14 @@ impl SecurityPolicy {
         } else if let Err(e) = compile_glob(&self.namespace) {
             p.push(format!("namespace {e}"));
         }
+        if let Some(selector) = &self.namespace_selector {
+            p.extend(
+                selector
+                    .problems()
+                    .into_iter()
+                    .map(|e| format!("namespace selector: {e}")),
+            );
+        }
         for e in &self.exemptions {
             if e.trim().is_empty() {
                 p.push("an image exemption must not be empty".to_owned());
@@ -249,6 +261,7 @@ mod tests {
             require: 1,
             cluster: "c1".into(),
             namespace: "prod".into(),
+            namespace_selector: None,
             mode: PolicyMode::Enforce,
             enabled: false,
             exemptions: vec!["registry.k8s.io/pause:*".into()],

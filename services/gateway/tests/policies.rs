@@ -257,6 +257,34 @@ async fn bad_policies_are_refused_with_every_reason() {
         )
         .await;
     assert_error(s, &b, StatusCode::BAD_REQUEST, "enforce, warn or dry-run");
+    let (s, b) = gw
+        .call(
+            Method::POST,
+            "/v1/policies",
+            &gw.admin,
+            Some(json!({
+                "name": "p", "witnesses": ["release"], "cluster": "c1", "namespace": "*",
+                "namespace_selector": {"matchExpressions": [
+                    {"key": "-bad", "operator": "Exists"},
+                    {"key": "tier", "operator": "In", "values": []}]},
+            })),
+        )
+        .await;
+    assert_error(s, &b, StatusCode::BAD_REQUEST, "namespace selector: label key \"-bad\"");
+    let detail = b["detail"].as_str().unwrap_or_default();
+    assert!(detail.contains("needs at least one value"), "{detail}");
+    let (s, b) = gw
+        .call(
+            Method::POST,
+            "/v1/policies",
+            &gw.admin,
+            Some(json!({
+                "name": "p", "witnesses": ["release"], "cluster": "c1", "namespace": "*",
+                "namespace_selector": {"matchExpressions": [{"key": "a", "operator": "Has"}]},
+            })),
+        )
+        .await;
+    assert_eq!(s, StatusCode::BAD_REQUEST, "{b}");
     gw.policy(json!({"name": "p", "witnesses": ["release"], "cluster": "c1", "namespace": "prod"}))
         .await;
     let (s, b) = gw
@@ -787,4 +815,54 @@ async fn verifiers_report_what_runs_and_admins_list_it() {
         running["images"][0]["image"], "reg.local/team/app:v1",
         "{b:#}"
     );
+
+    // A label-selected policy counts only the namespaces its selector picks, by the
+    // labels the verifier reported with each container.
+    let mut web1 = container("web-1", "revoked", &digest);
+    web1["namespace_labels"] = json!({"signet.dev/enforce": "true"});
+    let mut lab = container("lab-1", "untrusted", &digest);
+    lab["namespace"] = json!("lab");
+    lab["namespace_labels"] = json!({"team": "lab"});
+    let (s, b) = gw
+        .call(
+            Method::POST,
+            "/v1/inventory",
+            &gw.verifier,
+            Some(json!({"cluster": "c1", "containers": [web1, lab]})),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "{b}");
+    let (s, b) = gw
+        .call(
+            Method::POST,
+            "/v1/policies",
+            &gw.admin,
+            Some(json!({"name": "opt-in", "witnesses": ["release"], "cluster": "c1",
+                        "namespace": "*", "mode": "dry-run",
+                        "namespace_selector": {"matchLabels": {"signet.dev/enforce": "true"}}})),
+        )
+        .await;
+    assert_eq!(s, StatusCode::CREATED, "{b}");
+    let (_, b) = gw
+        .call(Method::GET, "/v1/policies/opt-in/impact", &gw.admin, None)
+        .await;
+    // web-1 (selected) and web-2 (reported without labels: counted), not lab-1.
+    assert_eq!(b["running"]["containers"], 2, "{b:#}");
+    assert_eq!(b["running"]["would_stop"], 1, "{b:#}");
+    // Without the selector, every namespace counts.
+    let (s, b) = gw
+        .call(
+            Method::PATCH,
+            "/v1/policies/opt-in",
+            &gw.admin,
+            Some(json!({"namespace_selector": {}})),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "{b}");
+    assert!(b.get("namespace_selector").is_none(), "{b}");
+    let (_, b) = gw
+        .call(Method::GET, "/v1/policies/opt-in/impact", &gw.admin, None)
+        .await;
+    assert_eq!(b["running"]["containers"], 3, "{b:#}");
+    assert_eq!(b["running"]["would_stop"], 2, "{b:#}");
 }

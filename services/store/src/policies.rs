@@ -18,7 +18,7 @@ use crate::{Backend, Store};
 
 const COLUMNS: &str = "name, cluster, namespace, witnesses, require_count, mode, enabled, \
                        exemptions, require_digest, allow_break_glass, note, created_at, updated_at, \
-                       pin_digests";
+                       pin_digests, namespace_selector";
 
 impl Store {
     /// Stores a new policy with its audit entry and a `policy.updated` (`created`) event;
@@ -36,7 +36,7 @@ impl Store {
         check_witnesses(&mut tx, &p.witnesses, OP).await?;
         let inserted = sqlx::query(&format!(
             "INSERT INTO policies ({COLUMNS}) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15) \
              ON CONFLICT (name) DO NOTHING"
         ))
         .bind(p.name.as_str())
@@ -53,6 +53,7 @@ impl Store {
         .bind(codec::millis(p.created_at))
         .bind(codec::millis(p.updated_at))
         .bind(codec::flag(p.pin_digests))
+        .bind(selector_text(p)?)
         .execute(&mut *tx)
         .await
         .map_err(db(OP))?
@@ -96,7 +97,7 @@ impl Store {
             "UPDATE policies SET cluster = $2, namespace = $3, witnesses = $4, \
              require_count = $5, mode = $6, enabled = $7, exemptions = $8, \
              require_digest = $9, allow_break_glass = $10, note = $11, updated_at = $12, \
-             pin_digests = $14 WHERE name = $1 AND updated_at = $13",
+             pin_digests = $14, namespace_selector = $15 WHERE name = $1 AND updated_at = $13",
         )
         .bind(stored.name.as_str())
         .bind(stored.cluster.as_str())
@@ -112,6 +113,7 @@ impl Store {
         .bind(updated_at)
         .bind(before)
         .bind(codec::flag(stored.pin_digests))
+        .bind(selector_text(&stored)?)
         .execute(&mut *tx)
         .await
         .map_err(db(OP))?
@@ -316,6 +318,14 @@ async fn select_many(
     rows.iter().map(policy_from_row).collect()
 }
 
+/// The selector as stored: JSON, or NULL without one.
+fn selector_text(p: &SecurityPolicy) -> Result<Option<String>, StoreError> {
+    p.namespace_selector
+        .as_ref()
+        .map(|s| codec::json_text("policy namespace selector", s))
+        .transpose()
+}
+
 fn policy_from_row(row: &AnyRow) -> Result<SecurityPolicy, StoreError> {
     let name: String = col(row, "policy", "name")?;
     let what = format!("policy {name:?}");
@@ -327,9 +337,13 @@ fn policy_from_row(row: &AnyRow) -> Result<SecurityPolicy, StoreError> {
     let require_digest: i64 = col(row, &what, "require_digest")?;
     let allow_break_glass: i64 = col(row, &what, "allow_break_glass")?;
     let pin_digests: i64 = col(row, &what, "pin_digests")?;
+    let selector: Option<String> = col(row, &what, "namespace_selector")?;
     Ok(SecurityPolicy {
         cluster: col(row, &what, "cluster")?,
         namespace: col(row, &what, "namespace")?,
+        namespace_selector: selector
+            .map(|s| codec::from_json(&what, &s))
+            .transpose()?,
         witnesses: codec::from_json(&what, &witnesses)?,
         require: u32::try_from(require)
             .map_err(|_| StoreError::corrupt(&what, format!("require_count {require}")))?,

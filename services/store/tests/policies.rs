@@ -87,11 +87,13 @@ on_both_backends!(
     revoked_signatures_are_audited_announced_and_in_trust_bundles,
     legacy_exemptions_keep_their_meaning_as_image_patterns,
     inventory_syncs_changes_and_worsened_standings,
+    namespace_selectors_are_stored_changed_and_removed,
 );
 
 fn running(pod: &str, uid: &str, standing: Standing) -> RunningContainer {
     RunningContainer {
         namespace: "shop".into(),
+        namespace_labels: None,
         pod: pod.into(),
         pod_uid: uid.into(),
         container: "app".into(),
@@ -340,6 +342,7 @@ fn policy(name: &str, cluster: &str, witnesses: &[&str]) -> SecurityPolicy {
         require: 1,
         cluster: cluster.to_owned(),
         namespace: "prod".into(),
+        namespace_selector: None,
         mode: PolicyMode::Enforce,
         enabled: false,
         exemptions: vec!["registry.k8s.io/pause:*".into()],
@@ -590,6 +593,49 @@ async fn policy_updates_are_optimistic(db: TestDb) {
             .await,
         Err(StoreError::NotFound(_))
     ));
+}
+
+async fn namespace_selectors_are_stored_changed_and_removed(db: TestDb) {
+    let store = db.open().await;
+    setup_witnesses(&store, &["release"]).await;
+    let mut p = policy("opt-in", "c1", &["release"]);
+    p.namespace = "*".into();
+    p.namespace_selector = Some(
+        signet_core::LabelSelector::parse("signet.dev/enforce=true,tier in (web,api)").unwrap(),
+    );
+    store
+        .create_policy(&p, &audit("policy.create", "opt-in"))
+        .await
+        .expect("create");
+    let stored = store.get_policy("opt-in").await.expect("get").expect("exists");
+    assert_eq!(stored.namespace_selector, p.namespace_selector);
+    // The bundle carries it to the verifiers.
+    let bundle = store.trust_bundle("c1").await.expect("bundle");
+    assert_eq!(bundle.policies[0].namespace_selector, p.namespace_selector);
+    let mut next = stored.clone();
+    next.namespace_selector = Some(signet_core::LabelSelector::parse("!legacy").unwrap());
+    let changed = store
+        .update_policy(&stored, &next, PolicyAction::Updated, &audit("policy.update", "opt-in"))
+        .await
+        .expect("change");
+    assert_eq!(
+        store.get_policy("opt-in").await.unwrap().unwrap().namespace_selector,
+        next.namespace_selector
+    );
+    let mut none = changed.clone();
+    none.namespace_selector = None;
+    store
+        .update_policy(&changed, &none, PolicyAction::Updated, &audit("policy.update", "opt-in"))
+        .await
+        .expect("remove");
+    assert_eq!(
+        store.get_policy("opt-in").await.unwrap().unwrap().namespace_selector,
+        None
+    );
+    // The event of each change carries the policy as it became.
+    let events = policy_events(&store).await;
+    assert_eq!(events.len(), 3);
+    assert_eq!(events[1].1.policy.namespace_selector, next.namespace_selector);
 }
 
 async fn policies_name_existing_witnesses_only(db: TestDb) {

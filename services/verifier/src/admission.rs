@@ -30,7 +30,7 @@ use tokio::time::Instant;
 
 use crate::break_glass::Journal;
 use crate::report::Reporter;
-use crate::trust::{CompiledPolicy, Failure, Snapshot, Trust};
+use crate::trust::{CompiledPolicy, Failure, NamespaceLabels, Snapshot, Trust};
 use crate::workload;
 
 /// Extra time past the budget before an unfinished check is cut off; the registry calls
@@ -48,6 +48,7 @@ pub struct Admission {
     cluster: Arc<str>,
     budget: Duration,
     events: crate::kube_events::KubeEvents,
+    namespaces: crate::namespaces::Namespaces,
 }
 
 /// Who sent a review, as far as the TLS handshake can tell.
@@ -160,7 +161,31 @@ impl Admission {
             cluster: cluster.into(),
             budget,
             events: Default::default(),
+            namespaces: Default::default(),
         }
+    }
+
+    /// Reads namespace labels (for label-selected policies) from `namespaces`.
+    pub fn with_namespaces(mut self, namespaces: crate::namespaces::Namespaces) -> Self {
+        self.namespaces = namespaces;
+        self
+    }
+
+    /// The labels of `namespace` when an enabled policy selects by label; `None` when
+    /// none does or they cannot be known.
+    async fn namespace_labels(
+        &self,
+        snapshot: &Snapshot,
+        namespace: &str,
+    ) -> Option<crate::namespaces::Labels> {
+        if !snapshot.selects_by_label() {
+            return None;
+        }
+        let labels = self.namespaces.labels(namespace).await;
+        if labels.is_none() && !self.namespaces.connected() {
+            tracing::warn!(%namespace, "a policy selects namespaces by label, but this verifier cannot read namespaces (verifier.inventory is off); the policy applies wherever its glob matches");
+        }
+        labels
     }
 
     /// Publishes Kubernetes Events for denials, warnings, would-denies and break-glass
@@ -206,7 +231,10 @@ impl Admission {
             .or(object.metadata.namespace.as_deref())
             .unwrap_or_default();
         let snapshot = self.trust.snapshot();
-        let policies: Vec<&CompiledPolicy> = snapshot.applicable(namespace).collect();
+        let labels = self.namespace_labels(&snapshot, namespace).await;
+        let policies: Vec<&CompiledPolicy> = snapshot
+            .applicable(namespace, NamespaceLabels::of(labels.as_ref()))
+            .collect();
         if policies.is_empty() {
             return allow;
         }
@@ -574,8 +602,9 @@ impl Admission {
                 .unwrap_or_default();
             // The witnesses of the policies here that pin digests: an image they
             // verified runs by digest.
+            let labels = self.namespace_labels(&snapshot, namespace).await;
             let pinning: Vec<&str> = snapshot
-                .applicable(namespace)
+                .applicable(namespace, NamespaceLabels::of(labels.as_ref()))
                 .filter(|p| p.policy.pin_digests)
                 .flat_map(|p| p.witnesses.iter().map(|w| &*w.name))
                 .collect();

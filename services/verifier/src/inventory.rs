@@ -22,7 +22,8 @@ use signet_runtime::settings::InventorySettings;
 use tokio_util::sync::CancellationToken;
 
 use crate::control::ControlPlane;
-use crate::trust::{Snapshot, Trust};
+use crate::namespaces::Namespaces;
+use crate::trust::{NamespaceLabels, Snapshot, Trust};
 
 /// How long judging one container may take (a tag resolved, a `.sig` fetched).
 const JUDGE_BUDGET: Duration = Duration::from_secs(5);
@@ -121,10 +122,18 @@ fn containers_of(pod: &Pod) -> Option<(String, Vec<(String, Seen)>)> {
 
 /// Judges one container under the policies of its namespace: revoked if any policy finds
 /// a revoked signature, trusted (or exempt) only if every policy is satisfied.
-async fn judge(trust: &Trust, snapshot: &Snapshot, uid: &str, s: &Seen) -> RunningContainer {
+async fn judge(
+    trust: &Trust,
+    snapshot: &Snapshot,
+    namespaces: &Namespaces,
+    uid: &str,
+    s: &Seen,
+) -> RunningContainer {
     let deadline = tokio::time::Instant::now() + JUDGE_BUDGET;
+    let labels = namespaces.cached(&s.namespace);
     let mut running = RunningContainer {
         namespace: s.namespace.clone(),
+        namespace_labels: labels.as_ref().map(|l| (**l).clone()),
         pod: s.pod.clone(),
         pod_uid: uid.to_owned(),
         container: s.container.clone(),
@@ -136,7 +145,9 @@ async fn judge(trust: &Trust, snapshot: &Snapshot, uid: &str, s: &Seen) -> Runni
         reason: None,
         evaluated_at: chrono::Utc::now(),
     };
-    let policies: Vec<_> = snapshot.applicable(&s.namespace).collect();
+    let policies: Vec<_> = snapshot
+        .applicable(&s.namespace, NamespaceLabels::of(labels.as_ref()))
+        .collect();
     if policies.is_empty() {
         running.reason = Some(format!(
             "no enabled policy covers namespace {:?}",
@@ -229,6 +240,7 @@ pub async fn run(
     trust: Arc<Trust>,
     control: ControlPlane,
     events: crate::kube_events::KubeEvents,
+    namespaces: Namespaces,
     shutdown: CancellationToken,
 ) {
     // The API server may not be reachable yet (or the kubeconfig not written): try again
@@ -250,6 +262,11 @@ pub async fn run(
         }
     };
     events.connect(client.clone(), &cluster);
+    let mut tasks = vec![tokio::spawn(
+        namespaces
+            .clone()
+            .watch(client.clone(), settings.namespaces.clone(), shutdown.clone()),
+    )];
     let state = Arc::new(tokio::sync::Mutex::new(State::default()));
     // Each watch with its scope: one namespace, or all (None).
     let watches: Vec<(Option<String>, kube::Api<Pod>)> = if settings.namespaces.is_empty() {
@@ -261,18 +278,19 @@ pub async fn run(
             .map(|ns| (Some(ns.clone()), kube::Api::namespaced(client.clone(), ns)))
             .collect()
     };
-    let mut tasks = Vec::new();
     for (scope, api) in watches {
         tasks.push(tokio::spawn(watch(
             api,
             scope,
             trust.clone(),
+            namespaces.clone(),
             state.clone(),
             shutdown.clone(),
         )));
     }
     tasks.push(tokio::spawn(rejudge(
         trust.clone(),
+        namespaces.clone(),
         state.clone(),
         events,
         shutdown.clone(),
@@ -305,6 +323,7 @@ async fn watch(
     api: kube::Api<Pod>,
     scope: Option<String>,
     trust: Arc<Trust>,
+    namespaces: Namespaces,
     state: Arc<tokio::sync::Mutex<State>>,
     shutdown: CancellationToken,
 ) {
@@ -338,7 +357,7 @@ async fn watch(
                 let snapshot = trust.snapshot();
                 let mut judged = Vec::with_capacity(listed.len());
                 for (key, s) in &listed {
-                    judged.push((key.clone(), judge(&trust, &snapshot, &key.0, s).await));
+                    judged.push((key.clone(), judge(&trust, &snapshot, &namespaces, &key.0, s).await));
                 }
                 let mut st = state.lock().await;
                 // What this watch listed replaces everything it knew in its scope, so a
@@ -366,7 +385,7 @@ async fn watch(
                     if same {
                         continue;
                     }
-                    let r = judge(&trust, &snapshot, &uid, &s).await;
+                    let r = judge(&trust, &snapshot, &namespaces, &uid, &s).await;
                     let mut st = state.lock().await;
                     st.seen.insert(key.clone(), s);
                     st.judged.insert(key.clone(), r);
@@ -387,24 +406,29 @@ async fn watch(
 }
 
 /// Judges every container again when the trust snapshot changes (a bundle, a
-/// revocation); a changed standing is reported with the next changes.
+/// revocation) or a namespace's labels do; a changed standing is reported with the next
+/// changes.
 async fn rejudge(
     trust: Arc<Trust>,
+    namespaces: Namespaces,
     state: Arc<tokio::sync::Mutex<State>>,
     events: crate::kube_events::KubeEvents,
     shutdown: CancellationToken,
 ) {
     let mut last = trust.snapshot();
+    let mut last_labels = namespaces.generation();
     loop {
         tokio::select! {
             _ = shutdown.cancelled() => return,
             _ = tokio::time::sleep(Duration::from_millis(200)) => {}
         }
         let now = trust.snapshot();
-        if Arc::ptr_eq(&now, &last) {
+        let labels = namespaces.generation();
+        if Arc::ptr_eq(&now, &last) && labels == last_labels {
             continue;
         }
         last = now.clone();
+        last_labels = labels;
         let seen: Vec<(Key, Seen)> = state
             .lock()
             .await
@@ -413,13 +437,17 @@ async fn rejudge(
             .map(|(k, s)| (k.clone(), s.clone()))
             .collect();
         for (key, s) in seen {
-            let r = judge(&trust, &now, &key.0, &s).await;
+            let r = judge(&trust, &now, &namespaces, &key.0, &s).await;
             let mut st = state.lock().await;
             let previous = st.judged.get(&key).map(|old| old.standing);
             let changed = st
                 .judged
                 .get(&key)
-                .is_none_or(|old| old.standing != r.standing || old.witnesses != r.witnesses);
+                .is_none_or(|old| {
+                    old.standing != r.standing
+                        || old.witnesses != r.witnesses
+                        || old.namespace_labels != r.namespace_labels
+                });
             if let Some(previous) = previous.filter(|p| r.standing.worse_than(*p)) {
                 let reason = if r.standing == Standing::Revoked {
                     crate::kube_events::REVOKED

@@ -28,6 +28,7 @@ pub mod control;
 pub mod error;
 pub mod inventory;
 pub mod kube_events;
+pub mod namespaces;
 pub mod report;
 pub mod server;
 pub mod sync;
@@ -169,6 +170,7 @@ pub async fn start(
         shutdown.clone(),
     );
     let kube_events = kube_events::KubeEvents::default();
+    let namespaces = namespaces::Namespaces::default();
     let admission = Admission::new(
         trust.clone(),
         reporter,
@@ -176,7 +178,8 @@ pub async fn start(
         &config.cluster,
         config.decision_budget,
     )
-    .with_kube_events(kube_events.clone());
+    .with_kube_events(kube_events.clone())
+    .with_namespaces(namespaces.clone());
     let resync = Resync::default();
     let control_for_inventory = control.clone();
     let mut background = vec![
@@ -209,6 +212,7 @@ pub async fn start(
             trust.clone(),
             control_for_inventory,
             kube_events,
+            namespaces,
             shutdown.clone(),
         )));
     }

@@ -102,6 +102,7 @@ pub fn policy(name: &str, witnesses: &[&str], namespace: &str, mode: PolicyMode)
         require: 1,
         cluster: "c1".into(),
         namespace: namespace.into(),
+        namespace_selector: None,
         mode,
         enabled: true,
         exemptions: vec!["registry.k8s.io/pause:*".into()],

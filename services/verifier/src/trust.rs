@@ -91,14 +91,38 @@ pub struct CompiledPolicy {
     pub witnesses: Vec<PolicyWitness>,
 }
 
+/// What the verifier knows of a namespace's labels.
+#[derive(Debug, Clone, Copy)]
+pub enum NamespaceLabels<'a> {
+    Known(&'a std::collections::BTreeMap<String, String>),
+    /// Not known (no API server access, a failed lookup): a label-selected policy
+    /// applies, so not knowing never lets an image through.
+    Unknown,
+}
+
+impl<'a> NamespaceLabels<'a> {
+    pub fn of(labels: Option<&'a crate::namespaces::Labels>) -> Self {
+        labels.map_or(Self::Unknown, |l| Self::Known(l))
+    }
+}
+
 impl CompiledPolicy {
-    /// Whether this policy decides for `namespace` now.
-    pub fn applies_to(&self, namespace: &str) -> bool {
+    /// Whether this policy decides for `namespace` now: enabled, its glob matches, and
+    /// its label selector (if any) selects the namespace's labels.
+    pub fn applies_to(&self, namespace: &str, labels: NamespaceLabels<'_>) -> bool {
         self.policy.enabled
             && self
                 .namespace
                 .as_ref()
                 .is_some_and(|g| g.is_match(namespace))
+            && self
+                .policy
+                .namespace_selector
+                .as_ref()
+                .is_none_or(|s| match labels {
+                    NamespaceLabels::Known(l) => s.matches(l),
+                    NamespaceLabels::Unknown => true,
+                })
     }
 
     /// Whether the parsed, normalised `image` matches one of the policy's exemptions,
@@ -194,14 +218,23 @@ impl Snapshot {
         self.bundle.revision
     }
 
-    /// The enabled policies that decide for `namespace`.
+    /// The enabled policies that decide for `namespace`, whose labels are `labels`.
     pub fn applicable<'a>(
         &'a self,
         namespace: &'a str,
+        labels: NamespaceLabels<'a>,
     ) -> impl Iterator<Item = &'a CompiledPolicy> + 'a {
         self.policies
             .iter()
-            .filter(move |p| p.applies_to(namespace))
+            .filter(move |p| p.applies_to(namespace, labels))
+    }
+
+    /// Whether an enabled policy selects namespaces by label (so a decision needs the
+    /// namespace's labels).
+    pub fn selects_by_label(&self) -> bool {
+        self.policies
+            .iter()
+            .any(|p| p.policy.enabled && p.policy.namespace_selector.is_some())
     }
 
     /// Whether `witness` is named by any of the cluster's policies.
@@ -1152,7 +1185,7 @@ mod tests {
         ));
         assert_eq!(s.revision(), 3);
         let names = |ns: &str| {
-            s.applicable(ns)
+            s.applicable(ns, NamespaceLabels::Unknown)
                 .map(|p| p.policy.name.clone())
                 .collect::<Vec<_>>()
         };
@@ -1177,6 +1210,74 @@ mod tests {
         );
     }
 
+
+    #[test]
+    fn label_selected_policies_apply_where_the_labels_say_and_where_they_are_unknown() {
+        let k = TestKey::new();
+        let mut opted = policy("opted", &["w"], "*", PolicyMode::Enforce);
+        opted.namespace_selector =
+            Some(signet_core::LabelSelector::parse("signet.dev/enforce=true").unwrap());
+        let s = Snapshot::compile(bundle(
+            1,
+            vec![opted, policy("prod", &["w"], "prod", PolicyMode::Enforce)],
+            vec![k.trusted("w", "1")],
+        ));
+        assert!(s.selects_by_label());
+        let labels = |pairs: &[(&str, &str)]| -> std::collections::BTreeMap<String, String> {
+            pairs
+                .iter()
+                .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+                .collect()
+        };
+        let names = |ns: &str, l: NamespaceLabels<'_>| {
+            s.applicable(ns, l)
+                .map(|p| p.policy.name.clone())
+                .collect::<Vec<_>>()
+        };
+        let on = labels(&[("signet.dev/enforce", "true")]);
+        let off = labels(&[("signet.dev/enforce", "false")]);
+        assert_eq!(names("shop", NamespaceLabels::Known(&on)), ["opted"]);
+        assert!(names("shop", NamespaceLabels::Known(&off)).is_empty());
+        assert_eq!(names("prod", NamespaceLabels::Known(&off)), ["prod"]);
+        // Labels not known: the selector cannot be checked, so the policy applies.
+        assert_eq!(names("shop", NamespaceLabels::Unknown), ["opted"]);
+    }
+
+    /// signet's selector matching (in signet-core, which the control plane uses too) and
+    /// kube-core's agree.
+    #[test]
+    fn selector_matching_agrees_with_kube_core() {
+        use kube::core::SelectorExt;
+        let selectors = [
+            "a=1",
+            "a!=1",
+            "a in (1,2),b",
+            "a notin (1,2),!b",
+            "a,b=2",
+            "x.example.com/a=1,a notin (2)",
+        ];
+        let label_sets: [&[(&str, &str)]; 6] = [
+            &[],
+            &[("a", "1")],
+            &[("a", "2"), ("b", "")],
+            &[("a", "3"), ("b", "2")],
+            &[("x.example.com/a", "1")],
+            &[("a", "1"), ("b", "2"), ("x.example.com/a", "1")],
+        ];
+        for text in selectors {
+            let ours = signet_core::LabelSelector::parse(text).unwrap();
+            let theirs: k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector =
+                serde_json::from_value(serde_json::to_value(&ours).unwrap()).unwrap();
+            let theirs = kube::core::Selector::try_from(theirs).unwrap();
+            for set in label_sets {
+                let l: std::collections::BTreeMap<String, String> = set
+                    .iter()
+                    .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+                    .collect();
+                assert_eq!(ours.matches(&l), theirs.matches(&l), "{text} on {l:?}");
+            }
+        }
+    }
     #[test]
     fn a_revoked_signature_joins_the_bundle_once_when_a_policy_names_its_witness() {
         let k = TestKey::new();

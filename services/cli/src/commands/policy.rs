@@ -56,6 +56,10 @@ pub struct CreateArgs {
     /// A namespace, or a glob such as `team-*`.
     #[arg(long)]
     namespace: String,
+    /// Only the namespaces whose labels this selects, in `kubectl -l` syntax
+    /// (`signet.dev/enforce=true`, `tier in (web,api)`, `!legacy`).
+    #[arg(long, value_parser = signet_core::LabelSelector::parse)]
+    namespace_selector: Option<signet_core::LabelSelector>,
     /// enforce (deny), warn (allow with a warning) or dry-run (allow, record).
     #[arg(long, default_value = "enforce")]
     mode: String,
@@ -90,6 +94,12 @@ pub struct UpdateArgs {
     cluster: Option<String>,
     #[arg(long)]
     namespace: Option<String>,
+    /// Replaces the label selector (`kubectl -l` syntax).
+    #[arg(long, value_parser = signet_core::LabelSelector::parse)]
+    namespace_selector: Option<signet_core::LabelSelector>,
+    /// Removes the label selector: the policy selects by --namespace alone.
+    #[arg(long, conflicts_with = "namespace_selector")]
+    no_namespace_selector: bool,
     #[arg(long)]
     mode: Option<String>,
     /// Replaces the exemptions (repeatable).
@@ -120,6 +130,7 @@ pub async fn run(ctx: &Context, cmd: PolicyCommand) -> anyhow::Result<ExitCode> 
                 "require": a.require,
                 "cluster": a.cluster,
                 "namespace": a.namespace,
+                "namespace_selector": a.namespace_selector,
                 "mode": a.mode,
                 "enabled": a.enable,
                 "exemptions": a.exemptions,
@@ -190,6 +201,12 @@ pub async fn run(ctx: &Context, cmd: PolicyCommand) -> anyhow::Result<ExitCode> 
             if !a.exemptions.is_empty() || a.no_exemptions {
                 body.insert("exemptions".into(), json!(a.exemptions));
             }
+            if a.no_namespace_selector {
+                // An empty selector removes it.
+                body.insert("namespace_selector".into(), json!({}));
+            } else if let Some(selector) = &a.namespace_selector {
+                body.insert("namespace_selector".into(), json!(selector));
+            }
             for (k, v) in [
                 ("require", json!(a.require)),
                 ("cluster", json!(a.cluster)),
@@ -205,7 +222,7 @@ pub async fn run(ctx: &Context, cmd: PolicyCommand) -> anyhow::Result<ExitCode> 
                 }
             }
             if body.is_empty() {
-                anyhow::bail!("nothing to change: pass at least one of --witness, --require, --cluster, --namespace, --mode, --exempt, --no-exemptions, --require-digest, --allow-break-glass, --pin-digests, --note");
+                anyhow::bail!("nothing to change: pass at least one of --witness, --require, --cluster, --namespace, --namespace-selector, --no-namespace-selector, --mode, --exempt, --no-exemptions, --require-digest, --allow-break-glass, --pin-digests, --note");
             }
             let p = patch(ctx, &a.name, Value::Object(body)).await?;
             report(ctx, &p, &format!("policy {} updated", a.name));
@@ -294,6 +311,11 @@ fn print_policy(p: &Value) {
     field("mode:", s(&p["mode"]));
     field("cluster:", s(&p["cluster"]));
     field("namespace:", s(&p["namespace"]));
+    if let Ok(selector) =
+        serde_json::from_value::<signet_core::LabelSelector>(p["namespace_selector"].clone())
+    {
+        field("namespace labels:", selector.to_string());
+    }
     field(
         "witnesses:",
         format!(

@@ -26,6 +26,9 @@ pub struct CreatePolicy {
     pub require: Option<u32>,
     pub cluster: String,
     pub namespace: String,
+    /// Only the namespaces `namespace` matches whose labels this selects
+    /// (`{"matchLabels": {"signet.dev/enforce": "true"}}`).
+    pub namespace_selector: Option<signet_core::LabelSelector>,
     /// `enforce` (default), `warn` or `dry-run`.
     pub mode: Option<String>,
     /// Policies start disabled unless this says otherwise.
@@ -52,6 +55,9 @@ pub struct PatchPolicy {
     pub require: Option<u32>,
     pub cluster: Option<String>,
     pub namespace: Option<String>,
+    /// A new label selector; `{}` removes it (the policy then selects by `namespace`
+    /// alone).
+    pub namespace_selector: Option<signet_core::LabelSelector>,
     pub mode: Option<String>,
     pub enabled: Option<bool>,
     pub exemptions: Option<Vec<String>>,
@@ -122,6 +128,7 @@ pub async fn create(
         witnesses: req.witnesses,
         cluster: req.cluster,
         namespace: req.namespace,
+        namespace_selector: req.namespace_selector,
         mode: parse_mode(req.mode.as_deref())?.unwrap_or_default(),
         enabled: req.enabled,
         exemptions: req.exemptions,
@@ -221,6 +228,9 @@ fn apply(p: &mut SecurityPolicy, patch: &PatchPolicy) -> ApiResult<PolicyAction>
     }
     if let Some(n) = &patch.namespace {
         p.namespace = n.clone();
+    }
+    if let Some(s) = &patch.namespace_selector {
+        p.namespace_selector = (!s.is_empty()).then(|| s.clone());
     }
     if let Some(m) = parse_mode(patch.mode.as_deref())? {
         p.mode = m;
@@ -443,10 +453,17 @@ async fn running_impact(state: &AppState, policy: &SecurityPolicy) -> ApiResult<
             .map(|c| c.reported_at),
     };
     let mut images: std::collections::BTreeMap<String, u64> = std::collections::BTreeMap::new();
-    for w in workloads
-        .iter()
-        .filter(|w| glob.is_match(&w.running.namespace))
-    {
+    // A container reported without its namespace's labels (the verifier could not read
+    // them) counts as selected: the estimate errs towards what enforcement would stop.
+    let selected = |r: &signet_core::RunningContainer| {
+        glob.is_match(&r.namespace)
+            && policy.namespace_selector.as_ref().is_none_or(|s| {
+                r.namespace_labels
+                    .as_ref()
+                    .is_none_or(|labels| s.matches(labels))
+            })
+    };
+    for w in workloads.iter().filter(|w| selected(&w.running)) {
         let r = &w.running;
         impact.containers += 1;
         *impact
@@ -485,6 +502,7 @@ mod tests {
             require: 1,
             cluster: "c1".into(),
             namespace: "prod".into(),
+            namespace_selector: None,
             mode: PolicyMode::Enforce,
             enabled: false,
             exemptions: vec![],
