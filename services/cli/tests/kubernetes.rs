@@ -397,6 +397,9 @@ async fn kubernetes_end_to_end() {
     inventory(&mut env).await;
     env.time("8 revocation", t);
     let t = Instant::now();
+    label_selected(&mut env).await;
+    env.time("10 namespaces selected by label", t);
+    let t = Instant::now();
     digest_pinning(&mut env).await;
     env.time("9 digest pinning", t);
     let t = Instant::now();
@@ -1405,6 +1408,79 @@ async fn n_of_m(env: &mut Env) {
         "denied by the quorum policy, naming the revocation: {}",
         text(&out)
     );
+}
+
+/// 10. A policy that selects namespaces by label (`--namespace-selector`): enforced in a
+///     namespace labelled `signet.dev/enforce=true`, not in one without. Taking the label
+///     off lifts it and labelling another namespace brings it in, at the next apply; the
+///     inventory judges the running containers again under the new labels.
+async fn label_selected(env: &mut Env) {
+    for ns in ["opted-in", "opted-out"] {
+        env.cluster.create_namespace(ns).await.expect("namespace");
+    }
+    let label = |ns: &str, change: &str| {
+        assert_admitted(
+            &env.kubectl(&["label", "namespace", ns, change, "--overwrite"]),
+            "kubectl label namespace",
+        );
+    };
+    label("opted-in", "signet.dev/enforce=true");
+    env.signet(&[
+        "policy",
+        "create",
+        "opt-in",
+        "--witness",
+        "release",
+        "--cluster",
+        CLUSTER,
+        "--namespace",
+        "opted-*",
+        "--namespace-selector",
+        "signet.dev/enforce=true",
+        "--enable",
+    ]);
+    let shown = env.signet(&["policy", "show", "opt-in"]);
+    assert!(
+        shown.contains("namespace labels:") && shown.contains("signet.dev/enforce=true"),
+        "{shown}"
+    );
+    let out = env
+        .apply_until("opted-in", &pod("unsigned", &env.unsigned, &[]), |o| {
+            !o.status.success()
+        })
+        .await;
+    let expected = env.denial("opted-in", "opt-in", &env.unsigned);
+    assert_denied(&out, &expected, "an unsigned Pod in the labelled namespace");
+    let out = env.apply("opted-out", &pod("free", &env.unsigned, &[]));
+    assert_admitted(&out, "an unsigned Pod in a namespace without the label");
+
+    // The label comes off: the policy no longer applies there.
+    label("opted-in", "signet.dev/enforce-");
+    let out = env
+        .apply_until("opted-in", &pod("unsigned", &env.unsigned, &[]), |o| {
+            o.status.success()
+        })
+        .await;
+    assert_admitted(&out, "an unsigned Pod once the label is gone");
+    // Another namespace opts in: its next unsigned Pod is refused...
+    label("opted-out", "signet.dev/enforce=true");
+    let out = env
+        .apply_until("opted-out", &pod("late", &env.unsigned, &[]), |o| {
+            !o.status.success()
+        })
+        .await;
+    let expected = env.denial("opted-out", "opt-in", &env.unsigned);
+    assert_denied(&out, &expected, "an unsigned Pod after the namespace opted in");
+    // ... and the Pod already running there is judged again under the policy.
+    wait_for(env, "the running Pod judged under the new label", || {
+        workloads(env, "opted-out").iter().any(|w| {
+            w["running"]["pod"] == "free"
+                && w["running"]["policy"] == "opt-in"
+                && w["running"]["namespace_labels"]["signet.dev/enforce"] == "true"
+        })
+    })
+    .await;
+    env.signet(&["policy", "disable", "opt-in"]);
 }
 
 /// 8. A signature revoked with `signet signature revoke` is refused at the next
