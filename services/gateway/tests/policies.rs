@@ -27,10 +27,17 @@ struct Gateway {
 }
 
 async fn start() -> Gateway {
+    start_with(|_| {}).await
+}
+
+async fn start_with(settings: impl FnOnce(&mut signet_runtime::settings::GatewaySettings)) -> Gateway {
     let dir = tempfile::tempdir().expect("tempdir");
     let store = common::sqlite(dir.path()).await;
     let bus = signet_bus::connect("embedded", &store).await.expect("bus");
-    let state = common::state(dir.path(), &store, bus).await;
+    let mut state = common::state(dir.path(), &store, bus).await;
+    let mut s = (*state.settings).clone();
+    settings(&mut s);
+    state.settings = std::sync::Arc::new(s);
     let pinned = signet_core::PinnedKeys::new([state.control_key.public_key().clone()]);
     let tokens = common::tokens(&store).await;
     let shutdown = CancellationToken::new();
@@ -675,6 +682,51 @@ fn container(pod: &str, standing: &str, digest: &Digest) -> Value {
         "witnesses": if standing == "trusted" { json!(["release"]) } else { json!([]) },
         "evaluated_at": Utc::now(),
     })
+}
+
+/// The control plane keeps the last inventory of a cluster whose verifier went silent and
+/// marks it stale with its age, after a real gap; the next report (a verifier's heartbeat
+/// is an empty one) makes it current again.
+#[tokio::test]
+async fn a_silent_clusters_inventory_is_kept_and_marked_stale() {
+    let gw = start_with(|s| s.inventory_stale_after = std::time::Duration::from_secs(2)).await;
+    let digest = Digest::of(b"a");
+    let full = json!({
+        "cluster": "c1",
+        "sync": {"id": "sync-1", "page": 0, "last": true},
+        "containers": [container("web-1", "trusted", &digest), container("web-2", "untrusted", &digest)],
+    });
+    let (s, b) = gw
+        .call(Method::POST, "/v1/inventory", &gw.verifier, Some(full))
+        .await;
+    assert_eq!(s, StatusCode::OK, "{b}");
+    let (_, b) = gw.call(Method::GET, "/v1/workloads", &gw.admin, None).await;
+    assert_eq!(b["clusters"][0]["stale"], false, "{b:#}");
+    assert_eq!(b["clusters"][0]["age_seconds"], 0, "{b:#}");
+    // The verifier goes down: nothing is reported for longer than 2 s.
+    tokio::time::sleep(std::time::Duration::from_millis(3_200)).await;
+    let (_, b) = gw.call(Method::GET, "/v1/workloads", &gw.admin, None).await;
+    assert_eq!(b["clusters"][0]["stale"], true, "{b:#}");
+    assert!(b["clusters"][0]["age_seconds"].as_i64() >= Some(3), "{b:#}");
+    assert_eq!(
+        b["workloads"].as_array().map(Vec::len),
+        Some(2),
+        "the last inventory is kept: {b:#}"
+    );
+    // It comes back: a heartbeat (nothing changed) makes the inventory current again.
+    let (s, b) = gw
+        .call(
+            Method::POST,
+            "/v1/inventory",
+            &gw.verifier,
+            Some(json!({"cluster": "c1", "containers": []})),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "{b}");
+    assert_eq!(b["upserted"], 0);
+    let (_, b) = gw.call(Method::GET, "/v1/workloads", &gw.admin, None).await;
+    assert_eq!(b["clusters"][0]["stale"], false, "{b:#}");
+    assert_eq!(b["workloads"].as_array().map(Vec::len), Some(2), "{b:#}");
 }
 
 /// What runs: a verifier reports its cluster's containers; admins list them, see where

@@ -225,6 +225,11 @@ pub struct GatewaySettings {
     /// How often the certificate files are checked for changes.
     #[serde(with = "humantime_serde")]
     pub tls_reload_interval: Duration,
+    /// A cluster whose verifier has not reported its inventory for this long is listed
+    /// as stale (`GET /v1/workloads`): what is shown is the last inventory known.
+    /// Verifiers report at least every 30 s, so keep it well above that.
+    #[serde(with = "humantime_serde")]
+    pub inventory_stale_after: Duration,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -606,6 +611,7 @@ impl Default for GatewaySettings {
             tls_cert: None,
             tls_key: None,
             tls_reload_interval: Duration::from_secs(5),
+            inventory_stale_after: Duration::from_secs(120),
         }
     }
 }
@@ -803,6 +809,9 @@ impl Validate for Settings {
         }
         if self.gateway.tls_reload_interval < Duration::from_millis(100) {
             p.push("gateway.tls_reload_interval: must be at least 100ms".into());
+        }
+        if self.gateway.inventory_stale_after < Duration::from_secs(1) {
+            p.push("gateway.inventory_stale_after: must be at least 1s".into());
         }
         if self.signer.concurrency == 0 {
             p.push("signer.concurrency: must be at least 1".into());

@@ -29,6 +29,10 @@ use crate::trust::{NamespaceLabels, Snapshot, Trust};
 const JUDGE_BUDGET: Duration = Duration::from_secs(5);
 /// Containers per report; a full inventory is sent in pages of this size.
 const PAGE: usize = 2_000;
+/// The longest the verifier stays silent: with nothing changed it still reports (an
+/// empty report), so the control plane can tell a quiet cluster from a verifier that is
+/// down (`stale` after `gateway.inventory_stale_after`, 120 s).
+const HEARTBEAT: Duration = Duration::from_secs(30);
 
 /// A container as the watch last saw it, and its standing.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -496,6 +500,7 @@ async fn report(
     let mut tick = tokio::time::interval(settings.report_interval);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut last_full = Instant::now();
+    let mut last_sent = Instant::now();
     loop {
         tokio::select! {
             _ = shutdown.cancelled() => return,
@@ -519,6 +524,7 @@ async fn report(
             };
             if send_full(&control, &cluster, all, removed).await {
                 last_full = Instant::now();
+                last_sent = last_full;
             } else {
                 state.lock().await.full_due = true;
             }
@@ -526,7 +532,7 @@ async fn report(
         }
         let (containers, removed, keys) = {
             let mut st = state.lock().await;
-            if st.changed.is_empty() && st.removed.is_empty() {
+            if st.changed.is_empty() && st.removed.is_empty() && last_sent.elapsed() < HEARTBEAT {
                 continue;
             }
             let mut keys = std::mem::take(&mut st.changed);
@@ -545,10 +551,13 @@ async fn report(
             removed_pods: removed.clone(),
         };
         if let Err(e) = control.inventory(&report).await {
+            last_sent = Instant::now();
             tracing::warn!(error = %e, "reporting inventory changes failed; they are sent again");
             let mut st = state.lock().await;
             st.changed.extend(keys);
             st.removed.extend(removed);
+        } else {
+            last_sent = Instant::now();
         }
     }
 }

@@ -15,9 +15,6 @@ use crate::AppState;
 /// The most containers one report may carry; a full inventory comes in pages.
 pub const MAX_CONTAINERS_PER_REPORT: usize = 5_000;
 
-/// A cluster whose inventory has not been reported for this long is marked stale: its
-/// verifier is down, or cannot reach the gateway. Verifiers report at least every 30 s.
-pub const STALE_AFTER: chrono::Duration = chrono::Duration::seconds(120);
 
 /// `POST /v1/inventory`: what the report changed.
 #[derive(Debug, Serialize, utoipa::ToSchema)]
@@ -106,7 +103,8 @@ pub struct ClusterInventory {
     pub cluster: InventoryCluster,
     /// Seconds since the last report.
     pub age_seconds: i64,
-    /// No report for longer than 120 s: what is listed is the last inventory known.
+    /// No report for longer than `gateway.inventory_stale_after` (120 s): the verifier is
+    /// down or cannot reach the gateway, and what is listed is the last inventory known.
     pub stale: bool,
 }
 
@@ -175,6 +173,8 @@ pub async fn list(
         })
         .await?;
     let now = Utc::now();
+    let stale_after = chrono::Duration::from_std(state.settings.inventory_stale_after)
+        .unwrap_or(chrono::Duration::MAX);
     let clusters = state
         .store
         .inventory_clusters()
@@ -185,7 +185,7 @@ pub async fn list(
             let age = now - c.reported_at;
             ClusterInventory {
                 age_seconds: age.num_seconds().max(0),
-                stale: age > STALE_AFTER,
+                stale: age > stale_after,
                 cluster: c,
             }
         })
