@@ -1470,7 +1470,11 @@ async fn label_selected(env: &mut Env) {
         })
         .await;
     let expected = env.denial("opted-out", "opt-in", &env.unsigned);
-    assert_denied(&out, &expected, "an unsigned Pod after the namespace opted in");
+    assert_denied(
+        &out,
+        &expected,
+        "an unsigned Pod after the namespace opted in",
+    );
     // ... and the Pod already running there is judged again under the policy.
     wait_for(env, "the running Pod judged under the new label", || {
         workloads(env, "opted-out").iter().any(|w| {

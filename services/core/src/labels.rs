@@ -123,7 +123,9 @@ impl LabelSelector {
         for term in split_top_level(text)? {
             let term = term.trim();
             if term.is_empty() {
-                return Err(format!("{text:?}: an empty requirement (two commas in a row?)"));
+                return Err(format!(
+                    "{text:?}: an empty requirement (two commas in a row?)"
+                ));
             }
             if let Some(open) = term.find('(') {
                 let Some(inner) = term[open + 1..].strip_suffix(')') else {
@@ -131,7 +133,9 @@ impl LabelSelector {
                 };
                 let mut head = term[..open].split_whitespace();
                 let (Some(key), Some(op), None) = (head.next(), head.next(), head.next()) else {
-                    return Err(format!("{term:?}: write `key in (a,b)` or `key notin (a,b)`"));
+                    return Err(format!(
+                        "{term:?}: write `key in (a,b)` or `key notin (a,b)`"
+                    ));
                 };
                 let operator = match op {
                     "in" => LabelOperator::In,
@@ -156,7 +160,8 @@ impl LabelSelector {
                 });
             } else if let Some((k, v)) = term.split_once('=') {
                 let v = v.strip_prefix('=').unwrap_or(v);
-                s.match_labels.insert(k.trim().to_owned(), v.trim().to_owned());
+                s.match_labels
+                    .insert(k.trim().to_owned(), v.trim().to_owned());
             } else if let Some(k) = term.strip_prefix('!') {
                 s.match_expressions.push(LabelRequirement {
                     key: k.trim().to_owned(),
@@ -321,8 +326,8 @@ mod tests {
 
     #[test]
     fn matches_as_kubernetes_does() {
-        let s = LabelSelector::parse("enforce=true,tier in (web,api),env notin (dev),!legacy")
-            .unwrap();
+        let s =
+            LabelSelector::parse("enforce=true,tier in (web,api),env notin (dev),!legacy").unwrap();
         assert!(s.matches(&labels(&[("enforce", "true"), ("tier", "web")])));
         assert!(s.matches(&labels(&[
             ("enforce", "true"),
@@ -385,7 +390,10 @@ mod tests {
                                     {"key":"legacy","operator":"DoesNotExist"}]}"#,
         )
         .unwrap();
-        assert_eq!(s.to_string(), "signet.dev/enforce=true,tier in (web),!legacy");
+        assert_eq!(
+            s.to_string(),
+            "signet.dev/enforce=true,tier in (web),!legacy"
+        );
         assert!(serde_json::from_str::<LabelSelector>(r#"{"matchLabel":{}}"#).is_err());
         assert!(serde_json::from_str::<LabelSelector>(
             r#"{"matchExpressions":[{"key":"a","operator":"Has"}]}"#

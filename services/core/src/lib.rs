@@ -33,8 +33,8 @@ pub use admission::{AdmissionDecision, AdmissionOutcome, DenialReason, ImageVerd
 pub use crypto::{CryptoError, PublicKey, SignatureAlgorithm};
 pub use digest::{Digest, DigestError};
 pub use events::EventKind;
-pub use labels::LabelSelector;
 pub use inventory::{InventoryReport, InventorySync, RunningContainer, Standing, StandingChange};
+pub use labels::LabelSelector;
 pub use model::*;
 pub use pattern::ImagePattern;
 pub use payload::{CoverageError, PayloadError, ReferenceRule, SimpleSigning};

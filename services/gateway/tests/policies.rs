@@ -30,7 +30,9 @@ async fn start() -> Gateway {
     start_with(|_| {}).await
 }
 
-async fn start_with(settings: impl FnOnce(&mut signet_runtime::settings::GatewaySettings)) -> Gateway {
+async fn start_with(
+    settings: impl FnOnce(&mut signet_runtime::settings::GatewaySettings),
+) -> Gateway {
     let dir = tempfile::tempdir().expect("tempdir");
     let store = common::sqlite(dir.path()).await;
     let bus = signet_bus::connect("embedded", &store).await.expect("bus");
@@ -277,7 +279,12 @@ async fn bad_policies_are_refused_with_every_reason() {
             })),
         )
         .await;
-    assert_error(s, &b, StatusCode::BAD_REQUEST, "namespace selector: label key \"-bad\"");
+    assert_error(
+        s,
+        &b,
+        StatusCode::BAD_REQUEST,
+        "namespace selector: label key \"-bad\"",
+    );
     let detail = b["detail"].as_str().unwrap_or_default();
     assert!(detail.contains("needs at least one value"), "{detail}");
     let (s, b) = gw
@@ -889,9 +896,11 @@ async fn verifiers_report_what_runs_and_admins_list_it() {
             Method::POST,
             "/v1/policies",
             &gw.admin,
-            Some(json!({"name": "opt-in", "witnesses": ["release"], "cluster": "c1",
+            Some(
+                json!({"name": "opt-in", "witnesses": ["release"], "cluster": "c1",
                         "namespace": "*", "mode": "dry-run",
-                        "namespace_selector": {"matchLabels": {"signet.dev/enforce": "true"}}})),
+                        "namespace_selector": {"matchLabels": {"signet.dev/enforce": "true"}}}),
+            ),
         )
         .await;
     assert_eq!(s, StatusCode::CREATED, "{b}");

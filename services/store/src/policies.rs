@@ -341,9 +341,7 @@ fn policy_from_row(row: &AnyRow) -> Result<SecurityPolicy, StoreError> {
     Ok(SecurityPolicy {
         cluster: col(row, &what, "cluster")?,
         namespace: col(row, &what, "namespace")?,
-        namespace_selector: selector
-            .map(|s| codec::from_json(&what, &s))
-            .transpose()?,
+        namespace_selector: selector.map(|s| codec::from_json(&what, &s)).transpose()?,
         witnesses: codec::from_json(&what, &witnesses)?,
         require: u32::try_from(require)
             .map_err(|_| StoreError::corrupt(&what, format!("require_count {require}")))?,

@@ -601,41 +601,68 @@ async fn namespace_selectors_are_stored_changed_and_removed(db: TestDb) {
     let mut p = policy("opt-in", "c1", &["release"]);
     p.namespace = "*".into();
     p.namespace_selector = Some(
-        signet_core::LabelSelector::parse("signet.dev/enforce=true,tier in (web,api)").unwrap(),
+        signet_core::LabelSelector::parse("signet.dev/enforce=true,tier in (web,api)").expect("selector test"),
     );
     store
         .create_policy(&p, &audit("policy.create", "opt-in"))
         .await
         .expect("create");
-    let stored = store.get_policy("opt-in").await.expect("get").expect("exists");
+    let stored = store
+        .get_policy("opt-in")
+        .await
+        .expect("get")
+        .expect("exists");
     assert_eq!(stored.namespace_selector, p.namespace_selector);
     // The bundle carries it to the verifiers.
     let bundle = store.trust_bundle("c1").await.expect("bundle");
     assert_eq!(bundle.policies[0].namespace_selector, p.namespace_selector);
     let mut next = stored.clone();
-    next.namespace_selector = Some(signet_core::LabelSelector::parse("!legacy").unwrap());
+    next.namespace_selector = Some(signet_core::LabelSelector::parse("!legacy").expect("selector test"));
     let changed = store
-        .update_policy(&stored, &next, PolicyAction::Updated, &audit("policy.update", "opt-in"))
+        .update_policy(
+            &stored,
+            &next,
+            PolicyAction::Updated,
+            &audit("policy.update", "opt-in"),
+        )
         .await
         .expect("change");
     assert_eq!(
-        store.get_policy("opt-in").await.unwrap().unwrap().namespace_selector,
+        store
+            .get_policy("opt-in")
+            .await
+            .expect("selector test")
+            .expect("selector test")
+            .namespace_selector,
         next.namespace_selector
     );
     let mut none = changed.clone();
     none.namespace_selector = None;
     store
-        .update_policy(&changed, &none, PolicyAction::Updated, &audit("policy.update", "opt-in"))
+        .update_policy(
+            &changed,
+            &none,
+            PolicyAction::Updated,
+            &audit("policy.update", "opt-in"),
+        )
         .await
         .expect("remove");
     assert_eq!(
-        store.get_policy("opt-in").await.unwrap().unwrap().namespace_selector,
+        store
+            .get_policy("opt-in")
+            .await
+            .expect("selector test")
+            .expect("selector test")
+            .namespace_selector,
         None
     );
     // The event of each change carries the policy as it became.
     let events = policy_events(&store).await;
     assert_eq!(events.len(), 3);
-    assert_eq!(events[1].1.policy.namespace_selector, next.namespace_selector);
+    assert_eq!(
+        events[1].1.policy.namespace_selector,
+        next.namespace_selector
+    );
 }
 
 async fn policies_name_existing_witnesses_only(db: TestDb) {

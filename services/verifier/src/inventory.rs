@@ -27,6 +27,9 @@ use crate::trust::{NamespaceLabels, Snapshot, Trust};
 
 /// How long judging one container may take (a tag resolved, a `.sig` fetched).
 const JUDGE_BUDGET: Duration = Duration::from_secs(5);
+/// Containers judged at once. Judging runs beside the watch, never in it: a Pod whose tag
+/// must be resolved at a slow registry delays neither the next Pod event nor the others.
+const JUDGE_CONCURRENCY: usize = 16;
 /// Containers per report; a full inventory is sent in pages of this size.
 const PAGE: usize = 2_000;
 /// The longest the verifier stays silent: with nothing changed it still reports (an
@@ -266,11 +269,11 @@ pub async fn run(
         }
     };
     events.connect(client.clone(), &cluster);
-    let mut tasks = vec![tokio::spawn(
-        namespaces
-            .clone()
-            .watch(client.clone(), settings.namespaces.clone(), shutdown.clone()),
-    )];
+    let mut tasks = vec![tokio::spawn(namespaces.clone().watch(
+        client.clone(),
+        settings.namespaces.clone(),
+        shutdown.clone(),
+    ))];
     let state = Arc::new(tokio::sync::Mutex::new(State::default()));
     // Each watch with its scope: one namespace, or all (None).
     let watches: Vec<(Option<String>, kube::Api<Pod>)> = if settings.namespaces.is_empty() {
@@ -333,6 +336,7 @@ async fn watch(
 ) {
     let mut stream = watcher(api, watcher::Config::default()).boxed();
     let mut listing: Option<BTreeMap<Key, Seen>> = None;
+    let judging = Arc::new(tokio::sync::Semaphore::new(JUDGE_CONCURRENCY));
     loop {
         let event = tokio::select! {
             _ = shutdown.cancelled() => return,
@@ -359,10 +363,23 @@ async fn watch(
             watcher::Event::InitDone => {
                 let listed = listing.take().unwrap_or_default();
                 let snapshot = trust.snapshot();
-                let mut judged = Vec::with_capacity(listed.len());
-                for (key, s) in &listed {
-                    judged.push((key.clone(), judge(&trust, &snapshot, &namespaces, &key.0, s).await));
-                }
+                let judged: Vec<(Key, RunningContainer)> = futures::stream::iter(
+                    listed
+                        .iter()
+                        .map(|(k, s)| (k.clone(), s.clone()))
+                        .collect::<Vec<_>>(),
+                )
+                .map(|(key, s)| {
+                    let (trust, snapshot, namespaces) =
+                        (trust.clone(), snapshot.clone(), namespaces.clone());
+                    async move {
+                        let r = judge(&trust, &snapshot, &namespaces, &key.0, &s).await;
+                        (key, r)
+                    }
+                })
+                .buffer_unordered(JUDGE_CONCURRENCY)
+                .collect()
+                .await;
                 let mut st = state.lock().await;
                 // What this watch listed replaces everything it knew in its scope, so a
                 // Pod deleted while the watch was down (even the last of its namespace)
@@ -385,15 +402,22 @@ async fn watch(
                 let snapshot = trust.snapshot();
                 for (name, s) in cs {
                     let key = (uid.clone(), name);
-                    let same = state.lock().await.seen.get(&key) == Some(&s);
-                    if same {
-                        continue;
+                    {
+                        let mut st = state.lock().await;
+                        if st.seen.get(&key) == Some(&s) {
+                            continue;
+                        }
+                        st.seen.insert(key.clone(), s.clone());
                     }
-                    let r = judge(&trust, &snapshot, &namespaces, &uid, &s).await;
-                    let mut st = state.lock().await;
-                    st.seen.insert(key.clone(), s);
-                    st.judged.insert(key.clone(), r);
-                    st.changed.push(key);
+                    tokio::spawn(judge_change(
+                        trust.clone(),
+                        snapshot.clone(),
+                        namespaces.clone(),
+                        state.clone(),
+                        judging.clone(),
+                        key,
+                        s,
+                    ));
                 }
             }
             watcher::Event::Delete(pod) => {
@@ -406,6 +430,28 @@ async fn watch(
                 st.removed.push(uid);
             }
         }
+    }
+}
+
+/// Judges one changed container beside the watch; the verdict is kept only if the watch
+/// has not seen the container change again (or go) meanwhile.
+async fn judge_change(
+    trust: Arc<Trust>,
+    snapshot: Arc<Snapshot>,
+    namespaces: Namespaces,
+    state: Arc<tokio::sync::Mutex<State>>,
+    judging: Arc<tokio::sync::Semaphore>,
+    key: Key,
+    s: Seen,
+) {
+    let Ok(_permit) = judging.acquire().await else {
+        return;
+    };
+    let r = judge(&trust, &snapshot, &namespaces, &key.0, &s).await;
+    let mut st = state.lock().await;
+    if st.seen.get(&key) == Some(&s) {
+        st.judged.insert(key.clone(), r);
+        st.changed.push(key);
     }
 }
 
@@ -440,18 +486,27 @@ async fn rejudge(
             .iter()
             .map(|(k, s)| (k.clone(), s.clone()))
             .collect();
-        for (key, s) in seen {
-            let r = judge(&trust, &now, &namespaces, &key.0, &s).await;
+        let mut verdicts = futures::stream::iter(seen)
+            .map(|(key, s)| {
+                let (trust, now, namespaces) = (trust.clone(), now.clone(), namespaces.clone());
+                async move {
+                    let r = judge(&trust, &now, &namespaces, &key.0, &s).await;
+                    (key, s, r)
+                }
+            })
+            .buffer_unordered(JUDGE_CONCURRENCY);
+        while let Some((key, s, r)) = verdicts.next().await {
             let mut st = state.lock().await;
+            // The watch saw it change (or go) meanwhile: its own verdict is newer.
+            if st.seen.get(&key) != Some(&s) {
+                continue;
+            }
             let previous = st.judged.get(&key).map(|old| old.standing);
-            let changed = st
-                .judged
-                .get(&key)
-                .is_none_or(|old| {
-                    old.standing != r.standing
-                        || old.witnesses != r.witnesses
-                        || old.namespace_labels != r.namespace_labels
-                });
+            let changed = st.judged.get(&key).is_none_or(|old| {
+                old.standing != r.standing
+                    || old.witnesses != r.witnesses
+                    || old.namespace_labels != r.namespace_labels
+            });
             if let Some(previous) = previous.filter(|p| r.standing.worse_than(*p)) {
                 let reason = if r.standing == Standing::Revoked {
                     crate::kube_events::REVOKED

@@ -119,7 +119,12 @@ impl Namespaces {
 
     /// Follows the Namespaces until `shutdown`: every one, or only those of `scope`
     /// (one watch each, by name, which RBAC can grant with `resourceNames`).
-    pub async fn watch(self, client: kube::Client, scope: Vec<String>, shutdown: CancellationToken) {
+    pub async fn watch(
+        self,
+        client: kube::Client,
+        scope: Vec<String>,
+        shutdown: CancellationToken,
+    ) {
         let _ = self.0.client.set(client.clone());
         let scopes: Vec<Option<String>> = if scope.is_empty() {
             vec![None]
@@ -128,12 +133,7 @@ impl Namespaces {
         };
         let tasks: Vec<_> = scopes
             .into_iter()
-            .map(|name| {
-                tokio::spawn(
-                    self.clone()
-                        .follow(client.clone(), name, shutdown.clone()),
-                )
-            })
+            .map(|name| tokio::spawn(self.clone().follow(client.clone(), name, shutdown.clone())))
             .collect();
         for t in tasks {
             let _ = t.await;

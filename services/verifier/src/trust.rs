@@ -1210,7 +1210,6 @@ mod tests {
         );
     }
 
-
     #[test]
     fn label_selected_policies_apply_where_the_labels_say_and_where_they_are_unknown() {
         let k = TestKey::new();

@@ -15,7 +15,6 @@ use crate::AppState;
 /// The most containers one report may carry; a full inventory comes in pages.
 pub const MAX_CONTAINERS_PER_REPORT: usize = 5_000;
 
-
 /// `POST /v1/inventory`: what the report changed.
 #[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct InventoryApplied {
