@@ -82,6 +82,11 @@ enum Command {
     /// Manage signing rules: which pushed repositories are signed, by which witness.
     #[command(subcommand)]
     Rule(commands::rule::RuleCommand),
+    /// Make the control plane match YAML documents of witnesses, policies and signing
+    /// rules (policy as code).
+    Apply(commands::apply::ApplyArgs),
+    /// Show what `signet apply` would change. Exit status: 0 in sync, 2 changes, 1 error.
+    Diff(commands::apply::ApplyArgs),
     /// The control plane's own key, which verifiers pin.
     #[command(subcommand)]
     ControlPlane(commands::control_plane::ControlPlaneCommand),
@@ -124,5 +129,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Signature(c) => commands::signature::run(&ctx, c).await,
         Command::Rule(c) => commands::rule::run(&ctx, c).await,
         Command::ControlPlane(c) => commands::control_plane::run(&ctx, c).await,
+        Command::Apply(args) => commands::apply::run(&ctx, args, false).await,
+        Command::Diff(args) => commands::apply::run(&ctx, args, true).await,
     }
 }

@@ -187,6 +187,17 @@ impl LabelSelector {
     }
 }
 
+/// Everything wrong with a set of object labels (`signet.dev/owner: team-a`), in the words
+/// Kubernetes uses for its own.
+pub fn label_problems(labels: &BTreeMap<String, String>) -> Vec<String> {
+    let mut p = Vec::new();
+    for (k, v) in labels {
+        check_key(k, &mut p);
+        check_value(k, v, &mut p);
+    }
+    p
+}
+
 /// Splits at commas outside parentheses.
 fn split_top_level(text: &str) -> Result<Vec<&str>, String> {
     let mut parts = Vec::new();

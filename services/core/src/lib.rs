@@ -12,6 +12,7 @@
 //! - [`seal`]: the control plane's detached signature over bundles and events, and the
 //!   pinned keys verifiers check it with.
 //! - [`labels`]: label selectors over namespaces, as Kubernetes writes and matches them.
+//! - [`manifest`]: the documents of policy as code (`signet apply`).
 //! - [`pattern`]: image patterns (policy exemptions), matched part by part.
 //! - [`admission`]: what a verifier decided about a workload, as it reports it.
 //! - [`model`]: witnesses, jobs, signature records, roles, audit entries.
@@ -22,6 +23,7 @@ pub mod digest;
 pub mod events;
 pub mod inventory;
 pub mod labels;
+pub mod manifest;
 pub mod model;
 pub mod pattern;
 pub mod payload;

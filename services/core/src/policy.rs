@@ -74,6 +74,10 @@ pub struct SecurityPolicy {
     #[serde(default)]
     pub pin_digests: bool,
     pub note: String,
+    /// Labels of the policy itself (`signet.dev/owner` marks the policies a
+    /// `signet apply` owns and may prune).
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub labels: std::collections::BTreeMap<String, String>,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
 }
@@ -88,6 +92,9 @@ pub struct SigningRule {
     pub tag_pattern: String,
     pub witness: String,
     pub enabled: bool,
+    /// Labels of the rule (`signet.dev/owner`, as on policies).
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub labels: std::collections::BTreeMap<String, String>,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
 }
@@ -238,6 +245,7 @@ impl SecurityPolicy {
                     .map(|e| format!("namespace selector: {e}")),
             );
         }
+        p.extend(crate::labels::label_problems(&self.labels));
         for e in &self.exemptions {
             if e.trim().is_empty() {
                 p.push("an image exemption must not be empty".to_owned());
@@ -256,6 +264,7 @@ mod tests {
     fn policy() -> SecurityPolicy {
         let t = DateTime::from_timestamp_millis(0).unwrap_or_default();
         SecurityPolicy {
+            labels: Default::default(),
             name: "prod-images".into(),
             witnesses: vec!["release".into(), "qa".into()],
             require: 1,

@@ -93,6 +93,14 @@ pub fn files() -> Result<Vec<SchemaFile>, SchemaError> {
              admissions without the control plane. Events whose `signetrevision` is higher \
              than `revision` are newer than the bundle.",
         )?,
+        manifest_file(
+            "manifest.schema.json",
+            "signet policy as code: one document",
+            "A document `signet apply -f` and `signet diff -f` read (YAML or JSON; in YAML, \
+             `---` between documents): a `Witness`, a `SecurityPolicy` or a `SigningRule`, \
+             with `apiVersion: signet.dev/v1`. Point your editor's YAML language server at \
+             this file to validate them.",
+        )?,
         type_file::<distribution::Envelope>(
             "webhooks/distribution.schema.json",
             "CNCF distribution notification, as signet reads it",
@@ -177,6 +185,38 @@ fn type_file<T: ToSchema>(
     description: &str,
 ) -> Result<SchemaFile, SchemaError> {
     let t = named::<T>()?;
+    Ok(document(path, title, description, t.schema, t.defs))
+}
+
+/// The policy-as-code document: a `kind`-tagged union of structs that refuse unknown
+/// fields. utoipa writes each variant as `allOf: [struct, {kind}]`, which no document
+/// could satisfy (the struct's `additionalProperties: false` refuses `kind`); each
+/// variant is written as its struct with `kind` added instead, and `apiVersion` pinned.
+fn manifest_file(path: &str, title: &str, description: &str) -> Result<SchemaFile, SchemaError> {
+    let mut t = named::<signet_core::manifest::Document>()?;
+    let variants = t.schema["oneOf"].as_array().cloned().unwrap_or_default();
+    let mut merged = Vec::new();
+    for v in variants {
+        let (Some(reference), Some(kind)) = (
+            v["allOf"][0]["$ref"].as_str(),
+            v["allOf"][1]["properties"]["kind"].as_object(),
+        ) else {
+            merged.push(v);
+            continue;
+        };
+        let name = reference.rsplit('/').next().unwrap_or_default().to_owned();
+        let Some(mut def) = t.defs.remove(&name) else {
+            merged.push(v);
+            continue;
+        };
+        def["properties"]["kind"] = Value::Object(kind.clone());
+        def["properties"]["apiVersion"]["const"] = json!(signet_core::manifest::API_VERSION);
+        if let Some(required) = def["required"].as_array_mut() {
+            required.insert(0, json!("kind"));
+        }
+        merged.push(def);
+    }
+    t.schema["oneOf"] = Value::Array(merged);
     Ok(document(path, title, description, t.schema, t.defs))
 }
 

@@ -1160,3 +1160,50 @@ fn expect_ok((status, body): (StatusCode, Value)) -> (StatusCode, Value) {
     assert_eq!(status, StatusCode::OK, "{body:#}");
     (status, body)
 }
+
+/// The policy-as-code schema accepts what `signet apply` reads and refuses what it
+/// refuses: a misspelt field, another apiVersion, an unknown kind.
+#[test]
+fn policy_as_code_documents_match_the_schema_as_apply_reads_them() {
+    const PATH: &str = "manifest.schema.json";
+    let schema = schema(PATH);
+    let good = [
+        json!({"apiVersion": "signet.dev/v1", "kind": "Witness", "metadata": {"name": "release"},
+               "spec": {"kmsKey": "awskms:///alias/release", "description": "CI"}}),
+        json!({"apiVersion": "signet.dev/v1", "kind": "SecurityPolicy",
+               "metadata": {"name": "prod", "labels": {"team": "platform"}},
+               "spec": {"witnesses": ["release", "audit"], "require": 2, "cluster": "c1",
+                        "namespace": "*", "mode": "dry-run", "enabled": true,
+                        "namespaceSelector": {"matchExpressions": [
+                            {"key": "signet.dev/enforce", "operator": "In", "values": ["true"]}]},
+                        "exemptions": ["registry.k8s.io/pause:*"]}}),
+        json!({"apiVersion": "signet.dev/v1", "kind": "SigningRule", "metadata": {"name": "r"},
+               "spec": {"repositories": ["reg.example/team/*"], "witness": "release"}}),
+    ];
+    for doc in &good {
+        assert_valid(PATH, &schema, doc);
+        serde_json::from_value::<signet_core::manifest::Document>(doc.clone())
+            .unwrap_or_else(|e| panic!("apply refuses {doc}: {e}"));
+    }
+    let mut misspelt = good[2].clone();
+    misspelt["spec"]["tagPatern"] = json!("v*");
+    let mut version = good[0].clone();
+    version["apiVersion"] = json!("signet.dev/v2");
+    let mut kind = good[2].clone();
+    kind["kind"] = json!("Rule");
+    let mut mode = good[1].clone();
+    mode["spec"]["mode"] = json!("audit");
+    for (doc, why) in [
+        (&misspelt, "a misspelt field"),
+        (&version, "another apiVersion"),
+        (&kind, "an unknown kind"),
+        (&mode, "an unknown mode"),
+    ] {
+        assert_invalid(PATH, &schema, doc, why);
+        let parsed = serde_json::from_value::<signet_core::manifest::Document>(doc.clone());
+        assert!(
+            parsed.is_err() || parsed.is_ok_and(|d| !d.problems().is_empty()),
+            "apply accepts {why}"
+        );
+    }
+}

@@ -11,7 +11,8 @@ use crate::codec::{self, col};
 use crate::error::{db, StoreError};
 use crate::Store;
 
-const COLUMNS: &str = "name, repositories, tag_pattern, witness, enabled, created_at, updated_at";
+const COLUMNS: &str =
+    "name, repositories, tag_pattern, witness, enabled, created_at, updated_at, labels";
 
 impl Store {
     /// Stores a new rule with its audit entry. `Conflict` if the name is taken, `NotFound`
@@ -28,7 +29,7 @@ impl Store {
         let mut tx = self.begin_write(OP).await?;
         require_witness(&mut tx, &rule.witness, OP).await?;
         let inserted = sqlx::query(&format!(
-            "INSERT INTO signing_rules ({COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7) \
+            "INSERT INTO signing_rules ({COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8) \
              ON CONFLICT (name) DO NOTHING"
         ))
         .bind(rule.name.as_str())
@@ -38,6 +39,7 @@ impl Store {
         .bind(codec::flag(rule.enabled))
         .bind(codec::millis(rule.created_at))
         .bind(codec::millis(rule.updated_at))
+        .bind(codec::json_text("rule labels", &rule.labels)?)
         .execute(&mut *tx)
         .await
         .map_err(db(OP))?
@@ -92,7 +94,7 @@ impl Store {
         require_witness(&mut tx, &rule.witness, OP).await?;
         let updated = sqlx::query(
             "UPDATE signing_rules SET repositories = $2, tag_pattern = $3, witness = $4, \
-             enabled = $5, updated_at = $6 WHERE name = $1",
+             enabled = $5, updated_at = $6, labels = $7 WHERE name = $1",
         )
         .bind(rule.name.as_str())
         .bind(repositories)
@@ -100,6 +102,7 @@ impl Store {
         .bind(rule.witness.as_str())
         .bind(codec::flag(rule.enabled))
         .bind(codec::millis(rule.updated_at))
+        .bind(codec::json_text("rule labels", &rule.labels)?)
         .execute(&mut *tx)
         .await
         .map_err(db(OP))?
@@ -162,7 +165,9 @@ fn rule_from_row(row: &AnyRow) -> Result<SigningRule, StoreError> {
     let what = format!("signing rule {name:?}");
     let repositories: String = col(row, &what, "repositories")?;
     let enabled: i64 = col(row, &what, "enabled")?;
+    let labels: String = col(row, &what, "labels")?;
     Ok(SigningRule {
+        labels: codec::from_json(&what, &labels)?,
         repositories: codec::from_json(&what, &repositories)?,
         tag_pattern: col(row, &what, "tag_pattern")?,
         witness: col(row, &what, "witness")?,

@@ -337,6 +337,7 @@ fn witness(name: &str) -> Witness {
 fn policy(name: &str, cluster: &str, witnesses: &[&str]) -> SecurityPolicy {
     let now = ms(Utc::now());
     SecurityPolicy {
+        labels: Default::default(),
         name: name.to_owned(),
         witnesses: witnesses.iter().map(|w| (*w).to_owned()).collect(),
         require: 1,
@@ -601,7 +602,8 @@ async fn namespace_selectors_are_stored_changed_and_removed(db: TestDb) {
     let mut p = policy("opt-in", "c1", &["release"]);
     p.namespace = "*".into();
     p.namespace_selector = Some(
-        signet_core::LabelSelector::parse("signet.dev/enforce=true,tier in (web,api)").expect("selector test"),
+        signet_core::LabelSelector::parse("signet.dev/enforce=true,tier in (web,api)")
+            .expect("selector test"),
     );
     store
         .create_policy(&p, &audit("policy.create", "opt-in"))
@@ -617,7 +619,8 @@ async fn namespace_selectors_are_stored_changed_and_removed(db: TestDb) {
     let bundle = store.trust_bundle("c1").await.expect("bundle");
     assert_eq!(bundle.policies[0].namespace_selector, p.namespace_selector);
     let mut next = stored.clone();
-    next.namespace_selector = Some(signet_core::LabelSelector::parse("!legacy").expect("selector test"));
+    next.namespace_selector =
+        Some(signet_core::LabelSelector::parse("!legacy").expect("selector test"));
     let changed = store
         .update_policy(
             &stored,

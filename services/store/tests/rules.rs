@@ -111,6 +111,7 @@ fn audit(action: &str, subject: &str) -> NewAudit {
 
 fn rule(name: &str, witness: &str) -> SigningRule {
     SigningRule {
+        labels: Default::default(),
         name: name.to_owned(),
         repositories: vec![
             "registry.example.com/team/*".into(),

@@ -97,6 +97,7 @@ impl TestKey {
 pub fn policy(name: &str, witnesses: &[&str], namespace: &str, mode: PolicyMode) -> SecurityPolicy {
     let t = DateTime::from_timestamp_millis(0).unwrap_or_default();
     SecurityPolicy {
+        labels: Default::default(),
         name: name.into(),
         witnesses: witnesses.iter().map(|w| (*w).to_owned()).collect(),
         require: 1,

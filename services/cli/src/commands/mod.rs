@@ -1,5 +1,6 @@
 //! One module per command group; [`Context`] carries what they share.
 
+pub mod apply;
 pub mod audit;
 pub mod control_plane;
 pub mod images;

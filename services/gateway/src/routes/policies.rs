@@ -45,6 +45,9 @@ pub struct CreatePolicy {
     pub pin_digests: Option<bool>,
     #[serde(default)]
     pub note: String,
+    /// Labels of the policy (`signet.dev/owner`: what `signet apply` owns).
+    #[serde(default)]
+    pub labels: std::collections::BTreeMap<String, String>,
 }
 
 /// A partial change: only the fields present are changed.
@@ -65,6 +68,8 @@ pub struct PatchPolicy {
     pub allow_break_glass: Option<bool>,
     pub pin_digests: Option<bool>,
     pub note: Option<String>,
+    /// Replaces the labels.
+    pub labels: Option<std::collections::BTreeMap<String, String>>,
 }
 
 fn parse_mode(mode: Option<&str>) -> ApiResult<Option<PolicyMode>> {
@@ -124,6 +129,7 @@ pub async fn create(
     let now = Utc::now();
     let policy = SecurityPolicy {
         name: req.name,
+        labels: req.labels,
         require: req.require.unwrap_or(1),
         witnesses: req.witnesses,
         cluster: req.cluster,
@@ -252,6 +258,9 @@ fn apply(p: &mut SecurityPolicy, patch: &PatchPolicy) -> ApiResult<PolicyAction>
     }
     if let Some(n) = &patch.note {
         p.note = n.clone();
+    }
+    if let Some(l) = &patch.labels {
+        p.labels = l.clone();
     }
     let mut only_toggle = before.clone();
     only_toggle.enabled = p.enabled;
@@ -497,6 +506,7 @@ mod tests {
     fn policy() -> SecurityPolicy {
         let t = DateTime::from_timestamp_millis(0).unwrap_or_default();
         SecurityPolicy {
+            labels: Default::default(),
             name: "p".into(),
             witnesses: vec!["w".into()],
             require: 1,

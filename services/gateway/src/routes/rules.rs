@@ -28,6 +28,18 @@ pub struct CreateRule {
     #[serde(default = "enabled")]
     #[schema(default = true)]
     pub enabled: bool,
+    /// Labels of the rule (`signet.dev/owner`: what `signet apply` owns).
+    #[serde(default)]
+    pub labels: std::collections::BTreeMap<String, String>,
+}
+
+fn check_labels(labels: &std::collections::BTreeMap<String, String>) -> ApiResult<()> {
+    let problems = signet_core::labels::label_problems(labels);
+    if problems.is_empty() {
+        Ok(())
+    } else {
+        Err(ApiError::BadRequest(problems.join("; ")))
+    }
 }
 
 fn every_tag() -> String {
@@ -46,6 +58,8 @@ pub struct UpdateRule {
     pub tag_pattern: Option<String>,
     pub witness: Option<String>,
     pub enabled: Option<bool>,
+    /// Replaces the labels.
+    pub labels: Option<std::collections::BTreeMap<String, String>>,
 }
 
 /// The store's conflicts and misses with its whole message ("... already exists").
@@ -111,6 +125,7 @@ pub async fn create(
     caller.require_admin()?;
     validate_name("signing rule", &req.name).map_err(|e| ApiError::BadRequest(e.to_string()))?;
     validate(&req.repositories, &req.tag_pattern).map_err(ApiError::BadRequest)?;
+    check_labels(&req.labels)?;
     require_active_witness(&state, &req.witness).await?;
     let now = Utc::now();
     let rule = SigningRule {
@@ -119,6 +134,7 @@ pub async fn create(
         tag_pattern: req.tag_pattern,
         witness: req.witness,
         enabled: req.enabled,
+        labels: req.labels,
         created_at: now,
         updated_at: now,
     };
@@ -218,6 +234,10 @@ pub async fn update(
     }
     if let Some(e) = req.enabled {
         rule.enabled = e;
+    }
+    if let Some(l) = req.labels {
+        check_labels(&l)?;
+        rule.labels = l;
     }
     validate(&rule.repositories, &rule.tag_pattern).map_err(ApiError::BadRequest)?;
     if rule.witness != before.witness || (rule.enabled && !before.enabled) {

@@ -124,6 +124,7 @@ mod tests {
 
     fn rule(name: &str, repos: &[&str], tag: &str, witness: &str, enabled: bool) -> SigningRule {
         SigningRule {
+            labels: Default::default(),
             name: name.into(),
             repositories: repos.iter().map(|s| (*s).to_owned()).collect(),
             tag_pattern: tag.into(),
