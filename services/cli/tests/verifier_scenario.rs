@@ -187,8 +187,34 @@ async fn verifier_scenario() {
         .await;
     eprintln!("step 3: admitted {took:?} after `signet sign --wait` returned, registry down");
 
-    // 4. Revoke the witness: denied.
-    ok(&cli(&["witness", "revoke", "release"]), "witness revoke");
+    // 4. Revoke the witness: denied. The CLI first names the enabled policy this turns
+    //    into "deny everything" and, without a terminal to ask on, revokes nothing.
+    let out = cli(&["witness", "revoke", "release"]);
+    assert!(!out.status.success(), "revoked without --yes: {out:?}");
+    let said = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        said.contains("prod-images (enforce mode, cluster c1, namespace prod) DENIES EVERYTHING")
+            && said.contains("pass --yes"),
+        "{said}"
+    );
+    let (_, _) = hook
+        .until("the image still admitted", "prod", &pinned, |r| {
+            r["allowed"] == true
+        })
+        .await;
+    let revoked = ok(
+        &cli(&["witness", "revoke", "release", "--yes", "-o", "json"]),
+        "witness revoke --yes",
+    );
+    let revoked: serde_json::Value = serde_json::from_str(&revoked).expect("json");
+    assert_eq!(
+        revoked["affected_policies"][0]["name"], "prod-images",
+        "{revoked:#}"
+    );
+    assert_eq!(
+        revoked["affected_policies"][0]["denies_everything"], true,
+        "{revoked:#}"
+    );
     let app_pinned = format!("{host}/team/app@{app_digest}");
     let (denied, took) = hook
         .until(

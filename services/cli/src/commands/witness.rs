@@ -33,9 +33,21 @@ pub enum WitnessCommand {
         public_key: Option<std::path::PathBuf>,
     },
     /// Revoke one key version: its signatures are no longer accepted.
-    RevokeVersion { name: String, version: String },
+    RevokeVersion {
+        name: String,
+        version: String,
+        /// Do not ask, even when enabled policies use the witness.
+        #[arg(long, short)]
+        yes: bool,
+    },
     /// Revoke a witness: it signs nothing more and none of its signatures is accepted.
-    Revoke { name: String },
+    /// Asks first when enabled policies use it, naming them.
+    Revoke {
+        name: String,
+        /// Do not ask, even when enabled policies would refuse everything.
+        #[arg(long, short)]
+        yes: bool,
+    },
 }
 
 #[derive(Debug, Args)]
@@ -142,8 +154,15 @@ pub async fn run(ctx: &Context, cmd: WitnessCommand) -> anyhow::Result<ExitCode>
                 .await?;
             report(ctx, &w, &format!("witness {name} rotated"));
         }
-        WitnessCommand::RevokeVersion { name, version } => {
+        WitnessCommand::RevokeVersion { name, version, yes } => {
             let path = format!("/v1/witnesses/{name}/versions/{version}/revoke");
+            confirm_revocation(
+                ctx,
+                &path,
+                &format!("key version {version} of witness {name}"),
+                yes,
+            )
+            .await?;
             let (_, w): (_, Value) = ctx
                 .client
                 .call::<(), _>(Method::POST, &path, None, TIMEOUT)
@@ -154,8 +173,9 @@ pub async fn run(ctx: &Context, cmd: WitnessCommand) -> anyhow::Result<ExitCode>
                 &format!("key version {version} of witness {name} revoked"),
             );
         }
-        WitnessCommand::Revoke { name } => {
+        WitnessCommand::Revoke { name, yes } => {
             let path = format!("/v1/witnesses/{name}/revoke");
+            confirm_revocation(ctx, &path, &format!("witness {name}"), yes).await?;
             let (_, w): (_, Value) = ctx
                 .client
                 .call::<(), _>(Method::POST, &path, None, TIMEOUT)
@@ -205,5 +225,58 @@ fn print_witness(w: &Value) {
                 s(&v["fingerprint"])
             ),
         );
+    }
+}
+
+/// Asks the gateway what revoking would do (`?dry_run=true`); when enabled policies use
+/// the witness, names them and asks on a terminal, or refuses without `--yes` elsewhere.
+async fn confirm_revocation(
+    ctx: &Context,
+    path: &str,
+    what: &str,
+    yes: bool,
+) -> anyhow::Result<()> {
+    let (_, preview): (_, Value) = ctx
+        .client
+        .call::<(), _>(Method::POST, &format!("{path}?dry_run=true"), None, TIMEOUT)
+        .await?;
+    let affected = preview["affected_policies"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    if affected.is_empty() || yes {
+        return Ok(());
+    }
+    eprintln!(
+        "revoking {what} affects {} enabled polic{}:",
+        affected.len(),
+        if affected.len() == 1 { "y" } else { "ies" }
+    );
+    for p in &affected {
+        eprintln!(
+            "  {} ({} mode, cluster {}, namespace {}){}: {}",
+            p["name"].as_str().unwrap_or_default(),
+            p["mode"].as_str().unwrap_or_default(),
+            p["cluster"].as_str().unwrap_or_default(),
+            p["namespace"].as_str().unwrap_or_default(),
+            if p["denies_everything"] == true {
+                " DENIES EVERYTHING"
+            } else {
+                ""
+            },
+            p["consequence"].as_str().unwrap_or_default(),
+        );
+    }
+    use std::io::IsTerminal;
+    if !std::io::stdin().is_terminal() {
+        anyhow::bail!("not revoked: enabled policies use it (above); pass --yes to revoke anyway");
+    }
+    eprint!("revoke {what}? [y/N] ");
+    let mut answer = String::new();
+    std::io::stdin().read_line(&mut answer)?;
+    if matches!(answer.trim(), "y" | "Y" | "yes") {
+        Ok(())
+    } else {
+        anyhow::bail!("not revoked")
     }
 }

@@ -2,7 +2,7 @@
 //! for the key, checks it is an asymmetric RSA signing key, and pins every version's
 //! public key by fingerprint.
 
-use axum::extract::{Path, State};
+use axum::extract::{Path, Query, State};
 use axum::http::{header, StatusCode};
 use axum::response::IntoResponse;
 use axum::Json;
@@ -480,8 +480,9 @@ async fn rotate_verify_only(
     tag = "witnesses",
     summary = "Revoke one key version",
     description = "Signatures made with it stop being accepted. The primary version cannot be \
-        revoked; rotate first. Role: admin.",
-    params(("name" = String, Path, description = "Witness name"), ("version" = String, Path, description = "The KMS's key version id")),
+        revoked; rotate first. The answer names the enabled policies that use the witness \
+        (`affected_policies`); `?dry_run=true` answers the same and changes nothing. Role: admin.",
+    params(("name" = String, Path, description = "Witness name"), ("version" = String, Path, description = "The KMS's key version id"), RevokeQuery),
     responses(
         (status = 200, description = "The witness after revocation", body = WitnessView),
         (status = 404, description = "No such witness or key version", body = ErrorBody),
@@ -494,6 +495,7 @@ pub async fn revoke_version(
     State(state): State<AppState>,
     caller: Caller,
     Path((name, version)): Path<(String, String)>,
+    Query(q): Query<RevokeQuery>,
 ) -> ApiResult<Json<serde_json::Value>> {
     caller.require_admin()?;
     let mut witness = load(&state, &name).await?;
@@ -516,6 +518,10 @@ pub async fn revoke_version(
     }
     target.state = KeyVersionState::Revoked;
     let fingerprint = target.fingerprint.clone();
+    let affected = affected_policies(&state, &witness, false).await?;
+    if q.dry_run {
+        return with_affected(&witness, affected);
+    }
     let audit = NewAudit::new(
         caller.actor(),
         "witness.revoke_version",
@@ -525,7 +531,7 @@ pub async fn revoke_version(
     state.store.update_witness(&witness, &audit).await?;
     state.outbox_kick.notify_one();
     tracing::warn!(witness = %name, %version, "witness key version revoked");
-    view(&witness)
+    with_affected(&witness, affected)
 }
 
 #[utoipa::path(
@@ -533,8 +539,11 @@ pub async fn revoke_version(
     path = "/v1/witnesses/{name}/revoke",
     tag = "witnesses",
     summary = "Revoke a witness",
-    description = "It signs nothing more, and none of its signatures is accepted. Role: admin.",
-    params(("name" = String, Path, description = "Witness name")),
+    description = "It signs nothing more, and none of its signatures is accepted. The answer \
+        names the enabled policies that use it (`affected_policies`), saying which of them now \
+        refuse every image in their namespaces; `?dry_run=true` answers the same and changes \
+        nothing, so a client can ask before it revokes. Role: admin.",
+    params(("name" = String, Path, description = "Witness name"), RevokeQuery),
     responses(
         (status = 200, description = "The revoked witness", body = WitnessView),
         (status = 404, description = "No such witness", body = ErrorBody),
@@ -547,6 +556,7 @@ pub async fn revoke(
     State(state): State<AppState>,
     caller: Caller,
     Path(name): Path<String>,
+    Query(q): Query<RevokeQuery>,
 ) -> ApiResult<Json<serde_json::Value>> {
     caller.require_admin()?;
     let mut witness = load(&state, &name).await?;
@@ -556,16 +566,114 @@ pub async fn revoke(
         )));
     }
     witness.state = WitnessState::Revoked;
+    let affected = affected_policies(&state, &witness, true).await?;
+    if q.dry_run {
+        return with_affected(&witness, affected);
+    }
     let audit = NewAudit::new(
         caller.actor(),
         "witness.revoke",
         &name,
-        serde_json::json!({}),
+        serde_json::json!({"affected_policies": affected.iter().map(|a| &a.name).collect::<Vec<_>>()}),
     );
     state.store.update_witness(&witness, &audit).await?;
     state.outbox_kick.notify_one();
     tracing::warn!(witness = %name, "witness revoked");
-    view(&witness)
+    with_affected(&witness, affected)
+}
+
+/// `?dry_run=true`: answer with what the revocation would do, and change nothing.
+#[derive(Debug, Default, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct RevokeQuery {
+    /// Change nothing; answer with the witness as it would be and the policies affected.
+    #[serde(default)]
+    pub dry_run: bool,
+}
+
+/// An enabled policy that names a witness being revoked, and what the revocation does
+/// to it.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct AffectedPolicy {
+    pub name: String,
+    pub cluster: String,
+    pub namespace: String,
+    pub mode: signet_core::PolicyMode,
+    /// N of its M witnesses.
+    pub require: u32,
+    /// After the revocation, fewer of its witnesses are active than it requires: it
+    /// refuses (enforce), warns on (warn) or records as would-deny (dry-run) every image
+    /// in its namespaces that is not exempt.
+    pub denies_everything: bool,
+    /// What happens, in words.
+    pub consequence: String,
+}
+
+/// The enabled policies that name `witness` (as it will be after the revocation), and
+/// what revoking it (`whole`) or one of its key versions does to each.
+async fn affected_policies(
+    state: &AppState,
+    witness: &Witness,
+    whole: bool,
+) -> ApiResult<Vec<AffectedPolicy>> {
+    let policies = state.store.list_policies(None).await?;
+    let witnesses = state.store.list_witnesses().await?;
+    let active = |name: &str| {
+        if name == witness.name {
+            return witness.state == WitnessState::Active;
+        }
+        witnesses
+            .iter()
+            .any(|w| w.name == name && w.state == WitnessState::Active)
+    };
+    Ok(policies
+        .into_iter()
+        .filter(|p| p.enabled && p.witnesses.iter().any(|w| *w == witness.name))
+        .map(|p| {
+            let left = p.witnesses.iter().filter(|w| active(w)).count();
+            let denies_everything = whole && left < p.require as usize;
+            let what = match p.mode {
+                signet_core::PolicyMode::Enforce => "refuses",
+                signet_core::PolicyMode::Warn => "warns on",
+                signet_core::PolicyMode::DryRun => "records as would-deny",
+            };
+            let consequence = if denies_everything {
+                format!(
+                    "{what} every image that is not exempt in cluster {} namespace {}: {left} of its witnesses stay active, it requires {}",
+                    p.cluster, p.namespace, p.require
+                )
+            } else if whole {
+                format!(
+                    "still satisfiable: {left} of its witnesses stay active, it requires {}; images signed only by {} count for nothing",
+                    p.require, witness.name
+                )
+            } else {
+                format!(
+                    "{what} images whose only {} signatures were made with the revoked key version",
+                    witness.name
+                )
+            };
+            AffectedPolicy {
+                denies_everything,
+                consequence,
+                name: p.name,
+                cluster: p.cluster,
+                namespace: p.namespace,
+                mode: p.mode,
+                require: p.require,
+            }
+        })
+        .collect())
+}
+
+fn with_affected(
+    witness: &Witness,
+    affected: Vec<AffectedPolicy>,
+) -> ApiResult<Json<serde_json::Value>> {
+    let Json(mut v) = view(witness)?;
+    v["affected_policies"] =
+        serde_json::to_value(affected).map_err(|e| ApiError::Internal(e.to_string()))?;
+    Ok(Json(v))
 }
 
 fn view(witness: &Witness) -> ApiResult<Json<serde_json::Value>> {
