@@ -9,6 +9,7 @@
 //! ```text
 //! signet-load run --profile quick     # `just bench`, under two minutes
 //! signet-load run --profile full      # `just bench-full`
+//! signet-load run --profile full --only inventory   # issue 12 only
 //! signet-load sign-one --data-dir D --key local://K --image HOST/REPO:TAG
 //! ```
 //!
@@ -17,7 +18,8 @@
 //! - [`stack`]: the services, registry, database and broker of one installation;
 //!   [`procs`]: child processes; [`api`]: the gateway's API; [`oci`]: the registry's.
 //! - Scenarios: [`storm`] (push storm), [`sign_api`], [`admission`], [`events`]
-//!   (propagation, verifier memory), [`slow_kms`] (a KMS that adds 20 ms).
+//!   (propagation, verifier memory), [`slow_kms`] (a KMS that adds 20 ms), [`inventory`]
+//!   (the verifier's inventory of running Pods on a real API server).
 //! - Baselines: [`ceiling`] (the registry's raw write rate), [`per_image`] (one signing
 //!   process per image, and the `sign-one` subcommand it runs).
 //! - [`pace`]: open- and closed-loop pacing; [`stats`]: percentiles.
@@ -26,6 +28,7 @@ mod admission;
 mod api;
 mod ceiling;
 mod events;
+mod inventory;
 mod oci;
 mod pace;
 mod per_image;
@@ -67,6 +70,12 @@ enum Command {
         /// Only these bus backends (default: embedded, nats, rabbitmq).
         #[arg(long = "bus", value_enum)]
         buses: Vec<BusName>,
+        /// Only this scenario (and the stack it needs), not the whole profile.
+        #[arg(long, value_enum)]
+        only: Option<OnlyName>,
+        /// Pods in the inventory scenario (default: the profile's).
+        #[arg(long)]
+        inventory_pods: Option<usize>,
     },
     /// The per-image baseline's process: signs one image with a key and pushes the cosign
     /// signature, like `cosign sign --key`.
@@ -86,6 +95,12 @@ enum BusName {
     Embedded,
     Nats,
     Rabbitmq,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum OnlyName {
+    /// The verifier's inventory of running Pods (issue 12).
+    Inventory,
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -142,6 +157,8 @@ async fn main() -> anyhow::Result<()> {
             profile,
             out,
             buses,
+            only,
+            inventory_pods,
         } => {
             let mut profile = match profile {
                 ProfileName::Quick => run::Profile::quick(),
@@ -157,16 +174,22 @@ async fn main() -> anyhow::Result<()> {
                     })
                     .collect();
             }
+            if let Some(OnlyName::Inventory) = only {
+                profile.only_inventory = true;
+            }
+            if let Some(n) = inventory_pods {
+                profile.inventory.pods = n;
+            }
             let started = Instant::now();
             let mut report = report::Report {
-                profile: profile.name.to_owned(),
+                profile: profile.label(),
                 machine: machine(),
                 started: chrono::Utc::now().format("%Y-%m-%d %H:%M UTC").to_string(),
                 ..report::Report::default()
             };
             println!(
                 "signet-load, profile {} on {}",
-                profile.name, report.machine
+                report.profile, report.machine
             );
             // Ctrl-C or SIGTERM stops the run; dropping it stops every process it started.
             let outcome = tokio::select! {
@@ -187,7 +210,7 @@ async fn main() -> anyhow::Result<()> {
             std::fs::create_dir_all(&out).with_context(|| format!("creating {}", out.display()))?;
             let stem = out.join(format!(
                 "{}-{}",
-                profile.name,
+                profile.label().replace(", only ", "-"),
                 chrono::Utc::now().format("%Y%m%dT%H%M%S")
             ));
             std::fs::write(

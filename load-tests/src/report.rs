@@ -15,6 +15,7 @@ pub enum Unit {
     Millis,
     MiB,
     Count,
+    Seconds,
 }
 
 impl Unit {
@@ -25,6 +26,8 @@ impl Unit {
             Unit::Millis => format!("{v:.1} ms"),
             Unit::MiB => format!("{v:.1} MiB"),
             Unit::Count => format!("{v:.0}"),
+            Unit::Seconds if v < 10.0 => format!("{v:.2} s"),
+            Unit::Seconds => format!("{v:.1} s"),
         }
     }
 }
@@ -62,6 +65,9 @@ pub struct Figure {
     /// How many samples the figure is made of, when it is made of samples: a latency of
     /// no samples (every request failed) is 0 ms and must not meet its target.
     pub samples: Option<u64>,
+    /// Whether dividing by the baseline means anything: not for memory added against
+    /// the memory of an empty process, which the baseline is only the context of.
+    pub no_ratio: bool,
 }
 
 impl Figure {
@@ -77,6 +83,7 @@ impl Figure {
             baseline: None,
             note: String::new(),
             samples: None,
+            no_ratio: false,
         }
     }
 
@@ -104,6 +111,12 @@ impl Figure {
         self
     }
 
+    /// The baseline is shown beside the figure, without a ratio.
+    pub fn no_ratio(mut self) -> Self {
+        self.no_ratio = true;
+        self
+    }
+
     pub fn note(mut self, note: impl Into<String>) -> Self {
         self.note = note.into();
         self
@@ -111,6 +124,9 @@ impl Figure {
 
     /// How many times better than the baseline (above 1: signet is better).
     pub fn ratio(&self) -> Option<f64> {
+        if self.no_ratio {
+            return None;
+        }
         let b = self.baseline.as_ref()?;
         let (num, den) = if self.higher_is_better {
             (self.value, b.value)
@@ -237,6 +253,12 @@ mod tests {
                 .ratio(),
             None
         );
+        let added = Figure::new("inventory", "RSS added", 30.0, Unit::MiB)
+            .baseline("empty", 20.0)
+            .no_ratio()
+            .target(Target::AtMost(50.0), "≤ 50 MiB");
+        assert_eq!(added.ratio(), None);
+        assert_eq!(added.met(), Some(true));
     }
 
     #[test]

@@ -6,7 +6,10 @@
 //! - every bus: push storm (burst, then 100 pushes/s), signer memory;
 //! - NATS (the first broker stack): the storm again with a KMS that adds 20 ms, the sign
 //!   API, admission (warm, cold, uncached baseline, single flight), verifier memory;
-//! - NATS and RabbitMQ: event propagation.
+//! - NATS and RabbitMQ: event propagation;
+//! - last, a stack of its own on the first broker (NATS unless `--bus` says otherwise):
+//!   the verifier's inventory of running Pods on a real API server (issue 12). `--only
+//!   inventory` runs just that.
 
 use std::time::Duration;
 
@@ -16,6 +19,7 @@ use signet_testkit::registry::TestRegistry;
 use crate::admission;
 use crate::ceiling;
 use crate::events::{self, EventSource};
+use crate::inventory;
 use crate::oci::Registry;
 use crate::per_image::{self, PerImage};
 use crate::report::{Figure, Report, Target, Unit};
@@ -50,6 +54,10 @@ pub struct Profile {
     pub flight: usize,
     pub propagation: u64,
     pub memory_entries: u64,
+    /// The inventory scenario; 0 Pods skips it.
+    pub inventory: inventory::Config,
+    /// Only the inventory scenario (`--only inventory`).
+    pub only_inventory: bool,
 }
 
 impl Profile {
@@ -77,6 +85,14 @@ impl Profile {
             flight: 32,
             propagation: 100,
             memory_entries: 10_000,
+            inventory: inventory::Config {
+                pods: 2_000,
+                namespaces: 20,
+                images: 200,
+                probes: 30,
+                concurrency: 32,
+            },
+            only_inventory: false,
         }
     }
 
@@ -99,7 +115,23 @@ impl Profile {
             cold_reviews: 300,
             propagation: 500,
             memory_entries: 100_000,
+            inventory: inventory::Config {
+                pods: 10_000,
+                probes: 50,
+                ..Self::quick().inventory
+            },
             ..Self::quick()
+        }
+    }
+}
+
+impl Profile {
+    /// The profile's name, and the one scenario it runs when it runs one.
+    pub fn label(&self) -> String {
+        if self.only_inventory {
+            format!("{}, only inventory", self.name)
+        } else {
+            self.name.to_owned()
         }
     }
 }
@@ -113,6 +145,9 @@ struct Baselines {
 }
 
 pub async fn run(profile: &Profile, report: &mut Report) -> anyhow::Result<()> {
+    if profile.only_inventory {
+        return inventory_stack(profile, report).await;
+    }
     println!("== baselines");
     let baselines = baselines(profile, report).await?;
     let slow = if profile.slow_burst > 0 {
@@ -159,7 +194,160 @@ pub async fn run(profile: &Profile, report: &mut Report) -> anyhow::Result<()> {
         primary_done |= primary;
         stack.shutdown().await;
     }
+    if profile.inventory.pods > 0 {
+        if let Err(e) = inventory_stack(profile, report).await {
+            report.skip("the inventory", &e);
+        }
+    }
     Ok(())
+}
+
+/// The inventory scenario on a stack of its own, on the first broker of the profile.
+async fn inventory_stack(profile: &Profile, report: &mut Report) -> anyhow::Result<()> {
+    let bus = [BusKind::Nats, BusKind::Amqp]
+        .into_iter()
+        .find(|b| profile.buses.contains(b))
+        .context("the inventory needs a broker stack (--bus nats or rabbitmq)")?;
+    println!(
+        "== inventory of {} Pods ({} stack)",
+        profile.inventory.pods,
+        bus.name()
+    );
+    let stack = Stack::start(StackOptions {
+        bus,
+        kms_env: Vec::new(),
+    })
+    .await?;
+    let outcome = inventory::run(&stack, &profile.inventory).await;
+    match outcome {
+        Ok(m) => inventory_figures(report, bus, &profile.inventory, &m),
+        Err(e) => {
+            report.skip("the inventory", &e);
+            for s in &stack.services {
+                eprintln!("--- {} log tail ---\n{}", s.name, s.log_tail(20));
+            }
+        }
+    }
+    stack.shutdown().await;
+    Ok(())
+}
+
+fn inventory_figures(
+    report: &mut Report,
+    bus: BusKind,
+    config: &inventory::Config,
+    m: &inventory::Measured,
+) {
+    let scenario = format!("inventory, {} Pods ({})", m.pods, bus.name());
+    let standings = m
+        .standings
+        .iter()
+        .map(|(s, n)| format!("{n} {s}"))
+        .collect::<Vec<_>>()
+        .join(", ");
+    report.push(
+        Figure::new(
+            &scenario,
+            "verifier RSS added by the inventory",
+            m.rss_full - m.rss_empty,
+            Unit::MiB,
+        )
+        .target(Target::AtMost(50.0), "≤ 50 MiB")
+        .baseline("verifier with an empty inventory", m.rss_empty)
+        .no_ratio()
+        .note(format!(
+            "{:.1} MiB empty, {:.1} MiB with {} Pods listed and reported (2 s after), peak {:.1} MiB while they were created; standings: {standings}; signet_running_containers {}",
+            m.rss_empty,
+            m.rss_full,
+            m.pods,
+            m.rss_peak,
+            m.gauge.map_or("?".to_owned(), |g| format!("{g:.0}"))
+        )),
+    );
+    let mut listed = Figure::new(
+        &scenario,
+        "first Pod created → all listed by GET /v1/workloads",
+        m.listed_in.map_or(0.0, |d| d.as_secs_f64()),
+        Unit::Seconds,
+    )
+    .note(format!(
+        "{} listed of {}; the API server took {:.1} s to accept the {} Pods and their statuses ({:.0} Pods/s, {} at a time; {} failed{}); kube-apiserver started in {:.1} s",
+        m.listed,
+        m.pods,
+        m.created_in.as_secs_f64(),
+        m.pods,
+        m.pods as f64 / m.created_in.as_secs_f64().max(1e-9),
+        config.concurrency,
+        m.create_failed,
+        m.first_error
+            .as_deref()
+            .map(|e| format!(", first: {e}"))
+            .unwrap_or_default(),
+        m.cluster_startup.as_secs_f64()
+    ));
+    if let Some(w) = m.watched_in {
+        listed = listed.baseline("a plain watcher saw all with their status", w.as_secs_f64());
+    }
+    if m.listed_in.is_none() {
+        listed = listed.samples(0);
+    }
+    report.push(listed);
+    let lat = format!("{scenario}, one Pod started");
+    report.push(
+        Figure::latency(
+            &lat,
+            "p50 created → listed by GET /v1/workloads",
+            m.latency.p50,
+        )
+        .baseline("plain watcher p50", ms_f(m.watch.p50)),
+    );
+    report.push(
+        Figure::latency(&lat, "p99 created → listed by GET /v1/workloads", m.latency.p99)
+            .target(Target::AtMost(2000.0), "< 2 s")
+            .samples(m.latency.count as u64)
+            .baseline("plain watcher p99", ms_f(m.watch.p99))
+            .note(format!(
+                "{} Pods one at a time, {} not listed within 10 s; max {} (plain watcher max {}); report_interval 500 ms (the default), GET polled every 20 ms",
+                m.latency.count + m.latency.failed,
+                m.latency.failed,
+                ms(m.latency.max),
+                ms(m.watch.max)
+            )),
+    );
+    if let Some(r) = &m.restart {
+        let scenario = format!("{scenario}, fresh verifier");
+        report.push(
+            Figure::new(
+                &scenario,
+                "process start → full inventory in the control plane",
+                r.listed_in.as_secs_f64(),
+                Unit::Seconds,
+            )
+            .baseline(
+                "one paginated LIST of every Pod",
+                r.plain_list.as_secs_f64(),
+            )
+            .note(format!(
+                "{} containers in its gauge; includes the process start and its trust bundle",
+                r.containers
+            )),
+        );
+        report.push(
+            Figure::new(
+                &scenario,
+                "verifier RSS added by the inventory",
+                r.rss - m.rss_empty,
+                Unit::MiB,
+            )
+            .target(Target::AtMost(50.0), "≤ 50 MiB")
+            .baseline("verifier with an empty inventory", m.rss_empty)
+            .no_ratio()
+            .note(format!(
+                "{:.1} MiB, 2 s after its full inventory was reported",
+                r.rss
+            )),
+        );
+    }
 }
 
 async fn baselines(profile: &Profile, report: &mut Report) -> anyhow::Result<Baselines> {

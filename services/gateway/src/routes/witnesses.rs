@@ -628,7 +628,7 @@ async fn affected_policies(
     };
     Ok(policies
         .into_iter()
-        .filter(|p| p.enabled && p.witnesses.iter().any(|w| *w == witness.name))
+        .filter(|p| p.enabled && p.witnesses.contains(&witness.name))
         .map(|p| {
             let left = p.witnesses.iter().filter(|w| active(w)).count();
             let denies_everything = whole && left < p.require as usize;
