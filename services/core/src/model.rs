@@ -235,6 +235,9 @@ pub enum Role {
     Signer,
     /// Fetch trust bundles and report admission decisions (cluster verifiers).
     Verifier,
+    /// Read everything an admin reads (witnesses, policies and their impact, signing
+    /// rules, jobs, signatures, audit, images, workloads, tokens); change nothing.
+    Viewer,
 }
 
 impl Role {
@@ -243,6 +246,7 @@ impl Role {
             Self::Admin => "admin",
             Self::Signer => "signer",
             Self::Verifier => "verifier",
+            Self::Viewer => "viewer",
         }
     }
 
@@ -251,6 +255,7 @@ impl Role {
             "admin" => Some(Self::Admin),
             "signer" => Some(Self::Signer),
             "verifier" => Some(Self::Verifier),
+            "viewer" => Some(Self::Viewer),
             _ => None,
         }
     }

@@ -71,6 +71,11 @@ impl Caller {
         self.require(&[])
     }
 
+    /// Reads an admin may make: admins and viewers (who change nothing).
+    pub fn require_read(&self) -> Result<(), ApiError> {
+        self.require(&[Role::Viewer])
+    }
+
     /// Fails (403) when the token is scoped and `image` is outside its scope.
     pub fn require_in_scope(&self, image: &signet_core::ImageRef) -> Result<(), ApiError> {
         match &self.scope {
@@ -128,7 +133,20 @@ impl FromRequestParts<AppState> for Caller {
             .strip_prefix("Bearer ")
             .or_else(|| value.strip_prefix("bearer "))
             .ok_or(ApiError::Unauthenticated("use the Bearer scheme"))?;
-        authenticate(&state.store, token.trim()).await
+        let caller = authenticate(&state.store, token.trim()).await?;
+        // A viewer changes nothing, whatever a route checks after its body is read:
+        // refused here, before any handler runs.
+        let reads = matches!(
+            parts.method,
+            axum::http::Method::GET | axum::http::Method::HEAD | axum::http::Method::OPTIONS
+        );
+        if caller.role == Role::Viewer && !reads {
+            return Err(ApiError::Forbidden(format!(
+                "token {:?} has role viewer: it reads what an admin reads and changes nothing",
+                caller.name
+            )));
+        }
+        Ok(caller)
     }
 }
 

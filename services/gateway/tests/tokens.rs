@@ -301,3 +301,118 @@ async fn expired_tokens_are_refused_and_use_is_recorded() {
         tokio::time::sleep(std::time::Duration::from_millis(20)).await;
     }
 }
+
+/// A viewer token reads every route an admin reads and changes nothing: every operation
+/// of the API document that takes a bearer token is tried with it, reads must answer,
+/// and every change is refused with 403 before its body is even read, leaving the audit
+/// log as it was.
+#[tokio::test]
+async fn a_viewer_reads_everything_and_changes_nothing() {
+    let gw = start().await;
+    let (s, issued) = gw
+        .call(
+            Method::POST,
+            "/v1/tokens",
+            &gw.admin,
+            Some(json!({"name": "auditor", "role": "viewer"})),
+        )
+        .await;
+    assert_eq!(s, StatusCode::CREATED, "{issued}");
+    let viewer = issued["token"].as_str().expect("the secret").to_owned();
+    for (path, body) in [
+        (
+            "/v1/witnesses",
+            json!({"name": "release", "kms_key": "local://release"}),
+        ),
+        (
+            "/v1/policies",
+            json!({"name": "p", "witnesses": ["release"], "cluster": "c1", "namespace": "prod"}),
+        ),
+        (
+            "/v1/signing-rules",
+            json!({"name": "r", "repositories": ["reg.local/team/*"], "witness": "release"}),
+        ),
+    ] {
+        let (s, b) = gw.call(Method::POST, path, &gw.admin, Some(body)).await;
+        assert_eq!(s, StatusCode::CREATED, "{path}: {b}");
+    }
+    let audit_before = gw
+        .store
+        .list_audit(&Default::default())
+        .await
+        .expect("audit")
+        .len();
+
+    let doc: Value = serde_json::from_str(
+        &std::fs::read_to_string(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../../schemas/openapi.json"
+        ))
+        .expect("the API document"),
+    )
+    .expect("json");
+    // Verifier-only reads: what a cluster's verifier fetches, not what people read.
+    let verifier_only = ["/v1/trust-bundle", "/v1/control-plane/key"];
+    let fill = |path: &str| {
+        path.replace("/v1/witnesses/{name}", "/v1/witnesses/release")
+            .replace("/v1/policies/{name}", "/v1/policies/p")
+            .replace("/v1/signing-rules/{name}", "/v1/signing-rules/r")
+            .replace("{version}", "1")
+            .replace("{id}", "0190f5c4-0000-7000-8000-000000000000")
+            .replace("{name}", "x")
+            + if path == "/v1/trust-bundle" { "?cluster=c1" } else { "" }
+    };
+    let (mut reads, mut writes) = (0, 0);
+    for (path, item) in doc["paths"].as_object().expect("paths") {
+        for (method, op) in item.as_object().expect("operations") {
+            let bearer = op["security"]
+                .as_array()
+                .is_some_and(|s| s.iter().any(|r| r.get("bearer").is_some()));
+            if !bearer {
+                continue;
+            }
+            let url = fill(path);
+            let m = Method::from_bytes(method.to_uppercase().as_bytes()).expect("method");
+            let (s, b) = gw.call(m.clone(), &url, &viewer, Some(json!({}))).await;
+            if m == Method::GET {
+                reads += 1;
+                if verifier_only.contains(&path.as_str()) {
+                    assert_eq!(s, StatusCode::FORBIDDEN, "GET {url}: {b}");
+                } else {
+                    assert!(
+                        s != StatusCode::FORBIDDEN && s != StatusCode::UNAUTHORIZED,
+                        "a viewer reads GET {url}: {s} {b}"
+                    );
+                }
+            } else {
+                writes += 1;
+                assert_eq!(s, StatusCode::FORBIDDEN, "{m} {url}: {b}");
+                assert!(
+                    b["detail"]
+                        .as_str()
+                        .is_some_and(|d| d.contains("role viewer")),
+                    "{m} {url}: {b}"
+                );
+            }
+        }
+    }
+    assert!(
+        reads >= 15 && writes >= 15,
+        "{reads} reads, {writes} changes tried"
+    );
+    assert_eq!(
+        gw.store
+            .list_audit(&Default::default())
+            .await
+            .expect("audit")
+            .len(),
+        audit_before,
+        "a viewer changed something"
+    );
+    // What it reads is what an admin reads.
+    let (_, mine) = gw.call(Method::GET, "/v1/policies/p", &viewer, None).await;
+    let (_, admins) = gw
+        .call(Method::GET, "/v1/policies/p", &gw.admin, None)
+        .await;
+    assert_eq!(mine, admins);
+}

@@ -18,7 +18,8 @@ pub enum TokenCommand {
     Create {
         #[arg(long)]
         name: String,
-        /// admin, signer (may only sign) or verifier (cluster verifiers).
+        /// admin, signer (may only sign), verifier (cluster verifiers) or viewer (reads what an
+        /// admin reads, changes nothing).
         #[arg(long)]
         role: String,
         /// Signer tokens: a glob over registry/repository the token may sign

@@ -70,7 +70,7 @@ pub async fn show(
     caller: Caller,
     Path(id): Path<String>,
 ) -> ApiResult<Json<serde_json::Value>> {
-    caller.require(&[Role::Signer])?;
+    caller.require(&[Role::Signer, Role::Viewer])?;
     let id = parse_id(&id)?;
     let job = state
         .store
@@ -110,7 +110,7 @@ pub async fn list(
     caller: Caller,
     ApiQuery(q): ApiQuery<ListQuery>,
 ) -> ApiResult<Json<serde_json::Value>> {
-    caller.require_admin()?;
+    caller.require_read()?;
     let filter = match q.state.as_deref() {
         None => None,
         Some(s) => Some(JobState::parse(s).ok_or_else(|| {

@@ -178,7 +178,7 @@ impl utoipa::Modify for CommonAnswers {
         let components = doc.components.get_or_insert_with(Default::default);
         let mut bearer = Http::new(HttpAuthScheme::Bearer);
         bearer.description = Some(
-            "An API token (`signet token create`). Its role, admin, signer or verifier, \
+            "An API token (`signet token create`). Its role, admin, signer, verifier or viewer (reads what an admin reads, changes nothing), \
              decides what it may do; admin may do everything."
                 .into(),
         );

@@ -185,7 +185,7 @@ pub async fn list(
     caller: Caller,
     ApiQuery(q): ApiQuery<ListQuery>,
 ) -> ApiResult<Json<serde_json::Value>> {
-    caller.require_admin()?;
+    caller.require_read()?;
     let policies = state.store.list_policies(q.cluster.as_deref()).await?;
     Ok(Json(serde_json::json!({ "policies": policies })))
 }
@@ -216,7 +216,7 @@ pub async fn show(
     caller: Caller,
     Path(name): Path<String>,
 ) -> ApiResult<Json<SecurityPolicy>> {
-    caller.require_admin()?;
+    caller.require_read()?;
     Ok(Json(load(&state, &name).await?))
 }
 
@@ -401,7 +401,7 @@ pub async fn impact(
     Path(name): Path<String>,
     ApiQuery(q): ApiQuery<ImpactQuery>,
 ) -> ApiResult<Json<serde_json::Value>> {
-    caller.require_admin()?;
+    caller.require_read()?;
     let policy = load(&state, &name).await?;
     let impact = state.store.policy_impact(&name, q.since).await?;
     let running = running_impact(&state, &policy).await?;

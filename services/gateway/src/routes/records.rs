@@ -40,7 +40,7 @@ pub async fn signatures(
     caller: Caller,
     ApiQuery(q): ApiQuery<SignaturesQuery>,
 ) -> ApiResult<Json<serde_json::Value>> {
-    caller.require_admin()?;
+    caller.require_read()?;
     let mut filter = SignatureFilter {
         witness: q.witness,
         limit: q.limit.unwrap_or(100).min(1000),
@@ -141,7 +141,7 @@ pub async fn audit(
     caller: Caller,
     ApiQuery(q): ApiQuery<AuditQuery>,
 ) -> ApiResult<Json<serde_json::Value>> {
-    caller.require_admin()?;
+    caller.require_read()?;
     let entries = state
         .store
         .list_audit(&AuditFilter {

@@ -171,7 +171,7 @@ pub async fn list(
     State(state): State<AppState>,
     caller: Caller,
 ) -> ApiResult<Json<serde_json::Value>> {
-    caller.require_admin()?;
+    caller.require_read()?;
     let rules = state.store.list_signing_rules().await?;
     Ok(Json(serde_json::json!({ "rules": rules })))
 }
@@ -194,7 +194,7 @@ pub async fn show(
     caller: Caller,
     Path(name): Path<String>,
 ) -> ApiResult<Json<serde_json::Value>> {
-    caller.require_admin()?;
+    caller.require_read()?;
     json(&load(&state, &name).await?)
 }
 

@@ -55,7 +55,7 @@ pub async fn create(
     caller.require_admin()?;
     let role = Role::parse(&req.role).ok_or_else(|| {
         ApiError::BadRequest(format!(
-            "role {:?} is not a role; use admin, signer or verifier",
+            "role {:?} is not a role; use admin, signer, verifier or viewer",
             req.role
         ))
     })?;
@@ -99,7 +99,7 @@ pub async fn list(
     State(state): State<AppState>,
     caller: Caller,
 ) -> ApiResult<Json<serde_json::Value>> {
-    caller.require_admin()?;
+    caller.require_read()?;
     let tokens = state.store.list_tokens().await?;
     Ok(Json(serde_json::json!({ "tokens": tokens })))
 }

@@ -178,7 +178,7 @@ pub async fn images(
     caller: Caller,
     ApiQuery(q): ApiQuery<ImagesQuery>,
 ) -> ApiResult<Json<serde_json::Value>> {
-    caller.require(&[Role::Verifier])?;
+    caller.require(&[Role::Verifier, Role::Viewer])?;
     if q.trusted == Some(false) {
         return Err(ApiError::BadRequest(
             "only trusted images are listed: use trusted=true or leave it out; \
@@ -351,7 +351,7 @@ pub async fn decisions(
     caller: Caller,
     ApiQuery(q): ApiQuery<DecisionsQuery>,
 ) -> ApiResult<Json<serde_json::Value>> {
-    caller.require_admin()?;
+    caller.require_read()?;
     let outcome = q
         .outcome
         .as_deref()

@@ -383,7 +383,7 @@ pub async fn stats(
     State(state): State<AppState>,
     caller: Caller,
 ) -> ApiResult<Json<serde_json::Value>> {
-    caller.require_admin()?;
+    caller.require_read()?;
     serde_json::to_value(state.webhooks.snapshot())
         .map(|receivers| Json(serde_json::json!({ "receivers": receivers })))
         .map_err(|e| ApiError::Internal(e.to_string()))

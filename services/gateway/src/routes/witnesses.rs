@@ -230,7 +230,7 @@ pub async fn list(
     State(state): State<AppState>,
     caller: Caller,
 ) -> ApiResult<Json<serde_json::Value>> {
-    caller.require_admin()?;
+    caller.require_read()?;
     let witnesses = state.store.list_witnesses().await?;
     let views: Vec<_> = witnesses.iter().map(WitnessView::new).collect();
     Ok(Json(serde_json::json!({ "witnesses": views })))
@@ -262,7 +262,7 @@ pub async fn show(
     caller: Caller,
     Path(name): Path<String>,
 ) -> ApiResult<Json<serde_json::Value>> {
-    caller.require(&[signet_core::Role::Verifier])?;
+    caller.require(&[signet_core::Role::Verifier, signet_core::Role::Viewer])?;
     let witness = load(&state, &name).await?;
     serde_json::to_value(WitnessView::new(&witness))
         .map(Json)
@@ -288,7 +288,11 @@ pub async fn public_key(
     caller: Caller,
     Path(name): Path<String>,
 ) -> ApiResult<impl IntoResponse> {
-    caller.require(&[signet_core::Role::Verifier, signet_core::Role::Signer])?;
+    caller.require(&[
+        signet_core::Role::Verifier,
+        signet_core::Role::Signer,
+        signet_core::Role::Viewer,
+    ])?;
     let witness = load(&state, &name).await?;
     let primary = witness.primary().ok_or_else(|| {
         ApiError::NotFound(format!(

@@ -134,7 +134,7 @@ pub async fn list(
     caller: Caller,
     ApiQuery(q): ApiQuery<WorkloadsQuery>,
 ) -> ApiResult<Json<WorkloadList>> {
-    caller.require_admin()?;
+    caller.require_read()?;
     let standing = q
         .standing
         .as_deref()
