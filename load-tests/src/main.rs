@@ -7,7 +7,7 @@
 //! run because a figure missed its target.
 //!
 //! ```text
-//! signet-load run --profile quick     # `just bench`, under two minutes
+//! signet-load run --profile quick     # `just bench`: 1 min, and 2-3 min of inventory
 //! signet-load run --profile full      # `just bench-full`
 //! signet-load run --profile full --only inventory   # issue 12 only
 //! signet-load sign-one --data-dir D --key local://K --image HOST/REPO:TAG

@@ -363,35 +363,32 @@ async fn watch(
             watcher::Event::InitDone => {
                 let listed = listing.take().unwrap_or_default();
                 let snapshot = trust.snapshot();
-                let judged: Vec<(Key, RunningContainer)> = futures::stream::iter(
-                    listed
-                        .iter()
-                        .map(|(k, s)| (k.clone(), s.clone()))
-                        .collect::<Vec<_>>(),
-                )
-                .map(|(key, s)| {
-                    let (trust, snapshot, namespaces) =
-                        (trust.clone(), snapshot.clone(), namespaces.clone());
-                    async move {
-                        let r = judge(&trust, &snapshot, &namespaces, &key.0, &s).await;
-                        (key, r)
-                    }
-                })
-                .buffer_unordered(JUDGE_CONCURRENCY)
-                .collect()
-                .await;
+                // The listing moves through the judging and comes back with its verdicts:
+                // with 10,000 Pods, a copy of it is megabytes the allocator keeps.
+                let verdicts: Vec<(Key, Seen, RunningContainer)> = futures::stream::iter(listed)
+                    .map(|(key, s)| {
+                        let (trust, snapshot, namespaces) =
+                            (trust.clone(), snapshot.clone(), namespaces.clone());
+                        async move {
+                            let r = judge(&trust, &snapshot, &namespaces, &key.0, &s).await;
+                            (key, s, r)
+                        }
+                    })
+                    .buffer_unordered(JUDGE_CONCURRENCY)
+                    .collect()
+                    .await;
                 let mut st = state.lock().await;
                 // What this watch listed replaces everything it knew in its scope, so a
                 // Pod deleted while the watch was down (even the last of its namespace)
                 // goes too.
                 st.seen
                     .retain(|_, s| scope.as_ref().is_some_and(|ns| *ns != s.namespace));
-                st.seen.extend(listed);
-                for (key, r) in judged {
-                    st.judged.insert(key, r);
+                for (key, s, r) in verdicts {
+                    st.judged.insert(key.clone(), r);
+                    st.seen.insert(key, s);
                 }
-                let keys: std::collections::BTreeSet<Key> = st.seen.keys().cloned().collect();
-                st.judged.retain(|k, _| keys.contains(k));
+                let State { seen, judged, .. } = &mut *st;
+                judged.retain(|k, _| seen.contains_key(k));
                 st.full_due = true;
                 tracing::info!(containers = st.seen.len(), "inventory listed");
             }
@@ -570,14 +567,14 @@ async fn report(
             st.full_due
         };
         if full_due {
-            let (all, removed) = {
+            let (keys, removed) = {
                 let mut st = state.lock().await;
                 st.full_due = false;
                 st.changed.clear();
                 let removed = std::mem::take(&mut st.removed);
-                (st.judged.values().cloned().collect::<Vec<_>>(), removed)
+                (st.judged.keys().cloned().collect::<Vec<_>>(), removed)
             };
-            if send_full(&control, &cluster, all, removed).await {
+            if send_full(&control, &cluster, &state, keys, removed).await {
                 last_full = Instant::now();
                 last_sent = last_full;
             } else {
@@ -585,7 +582,7 @@ async fn report(
             }
             continue;
         }
-        let (containers, removed, keys) = {
+        let (keys, mut removed) = {
             let mut st = state.lock().await;
             if st.changed.is_empty() && st.removed.is_empty() && last_sent.elapsed() < HEARTBEAT {
                 continue;
@@ -593,45 +590,67 @@ async fn report(
             let mut keys = std::mem::take(&mut st.changed);
             keys.sort();
             keys.dedup();
-            let containers: Vec<RunningContainer> = keys
-                .iter()
-                .filter_map(|k| st.judged.get(k).cloned())
-                .collect();
-            (containers, std::mem::take(&mut st.removed), keys)
+            (keys, std::mem::take(&mut st.removed))
         };
-        let report = InventoryReport {
-            cluster: cluster.clone(),
-            sync: None,
-            containers,
-            removed_pods: removed.clone(),
-        };
-        if let Err(e) = control.inventory(&report).await {
+        // In pages, as a full inventory is: a trust change that alters thousands of
+        // standings at once must not make one report the gateway refuses as too large
+        // (it takes at most 5,000 containers) and that would be sent again every tick.
+        let mut rest: &[Key] = &keys;
+        loop {
+            let (page, more) = rest.split_at(rest.len().min(PAGE));
+            let containers: Vec<RunningContainer> = {
+                let st = state.lock().await;
+                page.iter()
+                    .filter_map(|k| st.judged.get(k).cloned())
+                    .collect()
+            };
+            let report = InventoryReport {
+                cluster: cluster.clone(),
+                sync: None,
+                containers,
+                removed_pods: std::mem::take(&mut removed),
+            };
             last_sent = Instant::now();
-            tracing::warn!(error = %e, "reporting inventory changes failed; they are sent again");
-            let mut st = state.lock().await;
-            st.changed.extend(keys);
-            st.removed.extend(removed);
-        } else {
-            last_sent = Instant::now();
+            if let Err(e) = control.inventory(&report).await {
+                tracing::warn!(error = %e, "reporting inventory changes failed; they are sent again");
+                let mut st = state.lock().await;
+                st.changed.extend_from_slice(rest);
+                st.removed.extend(report.removed_pods);
+                break;
+            }
+            rest = more;
+            if rest.is_empty() {
+                break;
+            }
         }
     }
 }
 
-/// A full inventory in pages; false when a page failed (it is sent whole again later).
+/// A full inventory in pages, each read from the state as it is sent (one page of
+/// containers in memory, not a copy of the inventory); false when a page failed (it is
+/// sent whole again later). A container that changes or goes between two pages is also
+/// in the next changes, and the last page removes what the sync did not mention.
 async fn send_full(
     control: &ControlPlane,
     cluster: &str,
-    all: Vec<RunningContainer>,
+    state: &tokio::sync::Mutex<State>,
+    keys: Vec<Key>,
     removed: Vec<String>,
 ) -> bool {
     let id = uuid::Uuid::now_v7().to_string();
-    let pages: Vec<&[RunningContainer]> = if all.is_empty() {
+    let pages: Vec<&[Key]> = if keys.is_empty() {
         vec![&[]]
     } else {
-        all.chunks(PAGE).collect()
+        keys.chunks(PAGE).collect()
     };
     let last = pages.len() - 1;
     for (i, page) in pages.into_iter().enumerate() {
+        let page: Vec<RunningContainer> = {
+            let st = state.lock().await;
+            page.iter()
+                .filter_map(|k| st.judged.get(k).cloned())
+                .collect()
+        };
         let report = InventoryReport {
             cluster: cluster.to_owned(),
             sync: Some(InventorySync {
@@ -639,7 +658,7 @@ async fn send_full(
                 page: i as u32,
                 last: i == last,
             }),
-            containers: page.to_vec(),
+            containers: page,
             removed_pods: if i == 0 { removed.clone() } else { Vec::new() },
         };
         if let Err(e) = control.inventory(&report).await {
@@ -647,7 +666,7 @@ async fn send_full(
             return false;
         }
     }
-    tracing::debug!(containers = all.len(), "full inventory reported");
+    tracing::debug!(containers = keys.len(), "full inventory reported");
     true
 }
 
