@@ -360,7 +360,11 @@ async fn a_viewer_reads_everything_and_changes_nothing() {
             .replace("{version}", "1")
             .replace("{id}", "0190f5c4-0000-7000-8000-000000000000")
             .replace("{name}", "x")
-            + if path == "/v1/trust-bundle" { "?cluster=c1" } else { "" }
+            + if path == "/v1/trust-bundle" {
+                "?cluster=c1"
+            } else {
+                ""
+            }
     };
     let (mut reads, mut writes) = (0, 0);
     for (path, item) in doc["paths"].as_object().expect("paths") {
