@@ -11,7 +11,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use futures::{StreamExt, TryStreamExt};
+use futures::StreamExt;
 use k8s_openapi::api::core::v1::Pod;
 use kube::runtime::watcher;
 use signet_core::admission::BREAK_GLASS_ANNOTATION;
@@ -338,18 +338,8 @@ async fn watch(
     let mut listing: Option<BTreeMap<Key, Seen>> = None;
     let judging = Arc::new(tokio::sync::Semaphore::new(JUDGE_CONCURRENCY));
     loop {
-        let event = tokio::select! {
-            _ = shutdown.cancelled() => return,
-            e = stream.try_next() => e,
-        };
-        let event = match event {
-            Ok(Some(e)) => e,
-            Ok(None) => return,
-            Err(e) => {
-                tracing::warn!(error = %e, "the Pod watch failed; it retries");
-                tokio::time::sleep(Duration::from_secs(1)).await;
-                continue;
-            }
+        let Some(event) = crate::namespaces::next_event(&mut stream, &shutdown, "Pod").await else {
+            return;
         };
         match event {
             watcher::Event::Init => listing = Some(BTreeMap::new()),

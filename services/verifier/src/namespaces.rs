@@ -22,6 +22,28 @@ pub type Labels = Arc<BTreeMap<String, String>>;
 /// How long an admission waits for a namespace the watch has not delivered yet.
 const LOOKUP_BUDGET: Duration = Duration::from_secs(2);
 
+/// The next event of a kube-runtime watch, retrying (after 1 s) when the watch fails;
+/// `None` once `shutdown` fires or the stream ends. The Pod and Namespace watches share it.
+pub(crate) async fn next_event<K>(
+    stream: &mut (impl futures::Stream<Item = Result<watcher::Event<K>, watcher::Error>> + Unpin),
+    shutdown: &CancellationToken,
+    what: &str,
+) -> Option<watcher::Event<K>> {
+    loop {
+        let event = tokio::select! {
+            _ = shutdown.cancelled() => return None,
+            e = stream.try_next() => e,
+        };
+        match event {
+            Ok(e) => return e,
+            Err(e) => {
+                tracing::warn!(error = %e, watch = what, "the watch failed; it retries");
+                tokio::time::sleep(Duration::from_secs(1)).await;
+            }
+        }
+    }
+}
+
 /// Cheap to clone; empty (every lookup unknown) until [`Namespaces::watch`] runs.
 #[derive(Clone, Default)]
 pub struct Namespaces(Arc<Inner>);
@@ -149,18 +171,8 @@ impl Namespaces {
         let mut stream = watcher(api, config).boxed();
         let mut listing: Option<HashMap<String, Labels>> = None;
         loop {
-            let event = tokio::select! {
-                _ = shutdown.cancelled() => return,
-                e = stream.try_next() => e,
-            };
-            let event = match event {
-                Ok(Some(e)) => e,
-                Ok(None) => return,
-                Err(e) => {
-                    tracing::warn!(error = %e, scope = ?name, "the Namespace watch failed; it retries");
-                    tokio::time::sleep(Duration::from_secs(1)).await;
-                    continue;
-                }
+            let Some(event) = next_event(&mut stream, &shutdown, "Namespace").await else {
+                return;
             };
             match event {
                 watcher::Event::Init => listing = Some(HashMap::new()),
