@@ -122,6 +122,7 @@ async fn verifier_tokens_name_their_cluster_and_signet_up_replaces_an_unbound_on
         cluster: None,
         expires_at: None,
         last_used_at: None,
+        session_of: None,
         scope: Vec::new(),
     };
     let audit = signet_core::NewAudit::new("test", "token.create", "legacy", serde_json::json!({}));

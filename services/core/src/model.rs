@@ -289,6 +289,11 @@ pub struct ApiToken {
     /// When a request last authenticated with it (to the minute).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_used_at: Option<DateTime<Utc>>,
+    /// A console session: the id of the token it was opened with. A session is sent only
+    /// as the browser's cookie, never as a bearer token, and ends when that token is
+    /// revoked.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub session_of: Option<Uuid>,
 }
 
 impl ApiToken {

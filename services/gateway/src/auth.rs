@@ -40,6 +40,10 @@ pub struct Caller {
     pub cluster: Option<String>,
     /// Where a scoped signer token may sign; `None`: anywhere.
     pub scope: Option<Scope>,
+    /// A console session (sent as a cookie) rather than an API token.
+    pub session: bool,
+    /// When the token (or session) stops working, if ever.
+    pub expires_at: Option<DateTime<Utc>>,
 }
 
 impl Caller {
@@ -123,24 +127,49 @@ impl FromRequestParts<AppState> for Caller {
         parts: &mut Parts,
         state: &AppState,
     ) -> Result<Self, Self::Rejection> {
-        let header = parts.headers.get(axum::http::header::AUTHORIZATION).ok_or(
-            ApiError::Unauthenticated("send Authorization: Bearer <token>"),
-        )?;
-        let value = header
-            .to_str()
-            .map_err(|_| ApiError::Unauthenticated("the Authorization header is not ASCII"))?;
-        let token = value
-            .strip_prefix("Bearer ")
-            .or_else(|| value.strip_prefix("bearer "))
-            .ok_or(ApiError::Unauthenticated("use the Bearer scheme"))?;
-        let caller = authenticate(&state.store, token.trim()).await?;
+        let caller = match parts.headers.get(axum::http::header::AUTHORIZATION) {
+            Some(header) => {
+                let value = header.to_str().map_err(|_| {
+                    ApiError::Unauthenticated("the Authorization header is not ASCII")
+                })?;
+                let token = value
+                    .strip_prefix("Bearer ")
+                    .or_else(|| value.strip_prefix("bearer "))
+                    .ok_or(ApiError::Unauthenticated("use the Bearer scheme"))?;
+                let caller = authenticate(&state.store, token.trim()).await?;
+                if caller.session {
+                    return Err(ApiError::Unauthenticated(
+                        "a console session is sent as the console's cookie, not as a bearer token",
+                    ));
+                }
+                caller
+            }
+            None => {
+                let session = crate::session::from_cookie(&parts.headers).ok_or(
+                    ApiError::Unauthenticated(
+                        "send Authorization: Bearer <token>, or sign in to the console",
+                    ),
+                )?;
+                let caller = authenticate(&state.store, &session).await?;
+                if !caller.session {
+                    return Err(ApiError::Unauthenticated(
+                        "the session cookie holds an API token; sign in to the console again",
+                    ));
+                }
+                crate::session::check_change(&parts.method, &parts.headers, &session)?;
+                caller
+            }
+        };
         // A viewer changes nothing, whatever a route checks after its body is read:
         // refused here, before any handler runs.
         let reads = matches!(
             parts.method,
             axum::http::Method::GET | axum::http::Method::HEAD | axum::http::Method::OPTIONS
         );
-        if caller.role == Role::Viewer && !reads {
+        // Opening and closing one's own console session changes nothing an admin manages.
+        let own_session =
+            parts.uri.path() == "/v1/sessions" || parts.uri.path() == "/v1/sessions/current";
+        if caller.role == Role::Viewer && !reads && !own_session {
             return Err(ApiError::Forbidden(format!(
                 "token {:?} has role viewer: it reads what an admin reads and changes nothing",
                 caller.name
@@ -203,6 +232,8 @@ pub async fn authenticate(store: &Store, token: &str) -> Result<Caller, ApiError
         role: record.role,
         cluster: record.cluster,
         scope,
+        session: record.session_of.is_some(),
+        expires_at: record.expires_at,
     })
 }
 
@@ -244,6 +275,52 @@ pub async fn issue(
     actor: &str,
 ) -> Result<IssuedToken, ApiError> {
     issue_scoped(store, name, role, None, None, &[], actor).await
+}
+
+/// Opens a console session for `caller` (an admin or viewer token, not itself a
+/// session): a token record of the same role that ends after [`crate::session::LIFETIME`]
+/// or with the caller's token, whichever comes first. Audited as `session.create`.
+pub async fn issue_session(store: &Store, caller: &Caller) -> Result<IssuedToken, ApiError> {
+    if caller.session {
+        return Err(ApiError::BadRequest(
+            "this is already a console session; sign in with an API token".into(),
+        ));
+    }
+    if !matches!(caller.role, Role::Admin | Role::Viewer) {
+        return Err(ApiError::Forbidden(format!(
+            "token {:?} has role {}; the console is for admin and viewer tokens",
+            caller.name, caller.role
+        )));
+    }
+    let now = Utc::now();
+    let expires_at = caller
+        .expires_at
+        .map_or(now + crate::session::LIFETIME, |t| {
+            t.min(now + crate::session::LIFETIME)
+        });
+    let mut tag = [0u8; 4];
+    rand::rngs::OsRng.fill_bytes(&mut tag);
+    // `<token>.console.<8 hex>`: whose session it is, in the audit log and token list.
+    let owner: String = caller.name.chars().take(40).collect();
+    let name = format!("{owner}.console.{}", hex::encode(tag));
+    mint(
+        store,
+        Minted {
+            name: &name,
+            role: caller.role,
+            cluster: None,
+            expires_at: Some(expires_at),
+            scope: &[],
+            session_of: Some(caller.token_id),
+        },
+        NewAudit::new(
+            caller.actor(),
+            "session.create",
+            &name,
+            serde_json::json!({"role": caller.role, "expires_at": expires_at}),
+        ),
+    )
+    .await
 }
 
 /// Creates a token, stores its hash, audits it and returns the secret once. A verifier
@@ -288,6 +365,39 @@ pub async fn issue_scoped(
             "expires_at is in the past; give a time to come".into(),
         ));
     }
+    mint(
+        store,
+        Minted {
+            name,
+            role,
+            cluster,
+            expires_at,
+            scope,
+            session_of: None,
+        },
+        NewAudit::new(
+            actor,
+            "token.create",
+            name,
+            serde_json::json!({"role": role, "cluster": cluster, "expires_at": expires_at, "scope": scope}),
+        ),
+    )
+    .await
+}
+
+/// What [`mint`] stores.
+struct Minted<'a> {
+    name: &'a str,
+    role: Role,
+    cluster: Option<&'a str>,
+    expires_at: Option<DateTime<Utc>>,
+    scope: &'a [String],
+    session_of: Option<Uuid>,
+}
+
+/// Makes a secret, stores its hash with `audit` (the token id added to its detail) and
+/// returns the secret once.
+async fn mint(store: &Store, m: Minted<'_>, mut audit: NewAudit) -> Result<IssuedToken, ApiError> {
     let id = Uuid::new_v4();
     let mut raw = zeroize::Zeroizing::new([0u8; 32]);
     rand::rngs::OsRng.fill_bytes(raw.as_mut());
@@ -295,27 +405,20 @@ pub async fn issue_scoped(
     let hash = Sha256::digest(secret.as_bytes()).to_vec();
     let token = ApiToken {
         id,
-        name: name.to_owned(),
-        role,
-        created_at: now,
+        name: m.name.to_owned(),
+        role: m.role,
+        created_at: Utc::now(),
         revoked: false,
-        cluster: cluster.map(str::to_owned),
-        expires_at,
+        cluster: m.cluster.map(str::to_owned),
+        expires_at: m.expires_at,
         last_used_at: None,
-        scope: scope.to_vec(),
+        scope: m.scope.to_vec(),
+        session_of: m.session_of,
     };
-    store
-        .create_token(
-            &token,
-            &hash,
-            &NewAudit::new(
-                actor,
-                "token.create",
-                name,
-                serde_json::json!({"role": role, "id": id, "cluster": cluster, "expires_at": expires_at, "scope": scope}),
-            ),
-        )
-        .await?;
+    if let Some(detail) = audit.detail.as_object_mut() {
+        detail.insert("id".into(), serde_json::json!(id));
+    }
+    store.create_token(&token, &hash, &audit).await?;
     Ok(IssuedToken {
         secret: SecretString::from(format!("{PREFIX}{}_{}", id.simple(), secret.as_str())),
         token,

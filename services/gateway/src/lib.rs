@@ -9,16 +9,21 @@
 //! - [`webhooks`]: registry webhook payloads, filtering, signing rules and receiver auth
 //!   (no I/O); their routes are in `routes::webhooks` and `routes::rules`.
 //! - [`auth`]: bearer API tokens and roles.
+//! - [`session`]: console sessions (cookie, CSRF); [`console`]: the console's files;
+//!   [`live`]: the events the console follows.
 //! - [`scope`]: repository globs that bound where a token or a receiver may sign.
 //! - [`error`]: the JSON error answer every handler uses.
 //! - [`schemas`]: the documents in `schemas/` (event, sign request, trust bundle and
 //!   webhook JSON Schemas, and the OpenAPI document), generated from the types.
 
 pub mod auth;
+pub mod console;
 pub mod error;
+pub mod live;
 pub mod routes;
 pub mod schemas;
 pub mod scope;
+pub mod session;
 pub mod webhooks;
 
 use std::sync::Arc;
@@ -55,6 +60,8 @@ pub struct AppState {
     pub control_key: Arc<ControlPlaneKey>,
     /// `POST /v1/sign?wait=` requests waiting now, per token (capped).
     pub waiters: Arc<routes::Waiters>,
+    /// Events and admission decisions for `GET /v1/events/stream`.
+    pub live: Arc<live::Live>,
 }
 
 const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
@@ -63,6 +70,7 @@ const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 pub fn router(state: AppState) -> Router {
     let limit = state.settings.body_limit_bytes;
     routes::router()
+        .merge(console::router())
         .layer(axum::extract::DefaultBodyLimit::max(limit))
         .layer(PropagateRequestIdLayer::new(REQUEST_ID))
         .layer(

@@ -84,6 +84,7 @@ async fn main() -> anyhow::Result<()> {
         webhooks,
         control_key,
         waiters: Arc::default(),
+        live: Arc::default(),
     };
     let listener = tokio::net::TcpListener::bind(&settings.gateway.listen)
         .await

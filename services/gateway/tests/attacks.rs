@@ -104,6 +104,7 @@ impl Signet {
             outbox_kick: kick,
             webhooks: Arc::new(receivers),
             waiters: Arc::default(),
+            live: Arc::default(),
             control_key,
         };
         let tokens = common::tokens(&store).await;

@@ -494,6 +494,7 @@ impl Signet {
             webhooks: Arc::new(receivers),
             control_key: control_key.clone(),
             waiters: Arc::default(),
+            live: Arc::default(),
         };
         let tokens = common::tokens(&store).await;
         let url = common::serve(state, shutdown.clone()).await;

@@ -88,6 +88,7 @@ fn token(name: &str, role: Role) -> ApiToken {
         cluster: None,
         expires_at: None,
         last_used_at: None,
+        session_of: None,
         scope: Vec::new(),
     }
 }

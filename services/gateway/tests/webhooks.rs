@@ -107,6 +107,7 @@ async fn start_with(bus_url: &str, receivers: Receivers) -> Gateway {
         }),
         control_key,
         waiters: Arc::default(),
+        live: Arc::default(),
     };
     let admin = auth::issue(&store, "root", Role::Admin, "test")
         .await

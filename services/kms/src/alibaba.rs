@@ -19,6 +19,7 @@ use signet_core::{PublicKey, SignatureAlgorithm};
 
 use crate::acs3;
 use crate::alibaba_credentials::AliSource;
+use crate::discover::{message, KeyListing};
 use crate::env::{parse_ini, Environment};
 use crate::error::{KmsError, KmsErrorKind};
 use crate::http::{snippet, status_text, transport_error};
@@ -284,6 +285,43 @@ impl AlibabaProvider {
                 KmsErrorKind::InvalidUri(m),
             )
         })?;
+        Self::connect(uri, key, endpoint_override, env, client)
+    }
+
+    /// A provider for the account's keys in `region`, which lists them
+    /// ([`crate::Kms::discover`]) at the endpoint and with the credentials that
+    /// `alikms://REGION/KEY_ID` keys use.
+    pub(crate) fn for_region(
+        region: String,
+        endpoint_override: Option<&str>,
+        env: &Environment,
+        client: reqwest::Client,
+    ) -> Result<Self, KmsError> {
+        let uri = format!("alikms://{region}/");
+        // The region goes into every listed key's URI: check it as a URI would be.
+        parse_uri(&format!("{uri}k")).map_err(|m| {
+            KmsError::new(
+                PROVIDER,
+                uri.as_str(),
+                KmsErrorKind::Failed(format!("ALIBABA_CLOUD_REGION_ID: {m}")),
+            )
+        })?;
+        let key = AliKeyUri {
+            region,
+            key_id: String::new(),
+            version: None,
+            algorithm: SignatureAlgorithm::RsaPkcs1Sha256,
+        };
+        Self::connect(&uri, key, endpoint_override, env, client)
+    }
+
+    fn connect(
+        uri: &str,
+        key: AliKeyUri,
+        endpoint_override: Option<&str>,
+        env: &Environment,
+        client: reqwest::Client,
+    ) -> Result<Self, KmsError> {
         let endpoint = endpoint_url(endpoint_override, env, &key.region)
             .map_err(|m| KmsError::new(PROVIDER, uri, KmsErrorKind::Failed(m)))?;
         let host = match (endpoint.host_str(), endpoint.port()) {
@@ -454,12 +492,81 @@ impl AlibabaProvider {
         all.sort_by(|a, b| a.creation_date.cmp(&b.creation_date));
         Ok(all)
     }
+
+    /// The ids of the region's keys (`ListKeys`, 100 a page), at most `cap`; true when
+    /// there were more.
+    pub(crate) async fn list_key_ids(&self, cap: usize) -> Result<(Vec<String>, bool), KmsError> {
+        let mut ids = Vec::new();
+        // A page number per 100 keys up to the cap, and one more to see whether the cap
+        // cut the list: a server that ignores paging cannot loop forever.
+        for page in 1..=cap / 100 + 2 {
+            let page_text = page.to_string();
+            let listed: ListKeysResponse = self
+                .call(
+                    "ListKeys",
+                    &[("PageNumber", &page_text), ("PageSize", "100")],
+                )
+                .await?;
+            let (got, total) = (listed.keys.key.len(), listed.total_count);
+            ids.extend(listed.keys.key.into_iter().map(|k| k.key_id));
+            if ids.len() > cap {
+                ids.truncate(cap);
+                return Ok((ids, true));
+            }
+            if got == 0 || total.is_none_or(|t| ids.len() >= t as usize) {
+                break;
+            }
+        }
+        Ok((ids, false))
+    }
+
+    /// One key of the region for the key picker (`DescribeKey`): usable when
+    /// `describe` would accept it.
+    pub(crate) async fn list_entry(&self, key_id: &str) -> KeyListing {
+        match self
+            .call::<DescribeKeyResponse>("DescribeKey", &[("KeyId", key_id)])
+            .await
+        {
+            Ok(described) => listing(&self.key.region, key_id, &described.key_metadata),
+            Err(e) => KeyListing::new(
+                PROVIDER,
+                format!("alikms://{}/{key_id}", self.key.region),
+                key_id.to_owned(),
+                None,
+                Some(format!("cannot describe the key: {}", message(&e))),
+            ),
+        }
+    }
 }
 
 #[derive(Deserialize)]
 #[serde(rename_all = "PascalCase")]
 struct DescribeKeyResponse {
     key_metadata: KeyMetadata,
+}
+
+/// `ListKeys`: `{"Keys": {"Key": [{"KeyId", "KeyArn"}]}, "TotalCount", "PageNumber",
+/// "PageSize", "RequestId"}`.
+#[derive(Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct ListKeysResponse {
+    #[serde(default)]
+    keys: ListedKeys,
+    #[serde(default)]
+    total_count: Option<u32>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(rename_all = "PascalCase")]
+struct ListedKeys {
+    #[serde(default)]
+    key: Vec<ListedKey>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct ListedKey {
+    key_id: String,
 }
 
 #[derive(Deserialize)]
@@ -517,20 +624,69 @@ struct CreateKeyVersionResponse {
     key_version: ListedVersion,
 }
 
+/// Why signet cannot sign with a key: one rule, worded for `describe`'s error
+/// ([`KeyProblem::kind`]) and for the key picker ([`KeyProblem::short`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum KeyProblem {
+    /// Not an RSA SIGN/VERIFY key.
+    Type { spec: String, usage: String },
+    /// Not `Enabled` (disabled, pending deletion or import).
+    State(String),
+}
+
+impl KeyProblem {
+    fn kind(&self) -> KmsErrorKind {
+        match self {
+            Self::Type { spec, usage } => KmsErrorKind::WrongKeyType(format!(
+                "key spec {spec} with usage {usage}; signet needs an asymmetric RSA key (RSA_2048 or RSA_3072) with usage SIGN/VERIFY"
+            )),
+            Self::State(state) => KmsErrorKind::Failed(format!(
+                "key state is {state}; enable the key in Alibaba Cloud KMS"
+            )),
+        }
+    }
+
+    fn short(&self) -> String {
+        match self {
+            // Symmetric specs are Aliyun_AES_256, Aliyun_SM4, ...
+            Self::Type { spec, .. } if spec.starts_with("Aliyun_") => "symmetric key".into(),
+            Self::Type { spec, .. } if !RSA_SPECS.contains(&spec.as_str()) => {
+                format!("KeySpec {spec} is not RSA")
+            }
+            Self::Type { usage, .. } => format!("KeyUsage {usage}"),
+            Self::State(state) => format!("KeyState {state}"),
+        }
+    }
+}
+
 fn check_key(meta: &KeyMetadata) -> Result<(), KmsErrorKind> {
+    key_problem(meta).map_err(|p| p.kind())
+}
+
+fn key_problem(meta: &KeyMetadata) -> Result<(), KeyProblem> {
     let spec = meta.key_spec.as_deref().unwrap_or("unknown");
     let usage = meta.key_usage.as_deref().unwrap_or("unknown");
     if !RSA_SPECS.contains(&spec) || usage != "SIGN/VERIFY" {
-        return Err(KmsErrorKind::WrongKeyType(format!(
-            "key spec {spec} with usage {usage}; signet needs an asymmetric RSA key (RSA_2048 or RSA_3072) with usage SIGN/VERIFY"
-        )));
+        return Err(KeyProblem::Type {
+            spec: spec.to_owned(),
+            usage: usage.to_owned(),
+        });
     }
     match meta.key_state.as_deref() {
         None | Some("Enabled") => Ok(()),
-        Some(state) => Err(KmsErrorKind::Failed(format!(
-            "key state is {state}; enable the key in Alibaba Cloud KMS"
-        ))),
+        Some(state) => Err(KeyProblem::State(state.to_owned())),
     }
+}
+
+/// The key picker's entry for a key DescribeKey described.
+fn listing(region: &str, key_id: &str, meta: &KeyMetadata) -> KeyListing {
+    KeyListing::new(
+        PROVIDER,
+        format!("alikms://{region}/{key_id}"),
+        key_id.to_owned(),
+        meta.key_spec.clone(),
+        key_problem(meta).err().map(|p| p.short()),
+    )
 }
 
 fn ali_algorithm(algorithm: SignatureAlgorithm) -> Option<&'static str> {
@@ -793,5 +949,76 @@ mod tests {
             classify(400, "InvalidParameter", ""),
             KmsErrorKind::Failed(_)
         ));
+    }
+
+    /// Discovery parses ListKeys and DescribeKey as Alibaba documents them (the recorded
+    /// bodies in tests/fixtures/alibaba), and marks what `describe` would refuse.
+    #[test]
+    fn key_listing_from_documented_answers() {
+        let listed: ListKeysResponse =
+            serde_json::from_str(include_str!("../tests/fixtures/alibaba/list_keys.json"))
+                .expect("ListKeys");
+        assert_eq!(listed.total_count, Some(2));
+        let ids: Vec<&str> = listed.keys.key.iter().map(|k| k.key_id.as_str()).collect();
+        assert_eq!(
+            ids,
+            [
+                "5c438b18-05be-40ad-b6c2-3be6752c0001",
+                "1234abcd-12ab-34cd-56ef-123456780001"
+            ]
+        );
+        // An account without keys: Alibaba sends an empty list, some gateways no Keys.
+        let empty: ListKeysResponse = serde_json::from_str(
+            r#"{"TotalCount":0,"PageNumber":1,"PageSize":100,"RequestId":"r"}"#,
+        )
+        .expect("empty");
+        assert!(empty.keys.key.is_empty());
+
+        let describe = |patch: &[(&str, &str)], fixture: &str| {
+            let mut v: serde_json::Value = serde_json::from_str(fixture).expect("fixture");
+            for (field, value) in patch {
+                v["KeyMetadata"][*field] = serde_json::json!(value);
+            }
+            let d: DescribeKeyResponse = serde_json::from_value(v).expect("DescribeKey");
+            listing("cn-hangzhou", &d.key_metadata.key_id, &d.key_metadata)
+        };
+        let rsa = include_str!("../tests/fixtures/alibaba/describe_key.json");
+        let ok = describe(&[], rsa);
+        assert!(ok.usable, "{ok:?}");
+        assert_eq!(
+            ok.uri,
+            "alikms://cn-hangzhou/5c438b18-05be-40ad-b6c2-3be6752c0001"
+        );
+        assert_eq!(parse_uri(&ok.uri).expect("opens").key_id, ok.name);
+        assert_eq!(ok.algorithm.as_deref(), Some("RSA_2048"));
+        assert_eq!(ok.reason, None);
+
+        let aes = describe(
+            &[],
+            include_str!("../tests/fixtures/alibaba/describe_key_symmetric.json"),
+        );
+        assert!(!aes.usable);
+        assert_eq!(aes.reason.as_deref(), Some("symmetric key"));
+        assert_eq!(aes.algorithm.as_deref(), Some("Aliyun_AES_256"));
+        let cases = [
+            (vec![("KeySpec", "EC_P256")], "KeySpec EC_P256 is not RSA"),
+            (
+                vec![("KeyUsage", "ENCRYPT/DECRYPT")],
+                "KeyUsage ENCRYPT/DECRYPT",
+            ),
+            (vec![("KeyState", "Disabled")], "KeyState Disabled"),
+            (
+                vec![("KeyState", "PendingDeletion")],
+                "KeyState PendingDeletion",
+            ),
+        ];
+        for (patch, reason) in cases {
+            let l = describe(&patch, rsa);
+            assert!(!l.usable, "{patch:?}");
+            assert_eq!(l.reason.as_deref(), Some(reason), "{patch:?}");
+        }
+        // The picker and `describe` apply one rule.
+        let d: DescribeKeyResponse = serde_json::from_str(rsa).expect("DescribeKey");
+        assert!(check_key(&d.key_metadata).is_ok());
     }
 }

@@ -34,6 +34,7 @@ use serde::Deserialize;
 use serde_json::json;
 use signet_core::{PublicKey, SignatureAlgorithm};
 
+use crate::discover::{message, KeyListing};
 use crate::env::{parse_ini, Environment};
 use crate::error::{KmsError, KmsErrorKind};
 use crate::http::{chain, snippet, status_text, transport_error};
@@ -516,17 +517,127 @@ impl AwsProvider {
         let failed = |m: String| KmsError::new(PROVIDER, uri, KmsErrorKind::Failed(m));
         let parsed = parse_uri(uri).map_err(invalid)?;
         let region = resolve_region(env, parsed.arn_region.as_deref()).map_err(failed)?;
-        let endpoint = endpoint_url(parsed.endpoint.as_deref(), env, &region).map_err(failed)?;
+        Self::connect(
+            uri,
+            parsed.key,
+            region,
+            parsed.endpoint.as_deref(),
+            env,
+            client,
+            chain,
+        )
+    }
+
+    /// A provider for the account as a whole in `region`, which lists its keys
+    /// ([`crate::Kms::discover`]) at the endpoint and with the credentials that
+    /// `awskms:///KEY` keys of that region use.
+    pub(crate) fn for_account(
+        region: String,
+        env: &Environment,
+        client: reqwest::Client,
+        chain: impl FnOnce(&str) -> Arc<AwsChain>,
+    ) -> Result<Self, KmsError> {
+        Self::connect(
+            "awskms:///",
+            String::new(),
+            region,
+            None,
+            env,
+            client,
+            chain,
+        )
+    }
+
+    fn connect(
+        uri: &str,
+        key: String,
+        region: String,
+        uri_endpoint: Option<&str>,
+        env: &Environment,
+        client: reqwest::Client,
+        chain: impl FnOnce(&str) -> Arc<AwsChain>,
+    ) -> Result<Self, KmsError> {
+        let endpoint = endpoint_url(uri_endpoint, env, &region)
+            .map_err(|m| KmsError::new(PROVIDER, uri, KmsErrorKind::Failed(m)))?;
         let credentials = AwsCredentialSource::resolve(env, || chain(&region))
             .map_err(|m| KmsError::new(PROVIDER, uri, KmsErrorKind::PermissionDenied(m)))?;
         Ok(Self {
             uri: uri.to_owned(),
-            key: parsed.key,
+            key,
             region,
             endpoint,
             credentials,
             client,
         })
+    }
+
+    /// The ids of the account's keys in this region (`ListKeys`, every page), at most
+    /// `cap`; true when there were more.
+    pub(crate) async fn list_key_ids(&self, cap: usize) -> Result<(Vec<String>, bool), KmsError> {
+        #[derive(Deserialize)]
+        #[serde(rename_all = "PascalCase")]
+        struct ListKeysResponse {
+            #[serde(default)]
+            keys: Vec<ListedKey>,
+            #[serde(default)]
+            next_marker: Option<String>,
+            #[serde(default)]
+            truncated: bool,
+        }
+        #[derive(Deserialize)]
+        #[serde(rename_all = "PascalCase")]
+        struct ListedKey {
+            key_id: String,
+        }
+        let mut ids = Vec::new();
+        let mut marker: Option<String> = None;
+        loop {
+            // AWS takes 1 to 1000 per page.
+            let mut body = json!({ "Limit": 1000 });
+            if let Some(m) = &marker {
+                body["Marker"] = json!(m);
+            }
+            let page: ListKeysResponse = self.call("ListKeys", body).await?;
+            ids.extend(page.keys.into_iter().map(|k| k.key_id));
+            if ids.len() > cap {
+                ids.truncate(cap);
+                return Ok((ids, true));
+            }
+            match page.next_marker.filter(|m| page.truncated && !m.is_empty()) {
+                // A server repeating its marker would otherwise page forever.
+                Some(m) if marker.as_deref() != Some(m.as_str()) => marker = Some(m),
+                _ => return Ok((ids, false)),
+            }
+        }
+    }
+
+    /// One key of the account for the key picker (`DescribeKey`): usable when
+    /// `describe` would accept it.
+    pub(crate) async fn list_entry(&self, key_id: &str) -> KeyListing {
+        let uri = format!("awskms:///{key_id}");
+        match self
+            .call::<DescribeKeyResponse>("DescribeKey", json!({ "KeyId": key_id }))
+            .await
+        {
+            Ok(described) => {
+                let meta = described.key_metadata;
+                let problem = key_problem(&meta).err().map(|p| p.short());
+                KeyListing::new(
+                    PROVIDER,
+                    uri,
+                    key_id.to_owned(),
+                    spec(&meta).map(str::to_owned),
+                    problem,
+                )
+            }
+            Err(e) => KeyListing::new(
+                PROVIDER,
+                uri,
+                key_id.to_owned(),
+                None,
+                Some(format!("cannot describe the key: {}", message(&e))),
+            ),
+        }
     }
 
     fn error(&self, kind: KmsErrorKind) -> KmsError {
@@ -661,24 +772,74 @@ fn aws_algorithm(algorithm: SignatureAlgorithm) -> Option<&'static str> {
     }
 }
 
+/// The key spec DescribeKey reported (`KeySpec`, or the older `CustomerMasterKeySpec`).
+fn spec(meta: &KeyMetadata) -> Option<&str> {
+    meta.key_spec
+        .as_deref()
+        .or(meta.customer_master_key_spec.as_deref())
+}
+
+/// Why signet cannot sign with a key: one rule, worded for `describe`'s error
+/// ([`KeyProblem::kind`]) and for the key picker ([`KeyProblem::short`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum KeyProblem {
+    /// Not an RSA sign/verify key.
+    Type { spec: String, usage: String },
+    /// Not `Enabled` (disabled, pending deletion or import, unavailable).
+    State(String),
+    /// Offers neither PKCS#1 v1.5 nor PSS with SHA-256.
+    Algorithms(Vec<String>),
+}
+
+impl KeyProblem {
+    fn kind(&self) -> KmsErrorKind {
+        match self {
+            Self::Type { spec, usage } => KmsErrorKind::WrongKeyType(format!(
+                "key spec {spec} with usage {usage}; signet needs an asymmetric RSA key (RSA_2048, RSA_3072 or RSA_4096) with key usage SIGN_VERIFY"
+            )),
+            Self::State(state) => KmsErrorKind::Failed(format!(
+                "key state is {state}; enable the key in AWS KMS"
+            )),
+            Self::Algorithms(algorithms) => KmsErrorKind::WrongKeyType(format!(
+                "the key signs only with {}; signet needs RSASSA_PKCS1_V1_5_SHA_256 or RSASSA_PSS_SHA_256",
+                algorithms.join(", ")
+            )),
+        }
+    }
+
+    fn short(&self) -> String {
+        match self {
+            Self::Type { spec, .. } if spec.starts_with("SYMMETRIC") => "symmetric key".into(),
+            Self::Type { spec, .. } if !RSA_SPECS.contains(&spec.as_str()) => {
+                format!("KeySpec {spec} is not RSA")
+            }
+            Self::Type { usage, .. } => format!("KeyUsage {usage}"),
+            Self::State(state) => format!("KeyState {state}"),
+            Self::Algorithms(algorithms) => format!(
+                "signs only with {}, not RSASSA_PKCS1_V1_5_SHA_256 or RSASSA_PSS_SHA_256",
+                algorithms.join(", ")
+            ),
+        }
+    }
+}
+
 /// Checks DescribeKey's answer describes a key signet can sign with, and picks the
 /// algorithm: PKCS#1 v1.5 when the key offers it (what cosign verifiers expect).
 fn check_key(meta: &KeyMetadata) -> Result<SignatureAlgorithm, KmsErrorKind> {
-    let spec = meta
-        .key_spec
-        .as_deref()
-        .or(meta.customer_master_key_spec.as_deref())
-        .unwrap_or("unknown");
+    key_problem(meta).map_err(|p| p.kind())
+}
+
+fn key_problem(meta: &KeyMetadata) -> Result<SignatureAlgorithm, KeyProblem> {
+    let spec = spec(meta).unwrap_or("unknown");
     let usage = meta.key_usage.as_deref().unwrap_or("unknown");
     if !RSA_SPECS.contains(&spec) || usage != "SIGN_VERIFY" {
-        return Err(KmsErrorKind::WrongKeyType(format!(
-            "key spec {spec} with usage {usage}; signet needs an asymmetric RSA key (RSA_2048, RSA_3072 or RSA_4096) with key usage SIGN_VERIFY"
-        )));
+        return Err(KeyProblem::Type {
+            spec: spec.to_owned(),
+            usage: usage.to_owned(),
+        });
     }
     if let Some(state) = meta.key_state.as_deref().filter(|s| *s != "Enabled") {
-        return Err(KmsErrorKind::Failed(format!(
-            "key state is {state}; enable the key in AWS KMS"
-        )));
+        return Err(KeyProblem::State(state.to_owned()));
     }
     let algorithms = meta.signing_algorithms.as_deref().unwrap_or_default();
     let offers = |a: SignatureAlgorithm| {
@@ -691,10 +852,7 @@ fn check_key(meta: &KeyMetadata) -> Result<SignatureAlgorithm, KmsErrorKind> {
     } else if offers(SignatureAlgorithm::RsaPssSha256) {
         Ok(SignatureAlgorithm::RsaPssSha256)
     } else {
-        Err(KmsErrorKind::WrongKeyType(format!(
-            "the key signs only with {}; signet needs RSASSA_PKCS1_V1_5_SHA_256 or RSASSA_PSS_SHA_256",
-            algorithms.join(", ")
-        )))
+        Err(KeyProblem::Algorithms(algorithms.to_vec()))
     }
 }
 
@@ -1060,5 +1218,42 @@ mod tests {
         let mut disabled = meta("RSA_3072", "SIGN_VERIFY", &[]);
         disabled.key_state = Some("Disabled".into());
         assert!(matches!(check_key(&disabled), Err(KmsErrorKind::Failed(_))));
+    }
+
+    #[test]
+    fn key_picker_reasons() {
+        let meta = |spec: Option<&str>, usage: &str, state: &str| KeyMetadata {
+            key_id: "k".into(),
+            key_usage: Some(usage.into()),
+            key_spec: spec.map(str::to_owned),
+            customer_master_key_spec: Some("SYMMETRIC_DEFAULT".into()),
+            key_state: Some(state.into()),
+            signing_algorithms: None,
+        };
+        let reason = |m: KeyMetadata| key_problem(&m).err().map(|p| p.short());
+        assert_eq!(
+            reason(meta(Some("RSA_4096"), "SIGN_VERIFY", "Enabled")),
+            None
+        );
+        assert_eq!(
+            reason(meta(Some("RSA_2048"), "ENCRYPT_DECRYPT", "Enabled")).as_deref(),
+            Some("KeyUsage ENCRYPT_DECRYPT")
+        );
+        assert_eq!(
+            reason(meta(Some("ECC_NIST_P256"), "SIGN_VERIFY", "Enabled")).as_deref(),
+            Some("KeySpec ECC_NIST_P256 is not RSA")
+        );
+        assert_eq!(
+            reason(meta(Some("RSA_2048"), "SIGN_VERIFY", "Disabled")).as_deref(),
+            Some("KeyState Disabled")
+        );
+        // An older answer names the spec only as CustomerMasterKeySpec.
+        assert_eq!(
+            reason(meta(None, "ENCRYPT_DECRYPT", "Enabled")).as_deref(),
+            Some("symmetric key")
+        );
+        let mut ecdsa_only = meta(Some("RSA_2048"), "SIGN_VERIFY", "Enabled");
+        ecdsa_only.signing_algorithms = Some(vec!["RSASSA_PKCS1_V1_5_SHA_512".into()]);
+        assert!(reason(ecdsa_only).is_some_and(|r| r.contains("RSASSA_PKCS1_V1_5_SHA_512")));
     }
 }

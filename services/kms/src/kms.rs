@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use crate::alibaba::AlibabaProvider;
 use crate::aws::{AwsChain, AwsProvider};
+use crate::discover::Listers;
 use crate::env::Environment;
 use crate::error::{KmsError, KmsErrorKind};
 use crate::local::LocalProvider;
@@ -69,6 +70,8 @@ struct State {
     /// The AWS SDK credential chain per region, shared by the AWS keys of that region
     /// (a key ARN names its region; STS is called there).
     aws_chains: HashMap<String, Arc<AwsChain>>,
+    /// The clients [`Kms::discover`] lists keys with, built on first use.
+    listers: Listers,
 }
 
 impl Kms {
@@ -201,6 +204,82 @@ impl Kms {
                 )),
             )),
         }
+    }
+}
+
+/// For [`crate::discover`]: checks without caching, and the clients that list keys.
+impl Kms {
+    /// Whether [`Kms::open`] accepts `uri`, without keeping the provider: discovery checks
+    /// every URI it hands out, and most of them will never be opened for signing.
+    pub(crate) fn check_opens(&self, uri: &str) -> Result<(), KmsError> {
+        let mut state = self.lock_state();
+        if state.providers.contains_key(uri) {
+            return Ok(());
+        }
+        self.create(uri, &mut state).map(drop)
+    }
+
+    /// The client that lists the transit mount's keys: the address, namespace and auth
+    /// of `hashivault://` keys, so a login is made once and kept like theirs.
+    pub(crate) fn vault_lister(&self) -> Result<Arc<VaultProvider>, KmsError> {
+        let mut state = self.lock_state();
+        if let Some(lister) = &state.listers.vault {
+            return Ok(Arc::clone(lister));
+        }
+        let client = self.client(&mut state, "hashivault", "hashivault://")?;
+        let lister = Arc::new(VaultProvider::for_mount(&self.config.environment, client)?);
+        state.listers.vault = Some(Arc::clone(&lister));
+        Ok(lister)
+    }
+
+    /// The client that lists the account's keys in `region`, with the credentials (and
+    /// the SDK chain shared with keys of that region) `awskms://` keys use.
+    pub(crate) fn aws_lister(&self, region: String) -> Result<Arc<AwsProvider>, KmsError> {
+        let mut state = self.lock_state();
+        if let Some(lister) = &state.listers.aws {
+            return Ok(Arc::clone(lister));
+        }
+        let client = self.client(&mut state, "awskms", "awskms:///")?;
+        let chains = &mut state.aws_chains;
+        let lister = Arc::new(AwsProvider::for_account(
+            region,
+            &self.config.environment,
+            client,
+            |region| {
+                Arc::clone(
+                    chains
+                        .entry(region.to_owned())
+                        .or_insert_with(|| Arc::new(AwsChain::new(region.to_owned()))),
+                )
+            },
+        )?);
+        state.listers.aws = Some(Arc::clone(&lister));
+        Ok(lister)
+    }
+
+    /// The client that lists the keys of `region`, at the endpoint and with the
+    /// credentials `alikms://` keys use.
+    pub(crate) fn alibaba_lister(&self, region: String) -> Result<Arc<AlibabaProvider>, KmsError> {
+        let mut state = self.lock_state();
+        if let Some(lister) = &state.listers.alibaba {
+            return Ok(Arc::clone(lister));
+        }
+        let client = self.client(&mut state, "alikms", "alikms://")?;
+        let lister = Arc::new(AlibabaProvider::for_region(
+            region,
+            self.config.alibaba_endpoint.as_deref(),
+            &self.config.environment,
+            client,
+        )?);
+        state.listers.alibaba = Some(Arc::clone(&lister));
+        Ok(lister)
+    }
+
+    fn lock_state(&self) -> std::sync::MutexGuard<'_, State> {
+        // As in `open`: a poisoned lock still guards a valid cache.
+        self.state
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 }
 

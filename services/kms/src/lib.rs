@@ -9,6 +9,8 @@
 //! Layout:
 //! - [`error`]: [`KmsError`] and [`KmsErrorKind`], shared by every provider.
 //! - [`kms`]: [`KmsConfig`] and [`Kms`], which parses URIs and caches one provider per URI.
+//! - [`discover`]: [`Kms::discover`], the keys each configured provider can see, for the
+//!   console's key picker.
 //! - [`env`]: the environment variables and CLI credential files providers read.
 //! - `local`: `local://NAME`, the development KMS that keeps PKCS#8 keys in the data dir.
 //! - `http`: the HTTP client and transport-error classification the cloud providers share.
@@ -22,6 +24,7 @@ pub mod acs3;
 mod alibaba;
 mod alibaba_credentials;
 mod aws;
+pub mod discover;
 pub mod env;
 pub mod error;
 mod http;
@@ -34,6 +37,7 @@ mod vault;
 
 use signet_core::{PublicKey, SignatureAlgorithm};
 
+pub use discover::{Discovery, KeyListing, ProviderListing};
 pub use env::Environment;
 pub use error::{KmsError, KmsErrorKind};
 pub use kms::{Kms, KmsConfig};

@@ -299,7 +299,7 @@ impl Inner {
 }
 
 /// `v12.pk8` -> 12; `v012.pk8` and temporary files are not versions.
-fn parse_file_name(name: &str) -> Option<u32> {
+pub(crate) fn parse_file_name(name: &str) -> Option<u32> {
     parse_version(name.strip_prefix('v')?.strip_suffix(".pk8")?)
 }
 

@@ -28,6 +28,7 @@ use serde::Deserialize;
 use serde_json::json;
 use signet_core::{PublicKey, SignatureAlgorithm};
 
+use crate::discover::{algorithm_name, message, KeyListing};
 use crate::env::Environment;
 use crate::error::{KmsError, KmsErrorKind};
 use crate::http::{snippet, status_text, transport_error};
@@ -234,6 +235,21 @@ impl VaultProvider {
                 KmsErrorKind::InvalidUri(m),
             )
         })?;
+        Self::connect(uri, key, env, client)
+    }
+
+    /// A provider for the transit mount as a whole, which lists its keys
+    /// ([`crate::Kms::discover`]) with the address, namespace and auth keys use.
+    pub(crate) fn for_mount(env: &Environment, client: reqwest::Client) -> Result<Self, KmsError> {
+        Self::connect("hashivault://", String::new(), env, client)
+    }
+
+    fn connect(
+        uri: &str,
+        key: String,
+        env: &Environment,
+        client: reqwest::Client,
+    ) -> Result<Self, KmsError> {
         let failed = |m: String| KmsError::new(PROVIDER, uri, KmsErrorKind::Failed(m));
         let addr = env
             .get("VAULT_ADDR")
@@ -393,6 +409,7 @@ impl VaultProvider {
         body: Option<serde_json::Value>,
         field: &str,
     ) -> Result<Option<serde_json::Value>, KmsError> {
+        let is_list = method.as_str() == "LIST";
         let mut request = self
             .client
             .request(method, url)
@@ -431,6 +448,11 @@ impl VaultProvider {
         }
         let envelope: Envelope = serde_json::from_slice(&bytes).unwrap_or_default();
         let request_id = envelope.request_id.filter(|r| !r.is_empty());
+        // Vault answers a LIST of an empty path with 404 and no errors; a missing mount
+        // has an error ("no handler for route").
+        if is_list && status == reqwest::StatusCode::NOT_FOUND && envelope.errors.is_empty() {
+            return Ok(None);
+        }
         if status.is_success() {
             return Ok(if field == "auth" {
                 envelope.auth
@@ -454,8 +476,12 @@ impl VaultProvider {
     }
 
     async fn read_key(&self) -> Result<TransitKey, KmsError> {
+        self.read_named(&self.key).await
+    }
+
+    async fn read_named(&self, name: &str) -> Result<TransitKey, KmsError> {
         let data = self
-            .call(reqwest::Method::GET, &format!("keys/{}", self.key), None)
+            .call(reqwest::Method::GET, &format!("keys/{name}"), None)
             .await?
             .ok_or_else(|| self.error(KmsErrorKind::Failed("Vault returned no key data".into())))?;
         serde_json::from_value(data).map_err(|e| {
@@ -463,6 +489,51 @@ impl VaultProvider {
                 "unexpected transit key description: {e}"
             )))
         })
+    }
+
+    /// The names of the mount's keys (`LIST <mount>/keys`); none when it has no key yet.
+    pub(crate) async fn list_key_names(&self) -> Result<Vec<String>, KmsError> {
+        let method = reqwest::Method::from_bytes(b"LIST").map_err(|e| {
+            self.error(KmsErrorKind::Failed(format!(
+                "cannot build a LIST request: {e}"
+            )))
+        })?;
+        let Some(data) = self.call(method, "keys", None).await? else {
+            return Ok(Vec::new());
+        };
+        #[derive(Deserialize)]
+        struct Listed {
+            #[serde(default)]
+            keys: Vec<String>,
+        }
+        let listed: Listed = serde_json::from_value(data).map_err(|e| {
+            self.error(KmsErrorKind::Failed(format!(
+                "unexpected answer to LIST keys: {e}"
+            )))
+        })?;
+        Ok(listed.keys)
+    }
+
+    /// One key of the mount for the key picker: usable when `describe` would accept it.
+    pub(crate) async fn list_entry(&self, name: &str) -> KeyListing {
+        let uri = format!("hashivault://{name}");
+        let listing = |algorithm, problem| {
+            KeyListing::new(PROVIDER, uri.clone(), name.to_owned(), algorithm, problem)
+        };
+        // A name the URI syntax cannot carry is not read at all: it could not be opened.
+        if let Err(m) = parse_uri(&uri) {
+            return listing(None, Some(m));
+        }
+        match self.read_named(name).await {
+            Ok(key) => listing(
+                Some(algorithm_name(&key.key_type)),
+                describe_transit(&key).err().map(|kind| {
+                    type_problem(&key.key_type, key.supports_signing)
+                        .unwrap_or_else(|| kind.to_string())
+                }),
+            ),
+            Err(e) => listing(None, Some(format!("cannot read the key: {}", message(&e)))),
+        }
     }
 }
 
@@ -499,9 +570,40 @@ struct TransitKey {
     keys: BTreeMap<String, serde_json::Value>,
 }
 
+/// Why signet cannot sign with a transit key of this type, in a few words for the key
+/// picker; `None` when it can.
+fn type_problem(key_type: &str, supports_signing: bool) -> Option<String> {
+    const SYMMETRIC: [&str; 4] = ["aes", "chacha20", "xchacha20", "hmac"];
+    if SYMMETRIC.iter().any(|p| key_type.starts_with(p)) {
+        Some(format!("symmetric key ({key_type})"))
+    } else if !RSA_TYPES.contains(&key_type) {
+        Some(format!("type {key_type} is not RSA"))
+    } else if !supports_signing {
+        Some(format!("type {key_type} does not support signing here"))
+    } else {
+        None
+    }
+}
+
+/// What `describe` returns for a transit key, or why signet cannot use it.
+fn describe_transit(key: &TransitKey) -> Result<KeyDescription, KmsErrorKind> {
+    let versions = versions(key)?;
+    let primary = key.latest_version.to_string();
+    if !versions.iter().any(|v| v.version == primary) {
+        return Err(KmsErrorKind::Failed(format!(
+            "the latest version {primary} is not among the key's versions"
+        )));
+    }
+    Ok(KeyDescription {
+        algorithm: SignatureAlgorithm::RsaPkcs1Sha256,
+        versions,
+        primary_version: primary,
+    })
+}
+
 /// The versions and public keys of a transit key signet may use, oldest first.
 fn versions(key: &TransitKey) -> Result<Vec<KeyVersionInfo>, KmsErrorKind> {
-    if !RSA_TYPES.contains(&key.key_type.as_str()) || !key.supports_signing {
+    if type_problem(&key.key_type, key.supports_signing).is_some() {
         return Err(KmsErrorKind::WrongKeyType(format!(
             "transit key type is {}; signet needs an RSA signing key (rsa-2048, rsa-3072 or rsa-4096)",
             key.key_type
@@ -562,18 +664,7 @@ impl KeyProvider for VaultProvider {
 
     async fn describe(&self) -> Result<KeyDescription, KmsError> {
         let key = self.read_key().await?;
-        let versions = versions(&key).map_err(|k| self.error(k))?;
-        let primary = key.latest_version.to_string();
-        if !versions.iter().any(|v| v.version == primary) {
-            return Err(self.error(KmsErrorKind::Failed(format!(
-                "the latest version {primary} is not among the key's versions"
-            ))));
-        }
-        Ok(KeyDescription {
-            algorithm: SignatureAlgorithm::RsaPkcs1Sha256,
-            versions,
-            primary_version: primary,
-        })
+        describe_transit(&key).map_err(|k| self.error(k))
     }
 
     async fn sign(
@@ -809,5 +900,28 @@ mod tests {
             debug,
             "Login(approle at http://127.0.0.1:8200/v1/auth/approle/login)"
         );
+    }
+
+    #[test]
+    fn key_picker_reasons() {
+        assert_eq!(type_problem("rsa-2048", true), None);
+        assert_eq!(type_problem("rsa-4096", true), None);
+        assert_eq!(
+            type_problem("aes256-gcm96", false).as_deref(),
+            Some("symmetric key (aes256-gcm96)")
+        );
+        assert_eq!(
+            type_problem("hmac", false).as_deref(),
+            Some("symmetric key (hmac)")
+        );
+        assert_eq!(
+            type_problem("ecdsa-p256", true).as_deref(),
+            Some("type ecdsa-p256 is not RSA")
+        );
+        assert_eq!(
+            type_problem("ed25519", true).as_deref(),
+            Some("type ed25519 is not RSA")
+        );
+        assert!(type_problem("rsa-2048", false).is_some());
     }
 }

@@ -11,7 +11,7 @@ use crate::error::{db, StoreError};
 use crate::Store;
 
 const COLUMNS: &str =
-    "id, name, role, secret_hash, revoked, created_at, cluster, expires_at, last_used_at, scope";
+    "id, name, role, secret_hash, revoked, created_at, cluster, expires_at, last_used_at, scope, session_of";
 
 impl Store {
     /// Stores a token with its audit entry. `Conflict` if the name (or id) is taken.
@@ -27,8 +27,8 @@ impl Store {
         let mut tx = self.begin_write(OP).await?;
         // No conflict target: a taken name and a taken id are both a conflict.
         let inserted = sqlx::query(
-            "INSERT INTO api_tokens (id, name, role, secret_hash, revoked, created_at, cluster, expires_at, scope) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) ON CONFLICT DO NOTHING",
+            "INSERT INTO api_tokens (id, name, role, secret_hash, revoked, created_at, cluster, expires_at, scope, session_of) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) ON CONFLICT DO NOTHING",
         )
         .bind(token.id.to_string())
         .bind(token.name.as_str())
@@ -39,6 +39,7 @@ impl Store {
         .bind(token.cluster.clone())
         .bind(token.expires_at.map(codec::millis))
         .bind(codec::json_text("token scope", &token.scope)?)
+        .bind(token.session_of.map(|id| id.to_string()))
         .execute(&mut *tx)
         .await
         .map_err(db(OP))?
@@ -107,8 +108,9 @@ impl Store {
             .collect()
     }
 
-    /// Revokes a token by name, with its audit entry; `NotFound` if no such token.
-    /// Revoked tokens stay in the table so their audit trail keeps a name.
+    /// Revokes a token by name, with its audit entry, and every console session opened
+    /// with it; `NotFound` if no such token. Revoked tokens stay in the table so their
+    /// audit trail keeps a name.
     #[tracing::instrument(name = "store.revoke_token", level = "debug", skip_all, fields(token = %name))]
     pub async fn revoke_token(&self, name: &str, audit: &NewAudit) -> Result<ApiToken, StoreError> {
         const OP: &str = "revoking an API token";
@@ -130,6 +132,12 @@ impl Store {
             .await
             .map_err(db(OP))?;
         let (token, _) = token_from_row(&row)?;
+        sqlx::query("UPDATE api_tokens SET revoked = $1 WHERE session_of = $2")
+            .bind(codec::flag(true))
+            .bind(token.id.to_string())
+            .execute(&mut *tx)
+            .await
+            .map_err(db(OP))?;
         insert_audit(&mut tx, audit, now).await?;
         tx.commit().await.map_err(db(OP))?;
         Ok(token)
@@ -156,6 +164,9 @@ fn token_from_row(row: &AnyRow) -> Result<(ApiToken, Vec<u8>), StoreError> {
             .map(|t| codec::time(&what, t))
             .transpose()?,
         scope: codec::from_json(&what, &col::<String>(row, &what, "scope")?)?,
+        session_of: col::<Option<String>>(row, &what, "session_of")?
+            .map(|id| codec::uuid(&what, &id))
+            .transpose()?,
     };
     Ok((token, col(row, &what, "secret_hash")?))
 }

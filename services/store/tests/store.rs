@@ -95,6 +95,7 @@ on_both_backends!(
     list_signatures_filters,
     claims_are_exclusive_and_expire,
     tokens_store_only_the_hash,
+    revoking_a_token_revokes_its_console_sessions,
     audit_filters_and_append_only,
     queue_delivers_each_message_once_per_lease_to_concurrent_consumers,
     queue_survives_reopening,
@@ -846,6 +847,7 @@ async fn tokens_store_only_the_hash(db: TestDb) {
         cluster: None,
         expires_at: Some(ms(Utc::now() + chrono::Duration::days(30))),
         last_used_at: None,
+        session_of: None,
     };
     let hash = [7u8; 32];
     store
@@ -879,6 +881,7 @@ async fn tokens_store_only_the_hash(db: TestDb) {
         cluster: Some("prod-eu-1".into()),
         expires_at: None,
         last_used_at: None,
+        session_of: None,
     };
     store
         .create_token(&revoked, &[9u8; 32], &audit("token.create", "old-verifier"))
@@ -932,6 +935,62 @@ async fn tokens_store_only_the_hash(db: TestDb) {
     assert_eq!(
         audit_actions(&store, "token.").await,
         vec!["token.create", "token.create", "token.revoke"]
+    );
+}
+
+async fn revoking_a_token_revokes_its_console_sessions(db: TestDb) {
+    let store = db.open().await;
+    let token = |name: &str, session_of: Option<Uuid>| ApiToken {
+        id: Uuid::new_v4(),
+        name: name.into(),
+        role: Role::Admin,
+        created_at: ms(Utc::now()),
+        revoked: false,
+        scope: Vec::new(),
+        cluster: None,
+        expires_at: None,
+        last_used_at: None,
+        session_of,
+    };
+    let alice = token("alice", None);
+    let bob = token("bob", None);
+    let alice_session = token("alice.console.1", Some(alice.id));
+    let bob_session = token("bob.console.1", Some(bob.id));
+    for t in [&alice, &bob, &alice_session, &bob_session] {
+        store
+            .create_token(t, &[1u8; 32], &audit("token.create", &t.name))
+            .await
+            .expect("create");
+    }
+    let (back, _) = store
+        .get_token(alice_session.id)
+        .await
+        .expect("get")
+        .expect("exists");
+    assert_eq!(back.session_of, Some(alice.id), "a session knows its token");
+    store
+        .revoke_token("alice", &audit("token.revoke", "alice"))
+        .await
+        .expect("revoke");
+    let revoked = |id| {
+        let store = store.clone();
+        async move {
+            store
+                .get_token(id)
+                .await
+                .expect("get")
+                .expect("kept")
+                .0
+                .revoked
+        }
+    };
+    assert!(
+        revoked(alice_session.id).await,
+        "the session died with its token"
+    );
+    assert!(
+        !revoked(bob.id).await && !revoked(bob_session.id).await,
+        "others live on"
     );
 }
 

@@ -178,8 +178,9 @@ pub async fn up(
         webhooks,
         control_key,
         waiters: Arc::default(),
+        live: Arc::default(),
     };
-    tracing::info!(%url, data_dir = %settings.data_dir.display(), "signet is up (embedded mode; the local KMS is for development only)");
+    tracing::info!(%url, console = %format!("{url}/console/"), data_dir = %settings.data_dir.display(), "signet is up (embedded mode; the local KMS is for development only); open the console and sign in with the admin token");
     let tls = signet_gateway::tls_acceptor(&settings.gateway, &shutdown)?;
     signet_gateway::serve(
         listener,

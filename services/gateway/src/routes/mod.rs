@@ -3,11 +3,14 @@
 //! `#[utoipa::path]`; [`bodies`] describes the answers handlers build with `json!`.
 
 pub mod bodies;
+mod events;
 mod health;
 mod jobs;
+mod kms;
 pub(crate) mod policies;
 mod records;
 mod rules;
+mod sessions;
 mod sign;
 mod tokens;
 mod trust;
@@ -92,6 +95,13 @@ pub fn router() -> Router<AppState> {
         )
         .route("/v1/inventory", post(workloads::report))
         .route("/v1/workloads", get(workloads::list))
+        .route("/v1/sessions", post(sessions::create))
+        .route(
+            "/v1/sessions/current",
+            get(sessions::show).delete(sessions::delete),
+        )
+        .route("/v1/events/stream", get(events::stream))
+        .route("/v1/kms/keys", get(kms::keys))
 }
 
 /// The gateway's OpenAPI 3.1 document: every route above, with its roles, bodies and
@@ -153,6 +163,11 @@ pub fn router() -> Router<AppState> {
         trust::decisions,
         workloads::report,
         workloads::list,
+        sessions::create,
+        sessions::show,
+        sessions::delete,
+        events::stream,
+        kms::keys,
     ),
     modifiers(&CommonAnswers),
     tags(
@@ -164,6 +179,7 @@ pub fn router() -> Router<AppState> {
         (name = "records", description = "Signature records and the audit log."),
         (name = "tokens", description = "API tokens and their roles."),
         (name = "policies", description = "Security policies: which witnesses must have signed what runs where."),
+        (name = "sessions", description = "Console sign-in: a session cookie opened with an API token."),
         (name = "verifiers", description = "What cluster verifiers read (trust bundles, trusted images) and report."),
     )
 )]

@@ -311,6 +311,7 @@ pub async fn report(
         .store
         .record_admission_decisions(&req.decisions, &caller.actor())
         .await?;
+    state.live.decisions(&req.decisions);
     if break_glass > 0 {
         state.outbox_kick.notify_one();
         tracing::warn!(count = break_glass, verifier = %caller.name, "break-glass admissions reported");

@@ -56,6 +56,7 @@ pub async fn state(dir: &std::path::Path, store: &Store, bus: signet_bus::Bus) -
         outbox_kick: std::sync::Arc::new(tokio::sync::Notify::new()),
         webhooks: std::sync::Arc::default(),
         waiters: std::sync::Arc::default(),
+        live: std::sync::Arc::default(),
     }
 }
 
