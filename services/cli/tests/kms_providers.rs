@@ -72,6 +72,21 @@ async fn aws_kms_witness_signs_and_rotates_to_a_new_key() {
         "{msg}"
     );
 
+    // The key picker (`signet witness keys`, the console's `GET /v1/kms/keys`) offers
+    // the signing key and greys out the one that only encrypts, with the reason.
+    let keys = ok(&up.cli(&["witness", "keys"]).expect("cli"), "witness keys");
+    let line = |id: &str| {
+        keys.lines()
+            .find(|l| l.contains(id))
+            .unwrap_or_else(|| panic!("{id} is not listed:\n{keys}"))
+            .to_owned()
+    };
+    assert!(line(&first).contains(" yes "), "{keys}");
+    let enc = line(&encrypt);
+    assert!(
+        enc.contains(" no ") && enc.contains("ENCRYPT_DECRYPT"),
+        "{keys}"
+    );
     ok(
         &up.cli(&[
             "witness",

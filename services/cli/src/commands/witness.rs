@@ -17,6 +17,9 @@ pub enum WitnessCommand {
     Create(CreateArgs),
     /// List witnesses.
     List,
+    /// List the KMS keys a new witness could use, as the configured providers see them
+    /// (the console's key picker): usable ones first, the others with the reason.
+    Keys,
     /// Show one witness with its key versions.
     Show { name: String },
     /// Print a witness's primary public key as PEM (for `cosign verify --key`).
@@ -121,6 +124,36 @@ pub async fn run(ctx: &Context, cmd: WitnessCommand) -> anyhow::Result<ExitCode>
                             w["key_versions"].as_array().map_or(0, Vec::len),
                             s(&w["kms_key"]),
                             s(&w["fingerprint"])
+                        );
+                    }
+                }
+            }
+        }
+        WitnessCommand::Keys => {
+            let (_, v): (_, Value) = ctx
+                .client
+                .call::<(), _>(Method::GET, "/v1/kms/keys", None, TIMEOUT)
+                .await?;
+            match ctx.format {
+                Format::Json => output::json(&v),
+                Format::Text => {
+                    for p in v["providers"].as_array().into_iter().flatten() {
+                        if let Some(e) = p["error"].as_str() {
+                            eprintln!("{}: {e}", s(&p["provider"]));
+                        }
+                    }
+                    println!(
+                        "{:<48} {:<10} {:<8} WHY NOT",
+                        "KMS KEY", "ALGORITHM", "USABLE"
+                    );
+                    for k in v["keys"].as_array().into_iter().flatten() {
+                        let usable = k["usable"].as_bool().unwrap_or(false);
+                        println!(
+                            "{:<48} {:<10} {:<8} {}",
+                            s(&k["uri"]),
+                            k["algorithm"].as_str().unwrap_or("-"),
+                            if usable { "yes" } else { "no" },
+                            k["reason"].as_str().unwrap_or("")
                         );
                     }
                 }
