@@ -28,7 +28,9 @@ const EVENT_TYPES = [
   'admission.decision', 'lagged',
 ];
 
-const $ = (id) => document.getElementById(id);
+const signinView = document.getElementById('signin-view');
+// Elements of the sign-in view are found through it, since it is detached while signed in.
+const $ = (id) => document.getElementById(id) || signinView.querySelector(`#${id}`);
 
 const state = {
   session: null,
@@ -38,6 +40,9 @@ const state = {
   reconnectTimer: null,
   reconnectDelay: 5000,
   refreshTimer: null,
+  refreshFirst: 0,
+  refreshForced: false,
+  staleWhileHidden: false,
   pendingNews: [],
   expiryTimer: null,
 };
@@ -56,6 +61,8 @@ function announce(message) {
 
 function showSignIn({ alert = '', notice = '' } = {}) {
   stopEvents();
+  // A confirmation left open would sit on top of the sign-in form.
+  for (const d of document.querySelectorAll('dialog[open]')) d.close();
   clearTimeout(state.refreshTimer);
   clearTimeout(state.expiryTimer);
   state.session = null;
@@ -66,7 +73,9 @@ function showSignIn({ alert = '', notice = '' } = {}) {
   $('announcer').textContent = '';
   $('app-view').hidden = true;
   $('boot').hidden = true;
-  $('signin-view').hidden = false;
+  // The sign-in view lives in the document only while it shows (one h1 per page).
+  if (!signinView.isConnected) $('app-view').before(signinView);
+  signinView.hidden = false;
   const alertEl = $('signin-alert');
   alertEl.textContent = alert;
   alertEl.hidden = !alert;
@@ -87,9 +96,10 @@ function startSession(session, { fromSignIn = false } = {}) {
   $('readonly-badge').hidden = session.role === 'admin';
   document.body.classList.toggle('read-only', session.role !== 'admin');
   $('boot').hidden = true;
-  $('signin-view').hidden = true;
   $('signin-alert').hidden = true;
   $('signin-notice').hidden = true;
+  signinView.hidden = true;
+  signinView.remove();
   $('app-view').hidden = false;
   scheduleExpiryCheck(session.expires_at);
   startEvents();
@@ -229,12 +239,28 @@ function handleRoute({ focus = 'auto' } = {}) {
 // ---------------------------------------------------------------------------
 // Refreshing the current page (never two loads at once; a request during a load runs after it)
 
-function scheduleRefresh(delay = 300) {
+// Events debounce the reload by `delay`, but a steady stream of events (a busy cluster
+// reporting decisions) still reloads the page at least once a second.
+const MAX_WAIT = 1000;
+
+function scheduleRefresh(delay = 300, { fromEvent = false } = {}) {
+  const now = Date.now();
+  if (!fromEvent) state.refreshForced = true;
+  if (!state.refreshFirst) state.refreshFirst = now;
+  const due = Math.min(now + delay, state.refreshFirst + MAX_WAIT);
   clearTimeout(state.refreshTimer);
   state.refreshTimer = setTimeout(() => {
+    state.refreshFirst = 0;
     flushNews();
+    const forced = state.refreshForced;
+    state.refreshForced = false;
+    // For events, a hidden tab reloads when it is shown again (see visibilitychange).
+    if (!forced && document.visibilityState === 'hidden') {
+      state.staleWhileHidden = true;
+      return;
+    }
     runRefresh(() => state.page?.refresh());
-  }, delay);
+  }, Math.max(0, due - now));
 }
 
 async function runRefresh(load) {
@@ -272,10 +298,16 @@ function setLive(kind) {
 
 function describe(type, subject, data) {
   const s = subject ? String(subject) : '';
+  const d = data && typeof data === 'object' ? data : {};
+  // Signature events carry the record (or the job): name the image, not just its digest.
+  const image = typeof d.repository === 'string' && typeof d.digest === 'string'
+    ? `${d.repository}@${d.digest}`
+    : (typeof d.request?.image === 'string' ? d.request.image : s);
+  const by = typeof d.witness === 'string' ? ` by witness ${d.witness}` : (typeof d.request?.witness === 'string' ? ` by witness ${d.request.witness}` : '');
   switch (type) {
-    case 'signature.published': return `signature published for ${s}`;
-    case 'signature.failed': return `signature failed for ${s}`;
-    case 'signature.revoked': return `signature revoked for ${s}`;
+    case 'signature.published': return `signature published for ${image}${by}`;
+    case 'signature.failed': return `signature failed for ${image}${by}`;
+    case 'signature.revoked': return `signature revoked for ${image}${by}`;
     case 'witness.created': return `witness ${s} created`;
     case 'witness.rotated': return `witness ${s} rotated`;
     case 'witness.key_revoked': return `a key version of witness ${s} was revoked`;
@@ -302,7 +334,7 @@ function onEvent(e) {
   } catch { msg = {}; }
   const type = typeof msg.type === 'string' ? msg.type : e.type;
   state.pendingNews.push(describe(type === 'message' ? 'update' : type, msg.subject, msg.data));
-  scheduleRefresh(300);
+  scheduleRefresh(300, { fromEvent: true });
 }
 
 function flushNews() {
@@ -380,14 +412,17 @@ async function boot() {
   $('signout').addEventListener('click', signOut);
   $('skip-link').addEventListener('click', (e) => {
     e.preventDefault();
-    const target = state.session ? $('main') : $('signin-view');
+    const target = state.session ? $('main') : signinView;
     target.focus();
     target.scrollIntoView();
   });
   window.addEventListener('hashchange', () => handleRoute({ focus: 'auto' }));
   // Coming back to a tab that slept: re-read what it shows.
   document.addEventListener('visibilitychange', () => {
-    if (document.visibilityState === 'visible' && state.session) scheduleRefresh(0);
+    if (document.visibilityState === 'visible' && state.session && state.staleWhileHidden) {
+      state.staleWhileHidden = false;
+      scheduleRefresh(0);
+    }
   });
   try {
     const session = await request('GET', '/v1/sessions/current', { quiet401: true });

@@ -3,7 +3,7 @@
 // start time (decisions); the rest is filtered here over the newest entries.
 
 import { api } from './api.js';
-import { h, alertBox, button, code, field, fmtNumber, messageOf, pageHeading, replaceKeepFocus, showMore, stateBadge, table, time, uid } from './ui.js';
+import { h, alertBox, button, code, field, fmtNumber, messageOf, pageHeading, ref, replaceKeepFocus, showMore, stateBadge, table, time, uid } from './ui.js';
 
 const OUTCOMES = ['allowed', 'denied', 'warned', 'would_deny', 'break_glass'];
 const ACTIONS = [
@@ -138,12 +138,12 @@ export function auditPage(ctx) {
     return [table({
       caption: 'Audit log',
       captionExtra: ` (${fmtNumber(all.length)} matching, from the newest ${LIMIT})`,
-      columns: [{ label: 'Time' }, { label: 'Actor' }, { label: 'Action' }, { label: 'Object', class: 'col-wide' }, { label: 'Detail', class: 'col-wide' }],
+      columns: [{ label: 'Time' }, { label: 'Actor' }, { label: 'Action' }, { label: 'Object', class: 'col-break' }, { label: 'Detail', class: 'col-break' }],
       rows: entries.map((e) => [
         time(e.at),
         e.actor,
         code(e.action),
-        { th: code(e.subject, 'wrap') },
+        { th: ref(e.subject) },
         e.detail && typeof e.detail === 'object' && Object.keys(e.detail).length
           ? [h('span', { class: 'sub', text: preview(e.detail) }),
             h('details', { class: 'json' }, h('summary', null, 'Full detail'), h('pre', null, JSON.stringify(e.detail, null, 2)))]
@@ -158,16 +158,16 @@ export function auditPage(ctx) {
     return [table({
       caption: 'Admission decisions',
       captionExtra: ` (${fmtNumber(all.length)} matching, from the newest ${LIMIT})`,
-      columns: [{ label: 'Time' }, { label: 'Namespace' }, { label: 'Workload' }, { label: 'Policy' }, { label: 'Outcome' }, { label: 'Images', class: 'col-wide' }, { label: 'Requested by' }],
+      columns: [{ label: 'Time' }, { label: 'Namespace' }, { label: 'Workload' }, { label: 'Policy' }, { label: 'Outcome' }, { label: 'Images', class: 'col-break' }, { label: 'Requested by' }],
       rows: decisions.map((d) => [
         time(d.at),
         [h('span', { text: d.namespace }), h('div', { class: 'sub', text: `cluster ${d.cluster}` })],
         { th: `${d.kind} ${d.name}` },
         [h('span', { text: d.policy }), h('div', { class: 'sub', text: `${d.mode}${d.dry_run ? ', API server dry run' : ''}` })],
         [stateBadge(d.outcome), d.break_glass ? h('div', { class: 'sub', text: `break-glass: ${d.break_glass}` }) : null],
-        h('ul', { class: 'plain' }, (d.images || []).map((i) => h('li', null, code(i.image, 'wrap'),
+        h('ul', { class: 'plain' }, (d.images || []).map((i) => h('li', null, ref(i.image),
           i.exempt ? h('span', { class: 'sub', text: ' exempt' }) : null,
-          i.reason ? h('span', { class: 'sub', text: ` ${i.reason}${i.detail ? `: ${i.detail}` : ''}` }) : null))),
+          i.reason ? h('span', { class: 'sub block', text: `${i.reason}${i.detail ? `: ${i.detail}` : ''}` }) : null))),
         d.user || '—',
       ]),
       empty: 'No admission decision matches.',

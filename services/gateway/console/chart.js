@@ -53,8 +53,10 @@ function niceMax(n) {
 
 export function decisionChart({ decisions, sinceMs, nowMs, policy, truncated, isFailing }) {
   const times = decisions.map((d) => Date.parse(d.at)).filter(Number.isFinite);
-  let start = sinceMs;
-  if (!start) start = times.length ? Math.min(...times) : nowMs - DAY;
+  // The chart spans from the first decision of the period (hourly bars when that is
+  // within two days, daily bars otherwise) to now; an empty period shows its last day.
+  let start = times.length ? Math.min(...times) : (sinceMs || nowMs - DAY);
+  if (sinceMs && start < sinceMs) start = sinceMs;
   const bs = buckets(start, nowMs).map((b) => ({ ...b, passed: 0, failed: 0 }));
   for (const d of decisions) {
     const t = Date.parse(d.at);

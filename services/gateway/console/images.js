@@ -3,8 +3,8 @@
 
 import { api, seg } from './api.js';
 import {
-  h, alertBox, badge, button, code, confirmDialog, digest, field, fmtNumber, formatTime, messageOf,
-  pageHeading, plural, replaceKeepFocus, table, time, uid,
+  h, alertBox, badge, button, confirmDialog, digest, field, fmtNumber, formatTime, messageOf,
+  pageHeading, plural, ref, replaceKeepFocus, table, time, uid,
 } from './ui.js';
 
 const PROBLEM = { untrusted: ['Untrusted', 'warn'], revoked: ['Revoked', 'bad'], break_glass: ['Break-glass', 'bad'] };
@@ -46,7 +46,7 @@ export function imagesPage(ctx) {
     const ok = await confirmDialog({
       title: 'Revoke this signature?',
       body: [
-        h('p', null, 'The signature of ', code(`${row.repository}@${row.digest}`, 'wrap'), ` by witness ${row.witness} stops counting at once: verifiers refuse it, and signet will not sign this image with that witness again.`),
+        h('p', null, 'The signature of ', ref(`${row.repository}@${row.digest}`), ` by witness ${row.witness} stops counting at once: verifiers refuse it, and signet will not sign this image with that witness again.`),
         running,
         h('p', { class: 'hint', text: 'The signature layer stays in the registry, so verifiers that do not ask signet (cosign with the public key) still accept it.' }),
         field({ label: 'Reason', input: reason, hint: 'Kept on the record and in the audit log.' }),
@@ -130,7 +130,7 @@ export function imagesPage(ctx) {
     const digestCount = new Map();
     for (const r of rows) if (r.signatureId) digestCount.set(r.digest, (digestCount.get(r.digest) || 0) + 1);
 
-    const columns = [{ label: 'Image', class: 'col-image' }, { label: 'Digest', class: 'col-digest' }, { label: 'Witness' }, { label: 'Status' }, { label: 'Runs in' }, { label: 'Signed' }];
+    const columns = [{ label: 'Image and digest', class: 'col-imagedigest' }, { label: 'Witness' }, { label: 'Status', class: 'col-status' }, { label: 'Runs in' }, { label: 'Signed' }];
     if (ctx.canWrite) columns.push({ label: 'Actions', class: 'col-actions' });
     const cells = rows.map((r) => {
       let status;
@@ -148,8 +148,7 @@ export function imagesPage(ctx) {
       }
       const name = r.repository || r.image || '';
       const row = [
-        { th: code(name, 'wrap') },
-        r.digest ? digest(r.digest) : h('span', { class: 'muted', text: 'unknown' }),
+        { th: [ref(name), h('span', { class: 'block' }, r.digest ? digest(r.digest) : h('span', { class: 'muted', text: 'digest unknown' }))] },
         r.witness || h('span', { class: 'muted', text: '—' }),
         status,
         runsIn(r.places || []),
@@ -158,7 +157,7 @@ export function imagesPage(ctx) {
       if (ctx.canWrite) {
         if (r.signatureId && !r.revocation && r.kind !== 'problem') {
           const label = digestCount.get(r.digest) > 1 ? `Revoke signature ${r.digest} by ${r.witness}` : `Revoke signature ${r.digest}`;
-          const b = button('Revoke signature', { class: 'btn-small btn-danger', 'aria-label': label, dataset: { focusKey: `revoke:${r.signatureId}` } });
+          const b = button('Revoke signature', { class: 'btn-small btn-danger btn-wrap', 'aria-label': label, dataset: { focusKey: `revoke:${r.signatureId}` } });
           b.addEventListener('click', () => revokeSignature(r, b));
           row.push(b);
         } else {

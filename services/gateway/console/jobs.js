@@ -2,7 +2,7 @@
 // put back on the queue.
 
 import { api, seg } from './api.js';
-import { h, alertBox, button, code, digest, field, messageOf, pageHeading, replaceKeepFocus, stateBadge, table, time, uid } from './ui.js';
+import { h, alertBox, button, digest, field, messageOf, pageHeading, ref, replaceKeepFocus, stateBadge, table, time, uid } from './ui.js';
 
 const STATES = ['queued', 'running', 'succeeded', 'failed'];
 
@@ -34,7 +34,7 @@ export function jobsPage(ctx) {
   }
 
   function render() {
-    const columns = [{ label: 'Created' }, { label: 'Image', class: 'col-wide' }, { label: 'Witness' }, { label: 'Source' }, { label: 'State' }, { label: 'Attempts' }, { label: 'Result', class: 'col-wide' }];
+    const columns = [{ label: 'Created' }, { label: 'Image', class: 'col-image' }, { label: 'Witness' }, { label: 'State' }, { label: 'Result', class: 'col-result' }];
     if (ctx.canWrite) columns.push({ label: 'Actions', class: 'col-actions' });
     const rows = jobs.map((j) => {
       const imageId = uid('job-image');
@@ -43,11 +43,9 @@ export function jobsPage(ctx) {
         : j.error ? h('span', { class: j.state === 'failed' ? 'error-text' : 'sub', text: j.error }) : (j.digest ? digest(j.digest) : '');
       const row = [
         time(j.created_at),
-        { th: h('span', { id: imageId }, code(j.request?.image ?? '', 'wrap')) },
+        { th: [h('span', { id: imageId }, ref(j.request?.image ?? '')), h('span', { class: 'sub block', text: `from ${j.source ?? '?'}` })] },
         j.request?.witness ?? '',
-        j.source ?? '',
-        stateBadge(j.state),
-        String(j.attempts ?? 0),
+        [stateBadge(j.state), h('span', { class: 'sub block', text: `${j.attempts ?? 0} ${Number(j.attempts) === 1 ? 'attempt' : 'attempts'}` })],
         result,
       ];
       if (ctx.canWrite) {

@@ -5,7 +5,7 @@
 import { api, seg } from './api.js';
 import {
   h, alertBox, button, code, confirmDialog, field, fmtNumber, formatTime, messageOf,
-  onOffBadge, pageHeading, replaceKeepFocus, showMore, splitList, stateBadge, table, time, uid,
+  onOffBadge, pageHeading, ref, replaceKeepFocus, showMore, splitList, stateBadge, table, time, uid,
 } from './ui.js';
 import { decisionChart } from './chart.js';
 
@@ -106,7 +106,7 @@ export function selectorText(sel) {
     else if (r.operator === 'Exists') parts.push(String(r.key));
     else if (r.operator === 'DoesNotExist') parts.push(`!${r.key}`);
   }
-  return parts.join(',');
+  return parts.join(', ');
 }
 
 function modeEffect(mode) {
@@ -125,6 +125,7 @@ export function policiesPage(ctx) {
   let policies = [];
   let route = null;
   let focusDetail = false;
+  let returnFocus = null; // after closing a detail: the name link that opened it
   let period = '7d';
   let deniedShown = 25;
 
@@ -220,6 +221,7 @@ export function policiesPage(ctx) {
       close() {
         form.hidden = true;
         form.reset();
+        for (const d of form.querySelectorAll('details')) d.open = false;
         formAlert.clear();
         self.toggle?.setAttribute('aria-expanded', 'false');
         self.toggle?.focus();
@@ -347,7 +349,7 @@ export function policiesPage(ctx) {
         enabledCell = onOffBadge(Boolean(p.enabled));
       }
       return [
-        { th: h('a', { href: `#/policies/${encodeURIComponent(p.name)}`, dataset: { focusKey: `name:${p.name}` }, text: p.name }) },
+        { th: h('a', { class: 'name', href: `#/policies/${encodeURIComponent(p.name)}`, dataset: { focusKey: `name:${p.name}` }, text: p.name }) },
         p.cluster,
         nsCell,
         [h('span', { text: ws.join(', ') }), h('div', { class: 'sub', text: `${p.require} of ${ws.length} required` })],
@@ -402,7 +404,7 @@ export function policiesPage(ctx) {
         time(d.at),
         [h('span', { text: d.namespace }), h('div', { class: 'sub', text: `cluster ${d.cluster}` })],
         `${d.kind} ${d.name}`,
-        h('ul', { class: 'plain' }, (d.images || []).filter((i) => i.reason || !i.exempt).map((i) => h('li', null, code(i.image, 'wrap'), i.reason ? h('span', { class: 'sub', text: ` ${i.reason}${i.detail ? `: ${i.detail}` : ''}` }) : null))),
+        h('ul', { class: 'plain' }, (d.images || []).filter((i) => i.reason || !i.exempt).map((i) => h('li', null, ref(i.image), i.reason ? h('span', { class: 'sub block', text: `${i.reason}${i.detail ? `: ${i.detail}` : ''}` }) : null))),
         stateBadge(d.outcome),
         d.user || '—',
       ]),
@@ -444,12 +446,12 @@ export function policiesPage(ctx) {
       topImages.length ? table({
         caption: 'Images most often blocked',
         columns: [{ label: 'Image' }, { label: 'Reason' }, { label: 'Decisions' }],
-        rows: topImages.map((i) => [code(i.image, 'wrap'), i.reason, fmtNumber(i.count)]),
+        rows: topImages.map((i) => [ref(i.image), i.reason, fmtNumber(i.count)]),
       }) : null,
       runImages.length ? table({
         caption: 'Images running in its namespaces',
         columns: [{ label: 'Image' }, { label: 'Containers' }],
-        rows: runImages.map((i) => [code(i.image, 'wrap'), fmtNumber(i.containers)]),
+        rows: runImages.map((i) => [ref(i.image), fmtNumber(i.containers)]),
       }) : null);
   }
 
@@ -481,8 +483,11 @@ export function policiesPage(ctx) {
         detailHost.querySelector('h2')?.focus();
       }
     } else {
+      const hadFocus = detailHost.contains(document.activeElement) || document.activeElement === document.body;
       detailHost.replaceChildren();
+      if (returnFocus && hadFocus) listHost.querySelector(`[data-focus-key="${CSS.escape(returnFocus)}"]`)?.focus();
     }
+    returnFocus = null;
   }
 
   return {
@@ -492,6 +497,7 @@ export function policiesPage(ctx) {
     heading,
     route(r) {
       const changed = (route?.rest?.[0] || '') !== (r.rest?.[0] || '');
+      if (!r.rest?.[0] && route?.rest?.[0]) returnFocus = `name:${route.rest[0]}`;
       route = r;
       if (changed) deniedShown = 25;
       focusDetail = Boolean(r.rest?.[0]) && changed;

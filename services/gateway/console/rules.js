@@ -3,7 +3,7 @@
 import { api, seg } from './api.js';
 import {
   h, alertBox, button, code, confirmDialog, field, messageOf, onOffBadge, pageHeading,
-  replaceKeepFocus, splitList, table, time, uid,
+  ref, replaceKeepFocus, splitList, table, time, uid,
 } from './ui.js';
 
 export function rulesPage(ctx) {
@@ -98,7 +98,7 @@ export function rulesPage(ctx) {
   async function remove(rule, opener) {
     const ok = await confirmDialog({
       title: `Delete signing rule ${rule.name}?`,
-      body: h('p', null, 'Pushes to ', code((rule.repositories || []).join(', '), 'wrap'), ` will no longer be signed by ${rule.witness} automatically. Signatures already made stay.`),
+      body: h('p', null, 'Pushes to ', ref((rule.repositories || []).join(', ')), ` will no longer be signed by ${rule.witness} automatically. Signatures already made stay.`),
       confirmLabel: 'Delete',
       confirmingLabel: 'Deleting…',
       danger: true,
@@ -123,7 +123,7 @@ export function rulesPage(ctx) {
       }
       const row = [
         { th: r.name },
-        h('ul', { class: 'plain' }, (r.repositories || []).map((x) => h('li', null, code(x, 'wrap')))),
+        h('ul', { class: 'plain' }, (r.repositories || []).map((x) => h('li', null, ref(x)))),
         code(r.tag_pattern),
         r.witness,
         enabledCell,

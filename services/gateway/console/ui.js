@@ -113,6 +113,18 @@ export function code(text, cls) {
   return h('code', { class: cls, text: text ?? '' });
 }
 
+/** An image reference or URI in <code>, breakable after each "/" and before "@" (<wbr>). */
+export function ref(text) {
+  const el = h('code', { class: 'ref' });
+  const parts = String(text ?? '').split(/(?<=\/)|(?=@)/);
+  parts.forEach((part, i) => {
+    if (i) el.append(document.createElement('wbr'));
+    // A digest has no break opportunity of its own: let it wrap anywhere.
+    el.append(part.startsWith('@') ? h('span', { class: 'ref-digest', text: part }) : document.createTextNode(part));
+  });
+  return el;
+}
+
 export function digest(text) {
   return h('code', { class: 'digest', text: text ?? '' });
 }

@@ -2,7 +2,7 @@
 // jobs webhooks enqueued.
 
 import { api } from './api.js';
-import { h, alertBox, code, fmtNumber, messageOf, pageHeading, replaceKeepFocus, stateBadge, table, time } from './ui.js';
+import { h, alertBox, code, fmtNumber, messageOf, pageHeading, ref, replaceKeepFocus, stateBadge, table, time } from './ui.js';
 
 const COUNTERS = [
   ['deliveries', 'Deliveries'], ['events', 'Events'], ['jobs', 'Jobs'], ['ignored', 'Ignored'],
@@ -48,11 +48,11 @@ export function webhooksPage(ctx) {
     return table({
       caption: 'Latest webhook deliveries',
       captionExtra: ' (the sign jobs receivers enqueued)',
-      columns: [{ label: 'Received' }, { label: 'Receiver' }, { label: 'Image', class: 'col-wide' }, { label: 'Witness' }, { label: 'State' }],
+      columns: [{ label: 'Received' }, { label: 'Receiver' }, { label: 'Image', class: 'col-image' }, { label: 'Witness' }, { label: 'State' }],
       rows: jobs.map((j) => [
         time(j.created_at),
         String(j.source ?? '').replace(/^webhook:/, ''),
-        { th: code(j.request?.image ?? '', 'wrap') },
+        { th: ref(j.request?.image ?? '') },
         j.request?.witness ?? '',
         stateBadge(j.state),
       ]),

@@ -2,9 +2,10 @@
 // and one witness's public key with the cosign command that verifies its signatures.
 
 import { api, seg } from './api.js';
+import { displayNamespaces } from './policies.js';
 import {
   h, alertBox, badge, button, code, confirmDialog, copyText, field, messageOf, pageHeading,
-  plural, replaceKeepFocus, stateBadge, table, time, uid,
+  plural, ref, replaceKeepFocus, stateBadge, table, time, uid,
 } from './ui.js';
 
 export function witnessesPage(ctx) {
@@ -17,6 +18,7 @@ export function witnessesPage(ctx) {
   let witnesses = [];
   let route = null;
   let focusDetail = false;
+  let returnFocus = null; // after closing a detail: the name link that opened it
   let kmsKeys = null;
 
   // ----- create form -----
@@ -100,6 +102,7 @@ export function witnessesPage(ctx) {
       close() {
         form.hidden = true;
         form.reset();
+        for (const d of form.querySelectorAll('details')) d.open = false;
         formAlert.clear();
         api_.toggle?.setAttribute('aria-expanded', 'false');
         api_.toggle?.focus();
@@ -178,7 +181,7 @@ export function witnessesPage(ctx) {
         const name = typeof p === 'string' ? p : p?.name;
         const li = h('li', null, h('strong', { text: String(name ?? '') }));
         if (p && typeof p === 'object') {
-          li.append(` (${p.mode ?? ''} mode, cluster ${p.cluster ?? ''}, namespace ${p.namespace ?? ''})`);
+          li.append(` (${p.mode ?? ''} mode, cluster ${p.cluster ?? ''}, namespaces ${displayNamespaces(p.namespace)})`);
           if (p.denies_everything) li.append(' ', badge('Denies everything', 'bad'));
           if (p.consequence) li.append(h('span', { class: 'consequence', text: `: ${p.consequence}` }));
         }
@@ -250,9 +253,9 @@ export function witnessesPage(ctx) {
       const versions = Array.isArray(w.key_versions) ? w.key_versions : [];
       const live = versions.filter((v) => v.state === 'active').length;
       const cells = [
-        { th: h('a', { href: `#/witnesses/${encodeURIComponent(w.name)}`, dataset: { focusKey: `name:${w.name}` }, text: w.name }) },
+        { th: h('a', { class: 'name', href: `#/witnesses/${encodeURIComponent(w.name)}`, dataset: { focusKey: `name:${w.name}` }, text: w.name }) },
         stateBadge(w.state),
-        [code(w.kms_key, 'wrap'), h('span', { class: 'sub block', text: w.algorithm ?? '' })],
+        [ref(w.kms_key), h('span', { class: 'sub block', text: w.algorithm ?? '' })],
         `${versions.length} (${live} active)`,
         w.fingerprint ? code(w.fingerprint, 'digest') : h('span', { class: 'muted', text: 'none active' }),
         time(w.created_at),
@@ -325,7 +328,7 @@ export function witnessesPage(ctx) {
         h('a', { href: '#/witnesses', class: 'back-link', text: 'Close' })),
       h('dl', { class: 'facts' },
         h('div', null, h('dt', { text: 'State' }), h('dd', null, stateBadge(w.state))),
-        h('div', null, h('dt', { text: 'KMS key' }), h('dd', null, code(w.kms_key, 'wrap'))),
+        h('div', null, h('dt', { text: 'KMS key' }), h('dd', null, ref(w.kms_key))),
         h('div', null, h('dt', { text: 'Algorithm' }), h('dd', { text: w.algorithm ?? '' })),
         h('div', null, h('dt', { text: 'Description' }), h('dd', { text: w.description || '—' })),
         h('div', null, h('dt', { text: 'Created' }), h('dd', null, time(w.created_at)))),
@@ -365,8 +368,11 @@ export function witnessesPage(ctx) {
         detailHost.querySelector('h2')?.focus();
       }
     } else {
+      const hadFocus = detailHost.contains(document.activeElement) || document.activeElement === document.body;
       detailHost.replaceChildren();
+      if (returnFocus && hadFocus) listHost.querySelector(`[data-focus-key="${CSS.escape(returnFocus)}"]`)?.focus();
     }
+    returnFocus = null;
   }
 
   return {
@@ -376,6 +382,7 @@ export function witnessesPage(ctx) {
     heading,
     route(r, { focus } = {}) {
       const changed = (route?.rest?.[0] || '') !== (r.rest?.[0] || '');
+      if (!r.rest?.[0] && route?.rest?.[0]) returnFocus = `name:${route.rest[0]}`;
       route = r;
       focusDetail = Boolean(r.rest?.[0]) && (changed || focus);
       return refresh();

@@ -144,6 +144,12 @@ pub async fn serve(
     limits.request_timeout = limits
         .request_timeout
         .max(state.settings.max_wait + WAIT_MARGIN);
+    // Open event streams end when shutdown begins, or they would hold it.
+    let (live, stopping) = (state.live.clone(), shutdown.clone());
+    tokio::spawn(async move {
+        stopping.cancelled().await;
+        live.close();
+    });
     let listener = Listener {
         name: "gateway",
         tcp: listener,

@@ -72,6 +72,17 @@ impl Live {
         rx
     }
 
+    /// Ends every stream and the bus subscription: the gateway is shutting down, and an
+    /// open console must not hold its graceful shutdown.
+    pub fn close(&self) {
+        self.shutdown.cancel();
+    }
+
+    /// Fires when [`Live::close`] is called.
+    pub fn closed(&self) -> tokio_util::sync::WaitForCancellationFutureOwned {
+        self.shutdown.clone().cancelled_owned()
+    }
+
     /// Announces admission decisions a verifier reported to this replica.
     pub fn decisions(&self, decisions: &[signet_core::AdmissionDecision]) {
         if self.tx.receiver_count() == 0 {

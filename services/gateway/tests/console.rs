@@ -678,3 +678,40 @@ async fn the_key_picker_lists_local_keys_but_never_the_control_planes() {
     let (s, _) = gw.bearer(Method::GET, "/v1/kms/keys", &gw.signer).await;
     assert_eq!(s, StatusCode::FORBIDDEN);
 }
+
+#[tokio::test]
+async fn an_open_stream_says_hello_at_once_and_ends_when_the_gateway_stops() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = common::sqlite(dir.path()).await;
+    let bus = signet_bus::connect("embedded", &store).await.expect("bus");
+    let state = common::state(dir.path(), &store, bus).await;
+    let tokens = common::tokens(&store).await;
+    let shutdown = CancellationToken::new();
+    let url = common::serve(state, shutdown.clone()).await;
+    let mut resp = reqwest::Client::new()
+        .get(format!("{url}/v1/events/stream"))
+        .bearer_auth(&tokens.admin)
+        .send()
+        .await
+        .expect("stream");
+    let first = tokio::time::timeout(Duration::from_secs(2), resp.chunk())
+        .await
+        .expect("the first message comes at once, not after the keep-alive interval")
+        .expect("read")
+        .expect("a chunk");
+    assert!(
+        String::from_utf8_lossy(&first).contains("retry:"),
+        "{first:?}"
+    );
+    shutdown.cancel();
+    let end = tokio::time::timeout(Duration::from_secs(5), async {
+        loop {
+            match resp.chunk().await {
+                Ok(Some(_)) => continue,
+                _ => return,
+            }
+        }
+    })
+    .await;
+    assert!(end.is_ok(), "the stream still runs after shutdown began");
+}

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use axum::extract::State;
 use axum::response::sse::{Event, KeepAlive, Sse};
-use futures::Stream;
+use futures::{Stream, StreamExt};
 use tokio::sync::broadcast::error::RecvError;
 
 use crate::auth::Caller;
@@ -51,5 +51,13 @@ pub async fn stream(
         };
         Some((Ok(event), rx))
     });
+    // The first message goes out at once, so a browser knows the stream is open (and how
+    // soon to reconnect) without waiting for an event or the first keep-alive.
+    let hello = Event::default()
+        .retry(Duration::from_secs(3))
+        .comment("signet events");
+    let stream = futures::stream::once(async { Ok(hello) })
+        .chain(stream)
+        .take_until(state.live.closed());
     Ok(Sse::new(stream).keep_alive(KeepAlive::new().interval(KEEPALIVE).text("keepalive")))
 }
