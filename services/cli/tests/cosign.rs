@@ -380,3 +380,197 @@ async fn a_verify_only_witness_holds_a_cosign_key_signet_never_signs_with() {
         "the first key's signature after the rotation",
     );
 }
+
+/// Attestations, both ways, with the real cosign: an in-toto Statement signet signs (a
+/// KMS key, DSSE over the pre-authentication encoding) and attaches as cosign does
+/// (`sha256-<hex>.att`) passes `cosign verify-attestation --type`; one `cosign attest`
+/// made is read back by signet, verified with the cosign key, and found to be about the
+/// image. A payload changed after signing, and a signature over the bare payload
+/// (without DSSE's encoding), are refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn attestations_signet_writes_cosign_verifies_and_the_other_way_round() {
+    use signet_core::attestation::{self, Envelope, Statement};
+    use signet_core::{ImageRef, PublicKey, SignatureAlgorithm};
+    use signet_registry::{AttestationLayer, RegistryClient, RegistryConfig, SignatureLimits};
+
+    let registry = TestRegistry::start().await.expect("docker-registry");
+    let host = registry.host();
+    let digest = TestImage::random()
+        .push(&host, "att/app", "v1")
+        .await
+        .expect("push");
+    let image = format!("{host}/att/app@{digest}");
+    let reference = ImageRef::parse(&image).expect("reference");
+    let client = RegistryClient::new(RegistryConfig::for_loopback()).expect("client");
+    let home = tempfile::tempdir().expect("home");
+
+    // signet writes: a local KMS key signs the DSSE encoding of a SLSA v1 statement.
+    let kms = signet_kms::Kms::new(signet_kms::KmsConfig::new(home.path()));
+    let key = kms.open("local://builder").expect("key");
+    let described = key.describe().await.expect("describe");
+    let primary = described.primary().expect("primary").clone();
+    let predicate = serde_json::json!({
+        "buildDefinition": {
+            "buildType": "https://signet.dev/test-build/v1",
+            "externalParameters": {"repository": "https://git.example.com/app"}
+        },
+        "runDetails": {"builder": {"id": "https://ci.example.com/runner"}}
+    });
+    attestation::check_predicate(attestation::SLSA_PROVENANCE_V1, &predicate).expect("valid");
+    let statement = Statement::for_image(
+        &format!("{host}/att/app"),
+        &digest,
+        attestation::SLSA_PROVENANCE_V1,
+        predicate,
+    );
+    let (signed, payload) = Envelope::signing_input(&statement);
+    let sig = key
+        .sign(
+            &primary.version,
+            SignatureAlgorithm::RsaPkcs1Sha256,
+            &signed,
+        )
+        .await
+        .expect("sign");
+    let envelope = Envelope::signed(payload, sig);
+    client
+        .publish_attestation(
+            &reference,
+            &digest,
+            &AttestationLayer {
+                envelope: envelope.to_bytes(),
+                predicate_type: attestation::SLSA_PROVENANCE_V1.into(),
+            },
+        )
+        .await
+        .expect("publish");
+    let pem = primary.public_key.to_pem();
+    std::fs::write(home.path().join("builder.pub"), &pem).expect("write key");
+    let out = run_cosign(
+        home.path(),
+        &[
+            "verify-attestation",
+            "--key",
+            "builder.pub",
+            "--type",
+            "slsaprovenance1",
+            "--insecure-ignore-tlog=true",
+            "--allow-http-registry",
+            &image,
+        ],
+    );
+    assert!(
+        out.contains("payload"),
+        "cosign verify-attestation printed the envelope: {out}"
+    );
+    // cosign checks the predicate type too: asked for an SBOM, it finds none.
+    let wrong_type = cosign(home.path())
+        .args([
+            "verify-attestation",
+            "--key",
+            "builder.pub",
+            "--type",
+            "spdxjson",
+            "--insecure-ignore-tlog=true",
+            "--allow-http-registry",
+            &image,
+        ])
+        .current_dir(home.path())
+        .output()
+        .expect("run cosign");
+    assert!(!wrong_type.status.success(), "no spdx attestation exists");
+
+    // cosign writes: an SPDX SBOM attested with a cosign key (ECDSA P-256).
+    run_cosign(home.path(), &["generate-key-pair"]);
+    let sbom = serde_json::json!({
+        "spdxVersion": "SPDX-2.3", "SPDXID": "SPDXRef-DOCUMENT", "name": "app",
+        "packages": [{"name": "openssl", "versionInfo": "3.0.15"}]
+    });
+    std::fs::write(home.path().join("sbom.json"), sbom.to_string()).expect("write sbom");
+    run_cosign(
+        home.path(),
+        &[
+            "attest",
+            "--key",
+            "cosign.key",
+            "--type",
+            "spdxjson",
+            "--predicate",
+            "sbom.json",
+            "--tlog-upload=false",
+            "--allow-http-registry",
+            "--yes",
+            &image,
+        ],
+    );
+    // cosign checks the key: signet's provenance does not verify under cosign's key.
+    let other_key = cosign(home.path())
+        .args([
+            "verify-attestation",
+            "--key",
+            "cosign.pub",
+            "--type",
+            "slsaprovenance1",
+            "--insecure-ignore-tlog=true",
+            "--allow-http-registry",
+            &image,
+        ])
+        .current_dir(home.path())
+        .output()
+        .expect("run cosign");
+    assert!(!other_key.status.success(), "another key verifies nothing");
+    let layers = client
+        .fetch_attestations(
+            &reference,
+            &digest,
+            SignatureLimits {
+                max_layers: 16,
+                max_payload_bytes: 1 << 20,
+            },
+        )
+        .await
+        .expect("fetch");
+    assert_eq!(
+        layers.len(),
+        2,
+        "signet's and cosign's, in one .att: {layers:?}"
+    );
+    let cosign_key =
+        PublicKey::parse(&std::fs::read(home.path().join("cosign.pub")).expect("cosign.pub"))
+            .expect("ecdsa key");
+    let theirs = layers
+        .iter()
+        .find(|l| l.predicate_type == attestation::SPDX)
+        .expect("cosign's layer names its predicate type");
+    let env = Envelope::parse(&theirs.envelope).expect("envelope");
+    assert!(env.verify(&cosign_key, SignatureAlgorithm::EcdsaP256Sha256));
+    let st = env.statement().expect("statement");
+    assert_eq!(st.predicate_type, attestation::SPDX);
+    assert!(st.is_about(&digest));
+    assert_eq!(st.predicate["packages"][0]["name"], "openssl");
+    // signet's own layer verifies under the witness key and not under cosign's.
+    let ours = layers
+        .iter()
+        .find(|l| l.predicate_type == attestation::SLSA_PROVENANCE_V1)
+        .expect("ours");
+    let ours = Envelope::parse(&ours.envelope).expect("envelope");
+    assert!(ours.verify(&primary.public_key, SignatureAlgorithm::RsaPkcs1Sha256));
+    assert!(!ours.verify(&cosign_key, SignatureAlgorithm::EcdsaP256Sha256));
+
+    // Attacks on the envelope: a payload swapped after signing, and a signature over the
+    // bare payload (no DSSE encoding, so not bound to the payload type).
+    let mut swapped = env.clone();
+    swapped.payload =
+        Statement::for_image("x", &digest, attestation::SPDX, sbom.clone()).to_bytes();
+    assert!(!swapped.verify(&cosign_key, SignatureAlgorithm::EcdsaP256Sha256));
+    let bare = key
+        .sign(
+            &primary.version,
+            SignatureAlgorithm::RsaPkcs1Sha256,
+            &ours.payload,
+        )
+        .await
+        .expect("sign");
+    let unbound = Envelope::signed(ours.payload.clone(), bare);
+    assert!(!unbound.verify(&primary.public_key, SignatureAlgorithm::RsaPkcs1Sha256));
+}

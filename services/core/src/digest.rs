@@ -63,6 +63,11 @@ impl Digest {
     pub fn signature_tag(&self) -> String {
         format!("sha256-{}.sig", self.hex())
     }
+
+    /// The tag cosign stores attestations under: `sha256-<hex>.att`.
+    pub fn attestation_tag(&self) -> String {
+        format!("sha256-{}.att", self.hex())
+    }
 }
 
 impl fmt::Display for Digest {

@@ -15,9 +15,11 @@
 //! - [`manifest`]: the documents of policy as code (`signet apply`).
 //! - [`pattern`]: image patterns (policy exemptions), matched part by part.
 //! - [`admission`]: what a verifier decided about a workload, as it reports it.
+//! - [`attestation`]: in-toto Statements signed as DSSE envelopes (`cosign attest`).
 //! - [`model`]: witnesses, jobs, signature records, roles, audit entries.
 
 pub mod admission;
+pub mod attestation;
 pub mod crypto;
 pub mod digest;
 pub mod events;

@@ -22,7 +22,8 @@ use crate::config::{
     api_host, normalize_host, uses_plain_http, Credential, DockerConfig, RegistryConfig,
 };
 use crate::cosign::{
-    PublishOutcome, Published, SigManifest, SignatureLayer, SignatureLimits, Signatures,
+    Attached, AttestationLayer, PublishOutcome, Published, SigManifest, SignatureLayer,
+    SignatureLimits, Signatures,
 };
 use crate::error::{Ctx, RegistryError};
 use crate::locks::KeyedLocks;
@@ -160,9 +161,32 @@ impl RegistryClient {
         digest: &Digest,
         sig: &SignatureLayer,
     ) -> Result<Published, RegistryError> {
-        let tag = digest.signature_tag();
+        self.publish_attached(image, digest.signature_tag(), &sig.attached())
+            .await
+    }
+
+    /// Publishes one attestation (a DSSE envelope) on `<repo>:sha256-<hex>.att`, as
+    /// `cosign attest` does, appending to an existing artifact; like
+    /// [`RegistryClient::publish_signature`] otherwise.
+    #[tracing::instrument(name = "registry.publish_attestation", skip_all, fields(image = %image, digest = %digest))]
+    pub async fn publish_attestation(
+        &self,
+        image: &ImageRef,
+        digest: &Digest,
+        attestation: &AttestationLayer,
+    ) -> Result<Published, RegistryError> {
+        self.publish_attached(image, digest.attestation_tag(), &attestation.attached())
+            .await
+    }
+
+    async fn publish_attached(
+        &self,
+        image: &ImageRef,
+        tag: String,
+        sig: &Attached,
+    ) -> Result<Published, RegistryError> {
         let artifact = format!("{}:{tag}", image.repository_ref());
-        let what = format!("signature artifact {tag}");
+        let what = format!("attachment artifact {tag}");
         let ctx = ctx(image, "push", &what);
         self.bounded("publish", ctx, async {
             let _turn = self.inner.publish_locks.lock(artifact.clone()).await;
@@ -273,6 +297,59 @@ impl RegistryClient {
         .await
     }
 
+    /// The attestations of the `.att` artifact for `digest` (none when there is no
+    /// artifact): the DSSE envelopes of the first `limits.max_layers` layers whose blob is
+    /// at most `limits.max_payload_bytes`, with the predicate type their layer names.
+    /// Nothing here is trusted: the caller verifies each envelope.
+    #[tracing::instrument(name = "registry.fetch_attestations", skip_all, fields(image = %image, digest = %digest))]
+    pub async fn fetch_attestations(
+        &self,
+        image: &ImageRef,
+        digest: &Digest,
+        limits: SignatureLimits,
+    ) -> Result<Vec<AttestationLayer>, RegistryError> {
+        let tag = digest.attestation_tag();
+        let what = format!("attestation artifact {tag}");
+        let ctx = ctx(image, "pull", &what);
+        let max = limits.max_payload_bytes;
+        self.bounded("fetch_attestations", ctx, async {
+            let (host, access) = self.host_access(image, ctx).await?;
+            let access = &*access;
+            let ctx = with_access(ctx, access);
+            let repo = image.repository();
+            let manifest = match self.read_manifest(&host, access, repo, &tag, ctx).await {
+                Ok(m) => m,
+                Err(e) if e.is_not_found() => return Ok(Vec::new()),
+                Err(e) => return Err(e),
+            };
+            let mut layers = SigManifest::parse(&manifest.bytes)
+                .map_err(|d| ctx.protocol(d))?
+                .attestations();
+            layers.truncate(limits.max_layers);
+            layers.retain(|l| l.size <= max);
+            let host = &host;
+            let fetches: Vec<_> = layers
+                .iter()
+                .map(|l| self.fetch_payload(host, access, repo, &l.digest, max, ctx))
+                .collect();
+            let blobs: HashMap<&Digest, Vec<u8>> = futures::future::try_join_all(fetches)
+                .await?
+                .into_iter()
+                .flatten()
+                .collect();
+            Ok(layers
+                .iter()
+                .filter_map(|l| {
+                    blobs.get(&l.digest).map(|envelope| AttestationLayer {
+                        envelope: envelope.clone(),
+                        predicate_type: l.predicate_type.clone(),
+                    })
+                })
+                .collect())
+        })
+        .await
+    }
+
     /// One signature payload blob; `None` when it is too large or missing (skipped).
     async fn fetch_payload<'d>(
         &self,
@@ -308,11 +385,11 @@ impl RegistryClient {
         image: &ImageRef,
         tag: &str,
         artifact: &str,
-        sig: &SignatureLayer,
+        sig: &Attached,
         ctx: Ctx<'_>,
     ) -> Result<Published, RegistryError> {
         let repo = image.repository();
-        let payload_digest = sig.payload_digest();
+        let payload_digest = sig.digest();
         let mut payload_uploaded = false;
         for attempt in 1..=PUBLISH_ATTEMPTS {
             let current = match self.read_manifest(host, access, repo, tag, ctx).await {
@@ -344,14 +421,8 @@ impl RegistryClient {
             if payload_uploaded {
                 push_config.await?;
             } else {
-                let push_payload = self.push_blob(
-                    host,
-                    access,
-                    repo,
-                    sig.payload.clone(),
-                    &payload_digest,
-                    ctx,
-                );
+                let push_payload =
+                    self.push_blob(host, access, repo, sig.blob.clone(), &payload_digest, ctx);
                 tokio::try_join!(push_config, push_payload)?;
                 payload_uploaded = true;
             }

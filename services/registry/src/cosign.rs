@@ -9,6 +9,7 @@ use serde_json::{json, Map, Value};
 use signet_core::Digest;
 
 use crate::manifest::{DOCKER_MANIFEST, OCI_CONFIG, OCI_MANIFEST};
+pub use signet_core::attestation::{DSSE_MEDIA_TYPE, PREDICATE_TYPE_ANNOTATION};
 
 pub const SIMPLESIGNING_MEDIA_TYPE: &str = "application/vnd.dev.cosign.simplesigning.v1+json";
 pub const SIGNATURE_ANNOTATION: &str = "dev.cosignproject.cosign/signature";
@@ -49,12 +50,63 @@ impl SignatureLayer {
         all
     }
 
-    pub(crate) fn descriptor(&self) -> Value {
+    /// The layer as an attachment: the payload blob, annotated with the signature.
+    pub(crate) fn attached(&self) -> Attached {
+        Attached {
+            media_type: SIMPLESIGNING_MEDIA_TYPE,
+            blob: self.payload.clone(),
+            annotations: self.all_annotations(),
+        }
+    }
+}
+
+/// One attestation as cosign attaches it (`<repo>:sha256-<hex>.att`): the DSSE envelope
+/// is the layer blob, the signatures are inside it, and the layer names the predicate
+/// type so a reader can pick the layers it wants before fetching them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AttestationLayer {
+    /// The DSSE envelope's exact bytes (JSON).
+    pub envelope: Vec<u8>,
+    pub predicate_type: String,
+}
+
+impl AttestationLayer {
+    pub(crate) fn attached(&self) -> Attached {
+        Attached {
+            media_type: DSSE_MEDIA_TYPE,
+            blob: self.envelope.clone(),
+            // cosign writes an empty signature annotation on attestation layers.
+            annotations: BTreeMap::from([
+                (SIGNATURE_ANNOTATION.to_owned(), String::new()),
+                (
+                    PREDICATE_TYPE_ANNOTATION.to_owned(),
+                    self.predicate_type.clone(),
+                ),
+            ]),
+        }
+    }
+}
+
+/// A layer of a cosign attachment artifact (`.sig` or `.att`) being published: its
+/// media type, its blob and every annotation.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Attached {
+    pub media_type: &'static str,
+    pub blob: Vec<u8>,
+    pub annotations: BTreeMap<String, String>,
+}
+
+impl Attached {
+    pub(crate) fn digest(&self) -> Digest {
+        Digest::of(&self.blob)
+    }
+
+    fn descriptor(&self) -> Value {
         json!({
-            "mediaType": SIMPLESIGNING_MEDIA_TYPE,
-            "size": self.payload.len(),
-            "digest": self.payload_digest().as_str(),
-            "annotations": self.all_annotations(),
+            "mediaType": self.media_type,
+            "size": self.blob.len(),
+            "digest": self.digest().as_str(),
+            "annotations": self.annotations,
         })
     }
 }
@@ -173,17 +225,16 @@ impl SigManifest {
     }
 
     /// True when a layer with the same media type, digest and annotations exists.
-    pub(crate) fn contains(&self, layer: &SignatureLayer) -> bool {
-        let digest = layer.payload_digest();
-        let annotations = layer.all_annotations();
+    pub(crate) fn contains(&self, layer: &Attached) -> bool {
+        let digest = layer.digest();
         self.layers.iter().any(|l| {
-            l.get("mediaType").and_then(Value::as_str) == Some(SIMPLESIGNING_MEDIA_TYPE)
+            l.get("mediaType").and_then(Value::as_str) == Some(layer.media_type)
                 && l.get("digest").and_then(Value::as_str) == Some(digest.as_str())
-                && string_map(l.get("annotations")) == annotations
+                && string_map(l.get("annotations")) == layer.annotations
         })
     }
 
-    pub(crate) fn append(&mut self, layer: &SignatureLayer) {
+    pub(crate) fn append(&mut self, layer: &Attached) {
         self.layers.push(layer.descriptor());
     }
 
@@ -278,6 +329,39 @@ impl SigManifest {
     }
 }
 
+impl SigManifest {
+    /// The attestation layers of an `.att` manifest (DSSE envelopes), before their blobs
+    /// are fetched; other or malformed layers are skipped.
+    pub(crate) fn attestations(&self) -> Vec<AttestationDescriptor> {
+        self.layers
+            .iter()
+            .filter(|l| l.get("mediaType").and_then(Value::as_str) == Some(DSSE_MEDIA_TYPE))
+            .filter_map(|l| {
+                let digest = l
+                    .get("digest")
+                    .and_then(Value::as_str)
+                    .and_then(|d| Digest::parse(d).ok())?;
+                Some(AttestationDescriptor {
+                    digest,
+                    size: l.get("size").and_then(Value::as_u64).unwrap_or(0),
+                    predicate_type: string_map(l.get("annotations"))
+                        .remove(PREDICATE_TYPE_ANNOTATION)
+                        .unwrap_or_default(),
+                })
+            })
+            .collect()
+    }
+}
+
+/// A layer of an `.att` manifest, before its envelope is fetched.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct AttestationDescriptor {
+    pub digest: Digest,
+    pub size: u64,
+    /// What the layer's annotation says; the envelope inside is what counts.
+    pub predicate_type: String,
+}
+
 /// Reads a `.sig` manifest as a registry serves it, the way the client does when it
 /// lists signatures and when it appends one: parse, list the signature layers, regenerate
 /// the config and the manifest. Answers how many signatures it lists. Public for the fuzz
@@ -334,7 +418,7 @@ mod tests {
     fn built_manifest_is_cosign_shaped() {
         let mut m = SigManifest::empty();
         let l = layer("{\"critical\":{}}", &[1, 2, 3, 250]);
-        m.append(&l);
+        m.append(&l.attached());
         let (_, manifest, config) = round_trip(&m);
         assert_eq!(manifest["schemaVersion"], 2);
         assert_eq!(manifest["mediaType"], OCI_MANIFEST);
@@ -355,18 +439,21 @@ mod tests {
     fn identical_layers_are_detected_and_others_append_in_order() {
         let mut m = SigManifest::empty();
         let a = layer("payload", b"sig-a");
-        m.append(&a);
-        assert!(m.contains(&a));
+        m.append(&a.attached());
+        assert!(m.contains(&a.attached()));
         let b = layer("payload", b"sig-b");
         assert!(
-            !m.contains(&b),
+            !m.contains(&b.attached()),
             "same payload, other signature is a new layer"
         );
         let mut c = a.clone();
         c.annotations.insert("k".into(), "v".into());
-        assert!(!m.contains(&c), "other annotations make a new layer");
-        m.append(&b);
-        m.append(&c);
+        assert!(
+            !m.contains(&c.attached()),
+            "other annotations make a new layer"
+        );
+        m.append(&b.attached());
+        m.append(&c.attached());
         let (parsed, _, config) = round_trip(&m);
         assert_eq!(parsed.layer_count(), 3);
         assert_eq!(
@@ -397,7 +484,7 @@ mod tests {
         });
         let mut m =
             SigManifest::parse(&serde_json::to_vec(&existing).expect("json")).expect("parse");
-        m.append(&layer("new", b"s"));
+        m.append(&layer("new", b"s").attached());
         let (parsed, manifest, config) = round_trip(&m);
         assert_eq!(manifest["mediaType"], OCI_MANIFEST, "rewritten as OCI");
         assert_eq!(manifest["annotations"]["org.example"], "kept");

@@ -35,8 +35,8 @@ mod transport;
 pub use client::RegistryClient;
 pub use config::{Credential, RegistryConfig, RegistryCredential};
 pub use cosign::{
-    PublishOutcome, Published, SignatureLayer, SignatureLimits, Signatures, SIGNATURE_ANNOTATION,
-    SIMPLESIGNING_MEDIA_TYPE,
+    AttestationLayer, PublishOutcome, Published, SignatureLayer, SignatureLimits, Signatures,
+    DSSE_MEDIA_TYPE, PREDICATE_TYPE_ANNOTATION, SIGNATURE_ANNOTATION, SIMPLESIGNING_MEDIA_TYPE,
 };
 pub use error::RegistryError;
 pub use manifest::Manifest;
