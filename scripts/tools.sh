@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Builds the real Kubernetes-ecosystem programs the end-to-end tests run (kube-apiserver,
-# kube-controller-manager, kubectl, etcd, cosign, Jaeger for the telemetry test, and AWS's
-# EC2 metadata mock for the cloud credentials test) from
-# their Go modules at the versions pinned in scripts/tools.versions, and caches them:
+# kube-controller-manager, kubectl, etcd, cosign 2 and cosign 3, notation, Jaeger for the
+# telemetry test, AWS's EC2 metadata mock for the cloud credentials test, and olareg, a
+# registry with the OCI 1.1 referrers API) from their Go modules at the versions pinned in
+# scripts/tools.versions, and caches them:
 #   $SIGNET_TOOLS_DIR/<tool>-<version>/<tool>   the binaries, one directory per version
 #   $SIGNET_TOOLS_DIR/bin/<tool>                links to the pinned ones (tests look here)
 # SIGNET_TOOLS_DIR defaults to ~/.cache/signet-tools (as for scripts/check-helm.sh).
@@ -24,8 +25,9 @@
 #                                      eval "$(scripts/tools.sh --print-env)":
 #                                      SIGNET_TOOLS_BIN, SIGNET_KUBE_APISERVER,
 #                                      SIGNET_KUBE_CONTROLLER_MANAGER, SIGNET_KUBECTL,
-#                                      SIGNET_ETCD, SIGNET_COSIGN, SIGNET_JAEGER,
-#                                      SIGNET_EC2_METADATA_MOCK
+#                                      SIGNET_ETCD, SIGNET_COSIGN, SIGNET_COSIGN3,
+#                                      SIGNET_NOTATION, SIGNET_JAEGER,
+#                                      SIGNET_EC2_METADATA_MOCK, SIGNET_OLAREG
 # Progress goes to stderr so that stdout stays parseable.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -35,7 +37,8 @@ cd "$(dirname "$0")/.."
 
 TOOLS_DIR="${SIGNET_TOOLS_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/signet-tools}"
 BIN_DIR="$TOOLS_DIR/bin"
-ALL_TOOLS=(etcd kube-apiserver kube-controller-manager kubectl cosign jaeger ec2-metadata-mock)
+ALL_TOOLS=(etcd kube-apiserver kube-controller-manager kubectl cosign cosign3 notation jaeger
+  ec2-metadata-mock olareg)
 
 say() { printf '==> %s\n' "$*" >&2; }
 die() { printf 'error: %s\n' "$*" >&2; exit 1; }
@@ -48,8 +51,11 @@ version_of() { # tool
     kube-apiserver | kube-controller-manager | kubectl) echo "$KUBERNETES_VERSION" ;;
     etcd) echo "$ETCD_VERSION" ;;
     cosign) echo "$COSIGN_VERSION" ;;
+    cosign3) echo "$COSIGN3_VERSION" ;;
+    notation) echo "$NOTATION_VERSION" ;;
     jaeger) echo "$JAEGER_VERSION" ;;
     ec2-metadata-mock) echo "$EC2_METADATA_MOCK_VERSION" ;;
+    olareg) echo "$OLAREG_VERSION" ;;
     *) die "unknown tool $1" ;;
   esac
 }
@@ -58,6 +64,7 @@ binary_of() { echo "$TOOLS_DIR/$1-$(version_of "$1")/$1"; }
 # The module paths carry the major version (/v3, /v2), so they follow the pinned version.
 etcd_module() { echo "go.etcd.io/etcd/server/${ETCD_VERSION%%.*}"; }
 cosign_module() { echo "github.com/sigstore/cosign/${COSIGN_VERSION%%.*}"; }
+cosign3_module() { echo "github.com/sigstore/cosign/${COSIGN3_VERSION%%.*}"; }
 
 # True when the binary runs and its own version command names the pinned version: this
 # catches a missing, truncated or foreign binary, and one built without the version
@@ -73,19 +80,24 @@ reports_version() { # tool binary
       out="$(timeout 30 "$2" version --client 2>&1)" && grep -qx "Client Version: $v" <<<"$out" ;;
     etcd)
       out="$(timeout 30 "$2" --version 2>&1)" && grep -qx "etcd Version: ${v#v}" <<<"$out" ;;
-    cosign)
+    cosign | cosign3)
       out="$(timeout 30 "$2" version 2>&1)" && grep -Eqx "GitVersion: +$v" <<<"$out" ;;
+    notation)
+      # "v1.3.2+unreleased" when built without the release's empty BuildMetadata.
+      out="$(timeout 30 "$2" version 2>&1)" && grep -Eqx "Version: +$v" <<<"$out" ;;
     jaeger)
       out="$(timeout 30 "$2" version 2>/dev/null)" && grep -q "\"gitVersion\":\"$v\"" <<<"$out" ;;
     ec2-metadata-mock)
       # Its version is embedded from the module's version.txt: nothing to stamp.
       out="$(timeout 30 "$2" --version 2>&1)" && grep -qx "$v" <<<"$out" ;;
+    olareg)
+      out="$(timeout 30 "$2" version --format '{{.VCSTag}}' 2>&1)" && grep -qx "$v" <<<"$out" ;;
   esac
 }
 
 # Every go command runs niced (developers compile Rust beside it, and a test run may be
 # waiting on it), outside any go.work, with the module's own settings rather than the
-# caller's GOFLAGS, and without cgo: all seven are static binaries upstream too.
+# caller's GOFLAGS, and without cgo: all ten are static binaries upstream too.
 go_() { nice -n 10 env GOWORK=off GOFLAGS=-buildvcs=false CGO_ENABLED=0 go "$@"; }
 
 # The commit time of a module version, as buildDate: it keeps the binaries reproducible.
@@ -110,8 +122,8 @@ go_logged() { # go arguments...
   fi
 }
 
-# Creates the scratch module of one source (kubernetes, etcd, cosign, jaeger or
-# ec2-metadata-mock) under
+# Creates the scratch module of one source (kubernetes, etcd, cosign, cosign3, notation,
+# jaeger, ec2-metadata-mock or olareg) under
 # $TOOLS_DIR/.src, fresh, once per run, and leaves its directory in $SRC. The `go get` of
 # the program packages (not just the module) records every checksum their build needs.
 declare -A PREPARED=()
@@ -135,8 +147,12 @@ prepare() { # source
       ;;
     etcd) packages=("$(etcd_module)@$ETCD_VERSION") ;;
     cosign) packages=("$(cosign_module)/cmd/cosign@$COSIGN_VERSION") ;;
+    # Its own scratch module: beside cosign 2 the two would share one set of dependencies.
+    cosign3) packages=("$(cosign3_module)/cmd/cosign@$COSIGN3_VERSION") ;;
+    notation) packages=("github.com/notaryproject/notation/cmd/notation@$NOTATION_VERSION") ;;
     jaeger) packages=("github.com/jaegertracing/jaeger/cmd/jaeger@$JAEGER_VERSION") ;;
     ec2-metadata-mock) packages=("github.com/aws/amazon-ec2-metadata-mock/cmd/ec2-metadata-mock@$EC2_METADATA_MOCK_VERSION") ;;
+    olareg) packages=("github.com/olareg/olareg/cmd/olareg@$OLAREG_VERSION") ;;
   esac
   go_logged get "${packages[@]}"
   PREPARED[$1]=1
@@ -176,6 +192,21 @@ build() { # tool
       p=sigs.k8s.io/release-utils/version
       ldflags+=" -X $p.gitVersion=$v -X $p.gitTreeState=clean -X $p.buildDate=$date"
       ;;
+    cosign3)
+      # The same program as cosign, installed as cosign3 (-o names the binary).
+      prepare cosign3
+      pkg="$(cosign3_module)/cmd/cosign"
+      date="$(cd "$SRC" && module_time "$(cosign3_module)@$v")"
+      p=sigs.k8s.io/release-utils/version
+      ldflags+=" -X $p.gitVersion=$v -X $p.gitTreeState=clean -X $p.buildDate=$date"
+      ;;
+    notation)
+      # As its Makefile builds a tagged release: the version is a constant in the source,
+      # and an empty BuildMetadata drops the "+unreleased" suffix.
+      prepare notation
+      pkg=github.com/notaryproject/notation/cmd/notation
+      ldflags+=" -X github.com/notaryproject/notation/internal/version.BuildMetadata="
+      ;;
     jaeger)
       prepare jaeger
       pkg=github.com/jaegertracing/jaeger/cmd/jaeger
@@ -186,6 +217,12 @@ build() { # tool
     ec2-metadata-mock)
       prepare ec2-metadata-mock
       pkg=github.com/aws/amazon-ec2-metadata-mock/cmd/ec2-metadata-mock
+      ;;
+    olareg)
+      # As its Makefile does: the tag is stamped (Go's build info has no tag to offer).
+      prepare olareg
+      pkg=github.com/olareg/olareg/cmd/olareg
+      ldflags+=" -X github.com/olareg/olareg/internal/version.vcsTag=$v"
       ;;
   esac
   mkdir -p "$(dirname "$out")"

@@ -5,11 +5,13 @@
 //!
 //! Layout:
 //! - [`registry`]: start and stop a real CNCF distribution registry (Debian `docker-registry`).
+//! - [`referrers_registry`]: a registry with the OCI 1.1 referrers API (`olareg`, from
+//!   `scripts/tools.sh`), for cosign 3 bundles, attestations and Notation signatures.
 //! - [`emulators`]: moto (AWS KMS) and OpenBao (transit) on free loopback ports.
 //! - [`image`]: build random OCI images and push them (directly, or with skopeo).
 //! - [`signet`]: a real `signet up` process, driven over the wire and through the CLI.
-//! - [`tools`]: the ecosystem's programs (cosign, kubectl, kube-apiserver, etcd) that
-//!   `scripts/tools.sh` builds at pinned versions.
+//! - [`tools`]: the ecosystem's programs (cosign, cosign3, notation, kubectl,
+//!   kube-apiserver, etcd, ...) that `scripts/tools.sh` builds at pinned versions.
 //! - [`kube`]: a real Kubernetes control plane (etcd, kube-apiserver,
 //!   kube-controller-manager) on loopback, with its PKI and `kubectl`.
 //! - [`jaeger`]: a real trace backend (Jaeger v2) that signet exports OTLP to.
@@ -28,6 +30,7 @@ pub mod kube;
 pub mod postgres;
 pub mod process;
 pub mod proxy;
+pub mod referrers_registry;
 pub mod registry;
 pub mod signet;
 pub mod tools;
