@@ -239,6 +239,7 @@ impl ControlPlane {
             webhooks: self.webhooks.clone(),
             control_key: self.control_key.clone(),
             waiters: Arc::default(),
+            live: Arc::default(),
         };
         let token = CancellationToken::new();
         let tls = self.tls.clone();
