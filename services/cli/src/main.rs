@@ -57,6 +57,10 @@ enum Command {
     Witness(commands::witness::WitnessCommand),
     /// Ask for a signature on an image.
     Sign(commands::sign::SignArgs),
+    /// Have a witness sign an attestation about an image (an in-toto Statement in a DSSE
+    /// envelope, attached as `cosign attest` does): SLSA provenance, an SBOM, or any
+    /// predicate type.
+    Attest(commands::sign::AttestArgs),
     /// Check an image's signatures in its registry against a witness or a public key.
     Verify(commands::verify::VerifyArgs),
     /// Inspect and replay sign jobs.
@@ -119,6 +123,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Up(args) => commands::up::run(&ctx, args).await,
         Command::Witness(c) => commands::witness::run(&ctx, c).await,
         Command::Sign(args) => commands::sign::run(&ctx, args).await,
+        Command::Attest(args) => commands::sign::run_attest(&ctx, args).await,
         Command::Verify(args) => commands::verify::run(&ctx, args).await,
         Command::Jobs(c) => commands::jobs::run(&ctx, c).await,
         Command::Token(c) => commands::token::run(&ctx, c).await,

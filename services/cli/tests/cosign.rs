@@ -4,7 +4,10 @@
 
 mod common;
 
-use common::{bin, cosign, cosign_verifies, create_local_witness, export_key, ok, sig_manifest};
+use common::{
+    bin, cosign, cosign_verifies, create_local_witness, export_key, fails, ok, sig_manifest,
+    tagged_manifest,
+};
 use signet_testkit::image::TestImage;
 use signet_testkit::registry::TestRegistry;
 use signet_testkit::signet::SignetUp;
@@ -573,4 +576,135 @@ async fn attestations_signet_writes_cosign_verifies_and_the_other_way_round() {
         .expect("sign");
     let unbound = Envelope::signed(ours.payload.clone(), bare);
     assert!(!unbound.verify(&primary.public_key, SignatureAlgorithm::RsaPkcs1Sha256));
+}
+
+/// `signet attest` and `signet sign --attest` through the real `signet up`: the jobs sign
+/// DSSE envelopes with the witness's KMS key, the real cosign's `verify-attestation`
+/// accepts them, asking again adds no layer, and a SLSA predicate missing what its schema
+/// requires is refused before anything is enqueued.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn signet_attest_jobs_are_verified_by_cosign_and_deduplicated() {
+    let registry = TestRegistry::start().await.expect("docker-registry");
+    let host = registry.host();
+    let up = SignetUp::start(bin(), &[]).await.expect("signet up");
+    let home = tempfile::tempdir().expect("home");
+    create_local_witness(&up, "builder");
+    let (_, key) = export_key(&up, "builder", home.path());
+    let digest = TestImage::random()
+        .push(&host, "attest/app", "v1")
+        .await
+        .expect("push");
+    let image = format!("{host}/attest/app@{digest}");
+    let provenance = home.path().join("provenance.json");
+    std::fs::write(
+        &provenance,
+        serde_json::json!({
+            "buildDefinition": {
+                "buildType": "https://signet.dev/test-build/v1",
+                "externalParameters": {"source": "git+https://git.example.com/app@refs/heads/main"}
+            },
+            "runDetails": {"builder": {"id": "https://ci.example.com/runner/v2"}}
+        })
+        .to_string(),
+    )
+    .expect("write");
+    let attest = |file: &std::path::Path| {
+        up.cli(&[
+            "attest",
+            &image,
+            "--witness",
+            "builder",
+            "--type",
+            "slsaprovenance1",
+            "--predicate",
+            file.to_str().expect("utf-8"),
+            "--wait",
+        ])
+        .expect("cli")
+    };
+    let out = ok(&attest(&provenance), "signet attest");
+    assert!(out.contains("attested"), "{out}");
+    let verify = |ty: &str| {
+        cosign(home.path())
+            .args(["verify-attestation", "--key"])
+            .arg(&key)
+            .args([
+                "--type",
+                ty,
+                "--insecure-ignore-tlog=true",
+                "--allow-http-registry",
+                &image,
+            ])
+            .output()
+            .expect("run cosign")
+    };
+    let v = verify("slsaprovenance1");
+    assert!(
+        v.status.success(),
+        "cosign verify-attestation: {}",
+        String::from_utf8_lossy(&v.stderr)
+    );
+    // No signature was asked for: cosign finds none.
+    assert!(cosign_verifies(&image, std::fs::read(&key).expect("key").as_slice()).is_err());
+
+    // The same attestation again: recorded already, no KMS call, no second layer.
+    ok(&attest(&provenance), "signet attest again");
+    let att = tagged_manifest(&registry, "attest/app", &digest.attestation_tag()).await;
+    assert_eq!(
+        att["layers"].as_array().map(Vec::len),
+        Some(1),
+        "one layer after two identical requests: {att}"
+    );
+
+    // Provenance without its builder is refused at the door, with what is missing.
+    let broken = home.path().join("broken.json");
+    std::fs::write(&broken, r#"{"buildDefinition": {"buildType": "x"}}"#).expect("write");
+    let msg = fails(&attest(&broken), "attest broken provenance");
+    assert!(
+        msg.contains("runDetails is missing") && msg.contains("externalParameters"),
+        "{msg}"
+    );
+
+    // A signature and an SBOM in one request.
+    let sbom = home.path().join("sbom.json");
+    std::fs::write(
+        &sbom,
+        r#"{"spdxVersion": "SPDX-2.3", "SPDXID": "SPDXRef-DOCUMENT", "packages": []}"#,
+    )
+    .expect("write");
+    let out = ok(
+        &up.cli(&[
+            "sign",
+            &image,
+            "--witness",
+            "builder",
+            "--attest",
+            &format!("spdxjson={}", sbom.display()),
+            "--wait",
+        ])
+        .expect("cli"),
+        "sign with an attestation",
+    );
+    assert!(
+        out.contains("signed") && out.contains("attestations:"),
+        "{out}"
+    );
+    assert!(verify("spdxjson").status.success(), "the SBOM verifies");
+    assert_eq!(
+        cosign_verifies(&image, std::fs::read(&key).expect("key").as_slice()),
+        Ok(1),
+        "and so does the signature"
+    );
+    let att = tagged_manifest(&registry, "attest/app", &digest.attestation_tag()).await;
+    assert_eq!(att["layers"].as_array().map(Vec::len), Some(2), "{att}");
+    let audit = ok(
+        &up.cli(&["audit", "--action", "attestation.publish"])
+            .expect("cli"),
+        "audit",
+    );
+    assert_eq!(
+        audit.matches("attestation.publish").count(),
+        2,
+        "one audit entry per attestation: {audit}"
+    );
 }

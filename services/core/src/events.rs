@@ -25,13 +25,15 @@ pub enum EventKind {
     PolicyUpdated,
     /// A break-glass annotation let a workload through.
     AdmissionBreakGlass,
+    /// An attestation was published and recorded. Data: [`crate::AttestationRecord`].
+    AttestationPublished,
     /// A running container's standing got worse (its signature was revoked, a policy now
     /// covers it, ...). Data: [`crate::inventory::StandingChange`].
     WorkloadUntrusted,
 }
 
 impl EventKind {
-    pub const ALL: [EventKind; 10] = [
+    pub const ALL: [EventKind; 11] = [
         Self::SignaturePublished,
         Self::SignatureFailed,
         Self::SignatureRevoked,
@@ -42,6 +44,7 @@ impl EventKind {
         Self::PolicyUpdated,
         Self::AdmissionBreakGlass,
         Self::WorkloadUntrusted,
+        Self::AttestationPublished,
     ];
 
     /// `<noun>.<verb>`, also the AMQP routing key.
@@ -57,6 +60,7 @@ impl EventKind {
             Self::PolicyUpdated => "policy.updated",
             Self::AdmissionBreakGlass => "admission.break_glass",
             Self::WorkloadUntrusted => "workload.untrusted",
+            Self::AttestationPublished => "attestation.published",
         }
     }
 

@@ -121,6 +121,88 @@ pub struct SignRequest {
     /// cosign annotations, written into the payload's `optional` object.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub annotations: BTreeMap<String, String>,
+    /// Attestations the witness signs about the same digest: in-toto Statements in DSSE
+    /// envelopes, attached as `cosign attest` attaches them (`sha256-<hex>.att`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub attestations: Vec<AttestationRequest>,
+    /// Whether the image itself is signed (a cosign signature). `false` asks for the
+    /// attestations only, as `POST /v1/attest` does.
+    #[serde(default = "yes", skip_serializing_if = "is_yes")]
+    pub sign: bool,
+}
+
+impl SignRequest {
+    /// A request to sign `image` with `witness`, nothing more.
+    pub fn new(image: impl Into<String>, witness: impl Into<String>) -> Self {
+        Self {
+            image: image.into(),
+            witness: witness.into(),
+            annotations: BTreeMap::new(),
+            attestations: Vec::new(),
+            sign: true,
+        }
+    }
+}
+
+fn yes() -> bool {
+    true
+}
+
+fn is_yes(b: &bool) -> bool {
+    *b
+}
+
+/// One attestation to sign: what kind of statement, and what it says.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct AttestationRequest {
+    /// cosign's `--type` name (`slsaprovenance1`, `slsaprovenance`, `spdxjson`,
+    /// `cyclonedx`, `vuln`, `openvex`, `link`, `custom`) or a predicate type URI.
+    #[serde(rename = "type")]
+    pub predicate_type: String,
+    /// The predicate: a JSON object (SLSA provenance is checked against the fields its
+    /// schema requires before anything is signed).
+    #[schema(value_type = Object)]
+    pub predicate: serde_json::Value,
+}
+
+/// An attestation signet signed and published.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct AttestationRecord {
+    pub id: Uuid,
+    /// `registry/repository`.
+    pub repository: String,
+    pub digest: Digest,
+    pub witness: String,
+    pub key_version: String,
+    pub key_fingerprint: String,
+    pub algorithm: SignatureAlgorithm,
+    /// The predicate type URI.
+    pub predicate_type: String,
+    /// The exact in-toto Statement that was signed (the DSSE payload).
+    #[serde(with = "b64")]
+    #[schema(value_type = String, content_encoding = "base64")]
+    pub statement: Vec<u8>,
+    /// The raw signature over DSSE's pre-authentication encoding of the statement.
+    #[serde(with = "b64")]
+    #[schema(value_type = String, content_encoding = "base64")]
+    pub signature: Vec<u8>,
+    /// Where it lives: `registry/repository:sha256-<hex>.att`.
+    pub artifact: String,
+    pub job_id: Option<Uuid>,
+    pub created_at: DateTime<Utc>,
+}
+
+impl AttestationRecord {
+    /// The DSSE envelope as published.
+    pub fn envelope(&self) -> crate::attestation::Envelope {
+        crate::attestation::Envelope::signed(self.statement.clone(), self.signature.clone())
+    }
+
+    /// The statement's digest: what tells two attestations of one type apart.
+    pub fn statement_digest(&self) -> Digest {
+        Digest::of(&self.statement)
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]

@@ -304,6 +304,12 @@ fn event_shape(kind: EventKind) -> Result<EventShape, SchemaError> {
             subject: digest,
             data: named::<SignatureRecord>()?,
         },
+        EventKind::AttestationPublished => EventShape {
+            description: "An attestation (an in-toto Statement in a DSSE envelope) was \
+                          published to the registry and recorded.",
+            subject: digest.clone(),
+            data: named::<signet_core::AttestationRecord>()?,
+        },
         EventKind::SignatureRevoked => EventShape {
             description: "A recorded signature was revoked: verifiers forget it.",
             subject: digest,

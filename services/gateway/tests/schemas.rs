@@ -738,6 +738,13 @@ async fn real_payloads_match_their_schemas() {
         "image": format!("{host}/demo/app:v1"),
         "witness": "release",
         "annotations": {"pipeline": "schemas-test"},
+        "attestations": [{
+            "type": "slsaprovenance1",
+            "predicate": {
+                "buildDefinition": {"buildType": "https://signet.dev/test/v1", "externalParameters": {}},
+                "runDetails": {"builder": {"id": "https://ci.example.com/runner"}}
+            }
+        }],
     });
     let sign_request = schema("sign-request.schema.json");
     assert_valid("sign-request.schema.json", &sign_request, &request);

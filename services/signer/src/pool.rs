@@ -171,12 +171,19 @@ impl Signer {
         }
 
         match self.sign(&mut job).await {
-            Ok((record, outcome)) => {
+            Ok(done) => {
                 // record_signature already marked the job succeeded in the same
-                // transaction for new records; an existing record needs the job closed.
-                if outcome == SignOutcome::AlreadyRecorded || record.job_id != Some(job.id) {
+                // transaction for new records; an existing record, or a job that asked
+                // for attestations only, needs the job closed.
+                let close = match &done.signature {
+                    Some((record, outcome)) => (*outcome == SignOutcome::AlreadyRecorded
+                        || record.job_id != Some(job.id))
+                    .then_some(Some(record.id)),
+                    None => Some(None),
+                };
+                if let Some(signature_id) = close {
                     job.state = JobState::Succeeded;
-                    job.signature_id = Some(record.id);
+                    job.signature_id = signature_id;
                     job.error = None;
                     job.updated_at = Utc::now();
                     if let Err(e) = self.ctx.store.update_job(&job).await {
@@ -186,6 +193,12 @@ impl Signer {
                     }
                 }
                 self.outbox_kick.notify_one();
+                let outcome = done
+                    .signature
+                    .as_ref()
+                    .map(|(_, o)| *o)
+                    .or_else(|| done.attestations.first().map(|(_, o)| *o))
+                    .unwrap_or(SignOutcome::AlreadyRecorded);
                 match outcome {
                     SignOutcome::Signed | SignOutcome::Adopted => {
                         let reason = if outcome == SignOutcome::Adopted {
@@ -199,7 +212,13 @@ impl Signer {
                     }
                     SignOutcome::AlreadyRecorded => metrics.job("duplicate", "already_signed"),
                 }
-                tracing::info!(digest = %record.digest, outcome = ?outcome, "signed");
+                tracing::info!(
+                    digest = ?job.digest,
+                    outcome = ?outcome,
+                    attestations = done.attestations.len(),
+                    signed = done.signature.is_some(),
+                    "signed"
+                );
                 settle(delivery.ack().await, "ack");
             }
             Err(e) if e.reason == "claimed_elsewhere" => {
@@ -251,20 +270,35 @@ impl Signer {
         }
     }
 
-    /// Resolves and checks the job, expands an image index, then signs.
-    async fn sign(
-        &self,
-        job: &mut Job,
-    ) -> Result<(signet_core::SignatureRecord, SignOutcome), SignError> {
+    /// Resolves and checks the job, expands an image index, signs its attestations, then
+    /// the image.
+    async fn sign(&self, job: &mut Job) -> Result<Done, SignError> {
+        if !job.request.sign && job.request.attestations.is_empty() {
+            return Err(SignError::permanent(
+                "invalid_request",
+                "the request asks for nothing: no signature (sign is false) and no attestations",
+            ));
+        }
         // With sign_platforms the index check reads the manifest (or finds the signature
-        // recorded), which proves it exists; without, prepare checks it (HEAD).
-        if self.options.sign_platforms {
+        // recorded), which proves it exists; without, prepare checks it (HEAD). An
+        // attestation is about the digest named: its platforms are not expanded.
+        let prepared = if self.options.sign_platforms && job.request.sign {
             let prepared = self.ctx.prepare_read_later(job).await?;
             self.expand_index(job, &prepared).await?;
-            return self.ctx.sign_prepared(job, &prepared).await;
-        }
-        let prepared = self.ctx.prepare(job).await?;
-        self.ctx.sign_prepared(job, &prepared).await
+            prepared
+        } else {
+            self.ctx.prepare(job).await?
+        };
+        let attestations = self.ctx.attest_prepared(job, &prepared).await?;
+        let signature = if job.request.sign {
+            Some(self.ctx.sign_prepared(job, &prepared).await?)
+        } else {
+            None
+        };
+        Ok(Done {
+            signature,
+            attestations,
+        })
     }
 
     /// For an image index, makes sure each platform manifest has a job of its own (same
@@ -306,6 +340,8 @@ impl Signer {
                 image,
                 witness: job.request.witness.clone(),
                 annotations: job.request.annotations.clone(),
+                attestations: Vec::new(),
+                sign: true,
             };
             self.enqueue_child(id, request, job.id).await?;
         }
@@ -481,6 +517,8 @@ impl Signer {
                 image: String::from_utf8_lossy(body).chars().take(256).collect(),
                 witness: String::new(),
                 annotations: Default::default(),
+                attestations: Vec::new(),
+                sign: true,
             },
             source: "bus".into(),
             state: JobState::Queued,
@@ -542,6 +580,13 @@ async fn sample_queue(bus: Bus, shutdown: CancellationToken) {
         };
         signet_runtime::metrics::metrics().queue(depth, lag);
     }
+}
+
+/// What one job produced.
+struct Done {
+    /// The image's signature, when the job asked for one.
+    signature: Option<(signet_core::SignatureRecord, SignOutcome)>,
+    attestations: Vec<(signet_core::AttestationRecord, SignOutcome)>,
 }
 
 fn store_error(e: StoreError) -> SignError {

@@ -5,12 +5,15 @@ use std::sync::Arc;
 
 use chrono::Utc;
 use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
+use signet_core::attestation::{self, Envelope, Statement};
 use signet_core::{
-    Digest, EventKind, ImageRef, Job, NewAudit, SignatureRecord, SimpleSigning, Witness,
-    WitnessState,
+    AttestationRecord, AttestationRequest, Digest, EventKind, ImageRef, Job, NewAudit,
+    SignatureRecord, SimpleSigning, Witness, WitnessState,
 };
 use signet_kms::{Kms, KmsErrorKind};
-use signet_registry::{RegistryClient, RegistryError, SignatureLayer};
+use signet_registry::{
+    AttestationLayer, RegistryClient, RegistryError, SignatureLayer, SignatureLimits,
+};
 use signet_store::{OutboxEvent, Store, StoreError};
 use tracing::Instrument;
 use uuid::Uuid;
@@ -208,6 +211,217 @@ impl SignContext {
     ) -> Result<(SignatureRecord, SignOutcome), SignError> {
         self.sign_digest(job, &prepared.image, &prepared.digest, &prepared.witness)
             .await
+    }
+
+    /// Signs, publishes and records each attestation `job` asks for about what `prepared`
+    /// resolved, or finds it recorded. Done before the signature, whose record closes the
+    /// job: a job succeeds only once everything it asked for is recorded.
+    pub async fn attest_prepared(
+        &self,
+        job: &Job,
+        prepared: &Prepared,
+    ) -> Result<Vec<(AttestationRecord, SignOutcome)>, SignError> {
+        let mut done = Vec::with_capacity(job.request.attestations.len());
+        for request in &job.request.attestations {
+            done.push(self.attest_one(job, prepared, request).await?);
+        }
+        Ok(done)
+    }
+
+    async fn attest_one(
+        &self,
+        job: &Job,
+        prepared: &Prepared,
+        request: &AttestationRequest,
+    ) -> Result<(AttestationRecord, SignOutcome), SignError> {
+        let invalid = |e: attestation::AttestationError| {
+            SignError::permanent("invalid_attestation", format!("attestation: {e}"))
+        };
+        let predicate_type =
+            attestation::predicate_type(&request.predicate_type).map_err(invalid)?;
+        attestation::check_predicate(&predicate_type, &request.predicate).map_err(invalid)?;
+        let (image, digest, witness) = (&prepared.image, &prepared.digest, &prepared.witness);
+        let repository = image.repository_ref();
+        let statement = Statement::for_image(
+            &repository,
+            digest,
+            &predicate_type,
+            request.predicate.clone(),
+        );
+        let (signed, payload) = Envelope::signing_input(&statement);
+        let statement_digest = Digest::of(&payload);
+        let find = || {
+            self.store
+                .find_attestation(&repository, digest, &witness.name, &statement_digest)
+        };
+        if let Some(existing) = find().await.map_err(from_store)? {
+            return Ok((existing, SignOutcome::AlreadyRecorded));
+        }
+        // A witness whose signature of this digest was revoked vouches for nothing more
+        // about it.
+        self.refuse_revoked(digest, &witness.name).await?;
+        let claim = format!("{repository}@{digest}#{}#{statement_digest}", witness.name);
+        let claimed = self
+            .store
+            .claim_signing(&claim, &self.holder, self.claim_lease)
+            .await
+            .map_err(from_store)?;
+        if !claimed {
+            return Err(SignError::retryable(
+                "claimed_elsewhere",
+                format!("an attestation of {repository}@{digest} by {} is being signed in another signer", witness.name),
+            ));
+        }
+        let result = self
+            .holding_claim(&claim, async {
+                if let Some(existing) = find().await.map_err(from_store)? {
+                    return Ok((existing, SignOutcome::AlreadyRecorded));
+                }
+                self.attest_claimed(
+                    job,
+                    image,
+                    digest,
+                    witness,
+                    &repository,
+                    &predicate_type,
+                    signed,
+                    payload,
+                )
+                .await
+            })
+            .await;
+        if let Err(e) = self.store.release_signing(&claim, &self.holder).await {
+            tracing::warn!(error = %e, claim, "could not release attestation claim");
+        }
+        result
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    async fn attest_claimed(
+        &self,
+        job: &Job,
+        image: &ImageRef,
+        digest: &Digest,
+        witness: &Witness,
+        repository: &str,
+        predicate_type: &str,
+        signed: Vec<u8>,
+        payload: Vec<u8>,
+    ) -> Result<(AttestationRecord, SignOutcome), SignError> {
+        let primary = witness.primary().ok_or_else(|| {
+            SignError::permanent(
+                "no_primary_key",
+                format!(
+                    "witness {:?} has no active primary key version",
+                    witness.name
+                ),
+            )
+        })?;
+        // A crash after publishing but before recording left a valid envelope of this
+        // very statement in the registry: adopt it, with no KMS call and no new layer.
+        let existing = self
+            .registry
+            .fetch_attestations(
+                image,
+                digest,
+                SignatureLimits {
+                    max_layers: 256,
+                    max_payload_bytes: 4 << 20,
+                },
+            )
+            .await
+            .map_err(|e| from_registry(e, image))?;
+        let adopted = existing.iter().find_map(|layer| {
+            let envelope = Envelope::parse(&layer.envelope).ok()?;
+            if envelope.payload != payload {
+                return None;
+            }
+            witness.live_versions().find_map(|v| {
+                envelope.signatures.iter().find_map(|s| {
+                    v.public_key
+                        .verify(witness.algorithm, &signed, &s.sig)
+                        .is_ok()
+                        .then(|| (s.sig.clone(), v.clone()))
+                })
+            })
+        });
+        let artifact = format!("{repository}:{}", digest.attestation_tag());
+        let (signature, version, outcome) = match adopted {
+            Some((sig, version)) => (sig, version, SignOutcome::Adopted),
+            None => {
+                let signature = self.kms_sign(witness, &primary.version, &signed).await?;
+                primary
+                    .public_key
+                    .verify(witness.algorithm, &signed, &signature)
+                    .map_err(|_| {
+                        SignError::permanent(
+                            "signature_mismatch",
+                            format!(
+                                "KMS key {} returned a signature that does not verify under witness {:?}'s pinned key {} (version {}); nothing was published",
+                                witness.kms_key, witness.name, primary.fingerprint, primary.version
+                            ),
+                        )
+                    })?;
+                let envelope = Envelope::signed(payload.clone(), signature.clone());
+                self.registry
+                    .publish_attestation(
+                        image,
+                        digest,
+                        &AttestationLayer {
+                            envelope: envelope.to_bytes(),
+                            predicate_type: predicate_type.to_owned(),
+                        },
+                    )
+                    .await
+                    .map_err(|e| from_registry(e, image))?;
+                (signature, primary.clone(), SignOutcome::Signed)
+            }
+        };
+        let record = AttestationRecord {
+            id: Uuid::now_v7(),
+            repository: repository.to_owned(),
+            digest: digest.clone(),
+            witness: witness.name.clone(),
+            key_version: version.version.clone(),
+            key_fingerprint: version.fingerprint.clone(),
+            algorithm: witness.algorithm,
+            predicate_type: predicate_type.to_owned(),
+            statement: payload,
+            signature,
+            artifact,
+            job_id: Some(job.id),
+            created_at: Utc::now(),
+        };
+        let audit = NewAudit::new(
+            "signer",
+            "attestation.publish",
+            format!("{repository}@{digest}"),
+            serde_json::json!({
+                "witness": witness.name,
+                "predicate_type": predicate_type,
+                "key_version": version.version,
+                "key_fingerprint": version.fingerprint,
+                "artifact": record.artifact,
+                "job_id": job.id,
+                "adopted": outcome == SignOutcome::Adopted,
+            }),
+        );
+        let event_data = serde_json::to_value(&record)
+            .map_err(|e| SignError::permanent("internal", e.to_string()))?;
+        let event = OutboxEvent::new(
+            EventKind::AttestationPublished,
+            digest.to_string(),
+            event_data,
+        )
+        .with_traceparent(signet_runtime::telemetry::traceparent(
+            &tracing::Span::current(),
+        ));
+        let stored = self
+            .store
+            .record_attestation(&record, &audit, Some(&event))
+            .await
+            .map_err(from_store)?;
+        Ok((stored, outcome))
     }
 
     /// The signature already recorded for what `prepared` names, if any.

@@ -205,6 +205,8 @@ async fn waiting_for_another_workers_claim_costs_no_attempt() {
             image: format!("{}/claimed/app@{digest}", registry.host()),
             witness: "prod".into(),
             annotations: Default::default(),
+            attestations: Vec::new(),
+            sign: true,
         },
         source: "api".into(),
         state: JobState::Queued,

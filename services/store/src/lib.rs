@@ -22,6 +22,7 @@
 //! - `codec`: column conversions and the optional-filter query builder.
 
 mod admissions;
+mod attestations;
 mod audit;
 mod claims;
 mod codec;

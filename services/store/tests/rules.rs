@@ -297,6 +297,8 @@ async fn job_failure_is_recorded_with_audit_and_event(db: TestDb) {
             image: "registry.example.com/team/app:v1".into(),
             witness: "prod".into(),
             annotations: BTreeMap::new(),
+            attestations: Vec::new(),
+            sign: true,
         },
         source: "bus".into(),
         state: JobState::Running,

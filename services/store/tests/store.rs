@@ -160,6 +160,8 @@ fn job(witness: &str, created: DateTime<Utc>) -> Job {
             image: "registry.local/team/app:v1".into(),
             witness: witness.to_owned(),
             annotations: BTreeMap::from([("ci".to_owned(), "build-7".to_owned())]),
+            attestations: Vec::new(),
+            sign: true,
         },
         source: "api".into(),
         state: JobState::Queued,

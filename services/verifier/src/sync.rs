@@ -449,7 +449,8 @@ async fn handle(
         }
         EventKind::SignatureFailed
         | EventKind::AdmissionBreakGlass
-        | EventKind::WorkloadUntrusted => true,
+        | EventKind::WorkloadUntrusted
+        | EventKind::AttestationPublished => true,
     }
 }
 

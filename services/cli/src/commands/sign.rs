@@ -1,4 +1,5 @@
-//! `signet sign IMAGE --witness W [--wait]`.
+//! `signet sign IMAGE --witness W [--attest TYPE=FILE]... [--wait]` and
+//! `signet attest IMAGE --witness W --type TYPE --predicate FILE [--wait]`.
 
 use std::collections::BTreeMap;
 use std::process::ExitCode;
@@ -7,7 +8,7 @@ use std::time::Duration;
 use clap::Args;
 use reqwest::{Method, StatusCode};
 use serde_json::Value;
-use signet_core::SignRequest;
+use signet_core::{AttestationRequest, SignRequest};
 
 use super::Context;
 use crate::client::ClientError;
@@ -22,11 +23,82 @@ pub struct SignArgs {
     /// cosign annotation KEY=VALUE written into the signed payload (repeatable).
     #[arg(long = "annotation", short = 'a', value_parser = parse_annotation)]
     annotations: Vec<(String, String)>,
+    /// Also have the witness attest TYPE (cosign's `--type` name, like slsaprovenance1,
+    /// spdxjson or cyclonedx, or a URI) with the predicate in FILE (JSON), in the same
+    /// job (repeatable).
+    #[arg(long = "attest", value_name = "TYPE=FILE")]
+    attest: Vec<String>,
     /// Wait until the signature is published (or the job fails).
     #[arg(long)]
     wait: bool,
     /// How long --wait waits.
     #[arg(long, default_value = "120s", value_parser = humantime_secs)]
+    timeout: Duration,
+}
+
+#[derive(Debug, Args)]
+pub struct AttestArgs {
+    /// Image reference; a tag is resolved to its digest by the signer.
+    image: String,
+    #[arg(long)]
+    witness: String,
+    /// The predicate type: cosign's `--type` name (slsaprovenance1, slsaprovenance,
+    /// spdxjson, cyclonedx, vuln, openvex, link, custom) or a URI.
+    #[arg(long = "type", default_value = "custom")]
+    predicate_type: String,
+    /// The predicate, a JSON file (`-` reads standard input).
+    #[arg(long)]
+    predicate: std::path::PathBuf,
+    /// Wait until the attestation is published (or the job fails).
+    #[arg(long)]
+    wait: bool,
+    /// How long --wait waits.
+    #[arg(long, default_value = "120s", value_parser = humantime_secs)]
+    timeout: Duration,
+}
+
+/// The predicate in `path` (JSON; `-` for standard input).
+fn read_predicate(path: &std::path::Path) -> anyhow::Result<Value> {
+    let text = if path == std::path::Path::new("-") {
+        std::io::read_to_string(std::io::stdin())?
+    } else {
+        std::fs::read_to_string(path)
+            .map_err(|e| anyhow::anyhow!("cannot read the predicate {}: {e}", path.display()))?
+    };
+    serde_json::from_str(&text).map_err(|e| {
+        anyhow::anyhow!(
+            "the predicate {} is not JSON (line {}, column {})",
+            path.display(),
+            e.line(),
+            e.column()
+        )
+    })
+}
+
+fn parse_attest(spec: &str) -> anyhow::Result<AttestationRequest> {
+    let (ty, file) = spec
+        .split_once('=')
+        .filter(|(t, f)| !t.is_empty() && !f.is_empty())
+        .ok_or_else(|| anyhow::anyhow!("--attest {spec:?} must be TYPE=FILE"))?;
+    Ok(AttestationRequest {
+        predicate_type: ty.to_owned(),
+        predicate: read_predicate(std::path::Path::new(file))?,
+    })
+}
+
+pub async fn run_attest(ctx: &Context, a: AttestArgs) -> anyhow::Result<ExitCode> {
+    let mut request = SignRequest::new(a.image, a.witness);
+    request.sign = false;
+    request.attestations = vec![AttestationRequest {
+        predicate_type: a.predicate_type,
+        predicate: read_predicate(&a.predicate)?,
+    }];
+    submit(ctx, request, a.wait, a.timeout).await
+}
+
+/// How long `--wait` waits, if at all.
+struct Waiting {
+    wait: bool,
     timeout: Duration,
 }
 
@@ -55,7 +127,25 @@ pub async fn run(ctx: &Context, a: SignArgs) -> anyhow::Result<ExitCode> {
         image: a.image,
         witness: a.witness,
         annotations: a.annotations.into_iter().collect::<BTreeMap<_, _>>(),
+        attestations: a
+            .attest
+            .iter()
+            .map(|spec| parse_attest(spec))
+            .collect::<anyhow::Result<_>>()?,
+        sign: true,
     };
+    submit(ctx, request, a.wait, a.timeout).await
+}
+
+async fn submit(
+    ctx: &Context,
+    request: SignRequest,
+    wait: bool,
+    timeout: Duration,
+) -> anyhow::Result<ExitCode> {
+    let a = Waiting { wait, timeout };
+    let attested = request.attestations.len();
+    let signs = request.sign;
     let path = if a.wait {
         format!("/v1/sign?wait={}", a.timeout.as_secs().max(1))
     } else {
@@ -94,11 +184,17 @@ pub async fn run(ctx: &Context, a: SignArgs) -> anyhow::Result<ExitCode> {
         Format::Text => {
             let state = s(&job["state"]);
             if status == StatusCode::OK {
-                println!("signed {}", s(&job["request"]["image"]));
+                let verb = if signs { "signed" } else { "attested" };
+                println!("{verb} {}", s(&job["request"]["image"]));
                 field("digest:", s(&job["digest"]));
                 field("witness:", s(&job["request"]["witness"]));
-                field("signature:", s(&job["signature"]["artifact"]));
-                field("key:", s(&job["signature"]["key_fingerprint"]));
+                if signs {
+                    field("signature:", s(&job["signature"]["artifact"]));
+                    field("key:", s(&job["signature"]["key_fingerprint"]));
+                }
+                if attested > 0 {
+                    field("attestations:", attested.to_string());
+                }
                 field("job:", s(&job["id"]));
             } else {
                 println!("sign job {} is {state}", s(&job["id"]));

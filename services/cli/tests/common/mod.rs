@@ -46,20 +46,21 @@ pub async fn sig_manifest(
     repo: &str,
     digest: &Digest,
 ) -> serde_json::Value {
-    let url = format!(
-        "{}/v2/{repo}/manifests/{}",
-        registry.url(),
-        digest.signature_tag()
-    );
+    tagged_manifest(registry, repo, &digest.signature_tag()).await
+}
+
+/// The OCI manifest under `repo:tag` (a `.sig` or `.att` attachment).
+pub async fn tagged_manifest(registry: &TestRegistry, repo: &str, tag: &str) -> serde_json::Value {
+    let url = format!("{}/v2/{repo}/manifests/{tag}", registry.url());
     let resp = reqwest::Client::new()
         .get(url)
         .header("Accept", "application/vnd.oci.image.manifest.v1+json")
         .send()
         .await
-        .expect("get .sig manifest");
+        .expect("get the manifest");
     assert!(
         resp.status().is_success(),
-        "no .sig manifest: {}",
+        "no manifest {repo}:{tag}: {}",
         resp.status()
     );
     resp.json().await.expect("manifest json")

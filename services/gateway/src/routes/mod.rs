@@ -49,6 +49,7 @@ pub fn router() -> Router<AppState> {
             post(witnesses::revoke_version),
         )
         .route("/v1/sign", post(sign::sign))
+        .route("/v1/attest", post(sign::attest))
         .route("/v1/webhooks/distribution", post(webhooks::distribution))
         .route(
             "/v1/webhooks/distribution/{name}",
@@ -126,6 +127,7 @@ pub fn router() -> Router<AppState> {
         witnesses::revoke,
         witnesses::revoke_version,
         sign::sign,
+        sign::attest,
         jobs::list,
         jobs::show,
         jobs::retry,

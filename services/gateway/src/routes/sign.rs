@@ -122,6 +122,74 @@ pub async fn sign(
     ApiQuery(query): ApiQuery<SignQuery>,
     ApiJson(request): ApiJson<SignRequest>,
 ) -> ApiResult<Response> {
+    submit(state, caller, query, request).await
+}
+
+/// `POST /v1/attest`: one attestation, without a signature of the image.
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct AttestRequest {
+    /// Image reference; a tag is resolved to a digest before signing.
+    pub image: String,
+    /// Witness name.
+    pub witness: String,
+    /// cosign's `--type` name (`slsaprovenance1`, `slsaprovenance`, `spdxjson`,
+    /// `cyclonedx`, `vuln`, `openvex`, `link`, `custom`) or a predicate type URI.
+    #[serde(rename = "type")]
+    pub predicate_type: String,
+    /// The predicate, a JSON object.
+    #[schema(value_type = Object)]
+    pub predicate: serde_json::Value,
+}
+
+#[utoipa::path(
+    post,
+    path = "/v1/attest",
+    tag = "signing",
+    summary = "Ask for an attestation",
+    description = "The witness signs an in-toto Statement about the image digest (the \
+        predicate given, of the type given) as a DSSE envelope, attached as `cosign attest` \
+        attaches it (`sha256-<hex>.att`), so `cosign verify-attestation --type` accepts it. \
+        The same job, dedup, KMS rate limit, audit and event path as a signature; \
+        `POST /v1/sign` takes `attestations` to ask for both in one request. SLSA \
+        provenance is checked against the fields its schema requires before anything is \
+        enqueued. Role: signer.",
+    params(SignQuery),
+    request_body = AttestRequest,
+    responses(
+        (status = 202, description = "Enqueued (or still running when `wait` ran out)", body = JobView),
+        (status = 200, description = "Attested, within `wait`", body = JobView),
+        (status = 400, description = "Not a valid request, predicate type or predicate", body = crate::error::ErrorBody),
+        (status = 403, description = "The image is outside the token's scope; nothing was enqueued", body = crate::error::ErrorBody),
+        (status = 404, description = "No such witness", body = crate::error::ErrorBody),
+        (status = 409, description = "The witness is revoked", body = crate::error::ErrorBody),
+        (status = 422, description = "The job failed for good, within `wait`", body = super::bodies::SignFailed),
+        (status = 503, description = "The queue did not take the job; try again", body = crate::error::ErrorBody),
+    ),
+    security(("bearer" = [])),
+)]
+pub async fn attest(
+    State(state): State<AppState>,
+    caller: Caller,
+    ApiQuery(query): ApiQuery<SignQuery>,
+    ApiJson(req): ApiJson<AttestRequest>,
+) -> ApiResult<Response> {
+    let mut request = SignRequest::new(req.image, req.witness);
+    request.sign = false;
+    request.attestations = vec![signet_core::AttestationRequest {
+        predicate_type: req.predicate_type,
+        predicate: req.predicate,
+    }];
+    submit(state, caller, query, request).await
+}
+
+/// Checks, enqueues and (with `?wait=`) waits for a sign or attest request.
+async fn submit(
+    state: AppState,
+    caller: Caller,
+    query: SignQuery,
+    request: SignRequest,
+) -> ApiResult<Response> {
     caller.require(&[Role::Signer])?;
     let image =
         ImageRef::parse(&request.image).map_err(|e| ApiError::BadRequest(format!("image: {e}")))?;
@@ -241,6 +309,7 @@ pub async fn enqueue_as(
     actor: &str,
 ) -> ApiResult<Job> {
     ImageRef::parse(&request.image).map_err(|e| ApiError::BadRequest(format!("image: {e}")))?;
+    check_attestations(&request)?;
     let witness = state
         .store
         .get_witness(&request.witness)
@@ -304,6 +373,43 @@ pub async fn enqueue_as(
     };
     publish(state, job, actor).await
 }
+
+/// Refuses, before anything is enqueued, a request that asks for nothing, more
+/// attestations than a job carries, or an attestation that could never be signed (an
+/// unknown predicate type, a predicate that is not an object, SLSA provenance without the
+/// fields its schema requires); every problem at once.
+pub(crate) fn check_attestations(request: &SignRequest) -> ApiResult<()> {
+    if !request.sign && request.attestations.is_empty() {
+        return Err(ApiError::BadRequest(
+            "the request asks for nothing: sign is false and there are no attestations".into(),
+        ));
+    }
+    if request.attestations.len() > MAX_ATTESTATIONS {
+        return Err(ApiError::BadRequest(format!(
+            "attestations: at most {MAX_ATTESTATIONS} per request, not {}",
+            request.attestations.len()
+        )));
+    }
+    let problems: Vec<String> = request
+        .attestations
+        .iter()
+        .enumerate()
+        .filter_map(|(i, a)| {
+            signet_core::attestation::predicate_type(&a.predicate_type)
+                .and_then(|t| signet_core::attestation::check_predicate(&t, &a.predicate))
+                .err()
+                .map(|e| format!("attestations[{i}]: {e}"))
+        })
+        .collect();
+    if problems.is_empty() {
+        Ok(())
+    } else {
+        Err(ApiError::BadRequest(problems.join("; ")))
+    }
+}
+
+/// Attestations one request may carry: each is a KMS call and a registry write.
+const MAX_ATTESTATIONS: usize = 16;
 
 /// The bus message of `job`: its request as the body, its id, and the trace context of
 /// the request that enqueues it, so the signer's work joins the caller's trace.

@@ -583,6 +583,8 @@ async fn handle(
                 image: image.to_string(),
                 witness: witness.clone(),
                 annotations: BTreeMap::new(),
+                attestations: Vec::new(),
+                sign: true,
             };
             let job_id = job_id(&id, &event.key, &image, &witness);
             match enqueue_as(state, job_id, request, &source, &source).await {
