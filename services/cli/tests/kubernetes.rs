@@ -397,6 +397,9 @@ async fn kubernetes_end_to_end() {
     inventory(&mut env).await;
     env.time("8 revocation", t);
     let t = Instant::now();
+    attestation_required(&mut env).await;
+    env.time("11 SLSA provenance required", t);
+    let t = Instant::now();
     label_selected(&mut env).await;
     env.time("10 namespaces selected by label", t);
     let t = Instant::now();
@@ -1408,6 +1411,105 @@ async fn n_of_m(env: &mut Env) {
         "denied by the quorum policy, naming the revocation: {}",
         text(&out)
     );
+}
+
+/// 11. A policy (applied as a file, `signet apply -f`) that requires SLSA provenance from
+///     one builder besides the signature: an image signed with that provenance attested
+///     is admitted; one only signed is denied for the missing attestation; one whose
+///     provenance names another builder is denied naming the condition and what it found.
+async fn attestation_required(env: &mut Env) {
+    let ns = "provenance";
+    env.cluster.create_namespace(ns).await.expect("namespace");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let policy = dir.path().join("policy.yaml");
+    std::fs::write(
+        &policy,
+        format!(
+            "apiVersion: signet.dev/v1\nkind: SecurityPolicy\nmetadata:\n  name: {ns}\nspec:\n  witnesses: [release]\n  cluster: {CLUSTER}\n  namespace: {ns}\n  mode: enforce\n  enabled: true\n  attestations:\n    - type: slsaprovenance1\n      conditions:\n        - path: $.runDetails.builder.id\n          equals: https://ci.example.com/trusted-builder\n        - path: $.buildDefinition.externalParameters.source\n          matches: \"git+https://git.example.com/*\"\n"
+        ),
+    )
+    .expect("write policy");
+    env.signet(&["apply", "-f", policy.to_str().expect("utf-8")]);
+    let provenance = |builder: &str| {
+        let file = dir
+            .path()
+            .join(format!("{}.json", builder.replace(['/', ':', '.'], "_")));
+        std::fs::write(
+            &file,
+            serde_json::json!({
+                "buildDefinition": {
+                    "buildType": "https://ci.example.com/build/v1",
+                    "externalParameters": {"source": "git+https://git.example.com/shop@refs/heads/main"}
+                },
+                "runDetails": {"builder": {"id": builder}}
+            })
+            .to_string(),
+        )
+        .expect("write provenance");
+        file
+    };
+    let mut images = Vec::new();
+    for (tag, seed) in [
+        ("built", 1101u64),
+        ("unattested", 1102),
+        ("elsewhere", 1103),
+    ] {
+        let digest = TestImage::from_seed(seed)
+            .push(&env.host, "demo/provenance", tag)
+            .await
+            .expect("push");
+        images.push(format!("{}/demo/provenance@{digest}", env.host));
+    }
+    let trusted = provenance("https://ci.example.com/trusted-builder");
+    let other = provenance("https://laptop.example.com/someone");
+    env.signet(&[
+        "sign",
+        &images[0],
+        "--witness",
+        "release",
+        "--attest",
+        &format!("slsaprovenance1={}", trusted.display()),
+        "--wait",
+    ]);
+    env.signet(&["sign", &images[1], "--witness", "release", "--wait"]);
+    env.signet(&[
+        "sign",
+        &images[2],
+        "--witness",
+        "release",
+        "--attest",
+        &format!("slsaprovenance1={}", other.display()),
+        "--wait",
+    ]);
+    let out = env
+        .apply_until(ns, &pod("built", &images[0], &[]), |o| o.status.success())
+        .await;
+    assert_admitted(&out, "signed, with provenance from the trusted builder");
+    let out = env
+        .apply_until(ns, &pod("unattested", &images[1], &[]), |o| {
+            !o.status.success()
+        })
+        .await;
+    assert!(
+        text(&out).contains(&format!(
+            "by policy \"{ns}\": required attestation missing: no https://slsa.dev/provenance/v1 attestation about this digest signed by release"
+        )),
+        "signed but without provenance: {}",
+        text(&out)
+    );
+    let out = env
+        .apply_until(ns, &pod("elsewhere", &images[2], &[]), |o| {
+            !o.status.success()
+        })
+        .await;
+    assert!(
+        text(&out).contains(
+            "attestation does not meet the policy: https://slsa.dev/provenance/v1 attestation by release: $.runDetails.builder.id is \"https://laptop.example.com/someone\", not \"https://ci.example.com/trusted-builder\""
+        ),
+        "provenance from another builder, naming the condition: {}",
+        text(&out)
+    );
+    env.signet(&["policy", "disable", ns]);
 }
 
 /// 10. A policy that selects namespaces by label (`--namespace-selector`): enforced in a

@@ -97,6 +97,12 @@ pub enum DenialReason {
     DigestRequired,
     /// The image reference cannot be parsed.
     InvalidReference,
+    /// Signed, but an attestation the policy requires (SLSA provenance, an SBOM, ...) is
+    /// missing: none of that type about the digest, by the policy's witnesses.
+    AttestationMissing,
+    /// The required attestation exists, but its predicate does not meet a condition of
+    /// the policy (the detail says which).
+    AttestationUnmet,
 }
 
 impl DenialReason {
@@ -109,6 +115,8 @@ impl DenialReason {
             Self::RegistryUnreachable => "registry-unreachable",
             Self::DigestRequired => "digest-required",
             Self::InvalidReference => "invalid-reference",
+            Self::AttestationMissing => "attestation-missing",
+            Self::AttestationUnmet => "attestation-unmet",
         }
     }
 

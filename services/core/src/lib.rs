@@ -43,8 +43,8 @@ pub use model::*;
 pub use pattern::ImagePattern;
 pub use payload::{CoverageError, PayloadError, ReferenceRule, SimpleSigning};
 pub use policy::{
-    PolicyAction, PolicyMode, PolicyUpdate, RevokedSignature, SecurityPolicy, SigningRule,
-    TrustBundle, TrustedKey,
+    AttestationRequirement, Condition, PolicyAction, PolicyMode, PolicyUpdate, RevokedSignature,
+    SecurityPolicy, SigningRule, TrustBundle, TrustedKey,
 };
 pub use reference::{ImageRef, ReferenceError};
 pub use seal::{PinnedKeys, Seal, SealError, SEAL_HEADER};

@@ -174,6 +174,9 @@ pub struct PolicySpec {
     #[serde(default = "yes")]
     #[schema(default = true)]
     pub pin_digests: bool,
+    /// Attestations every image must also carry (`type` and `conditions`).
+    #[serde(default)]
+    pub attestations: Vec<crate::AttestationRequirement>,
     #[serde(default)]
     pub note: String,
 }

@@ -73,6 +73,10 @@ pub struct SecurityPolicy {
     /// and GitOps tools see no drift). On for new policies.
     #[serde(default)]
     pub pin_digests: bool,
+    /// Attestations every image must also carry, signed by one of `witnesses`: SLSA
+    /// provenance from a given builder, an SBOM, ... (see [`AttestationRequirement`]).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub attestations: Vec<AttestationRequirement>,
     pub note: String,
     /// Labels of the policy itself (`signet.dev/owner` marks the policies a
     /// `signet apply` owns and may prune).
@@ -80,6 +84,152 @@ pub struct SecurityPolicy {
     pub labels: std::collections::BTreeMap<String, String>,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
+}
+
+/// An attestation a policy requires: an in-toto Statement of `type` about the image,
+/// signed by one of the policy's witnesses, whose predicate meets every condition. With
+/// no conditions, the attestation only has to exist ("an SBOM exists").
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct AttestationRequirement {
+    /// cosign's `--type` name (`slsaprovenance1`, `spdxjson`, `cyclonedx`, ...) or a
+    /// predicate type URI.
+    #[serde(rename = "type")]
+    pub predicate_type: String,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub conditions: Vec<Condition>,
+}
+
+/// One condition on a predicate: an RFC 9535 JSONPath into it, and what the nodes it
+/// selects must be. `equals` and `matches` need at least one node, and every node to
+/// pass; `absent` needs none (`$.packages[?match(@.name, 'log4j.*')]`: no such package);
+/// with neither, the path must select something.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Condition {
+    /// `$.runDetails.builder.id`, `$.buildDefinition.externalParameters.source`, ...
+    pub path: String,
+    /// Every selected node equals this JSON value.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Object>)]
+    pub equals: Option<serde_json::Value>,
+    /// Every selected node is a string matching this glob (`*` matches any run of
+    /// characters, `/` included; `?` one character).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub matches: Option<String>,
+    /// The path selects nothing.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub absent: bool,
+}
+
+impl AttestationRequirement {
+    /// The predicate type URI this requirement asks for.
+    pub fn predicate_type_uri(&self) -> Result<String, String> {
+        crate::attestation::predicate_type(&self.predicate_type).map_err(|e| e.to_string())
+    }
+
+    /// What is wrong with the requirement as written (empty: nothing).
+    pub fn problems(&self) -> Vec<String> {
+        let mut out = Vec::new();
+        if let Err(e) = self.predicate_type_uri() {
+            out.push(e);
+        }
+        if self.conditions.len() > MAX_CONDITIONS {
+            out.push(format!(
+                "at most {MAX_CONDITIONS} conditions per attestation, not {}",
+                self.conditions.len()
+            ));
+        }
+        for (i, c) in self.conditions.iter().enumerate() {
+            out.extend(
+                c.problems()
+                    .into_iter()
+                    .map(|p| format!("conditions[{i}]: {p}")),
+            );
+        }
+        out
+    }
+
+    /// The first condition `predicate` does not meet, said in words; `None` when it meets
+    /// them all. A condition that cannot be evaluated counts as unmet.
+    pub fn first_unmet(&self, predicate: &serde_json::Value) -> Option<String> {
+        self.conditions.iter().find_map(|c| c.unmet(predicate))
+    }
+}
+
+/// Conditions one requirement may carry; each is a JSONPath query per admission review.
+const MAX_CONDITIONS: usize = 16;
+
+impl Condition {
+    fn problems(&self) -> Vec<String> {
+        let mut out = Vec::new();
+        if let Err(e) = serde_json_path::JsonPath::parse(&self.path) {
+            out.push(format!("path {:?} is not a JSONPath: {e}", self.path));
+        }
+        let ops = usize::from(self.equals.is_some())
+            + usize::from(self.matches.is_some())
+            + usize::from(self.absent);
+        if ops > 1 {
+            out.push("give at most one of equals, matches and absent".into());
+        }
+        if let Some(glob) = &self.matches {
+            if let Err(e) = compile_glob(glob) {
+                out.push(format!("matches: {e}"));
+            }
+        }
+        out
+    }
+
+    /// Why `predicate` does not meet the condition, or `None` when it does.
+    fn unmet(&self, predicate: &serde_json::Value) -> Option<String> {
+        let path = match serde_json_path::JsonPath::parse(&self.path) {
+            Ok(p) => p,
+            Err(e) => return Some(format!("{} is not a JSONPath ({e})", self.path)),
+        };
+        let nodes = path.query(predicate).all();
+        let shown = |v: &serde_json::Value| {
+            let mut s = v.to_string();
+            if s.len() > 120 {
+                s.truncate(117);
+                s.push_str("...");
+            }
+            s
+        };
+        if self.absent {
+            return (!nodes.is_empty()).then(|| {
+                format!(
+                    "{} must select nothing, but selects {}",
+                    self.path,
+                    shown(nodes[0])
+                )
+            });
+        }
+        if nodes.is_empty() {
+            return Some(format!("{} selects nothing", self.path));
+        }
+        if let Some(want) = &self.equals {
+            return nodes
+                .iter()
+                .find(|n| **n != want)
+                .map(|n| format!("{} is {}, not {}", self.path, shown(n), shown(want)));
+        }
+        if let Some(glob) = &self.matches {
+            let Ok(matcher) = compile_glob(glob) else {
+                return Some(format!("matches {glob:?} is not a glob"));
+            };
+            return nodes
+                .iter()
+                .find(|n| !n.as_str().is_some_and(|s| matcher.is_match(s)))
+                .map(|n| {
+                    format!(
+                        "{} is {}, which does not match {glob:?}",
+                        self.path,
+                        shown(n)
+                    )
+                });
+        }
+        None
+    }
 }
 
 /// Which pushed repositories are signed automatically, and by which witness.
@@ -211,6 +361,13 @@ impl SecurityPolicy {
     /// Everything wrong with the policy, so the caller can report it all at once.
     pub fn problems(&self) -> Vec<String> {
         let mut p = Vec::new();
+        for (i, a) in self.attestations.iter().enumerate() {
+            p.extend(
+                a.problems()
+                    .into_iter()
+                    .map(|e| format!("attestations[{i}]: {e}")),
+            );
+        }
         if let Err(e) = crate::validate_name("policy", &self.name) {
             p.push(e.to_string());
         }
@@ -277,6 +434,7 @@ mod tests {
             require_digest: false,
             allow_break_glass: false,
             pin_digests: false,
+            attestations: Vec::new(),
             note: String::new(),
             created_at: t,
             updated_at: t,
@@ -354,5 +512,82 @@ mod tests {
         .expect("bundle");
         assert!(b.revoked_keys.is_empty());
         assert_eq!(b.revision, 7);
+    }
+}
+
+#[cfg(test)]
+mod attestation_requirement_tests {
+    use super::*;
+    use serde_json::json;
+
+    fn req(conditions: serde_json::Value) -> AttestationRequirement {
+        serde_json::from_value(json!({"type": "slsaprovenance1", "conditions": conditions}))
+            .expect("requirement")
+    }
+
+    #[test]
+    fn conditions_say_which_one_failed() {
+        let provenance = json!({
+            "buildDefinition": {"buildType": "https://actions.github.io/buildtypes/workflow/v1",
+                                "externalParameters": {"source": "git+https://github.com/acme/app@refs/heads/main"}},
+            "runDetails": {"builder": {"id": "https://github.com/actions/runner/github-hosted"}}
+        });
+        let r = req(json!([
+            {"path": "$.runDetails.builder.id", "equals": "https://github.com/actions/runner/github-hosted"},
+            {"path": "$.buildDefinition.externalParameters.source", "matches": "git+https://github.com/acme/*"},
+        ]));
+        assert!(r.problems().is_empty(), "{:?}", r.problems());
+        assert_eq!(r.first_unmet(&provenance), None);
+        let other = req(
+            json!([{"path": "$.runDetails.builder.id", "equals": "https://ci.acme.example/trusted"}]),
+        );
+        let why = other.first_unmet(&provenance).expect("unmet");
+        assert!(
+            why.contains(
+                "$.runDetails.builder.id is \"https://github.com/actions/runner/github-hosted\""
+            ),
+            "{why}"
+        );
+        let missing = req(json!([{"path": "$.runDetails.metadata.invocationId"}]));
+        assert_eq!(
+            missing.first_unmet(&provenance).as_deref(),
+            Some("$.runDetails.metadata.invocationId selects nothing")
+        );
+    }
+
+    #[test]
+    fn absent_finds_forbidden_packages() {
+        let sbom = json!({"packages": [{"name": "openssl"}, {"name": "log4j-core", "versionInfo": "2.14.1"}]});
+        let r = req(json!([{"path": "$.packages[?match(@.name, 'log4j.*')]", "absent": true}]));
+        let why = r.first_unmet(&sbom).expect("log4j is there");
+        assert!(
+            why.contains("must select nothing") && why.contains("log4j-core"),
+            "{why}"
+        );
+        assert_eq!(
+            r.first_unmet(&json!({"packages": [{"name": "openssl"}]})),
+            None
+        );
+        // "An SBOM exists": no conditions at all.
+        assert_eq!(req(json!([])).first_unmet(&sbom), None);
+    }
+
+    #[test]
+    fn bad_requirements_are_refused_with_every_problem() {
+        let r: AttestationRequirement = serde_json::from_value(json!({
+            "type": "not a type",
+            "conditions": [
+                {"path": "$.x =="},
+                {"path": "$.a", "equals": 1, "absent": true},
+                {"path": "$.b", "matches": "[unclosed"}
+            ]
+        }))
+        .expect("parses");
+        let p = r.problems();
+        assert_eq!(p.len(), 4, "{p:?}");
+        assert!(p[1].starts_with("conditions[0]: path"), "{p:?}");
+        assert!(p[2].contains("at most one"), "{p:?}");
+        assert!(p[3].contains("matches"), "{p:?}");
+        assert!(serde_json::from_value::<Condition>(json!({"path": "$", "regex": "x"})).is_err());
     }
 }

@@ -18,7 +18,7 @@ use crate::{Backend, Store};
 
 const COLUMNS: &str = "name, cluster, namespace, witnesses, require_count, mode, enabled, \
                        exemptions, require_digest, allow_break_glass, note, created_at, updated_at, \
-                       pin_digests, namespace_selector, labels";
+                       pin_digests, namespace_selector, labels, attestations";
 
 impl Store {
     /// Stores a new policy with its audit entry and a `policy.updated` (`created`) event;
@@ -36,7 +36,7 @@ impl Store {
         check_witnesses(&mut tx, &p.witnesses, OP).await?;
         let inserted = sqlx::query(&format!(
             "INSERT INTO policies ({COLUMNS}) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17) \
              ON CONFLICT (name) DO NOTHING"
         ))
         .bind(p.name.as_str())
@@ -55,6 +55,7 @@ impl Store {
         .bind(codec::flag(p.pin_digests))
         .bind(selector_text(p)?)
         .bind(codec::json_text("policy labels", &p.labels)?)
+        .bind(codec::json_text("policy attestations", &p.attestations)?)
         .execute(&mut *tx)
         .await
         .map_err(db(OP))?
@@ -98,7 +99,8 @@ impl Store {
             "UPDATE policies SET cluster = $2, namespace = $3, witnesses = $4, \
              require_count = $5, mode = $6, enabled = $7, exemptions = $8, \
              require_digest = $9, allow_break_glass = $10, note = $11, updated_at = $12, \
-             pin_digests = $14, namespace_selector = $15, labels = $16 WHERE name = $1 AND updated_at = $13",
+             pin_digests = $14, namespace_selector = $15, labels = $16, attestations = $17 \
+             WHERE name = $1 AND updated_at = $13",
         )
         .bind(stored.name.as_str())
         .bind(stored.cluster.as_str())
@@ -116,6 +118,10 @@ impl Store {
         .bind(codec::flag(stored.pin_digests))
         .bind(selector_text(&stored)?)
         .bind(codec::json_text("policy labels", &stored.labels)?)
+        .bind(codec::json_text(
+            "policy attestations",
+            &stored.attestations,
+        )?)
         .execute(&mut *tx)
         .await
         .map_err(db(OP))?
@@ -341,6 +347,7 @@ fn policy_from_row(row: &AnyRow) -> Result<SecurityPolicy, StoreError> {
     let pin_digests: i64 = col(row, &what, "pin_digests")?;
     let selector: Option<String> = col(row, &what, "namespace_selector")?;
     let labels: String = col(row, &what, "labels")?;
+    let attestations: String = col(row, &what, "attestations")?;
     Ok(SecurityPolicy {
         cluster: col(row, &what, "cluster")?,
         namespace: col(row, &what, "namespace")?,
@@ -355,6 +362,7 @@ fn policy_from_row(row: &AnyRow) -> Result<SecurityPolicy, StoreError> {
         require_digest: require_digest != 0,
         allow_break_glass: allow_break_glass != 0,
         pin_digests: pin_digests != 0,
+        attestations: codec::from_json(&what, &attestations)?,
         note: col(row, &what, "note")?,
         labels: codec::from_json(&what, &labels)?,
         created_at: codec::time(&what, col(row, &what, "created_at")?)?,

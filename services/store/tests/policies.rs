@@ -350,6 +350,7 @@ fn policy(name: &str, cluster: &str, witnesses: &[&str]) -> SecurityPolicy {
         require_digest: false,
         allow_break_glass: true,
         pin_digests: false,
+        attestations: Vec::new(),
         note: "release images only".into(),
         created_at: now,
         updated_at: now,

@@ -343,6 +343,16 @@ impl Admission {
             if let Some(f) = check.failure {
                 verdict.reason = Some(f.reason);
                 verdict.detail = f.detail;
+                return verdict;
+            }
+            // Signed as the policy asks: now what the policy requires it to attest.
+            if let Some(f) = self
+                .trust
+                .check_attestations(snapshot, policy, image, digest, deadline)
+                .await
+            {
+                verdict.reason = Some(f.reason);
+                verdict.detail = f.detail;
             }
             verdict
         });
@@ -751,6 +761,8 @@ pub(crate) fn reason_words(r: DenialReason) -> &'static str {
         DenialReason::RegistryUnreachable => "registry unreachable",
         DenialReason::DigestRequired => "digest required",
         DenialReason::InvalidReference => "invalid image reference",
+        DenialReason::AttestationMissing => "required attestation missing",
+        DenialReason::AttestationUnmet => "attestation does not meet the policy",
     }
 }
 

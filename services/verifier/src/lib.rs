@@ -22,6 +22,7 @@
 //! - [`error`]: what stops the verifier ([`VerifierError`]) or its control plane calls.
 
 pub mod admission;
+pub mod attest;
 pub mod break_glass;
 pub mod config;
 pub mod control;

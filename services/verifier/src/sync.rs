@@ -447,10 +447,27 @@ async fn handle(
             resync.request("policy event");
             false
         }
+        EventKind::AttestationPublished => {
+            match serde_json::from_value::<signet_core::AttestationRecord>(event.data.clone()) {
+                Ok(record) => match trust.learn_attestation(&record).await {
+                    Ok(()) => {
+                        tracing::debug!(digest = %record.digest, witness = %record.witness, predicate_type = %record.predicate_type, "attestation learned from an event")
+                    }
+                    // A witness no policy of this cluster names, most often; a review
+                    // that needs it reads the registry.
+                    Err(why) => {
+                        tracing::debug!(digest = %record.digest, witness = %record.witness, %why, "attestation event not used")
+                    }
+                },
+                Err(_) => {
+                    tracing::warn!(event = %event.id, "attestation.published event without an attestation record; ignoring it")
+                }
+            }
+            true
+        }
         EventKind::SignatureFailed
         | EventKind::AdmissionBreakGlass
-        | EventKind::WorkloadUntrusted
-        | EventKind::AttestationPublished => true,
+        | EventKind::WorkloadUntrusted => true,
     }
 }
 

@@ -110,6 +110,7 @@ pub fn policy(name: &str, witnesses: &[&str], namespace: &str, mode: PolicyMode)
         require_digest: false,
         allow_break_glass: false,
         pin_digests: false,
+        attestations: Vec::new(),
         note: String::new(),
         created_at: t,
         updated_at: t,

@@ -423,7 +423,11 @@ pub struct Trust {
     /// event), so that an admission review can link to it. Only filled when the signer
     /// exports traces; bounded apart from the verdicts so tracing never costs them room.
     traces: Cache<DigestId, Arc<str>>,
-    registry: RegistryClient,
+    /// Attestations verified per digest (see [`crate::attest`]).
+    pub(crate) attestations: Cache<DigestId, Arc<crate::attest::AttestationSet>>,
+    /// How long a registry read of attestations stands before it is read again.
+    pub(crate) attestation_refetch: Duration,
+    pub(crate) registry: RegistryClient,
     counters: Counters,
     /// `.sig` artifacts fetched from registries, and signature checks run on their
     /// layers: what a hostile artifact costs (tests and figures read them).
@@ -553,6 +557,11 @@ impl Trust {
                 .max_capacity(TRACE_LINKS.min(cache.capacity.max(1)))
                 .time_to_live(cache.trust_ttl)
                 .build(),
+            attestations: Cache::builder()
+                .max_capacity(cache.capacity.clamp(1, 10_000))
+                .time_to_live(cache.trust_ttl)
+                .build(),
+            attestation_refetch: cache.negative_ttl,
             registry,
             counters: Counters::new(),
             fetches: Arc::new(AtomicU64::new(0)),

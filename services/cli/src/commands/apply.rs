@@ -411,7 +411,7 @@ fn policy_change(d: &PolicyDocument, owner: &str, policies: &[SecurityPolicy]) -
         "namespace": s.namespace, "namespace_selector": s.namespace_selector,
         "mode": s.mode.as_str(), "enabled": s.enabled, "exemptions": s.exemptions,
         "require_digest": s.require_digest, "allow_break_glass": s.allow_break_glass,
-        "pin_digests": s.pin_digests, "note": s.note, "labels": labels,
+        "pin_digests": s.pin_digests, "attestations": s.attestations, "note": s.note, "labels": labels,
     });
     let Some(p) = policies.iter().find(|p| p.name == name) else {
         let mut body = desired;
@@ -434,7 +434,7 @@ fn policy_change(d: &PolicyDocument, owner: &str, policies: &[SecurityPolicy]) -
         "namespace": p.namespace, "namespace_selector": p.namespace_selector,
         "mode": p.mode.as_str(), "enabled": p.enabled, "exemptions": p.exemptions,
         "require_digest": p.require_digest, "allow_break_glass": p.allow_break_glass,
-        "pin_digests": p.pin_digests, "note": p.note, "labels": p.labels,
+        "pin_digests": p.pin_digests, "attestations": p.attestations, "note": p.note, "labels": p.labels,
     });
     let fields = [
         "witnesses",
@@ -448,6 +448,7 @@ fn policy_change(d: &PolicyDocument, owner: &str, policies: &[SecurityPolicy]) -
         "require_digest",
         "allow_break_glass",
         "pin_digests",
+        "attestations",
         "note",
         "labels",
     ]

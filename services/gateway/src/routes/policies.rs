@@ -43,6 +43,11 @@ pub struct CreatePolicy {
     /// Rewrite verified tags on Pods to `tag@digest` at admission (`/mutate`); default
     /// true.
     pub pin_digests: Option<bool>,
+    /// Attestations every image must also carry, signed by one of the witnesses, with
+    /// conditions on their predicates (`[{"type": "slsaprovenance1", "conditions":
+    /// [{"path": "$.runDetails.builder.id", "equals": "https://..."}]}]`).
+    #[serde(default)]
+    pub attestations: Vec<signet_core::AttestationRequirement>,
     #[serde(default)]
     pub note: String,
     /// Labels of the policy (`signet.dev/owner`: what `signet apply` owns).
@@ -67,6 +72,8 @@ pub struct PatchPolicy {
     pub require_digest: Option<bool>,
     pub allow_break_glass: Option<bool>,
     pub pin_digests: Option<bool>,
+    /// Replaces the required attestations; `[]` requires none.
+    pub attestations: Option<Vec<signet_core::AttestationRequirement>>,
     pub note: Option<String>,
     /// Replaces the labels.
     pub labels: Option<std::collections::BTreeMap<String, String>>,
@@ -141,6 +148,7 @@ pub async fn create(
         require_digest: req.require_digest,
         allow_break_glass: req.allow_break_glass,
         pin_digests: req.pin_digests.unwrap_or(true),
+        attestations: req.attestations,
         note: req.note,
         // Stored with millisecond precision: answer with what a read returns.
         created_at: DateTime::from_timestamp_millis(now.timestamp_millis()).unwrap_or(now),
@@ -252,6 +260,9 @@ fn apply(p: &mut SecurityPolicy, patch: &PatchPolicy) -> ApiResult<PolicyAction>
     }
     if let Some(b) = patch.pin_digests {
         p.pin_digests = b;
+    }
+    if let Some(a) = &patch.attestations {
+        p.attestations = a.clone();
     }
     if let Some(b) = patch.allow_break_glass {
         p.allow_break_glass = b;
@@ -519,6 +530,7 @@ mod tests {
             require_digest: false,
             allow_break_glass: false,
             pin_digests: false,
+            attestations: Vec::new(),
             note: String::new(),
             created_at: t,
             updated_at: t,
