@@ -261,39 +261,29 @@ impl SignContext {
         // about it.
         self.refuse_revoked(digest, &witness.name).await?;
         let claim = format!("{repository}@{digest}#{}#{statement_digest}", witness.name);
-        let claimed = self
-            .store
-            .claim_signing(&claim, &self.holder, self.claim_lease)
+        let busy = || {
+            format!(
+                "an attestation of {repository}@{digest} by {} is being signed in another signer",
+                witness.name
+            )
+        };
+        self.with_claim(&claim, busy, async {
+            if let Some(existing) = find().await.map_err(from_store)? {
+                return Ok((existing, SignOutcome::AlreadyRecorded));
+            }
+            self.attest_claimed(
+                job,
+                image,
+                digest,
+                witness,
+                &repository,
+                &predicate_type,
+                signed,
+                payload,
+            )
             .await
-            .map_err(from_store)?;
-        if !claimed {
-            return Err(SignError::retryable(
-                "claimed_elsewhere",
-                format!("an attestation of {repository}@{digest} by {} is being signed in another signer", witness.name),
-            ));
-        }
-        let result = self
-            .holding_claim(&claim, async {
-                if let Some(existing) = find().await.map_err(from_store)? {
-                    return Ok((existing, SignOutcome::AlreadyRecorded));
-                }
-                self.attest_claimed(
-                    job,
-                    image,
-                    digest,
-                    witness,
-                    &repository,
-                    &predicate_type,
-                    signed,
-                    payload,
-                )
-                .await
-            })
-            .await;
-        if let Err(e) = self.store.release_signing(&claim, &self.holder).await {
-            tracing::warn!(error = %e, claim, "could not release attestation claim");
-        }
-        result
+        })
+        .await
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -349,19 +339,7 @@ impl SignContext {
         let (signature, version, outcome) = match adopted {
             Some((sig, version)) => (sig, version, SignOutcome::Adopted),
             None => {
-                let signature = self.kms_sign(witness, &primary.version, &signed).await?;
-                primary
-                    .public_key
-                    .verify(witness.algorithm, &signed, &signature)
-                    .map_err(|_| {
-                        SignError::permanent(
-                            "signature_mismatch",
-                            format!(
-                                "KMS key {} returned a signature that does not verify under witness {:?}'s pinned key {} (version {}); nothing was published",
-                                witness.kms_key, witness.name, primary.fingerprint, primary.version
-                            ),
-                        )
-                    })?;
+                let signature = self.sign_checked(witness, primary, &signed).await?;
                 let envelope = Envelope::signed(payload.clone(), signature.clone());
                 self.registry
                     .publish_attestation(
@@ -406,16 +384,7 @@ impl SignContext {
                 "adopted": outcome == SignOutcome::Adopted,
             }),
         );
-        let event_data = serde_json::to_value(&record)
-            .map_err(|e| SignError::permanent("internal", e.to_string()))?;
-        let event = OutboxEvent::new(
-            EventKind::AttestationPublished,
-            digest.to_string(),
-            event_data,
-        )
-        .with_traceparent(signet_runtime::telemetry::traceparent(
-            &tracing::Span::current(),
-        ));
+        let event = published_event(EventKind::AttestationPublished, digest, &record)?;
         let stored = self
             .store
             .record_attestation(&record, &audit, Some(&event))
@@ -458,28 +427,40 @@ impl SignContext {
         self.refuse_revoked(digest, &witness.name).await?;
 
         let claim = format!("{repository}@{digest}#{}", witness.name);
+        let busy = || {
+            format!(
+                "{repository}@{digest} is being signed by {} in another signer",
+                witness.name
+            )
+        };
+        self.with_claim(
+            &claim,
+            busy,
+            self.sign_claimed(job, image, digest, witness, &repository),
+        )
+        .await
+    }
+
+    /// Takes the store claim `claim` (or fails, retryably, with `busy`), runs `work`
+    /// holding it, and releases it: no two signers make the same signature or attestation
+    /// at once.
+    async fn with_claim<T>(
+        &self,
+        claim: &str,
+        busy: impl FnOnce() -> String,
+        work: impl std::future::Future<Output = Result<T, SignError>>,
+    ) -> Result<T, SignError> {
         let claimed = self
             .store
-            .claim_signing(&claim, &self.holder, self.claim_lease)
+            .claim_signing(claim, &self.holder, self.claim_lease)
             .await
             .map_err(from_store)?;
         if !claimed {
-            return Err(SignError::retryable(
-                "claimed_elsewhere",
-                format!(
-                    "{repository}@{digest} is being signed by {} in another signer",
-                    witness.name
-                ),
-            ));
+            return Err(SignError::retryable("claimed_elsewhere", busy()));
         }
-        let result = self
-            .holding_claim(
-                &claim,
-                self.sign_claimed(job, image, digest, witness, &repository),
-            )
-            .await;
-        if let Err(e) = self.store.release_signing(&claim, &self.holder).await {
-            // The claim expires on its own; the signature itself is already safe.
+        let result = self.holding_claim(claim, work).await;
+        if let Err(e) = self.store.release_signing(claim, &self.holder).await {
+            // The claim expires on its own; what was signed is already safe.
             tracing::warn!(error = %e, claim, "could not release signing claim");
         }
         result
@@ -604,21 +585,7 @@ impl SignContext {
                 (layer.signature, version, SignOutcome::Adopted, artifact)
             }
             None => {
-                let signature = self.kms_sign(witness, &primary.version, &payload).await?;
-                // Never publish what the pinned key does not verify: a KMS that answered
-                // with another key's signature would otherwise poison the registry.
-                primary
-                    .public_key
-                    .verify(witness.algorithm, &payload, &signature)
-                    .map_err(|_| {
-                        SignError::permanent(
-                            "signature_mismatch",
-                            format!(
-                                "KMS key {} returned a signature that does not verify under witness {:?}'s pinned key {} (version {}); nothing was published",
-                                witness.kms_key, witness.name, primary.fingerprint, primary.version
-                            ),
-                        )
-                    })?;
+                let signature = self.sign_checked(witness, primary, &payload).await?;
                 let layer = SignatureLayer {
                     payload: payload.clone(),
                     signature: signature.clone(),
@@ -666,23 +633,38 @@ impl SignContext {
                 "adopted": outcome == SignOutcome::Adopted,
             }),
         );
-        let event_data = serde_json::to_value(&record)
-            .map_err(|e| SignError::permanent("internal", e.to_string()))?;
-        // The event continues this job's trace through the relay to the verifiers.
-        let event = OutboxEvent::new(
-            EventKind::SignaturePublished,
-            digest.to_string(),
-            event_data,
-        )
-        .with_traceparent(signet_runtime::telemetry::traceparent(
-            &tracing::Span::current(),
-        ));
+        let event = published_event(EventKind::SignaturePublished, digest, &record)?;
         let stored = self
             .store
             .record_signature(&record, &audit, Some(&event))
             .await
             .map_err(from_store)?;
         Ok((stored, outcome))
+    }
+
+    /// Has the KMS sign `bytes` with the primary version, and checks the answer under the
+    /// pinned key: never publish what the pinned key does not verify, or a KMS that
+    /// answered with another key's signature would poison the registry.
+    async fn sign_checked(
+        &self,
+        witness: &Witness,
+        primary: &signet_core::KeyVersion,
+        bytes: &[u8],
+    ) -> Result<Vec<u8>, SignError> {
+        let signature = self.kms_sign(witness, &primary.version, bytes).await?;
+        primary
+            .public_key
+            .verify(witness.algorithm, bytes, &signature)
+            .map_err(|_| {
+                SignError::permanent(
+                    "signature_mismatch",
+                    format!(
+                        "KMS key {} returned a signature that does not verify under witness {:?}'s pinned key {} (version {}); nothing was published",
+                        witness.kms_key, witness.name, primary.fingerprint, primary.version
+                    ),
+                )
+            })?;
+        Ok(signature)
     }
 
     async fn kms_sign(
@@ -729,6 +711,22 @@ impl SignContext {
             })
             .inspect(|_| metrics.kms_call(kind, "ok", seconds))
     }
+}
+
+/// The event announcing a new record; it continues this job's trace through the relay
+/// to the verifiers.
+fn published_event(
+    kind: EventKind,
+    digest: &Digest,
+    record: &impl serde::Serialize,
+) -> Result<OutboxEvent, SignError> {
+    let data = serde_json::to_value(record)
+        .map_err(|e| SignError::permanent("internal", e.to_string()))?;
+    Ok(
+        OutboxEvent::new(kind, digest.to_string(), data).with_traceparent(
+            signet_runtime::telemetry::traceparent(&tracing::Span::current()),
+        ),
+    )
 }
 
 /// The recorded signature stands for the job, unless it was revoked: then signet does

@@ -1,7 +1,7 @@
 //! Attestation records: the in-toto Statements signet signed (DSSE) and published as
 //! cosign attestations, one per image, witness and statement.
 
-use signet_core::{AttestationRecord, Digest, NewAudit, SignatureAlgorithm};
+use signet_core::{AttestationRecord, Digest, NewAudit};
 use sqlx::any::AnyRow;
 use sqlx::AnyConnection;
 
@@ -9,6 +9,7 @@ use crate::audit::insert_audit;
 use crate::codec::{self, col};
 use crate::error::{db, StoreError};
 use crate::outbox::{insert_outbox, OutboxEvent};
+use crate::signatures::Signed;
 use crate::Store;
 
 const COLUMNS: &str = "id, repository, digest, witness, predicate_type, statement_digest, \
@@ -164,24 +165,20 @@ async fn select_one(
 fn attestation_from_row(row: &AnyRow) -> Result<AttestationRecord, StoreError> {
     let id: String = col(row, "attestation", "id")?;
     let what = format!("attestation {id}");
-    let digest: String = col(row, &what, "digest")?;
-    let algorithm: String = col(row, &what, "algorithm")?;
-    let job_id: Option<String> = col(row, &what, "job_id")?;
+    let c = Signed::read(row, &what, &id)?;
     Ok(AttestationRecord {
-        id: codec::uuid(&what, &id)?,
-        repository: col(row, &what, "repository")?,
-        digest: Digest::parse(&digest).map_err(|e| StoreError::corrupt(&what, e))?,
-        witness: col(row, &what, "witness")?,
-        key_version: col(row, &what, "key_version")?,
-        key_fingerprint: col(row, &what, "key_fingerprint")?,
-        algorithm: SignatureAlgorithm::parse(&algorithm).ok_or_else(|| {
-            StoreError::corrupt(&what, format!("unknown algorithm {algorithm:?}"))
-        })?,
+        id: c.id,
+        repository: c.repository,
+        digest: c.digest,
+        witness: c.witness,
+        key_version: c.key_version,
+        key_fingerprint: c.key_fingerprint,
+        algorithm: c.algorithm,
         predicate_type: col(row, &what, "predicate_type")?,
         statement: col(row, &what, "statement")?,
-        signature: col(row, &what, "signature")?,
-        artifact: col(row, &what, "artifact")?,
-        job_id: job_id.map(|j| codec::uuid(&what, &j)).transpose()?,
-        created_at: codec::time(&what, col(row, &what, "created_at")?)?,
+        signature: c.signature,
+        artifact: c.artifact,
+        job_id: c.job_id,
+        created_at: c.created_at,
     })
 }

@@ -309,26 +309,60 @@ async fn select_one(
 fn signature_from_row(row: &AnyRow) -> Result<SignatureRecord, StoreError> {
     let id: String = col(row, "signature", "id")?;
     let what = format!("signature {id}");
-    let digest: String = col(row, &what, "digest")?;
-    let algorithm: String = col(row, &what, "algorithm")?;
-    let job_id: Option<String> = col(row, &what, "job_id")?;
+    let c = Signed::read(row, &what, &id)?;
     Ok(SignatureRecord {
-        id: codec::uuid(&what, &id)?,
-        repository: col(row, &what, "repository")?,
-        digest: Digest::parse(&digest).map_err(|e| StoreError::corrupt(&what, e))?,
-        witness: col(row, &what, "witness")?,
-        key_version: col(row, &what, "key_version")?,
-        key_fingerprint: col(row, &what, "key_fingerprint")?,
-        algorithm: SignatureAlgorithm::parse(&algorithm).ok_or_else(|| {
-            StoreError::corrupt(&what, format!("unknown algorithm {algorithm:?}"))
-        })?,
+        id: c.id,
+        repository: c.repository,
+        digest: c.digest,
+        witness: c.witness,
+        key_version: c.key_version,
+        key_fingerprint: c.key_fingerprint,
+        algorithm: c.algorithm,
         payload: col(row, &what, "payload")?,
-        signature: col(row, &what, "signature")?,
-        artifact: col(row, &what, "artifact")?,
-        job_id: job_id.map(|j| codec::uuid(&what, &j)).transpose()?,
-        created_at: codec::time(&what, col(row, &what, "created_at")?)?,
+        signature: c.signature,
+        artifact: c.artifact,
+        job_id: c.job_id,
+        created_at: c.created_at,
         revoked: revocation(row, &what)?,
     })
+}
+
+/// The columns a signature and an attestation record share, read and checked.
+pub(crate) struct Signed {
+    pub id: uuid::Uuid,
+    pub repository: String,
+    pub digest: Digest,
+    pub witness: String,
+    pub key_version: String,
+    pub key_fingerprint: String,
+    pub algorithm: SignatureAlgorithm,
+    pub signature: Vec<u8>,
+    pub artifact: String,
+    pub job_id: Option<uuid::Uuid>,
+    pub created_at: chrono::DateTime<chrono::Utc>,
+}
+
+impl Signed {
+    pub(crate) fn read(row: &AnyRow, what: &str, id: &str) -> Result<Self, StoreError> {
+        let digest: String = col(row, what, "digest")?;
+        let algorithm: String = col(row, what, "algorithm")?;
+        let job_id: Option<String> = col(row, what, "job_id")?;
+        Ok(Self {
+            id: codec::uuid(what, id)?,
+            repository: col(row, what, "repository")?,
+            digest: Digest::parse(&digest).map_err(|e| StoreError::corrupt(what, e))?,
+            witness: col(row, what, "witness")?,
+            key_version: col(row, what, "key_version")?,
+            key_fingerprint: col(row, what, "key_fingerprint")?,
+            algorithm: SignatureAlgorithm::parse(&algorithm).ok_or_else(|| {
+                StoreError::corrupt(what, format!("unknown algorithm {algorithm:?}"))
+            })?,
+            signature: col(row, what, "signature")?,
+            artifact: col(row, what, "artifact")?,
+            job_id: job_id.map(|j| codec::uuid(what, &j)).transpose()?,
+            created_at: codec::time(what, col(row, what, "created_at")?)?,
+        })
+    }
 }
 
 fn revocation(row: &AnyRow, what: &str) -> Result<Option<Revocation>, StoreError> {
