@@ -75,6 +75,7 @@ pub fn router() -> Router<AppState> {
         .route("/v1/jobs/{id}", get(jobs::show))
         .route("/v1/jobs/{id}/retry", post(jobs::retry))
         .route("/v1/signatures", get(records::signatures))
+        .route("/v1/attestations", get(records::attestations))
         .route("/v1/signatures/{id}/revoke", post(records::revoke))
         .route("/v1/audit", get(records::audit))
         .route("/v1/tokens", post(tokens::create).get(tokens::list))
@@ -147,6 +148,7 @@ pub fn router() -> Router<AppState> {
         rules::update,
         rules::delete,
         records::signatures,
+        records::attestations,
         records::revoke,
         records::audit,
         tokens::create,

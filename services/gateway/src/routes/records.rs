@@ -65,6 +65,78 @@ pub async fn signatures(
     Ok(Json(serde_json::json!({ "signatures": records })))
 }
 
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct AttestationsQuery {
+    /// Only attestations about this digest (`sha256:...`).
+    pub digest: Option<String>,
+    pub limit: Option<u32>,
+}
+
+/// An attestation record without its statement and signature (an SBOM may be large):
+/// what was attested, about what, by whom, and where it lives.
+#[derive(Debug, serde::Serialize, utoipa::ToSchema)]
+pub struct AttestationSummary {
+    pub id: Uuid,
+    pub repository: String,
+    pub digest: signet_core::Digest,
+    pub witness: String,
+    pub predicate_type: String,
+    pub key_fingerprint: String,
+    /// `registry/repository:sha256-<hex>.att`.
+    pub artifact: String,
+    pub job_id: Option<Uuid>,
+    pub created_at: chrono::DateTime<chrono::Utc>,
+}
+
+#[utoipa::path(
+    get,
+    path = "/v1/attestations",
+    tag = "records",
+    summary = "List attestation records",
+    description = "The attestations signet signed, newest first; at most `limit` (default \
+        100, at most 1000). The statements themselves are in the registry (`artifact`), \
+        where `cosign verify-attestation` reads them. Role: admin.",
+    params(AttestationsQuery),
+    responses(
+        (status = 200, description = "`{\"attestations\": [AttestationSummary]}`", body = Object),
+        (status = 400, description = "Not a digest", body = ErrorBody),
+    ),
+    security(("bearer" = [])),
+)]
+pub async fn attestations(
+    State(state): State<AppState>,
+    caller: Caller,
+    ApiQuery(q): ApiQuery<AttestationsQuery>,
+) -> ApiResult<Json<serde_json::Value>> {
+    caller.require_read()?;
+    let digest = q
+        .digest
+        .map(|d| {
+            signet_core::Digest::parse(&d).map_err(|e| ApiError::BadRequest(format!("digest: {e}")))
+        })
+        .transpose()?;
+    let records = state
+        .store
+        .list_attestations(digest.as_ref(), q.limit.unwrap_or(100).min(1000))
+        .await?;
+    let summaries: Vec<AttestationSummary> = records
+        .into_iter()
+        .map(|r| AttestationSummary {
+            id: r.id,
+            repository: r.repository,
+            digest: r.digest,
+            witness: r.witness,
+            predicate_type: r.predicate_type,
+            key_fingerprint: r.key_fingerprint,
+            artifact: r.artifact,
+            job_id: r.job_id,
+            created_at: r.created_at,
+        })
+        .collect();
+    Ok(Json(serde_json::json!({ "attestations": summaries })))
+}
+
 /// Why a signature is revoked; kept on the record, in the audit log and in trust bundles.
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
