@@ -104,6 +104,8 @@ pub fn predicate_type(name_or_uri: &str) -> Result<String, AttestationError> {
 /// One subject of a Statement.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Subject {
+    /// cosign 3 writes Statement v1 subjects without a name: absent reads as empty.
+    #[serde(default)]
     pub name: String,
     pub digest: BTreeMap<String, String>,
 }

@@ -64,7 +64,7 @@ impl fmt::Display for SignatureAlgorithm {
 /// Why a key or signature was refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum CryptoError {
-    #[error("public key is not PEM or DER encoded RSA (SubjectPublicKeyInfo or PKCS#1) or ECDSA P-256 (SubjectPublicKeyInfo): {0}")]
+    #[error("public key is not PEM or DER encoded RSA (SubjectPublicKeyInfo or PKCS#1) or ECDSA P-256 (SubjectPublicKeyInfo), nor an X.509 certificate of one: {0}")]
     UnparsableKey(String),
     #[error("public key is RSA-{0}; signet requires at least RSA-{MIN_RSA_BITS}")]
     KeyTooSmall(usize),
@@ -85,16 +85,50 @@ pub struct PublicKey {
 impl PublicKey {
     /// Reads a PEM (`PUBLIC KEY` or `RSA PUBLIC KEY`) or DER (SPKI or PKCS#1) RSA key,
     /// or an ECDSA P-256 key as SPKI (PEM `PUBLIC KEY`, as cosign writes `cosign.pub`).
+    ///
+    /// An X.509 certificate (PEM `CERTIFICATE` or DER) stands for the key it certifies:
+    /// its SubjectPublicKeyInfo is read as above, and nothing else of the certificate is
+    /// kept (not its validity, names or issuer), so the fingerprint is the key's. This is
+    /// how a verify-only witness takes the certificate `notation cert generate-test` writes
+    /// into its trust store. A PEM holding several certificates is refused: which one's
+    /// key signs would be a guess.
     pub fn parse(input: &[u8]) -> Result<Self, CryptoError> {
         let der = match std::str::from_utf8(input) {
-            Ok(text) if text.contains("-----BEGIN") => pem::parse(text.trim())
-                .map_err(|e| CryptoError::UnparsableKey(e.to_string()))?
-                .into_contents(),
+            Ok(text) if text.contains("-----BEGIN") => {
+                let block = pem::parse(text.trim())
+                    .map_err(|e| CryptoError::UnparsableKey(e.to_string()))?;
+                if block.tag() == CERTIFICATE_PEM_TAG {
+                    let certificates = pem::parse_many(text)
+                        .map_err(|e| CryptoError::UnparsableKey(e.to_string()))?
+                        .iter()
+                        .filter(|b| b.tag() == CERTIFICATE_PEM_TAG)
+                        .count();
+                    if certificates > 1 {
+                        return Err(CryptoError::UnparsableKey(format!(
+                            "the PEM holds {certificates} certificates; give only the one whose key signs"
+                        )));
+                    }
+                    return Self::parse_der(&certificate_spki(block.contents())?);
+                }
+                block.into_contents()
+            }
             _ => input.to_vec(),
         };
-        let key = match decode_der(&der) {
+        match Self::parse_der(&der) {
+            // Not a key: maybe a DER certificate.
+            Err(CryptoError::UnparsableKey(e)) => match certificate_spki(&der) {
+                Ok(spki) => Self::parse_der(&spki),
+                Err(_) => Err(CryptoError::UnparsableKey(e)),
+            },
+            other => other,
+        }
+    }
+
+    /// An RSA key (SPKI or PKCS#1 DER) or an ECDSA P-256 SPKI.
+    fn parse_der(der: &[u8]) -> Result<Self, CryptoError> {
+        let key = match decode_der(der) {
             Ok(key) => key,
-            Err(rsa_error) => return Self::parse_ec_p256(&der).ok_or(rsa_error),
+            Err(rsa_error) => return Self::parse_ec_p256(der).ok_or(rsa_error),
         };
         let bits = key.n().bits();
         if bits < MIN_RSA_BITS {
@@ -218,6 +252,21 @@ impl PublicKey {
         )
         .is_ok()
     }
+}
+
+/// The PEM label of an X.509 certificate.
+const CERTIFICATE_PEM_TAG: &str = "CERTIFICATE";
+
+/// The DER SubjectPublicKeyInfo of a DER X.509 certificate, as it is written there.
+fn certificate_spki(der: &[u8]) -> Result<Vec<u8>, CryptoError> {
+    use x509_cert::der::{Decode as _, Encode as _};
+    let certificate = x509_cert::Certificate::from_der(der)
+        .map_err(|e| CryptoError::UnparsableKey(format!("not an X.509 certificate: {e}")))?;
+    certificate
+        .tbs_certificate
+        .subject_public_key_info
+        .to_der()
+        .map_err(|e| CryptoError::UnparsableKey(e.to_string()))
 }
 
 fn decode_der(der: &[u8]) -> Result<rsa::RsaPublicKey, CryptoError> {
@@ -348,6 +397,86 @@ mod tests {
             PublicKey::parse(der.as_bytes()),
             Err(CryptoError::KeyTooSmall(1024))
         );
+    }
+
+    /// A certificate holding `spki`, as far as the key goes (its signature is zeros).
+    fn certificate(spki: &[u8]) -> Vec<u8> {
+        use x509_cert::der::asn1::{BitString, UtcTime};
+        use x509_cert::der::{Decode as _, Encode as _};
+        let algorithm = x509_cert::spki::AlgorithmIdentifierOwned {
+            oid: x509_cert::der::oid::ObjectIdentifier::new_unwrap("1.2.840.113549.1.1.11"),
+            parameters: None,
+        };
+        let time = |secs| {
+            x509_cert::time::Time::UtcTime(
+                UtcTime::from_unix_duration(std::time::Duration::from_secs(secs)).expect("time"),
+            )
+        };
+        x509_cert::Certificate {
+            tbs_certificate: x509_cert::TbsCertificate {
+                version: x509_cert::Version::V3,
+                serial_number: x509_cert::serial_number::SerialNumber::new(&[7]).expect("serial"),
+                signature: algorithm.clone(),
+                issuer: Default::default(),
+                validity: x509_cert::time::Validity {
+                    not_before: time(1_700_000_000),
+                    not_after: time(1_700_086_400),
+                },
+                subject: Default::default(),
+                subject_public_key_info: x509_cert::spki::SubjectPublicKeyInfoOwned::from_der(spki)
+                    .expect("spki"),
+                issuer_unique_id: None,
+                subject_unique_id: None,
+                extensions: None,
+            },
+            signature_algorithm: algorithm,
+            signature: BitString::from_bytes(&[0; 8]).expect("bits"),
+        }
+        .to_der()
+        .expect("der")
+    }
+
+    fn certificate_pem(der: &[u8]) -> String {
+        pem::encode(&pem::Pem::new("CERTIFICATE", der.to_vec()))
+    }
+
+    #[test]
+    fn a_certificate_stands_for_its_key() {
+        let pk = public(&keypair());
+        let cert = certificate(pk.spki_der());
+        let from_pem = PublicKey::parse(certificate_pem(&cert).as_bytes()).expect("PEM cert");
+        assert_eq!(from_pem, pk);
+        assert_eq!(from_pem.fingerprint(), pk.fingerprint());
+        assert_eq!(PublicKey::parse(&cert).expect("DER cert"), pk);
+
+        let ec = lc::EcdsaKeyPair::generate(&lc::ECDSA_P256_SHA256_ASN1_SIGNING).expect("keygen");
+        let ec_spki = ec.public_key().as_der().expect("der");
+        let ec_pk = PublicKey::parse(ec_spki.as_ref()).expect("ec key");
+        let from_cert =
+            PublicKey::parse(certificate_pem(&certificate(ec_spki.as_ref())).as_bytes())
+                .expect("EC cert");
+        assert!(from_cert.is_ec());
+        assert_eq!(from_cert.fingerprint(), ec_pk.fingerprint());
+
+        // A chain: which certificate's key signs is not guessed.
+        let other = certificate(public(&keypair()).spki_der());
+        let two = format!("{}{}", certificate_pem(&cert), certificate_pem(&other));
+        assert!(matches!(
+            PublicKey::parse(two.as_bytes()),
+            Err(CryptoError::UnparsableKey(m)) if m.contains("2 certificates")
+        ));
+        // A certificate of a small key is still refused.
+        let small = rsa::RsaPrivateKey::new(&mut rand_core_rng(), 1024).expect("keygen");
+        let small_spki = small.to_public_key().to_public_key_der().expect("der");
+        assert_eq!(
+            PublicKey::parse(certificate_pem(&certificate(small_spki.as_bytes())).as_bytes()),
+            Err(CryptoError::KeyTooSmall(1024))
+        );
+        // Garbage labelled a certificate.
+        assert!(matches!(
+            PublicKey::parse(certificate_pem(b"nope").as_bytes()),
+            Err(CryptoError::UnparsableKey(_))
+        ));
     }
 
     fn rand_core_rng() -> rsa::rand_core::OsRng {

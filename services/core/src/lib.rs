@@ -16,10 +16,13 @@
 //! - [`pattern`]: image patterns (policy exemptions), matched part by part.
 //! - [`admission`]: what a verifier decided about a workload, as it reports it.
 //! - [`attestation`]: in-toto Statements signed as DSSE envelopes (`cosign attest`).
+//! - [`bundle`]: Sigstore bundles v0.3, as cosign 3 attaches signatures and attestations.
+//! - [`notation`]: Notary Project (Notation) signatures, JWS and COSE envelopes, checked against a pinned witness key.
 //! - [`model`]: witnesses, jobs, signature records, roles, audit entries.
 
 pub mod admission;
 pub mod attestation;
+pub mod bundle;
 pub mod crypto;
 pub mod digest;
 pub mod events;
@@ -27,6 +30,7 @@ pub mod inventory;
 pub mod labels;
 pub mod manifest;
 pub mod model;
+pub mod notation;
 pub mod pattern;
 pub mod payload;
 pub mod policy;

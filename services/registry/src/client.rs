@@ -1,4 +1,5 @@
 //! [`RegistryClient`]: resolve tags, read manifests, publish and fetch cosign signatures.
+//! (Its operations on OCI 1.1 referrers are in [`crate::referrers`]'s `client` module.)
 //!
 //! The wire protocol is the OCI distribution API, spoken over [`crate::transport`], which
 //! applies the destination and redirect policies ([`crate::policy`]) and authenticates.
@@ -32,12 +33,12 @@ use crate::policy::DestinationPolicy;
 use crate::transport::{parse_challenge, Access, Challenge, Host, Transport};
 
 /// Registries cap manifests at 4 MiB (distribution's default); refuse larger answers.
-const MAX_MANIFEST_BYTES: usize = 4 << 20;
+pub(crate) const MAX_MANIFEST_BYTES: usize = 4 << 20;
 /// A simple-signing payload is a few hundred bytes; this leaves room for annotations
 /// while keeping a hostile registry from filling memory on the admission path.
 const MAX_PAYLOAD_BYTES: usize = 1 << 20;
 /// Read-modify-write rounds before giving up on a contended `.sig` tag.
-const PUBLISH_ATTEMPTS: u32 = 5;
+pub(crate) const PUBLISH_ATTEMPTS: u32 = 5;
 const USER_AGENT: &str = concat!("signet-registry/", env!("CARGO_PKG_VERSION"));
 
 /// A registry client shared by the signer, verifier and CLI. Cheap to clone; clones share
@@ -469,7 +470,7 @@ impl RegistryClient {
 
     /// Runs one registry operation under the configured timeout and counts it in the
     /// `signet_registry_requests` metrics as `operation`.
-    async fn bounded<T>(
+    pub(crate) async fn bounded<T>(
         &self,
         operation: &'static str,
         ctx: Ctx<'_>,
@@ -508,7 +509,7 @@ impl RegistryClient {
 
     /// The host and what its `/v2/` probe showed, probing on first use. A failed probe is
     /// not remembered, so a registry that was down is probed again next time.
-    async fn host_access(
+    pub(crate) async fn host_access(
         &self,
         image: &ImageRef,
         ctx: Ctx<'_>,
@@ -596,7 +597,7 @@ impl RegistryClient {
 
     /// The digest a manifest reference points at: HEAD, falling back to GET when the
     /// registry sends no `Docker-Content-Digest`.
-    async fn manifest_digest(
+    pub(crate) async fn manifest_digest(
         &self,
         host: &Host,
         access: &Access,
@@ -625,12 +626,26 @@ impl RegistryClient {
         }
     }
 
-    async fn read_manifest(
+    pub(crate) async fn read_manifest(
         &self,
         host: &Host,
         access: &Access,
         repo: &str,
         reference: &str,
+        ctx: Ctx<'_>,
+    ) -> Result<Manifest, RegistryError> {
+        self.read_manifest_within(host, access, repo, reference, MAX_MANIFEST_BYTES, ctx)
+            .await
+    }
+
+    /// [`RegistryClient::read_manifest`], reading at most `cap` bytes.
+    pub(crate) async fn read_manifest_within(
+        &self,
+        host: &Host,
+        access: &Access,
+        repo: &str,
+        reference: &str,
+        cap: usize,
         ctx: Ctx<'_>,
     ) -> Result<Manifest, RegistryError> {
         let timeout = self.inner.config.timeout;
@@ -647,7 +662,7 @@ impl RegistryClient {
             .get(CONTENT_TYPE)
             .and_then(|v| v.to_str().ok())
             .map(str::to_owned);
-        let body = read_capped(resp, MAX_MANIFEST_BYTES, ctx, timeout).await?;
+        let body = read_capped(resp, cap, ctx, timeout).await?;
         if status != 200 {
             return Err(ctx.status(status, &body));
         }
@@ -666,7 +681,7 @@ impl RegistryClient {
     }
 
     /// A blob, at most `cap` bytes, checked against its digest.
-    async fn read_blob(
+    pub(crate) async fn read_blob(
         &self,
         host: &Host,
         access: &Access,
@@ -694,7 +709,7 @@ impl RegistryClient {
 
     /// A monolithic blob upload: `POST …/blobs/uploads/`, then `PUT <location>?digest=`.
     /// The upload location must stay on the registry's host.
-    async fn push_blob(
+    pub(crate) async fn push_blob(
         &self,
         host: &Host,
         access: &Access,
@@ -753,25 +768,59 @@ impl RegistryClient {
         body: Vec<u8>,
         ctx: Ctx<'_>,
     ) -> Result<(), RegistryError> {
+        self.put_manifest(host, access, repo, tag, OCI_MANIFEST, body, ctx)
+            .await
+            .map(drop)
+    }
+
+    /// `PUT …/manifests/<reference>` with `media_type` as Content-Type. Returns the
+    /// answer's `OCI-Subject` header: a registry with the referrers API names there the
+    /// subject of a manifest that has one (distribution spec 1.1).
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) async fn put_manifest(
+        &self,
+        host: &Host,
+        access: &Access,
+        repo: &str,
+        reference: &str,
+        media_type: &'static str,
+        body: Vec<u8>,
+        ctx: Ctx<'_>,
+    ) -> Result<Option<String>, RegistryError> {
         let transport = &self.inner.transport;
-        let url = host.url(&format!("{repo}/manifests/{tag}"));
+        let url = host.url(&format!("{repo}/manifests/{reference}"));
         let resp = host
             .send(transport, access, ctx, |http| {
                 http.put(&url)
-                    .header(CONTENT_TYPE, HeaderValue::from_static(OCI_MANIFEST))
+                    .header(CONTENT_TYPE, HeaderValue::from_static(media_type))
                     .body(body.clone())
             })
             .await?;
         let status = resp.status().as_u16();
+        let subject = resp
+            .headers()
+            .get("oci-subject")
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned);
         let answer = read_capped(resp, 64 << 10, ctx, transport.timeout).await?;
         if !(200..300).contains(&status) {
             return Err(ctx.status(status, &answer));
         }
-        Ok(())
+        Ok(subject)
+    }
+
+    /// The HTTP client and policies every request goes through.
+    pub(crate) fn transport(&self) -> &Transport {
+        &self.inner.transport
+    }
+
+    /// This client's turn at read-modify-writing the tag `key` names.
+    pub(crate) async fn publish_turn(&self, key: String) -> crate::locks::KeyedGuard {
+        self.inner.publish_locks.lock(key).await
     }
 }
 
-fn ctx<'a>(image: &'a ImageRef, action: &'static str, what: &'a str) -> Ctx<'a> {
+pub(crate) fn ctx<'a>(image: &'a ImageRef, action: &'static str, what: &'a str) -> Ctx<'a> {
     Ctx {
         registry: image.registry(),
         repository: image.repository(),
@@ -781,7 +830,7 @@ fn ctx<'a>(image: &'a ImageRef, action: &'static str, what: &'a str) -> Ctx<'a> 
     }
 }
 
-fn with_access<'a>(ctx: Ctx<'a>, access: &Access) -> Ctx<'a> {
+pub(crate) fn with_access<'a>(ctx: Ctx<'a>, access: &Access) -> Ctx<'a> {
     Ctx {
         had_credentials: access.sends_credentials(),
         ..ctx

@@ -1,7 +1,8 @@
 //! signet's OCI registry client: resolve tags to digests, read manifests (and tell image
 //! indexes apart), and publish and fetch cosign signature artifacts
 //! (`<repo>:sha256-<hex>.sig`) the way cosign, policy-controller, Kyverno and
-//! containers/image expect them. The signer publishes with it, the verifier fetches with it
+//! containers/image expect them, and OCI 1.1 referrers (Sigstore bundles) as cosign 3
+//! writes and reads them. The signer publishes with it, the verifier fetches with it
 //! on a trust-cache miss, and the CLI uses both.
 //!
 //! Plain HTTP is used for loopback hosts and configured insecure registries, HTTPS
@@ -17,6 +18,8 @@
 //! - [`config`]: [`RegistryConfig`], credentials, which hosts speak plain HTTP.
 //! - [`cosign`]: the signature artifact format, built and parsed without I/O.
 //! - [`manifest`]: manifests as stored, media types, index platform entries.
+//! - [`referrers`]: OCI 1.1 referrers (the API and the referrers tag schema): Sigstore
+//!   bundles and other artifacts attached to an image by their `subject`.
 //! - [`error`]: [`RegistryError`] and which failures are retryable.
 //! - [`policy`]: which destinations and redirects are allowed (resolver and redirect policy).
 //! - `transport`: one registry host on the wire: probe, authentication, token cache.
@@ -29,6 +32,7 @@ pub mod error;
 mod locks;
 pub mod manifest;
 pub mod policy;
+pub mod referrers;
 mod settings;
 mod transport;
 
@@ -40,3 +44,6 @@ pub use cosign::{
 };
 pub use error::RegistryError;
 pub use manifest::Manifest;
+pub use referrers::{
+    Bundles, Descriptor, FetchedBundle, PublishedReferrer, ReferrerLimits, OCI_EMPTY_MEDIA_TYPE,
+};
