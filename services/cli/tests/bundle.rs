@@ -22,6 +22,8 @@
 //! trusted-root.json --insecure-ignore-tlog=true --allow-http-registry IMAGE@DIGEST`. An
 //! RSA key (PKCS#1 v1.5 signatures) needs no other flag than an ECDSA one.
 
+mod common;
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::sync::Arc;
@@ -591,5 +593,92 @@ async fn a_bundle_about_another_image_or_by_another_key_does_not_verify() {
             cosign.verifies(&attacker.pem, &reference_a, &a),
             [SIGN_PREDICATE_TYPE]
         );
+    }
+}
+
+/// Admission reads cosign 3's format: a vendor that signs with cosign 3 (Sigstore
+/// bundles as referrers, no `.sig` tag at all) is a verify-only witness whose images the
+/// verifier admits under an enforcing policy, on a registry with the referrers API and
+/// on one without (the tag index). An image the vendor only attested (an SBOM bundle,
+/// which `cosign3 verify` would accept) is denied: an attestation is not a signature.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_verifier_admits_images_cosign3_signed_as_bundles_and_not_attested_ones() {
+    let olareg = ReferrersRegistry::start().await.expect("olareg");
+    let distribution = TestRegistry::start().await.expect("docker-registry");
+    let cosign = Cosign3::new();
+    let mut signed = Vec::new();
+    for host in [olareg.host(), distribution.host()] {
+        let digest = TestImage::random()
+            .push(&host, "vendor/app", "v1")
+            .await
+            .expect("push");
+        let image = format!("{host}/vendor/app@{digest}");
+        cosign.sign(&image);
+        signed.push(image);
+    }
+    let sbom_only = {
+        let digest = TestImage::random()
+            .push(&olareg.host(), "vendor/sbom-only", "v1")
+            .await
+            .expect("push");
+        let image = format!("{}/vendor/sbom-only@{digest}", olareg.host());
+        cosign.attest(
+            &image,
+            "https://spdx.dev/Document",
+            &serde_json::json!({"spdxVersion": "SPDX-2.3"}),
+        );
+        image
+    };
+    let up = signet_testkit::signet::SignetUp::start(
+        common::bin(),
+        &[("SIGNET_VERIFIER__CLUSTER", "c1")],
+    )
+    .await
+    .expect("signet up");
+    let key = cosign.path("cosign.pub");
+    for args in [
+        vec![
+            "witness",
+            "create",
+            "--name",
+            "vendor",
+            "--public-key",
+            key.to_str().expect("utf-8"),
+        ],
+        vec![
+            "policy",
+            "create",
+            "vendor",
+            "--witness",
+            "vendor",
+            "--cluster",
+            "c1",
+            "--namespace",
+            "prod",
+            "--mode",
+            "enforce",
+        ],
+        vec!["policy", "enable", "vendor"],
+    ] {
+        common::ok(&up.cli(&args).expect("cli"), &args.join(" "));
+    }
+    let started = std::time::Instant::now();
+    while common::review(&up, "prod", &sbom_only).await["allowed"] != false {
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(30),
+            "the policy was not enforced"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    let r = common::review(&up, "prod", &sbom_only).await;
+    assert!(
+        r["status"]["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("unsigned")),
+        "an SBOM is not a signature: {r}"
+    );
+    for image in &signed {
+        let r = common::review(&up, "prod", image).await;
+        assert_eq!(r["allowed"], true, "cosign 3's bundle admits {image}: {r}");
     }
 }

@@ -36,7 +36,10 @@ use signet_core::{
     DenialReason, Digest, ImagePattern, ImageRef, PublicKey, ReferenceRule, RevokedSignature,
     SecurityPolicy, SignatureAlgorithm, SignatureRecord, SimpleSigning, TrustBundle,
 };
-use signet_registry::{RegistryClient, RegistryError, SignatureLayer, SignatureLimits, Signatures};
+use signet_core::bundle::Bundle;
+use signet_registry::{
+    ReferrerLimits, RegistryClient, RegistryError, SignatureLayer, SignatureLimits, Signatures,
+};
 use tokio::time::Instant;
 
 use crate::config::CacheConfig;
@@ -442,16 +445,20 @@ pub struct Artifact {
     /// `registry/repository` the artifact was read from.
     repository: String,
     signatures: Signatures,
+    /// Sigstore bundles attached as OCI 1.1 referrers (cosign 3's format), read within
+    /// [`ReferrerLimits::ADMISSION`]; their signatures count as `.sig` layers do.
+    bundles: Vec<Bundle>,
     /// Keys checked against every layer considered without finding a valid signature.
     /// Kept with the layers they were judged on, so both expire together.
     rejected: std::sync::Mutex<HashSet<KeyId>>,
 }
 
 impl Artifact {
-    fn new(repository: String, signatures: Signatures) -> Self {
+    fn new(repository: String, signatures: Signatures, bundles: Vec<Bundle>) -> Self {
         Self {
             repository,
             signatures,
+            bundles,
             rejected: std::sync::Mutex::new(HashSet::new()),
         }
     }
@@ -478,12 +485,30 @@ pub const REFERENCE_RULE: ReferenceRule = ReferenceRule::AnyRepository;
 /// run it on the blocking pool.
 fn verify_layers(
     layers: &[SignatureLayer],
+    bundles: &[Bundle],
     repository: &str,
     digest: &Digest,
     keys: &[(KeyId, Arc<KeyEntry>)],
 ) -> (Vec<KeyId>, u64) {
     let mut found: Vec<KeyId> = Vec::new();
     let mut checks = 0;
+    // A bundle counts as a signature only when its Statement is an image signature about
+    // this digest (an attestation by the same key is a claim about the image, not an
+    // approval of it).
+    for bundle in bundles {
+        for (id, key) in keys {
+            if found.contains(id) {
+                continue;
+            }
+            checks += 1;
+            let signed = bundle
+                .verify_with(&key.public_key, key.algorithm, digest)
+                .is_ok_and(|st| st.predicate_type == signet_core::bundle::SIGN_PREDICATE_TYPE);
+            if signed {
+                found.push(*id);
+            }
+        }
+    }
     for layer in layers {
         if found.len() == keys.len() {
             break;
@@ -899,10 +924,25 @@ impl Trust {
         let (owned, digest_owned) = (image.clone(), digest.clone());
         let fetch = self.fetched.try_get_with(key, async move {
             fetches.fetch_add(1, Ordering::Relaxed);
-            registry
-                .fetch_signatures_within(&owned, &digest_owned, SignatureLimits::ADMISSION)
-                .await
-                .map(|s| Arc::new(Artifact::new(owned.repository_ref(), s)))
+            // The `.sig` tag and the bundles (referrers) are read side by side.
+            let (signatures, bundles) = tokio::join!(
+                registry.fetch_signatures_within(&owned, &digest_owned, SignatureLimits::ADMISSION),
+                registry.fetch_bundles_within(&owned, &digest_owned, ReferrerLimits::ADMISSION),
+            );
+            // Bundles that cannot be read leave the `.sig` signatures to decide: an image
+            // is never admitted for a failed read, only denied for want of a signature.
+            let bundles = match bundles {
+                Ok(b) => b
+                    .bundles
+                    .iter()
+                    .filter_map(|f| Bundle::parse(&f.bytes).ok())
+                    .collect(),
+                Err(e) => {
+                    tracing::debug!(error = %e, image = %owned, "cannot read Sigstore bundles; judging by the .sig tag alone");
+                    Vec::new()
+                }
+            };
+            signatures.map(|s| Arc::new(Artifact::new(owned.repository_ref(), s, bundles)))
         });
         match tokio::time::timeout_at(deadline, fetch).await {
             Ok(Ok(layers)) => Ok(layers),
@@ -956,7 +996,7 @@ impl Trust {
         if keys.is_empty() {
             return Ok(());
         }
-        if artifact.signatures.layers.is_empty() {
+        if artifact.signatures.layers.is_empty() && artifact.bundles.is_empty() {
             artifact.reject(keys.iter().map(|(id, _)| *id));
             return Ok(());
         }
@@ -966,6 +1006,7 @@ impl Trust {
             tokio::task::spawn_blocking(move || {
                 verify_layers(
                     &artifact.signatures.layers,
+                    &artifact.bundles,
                     &artifact.repository,
                     &digest,
                     &keys,
