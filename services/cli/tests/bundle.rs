@@ -680,5 +680,21 @@ async fn the_verifier_admits_images_cosign3_signed_as_bundles_and_not_attested_o
     for image in &signed {
         let r = common::review(&up, "prod", image).await;
         assert_eq!(r["allowed"], true, "cosign 3's bundle admits {image}: {r}");
+        // `signet verify` reads the same bundles.
+        let out = common::ok(
+            &up.cli(&["verify", image, "--witness", "vendor"])
+                .expect("cli"),
+            "signet verify of a cosign 3 bundle",
+        );
+        assert!(out.contains("verified: signature"), "{out}");
     }
+    let out = up
+        .cli(&["verify", &sbom_only, "--witness", "vendor"])
+        .expect("cli");
+    let msg = common::fails(&out, "signet verify of an image only attested");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        stdout.contains("an attestation (https://spdx.dev/Document), not a signature"),
+        "{stdout}\n{msg}"
+    );
 }

@@ -1,5 +1,6 @@
 //! `signet verify IMAGE (--witness W | --key PEM)`: fetches the cosign signatures from
-//! the registry and checks each one here, the way a cosign verifier does: the payload is
+//! the registry (the `.sig` tag, and Sigstore bundles attached as OCI 1.1 referrers, as
+//! cosign 3 writes them) and checks each one here, the way a cosign verifier does: the payload is
 //! parsed strictly, it must name this digest, and the signature must verify under one of
 //! the keys. Whether it must also name this repository is the rule admission applies
 //! ([`signet_core::ReferenceRule`]): not by default, since `cosign copy` moves signatures
@@ -62,6 +63,7 @@ pub async fn run(ctx: &Context, a: VerifyArgs) -> anyhow::Result<ExitCode> {
         None => registry.resolve(&image).await?,
     };
     let layers = registry.fetch_signatures(&image, &digest).await?;
+    let bundles = registry.fetch_bundles(&image, &digest).await?;
     let revoked = match &a.witness {
         Some(w) => revoked_signatures(ctx, &image, &digest, w).await?,
         None => Revoked::new(),
@@ -71,11 +73,17 @@ pub async fn run(ctx: &Context, a: VerifyArgs) -> anyhow::Result<ExitCode> {
     } else {
         ReferenceRule::default()
     };
-    let checks: Vec<_> = layers
+    let mut checks: Vec<_> = layers
         .iter()
         .enumerate()
         .map(|(i, layer)| check_layer(i, layer, &image, &digest, rule, &keys, &revoked))
         .collect();
+    checks.extend(
+        bundles
+            .iter()
+            .enumerate()
+            .map(|(i, b)| check_bundle(layers.len() + i, &b.bytes, &digest, &keys, &revoked)),
+    );
     let verified: Vec<_> = checks.iter().filter_map(|c| c.as_ref().ok()).collect();
     match ctx.format {
         Format::Json => output::json(&json!({
@@ -90,9 +98,9 @@ pub async fn run(ctx: &Context, a: VerifyArgs) -> anyhow::Result<ExitCode> {
         Format::Text => {
             field("image:", &image);
             field("digest:", &digest);
-            if layers.is_empty() {
+            if layers.is_empty() && bundles.is_empty() {
                 println!(
-                    "no signatures found at {}:{}",
+                    "no signatures found at {}:{}, nor Sigstore bundles among its referrers",
                     image.repository_ref(),
                     digest.signature_tag()
                 );
@@ -197,6 +205,49 @@ async fn revoked_signatures(
             )
         })
         .collect())
+}
+
+/// A Sigstore bundle (cosign 3): it must be an image signature (not an attestation)
+/// whose Statement names this digest, signed by one of the keys.
+fn check_bundle(
+    index: usize,
+    bytes: &[u8],
+    digest: &Digest,
+    keys: &[TrustedKey],
+    revoked: &Revoked,
+) -> Result<Value, String> {
+    let n = index + 1;
+    let bundle = signet_core::bundle::Bundle::parse(bytes)
+        .map_err(|e| format!("signature {n} (bundle): {e}"))?;
+    let mut last = String::from("does not verify under any given key");
+    let key = keys
+        .iter()
+        .find(|k| match bundle.verify_with(&k.key, k.algorithm, digest) {
+            Ok(st) if st.predicate_type == signet_core::bundle::SIGN_PREDICATE_TYPE => true,
+            Ok(st) => {
+                last = format!("an attestation ({}), not a signature", st.predicate_type);
+                false
+            }
+            Err(e) => {
+                if !matches!(e, signet_core::bundle::BundleError::BadSignature { .. }) {
+                    last = e.to_string();
+                }
+                false
+            }
+        })
+        .ok_or_else(|| format!("signature {n} (bundle): {last}"))?;
+    if let Some(why) = revoked.get(&key.key.fingerprint()) {
+        return Err(format!(
+            "signature {n} (bundle): verifies under {}, but signet {why}",
+            key.label
+        ));
+    }
+    Ok(json!({
+        "verified": true,
+        "layer": n,
+        "format": "bundle",
+        "key": key.label,
+    }))
 }
 
 fn check_layer(
