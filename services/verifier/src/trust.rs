@@ -31,12 +31,12 @@ use globset::GlobMatcher;
 use moka::future::Cache;
 use moka::policy::EvictionPolicy;
 use prometheus_client::metrics::counter::Counter;
+use signet_core::bundle::Bundle;
 use signet_core::policy::compile_glob;
 use signet_core::{
     DenialReason, Digest, ImagePattern, ImageRef, PublicKey, ReferenceRule, RevokedSignature,
     SecurityPolicy, SignatureAlgorithm, SignatureRecord, SimpleSigning, TrustBundle,
 };
-use signet_core::bundle::Bundle;
 use signet_registry::{
     ReferrerLimits, RegistryClient, RegistryError, SignatureLayer, SignatureLimits, Signatures,
 };
