@@ -698,3 +698,155 @@ async fn the_verifier_admits_images_cosign3_signed_as_bundles_and_not_attested_o
         "{stdout}\n{msg}"
     );
 }
+
+/// A witness that writes Sigstore bundles (`--format bundle`, and `both`), through the
+/// real `signet up`: `cosign3 verify` accepts what the signer published as a referrer,
+/// a second request adds no referrer, the verifier admits the image from the
+/// `signature.published` event (the record holds the bundle's Statement), and `both`
+/// is read by cosign 2 (the `.sig` tag) and cosign 3 alike.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_witness_signs_as_bundles_cosign3_verifies_and_admission_follows() {
+    let olareg = ReferrersRegistry::start().await.expect("olareg");
+    let distribution = TestRegistry::start().await.expect("docker-registry");
+    let up = signet_testkit::signet::SignetUp::start(
+        common::bin(),
+        &[("SIGNET_VERIFIER__CLUSTER", "c1")],
+    )
+    .await
+    .expect("signet up");
+    let cosign = Cosign3::new();
+    for (name, format) in [("bundler", "bundle"), ("twice", "both")] {
+        common::ok(
+            &up.cli(&[
+                "witness",
+                "create",
+                "--name",
+                name,
+                "--kms-key",
+                &format!("local://{name}"),
+                "--format",
+                format,
+            ])
+            .expect("cli"),
+            "witness create --format",
+        );
+    }
+    let pem = |name: &str| {
+        let pem = common::ok(
+            &up.cli(&["witness", "export-key", name]).expect("cli"),
+            "export-key",
+        );
+        let path = cosign.path(&format!("{name}.pub"));
+        std::fs::write(&path, pem).expect("write key");
+        path
+    };
+    let (bundler, twice) = (pem("bundler"), pem("twice"));
+
+    // bundle only, on a registry with the referrers API
+    let digest = TestImage::random()
+        .push(&olareg.host(), "signet/bundled", "v1")
+        .await
+        .expect("push");
+    let image = format!("{}/signet/bundled@{digest}", olareg.host());
+    for _ in 0..2 {
+        common::ok(
+            &up.cli(&["sign", &image, "--witness", "bundler", "--wait"])
+                .expect("cli"),
+            "sign as a bundle",
+        );
+    }
+    let out = cosign.verify(&bundler, &image);
+    assert!(
+        out.status.success(),
+        "cosign3 verify: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let listed = olareg
+        .referrers("signet/bundled", &digest, Some(BUNDLE_MEDIA_TYPE))
+        .await
+        .expect("referrers");
+    assert_eq!(
+        listed["manifests"].as_array().map(Vec::len),
+        Some(1),
+        "two requests, one bundle: {listed}"
+    );
+    assert!(
+        common::cosign_verifies(&image, &std::fs::read(&bundler).expect("key")).is_err(),
+        "no .sig tag was written"
+    );
+    for args in [
+        vec![
+            "policy",
+            "create",
+            "bundled",
+            "--witness",
+            "bundler",
+            "--cluster",
+            "c1",
+            "--namespace",
+            "prod",
+            "--mode",
+            "enforce",
+        ],
+        vec!["policy", "enable", "bundled"],
+    ] {
+        common::ok(&up.cli(&args).expect("cli"), &args.join(" "));
+    }
+    let started = std::time::Instant::now();
+    loop {
+        let r = common::review(&up, "prod", &image).await;
+        if r["allowed"] == true {
+            break;
+        }
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(30),
+            "the bundle-signed image is not admitted: {r}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+
+    // both, on a registry without the referrers API
+    let digest = TestImage::random()
+        .push(&distribution.host(), "signet/both", "v1")
+        .await
+        .expect("push");
+    let image = format!("{}/signet/both@{digest}", distribution.host());
+    common::ok(
+        &up.cli(&["sign", &image, "--witness", "twice", "--wait"])
+            .expect("cli"),
+        "sign in both formats",
+    );
+    let out = cosign.verify(&twice, &image);
+    assert!(
+        out.status.success(),
+        "cosign3 verify through the tag index: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // The `.sig` tag is there for what reads only that (policy-controller, Kyverno,
+    // containers/image; here the `sigstore` crate's cosign verification).
+    assert_eq!(
+        common::sigstore_verifies(&image, &std::fs::read(&twice).expect("key")).await,
+        Ok(1),
+        "the .sig tag of a `both` witness"
+    );
+    // cosign 2.6 prefers a bundle when it finds one, even with --new-bundle-format=false,
+    // and then needs a trusted root (fetched from Sigstore's TUF when online; given here).
+    let out = common::cosign(cosign.home.path())
+        .args(["verify", "--key"])
+        .arg(&twice)
+        .args([
+            "--insecure-ignore-tlog=true",
+            "--allow-http-registry",
+            "--new-bundle-format=true",
+            "--trusted-root",
+        ])
+        .arg(cosign.path("trusted-root.json"))
+        .arg(&image)
+        .output()
+        .expect("run cosign");
+    assert!(
+        out.status.success(),
+        "cosign 2.6 reads the bundle: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}

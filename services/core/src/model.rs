@@ -75,10 +75,60 @@ pub struct Witness {
     pub name: String,
     pub kms_key: String,
     pub algorithm: SignatureAlgorithm,
+    /// How its signatures are attached to images: `cosign` (the `.sig` tag, the default),
+    /// `bundle` (a Sigstore bundle as an OCI 1.1 referrer, as cosign 3 writes) or `both`.
+    #[serde(default)]
+    pub format: SignatureFormat,
     pub description: String,
     pub state: WitnessState,
     pub key_versions: Vec<KeyVersion>,
     pub created_at: DateTime<Utc>,
+}
+
+/// How a witness's signatures are attached to images.
+#[derive(
+    Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema,
+)]
+#[serde(rename_all = "snake_case")]
+pub enum SignatureFormat {
+    /// cosign's simple signing on the `sha256-<hex>.sig` tag (what cosign 2,
+    /// policy-controller, Kyverno and containers/image read).
+    #[default]
+    Cosign,
+    /// A Sigstore bundle v0.3 attached as an OCI 1.1 referrer (or in the referrers tag
+    /// index), as cosign 3 writes by default.
+    Bundle,
+    /// Both: two KMS signatures per image, read by old and new verifiers alike.
+    Both,
+}
+
+impl SignatureFormat {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Cosign => "cosign",
+            Self::Bundle => "bundle",
+            Self::Both => "both",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "cosign" => Some(Self::Cosign),
+            "bundle" => Some(Self::Bundle),
+            "both" => Some(Self::Both),
+            _ => None,
+        }
+    }
+
+    /// Whether the `.sig` tag is written.
+    pub fn writes_cosign(self) -> bool {
+        matches!(self, Self::Cosign | Self::Both)
+    }
+
+    /// Whether a bundle is written.
+    pub fn writes_bundle(self) -> bool {
+        matches!(self, Self::Bundle | Self::Both)
+    }
 }
 
 /// The key reference of a verify-only witness: `pubkey:` and the fingerprint of its

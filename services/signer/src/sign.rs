@@ -6,6 +6,7 @@ use std::sync::Arc;
 use chrono::Utc;
 use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
 use signet_core::attestation::{self, Envelope, Statement};
+use signet_core::bundle::{key_hint, Bundle};
 use signet_core::{
     AttestationRecord, AttestationRequest, Digest, EventKind, ImageRef, Job, NewAudit,
     SignatureRecord, SimpleSigning, Witness, WitnessState,
@@ -547,63 +548,28 @@ impl SignContext {
             )
         })?;
 
-        let mut payload = SimpleSigning::new(repository, digest.clone());
-        if !job.request.annotations.is_empty() {
-            payload.optional = Some(
-                job.request
-                    .annotations
-                    .iter()
-                    .map(|(k, v)| (k.clone(), serde_json::Value::String(v.clone())))
-                    .collect::<BTreeMap<_, _>>(),
+        // One signature per format the witness writes; the record keeps the `.sig` one
+        // when there is one (what every verifier reads), else the bundle's.
+        let mut made = None;
+        if witness.format.writes_cosign() {
+            made = Some(
+                self.cosign_signature(job, image, digest, witness, primary, repository)
+                    .await?,
             );
         }
-        let payload = payload.to_bytes();
-
-        // A crash after publishing but before recording leaves a valid layer in the
-        // registry; adopting it costs no KMS call and adds no layer.
-        let existing = self
-            .registry
-            .fetch_signatures(image, digest)
-            .await
-            .map_err(|e| from_registry(e, image))?;
-        let adopted = existing.into_iter().find_map(|layer| {
-            (layer.payload == payload)
-                .then(|| {
-                    witness.live_versions().find(|v| {
-                        v.public_key
-                            .verify(witness.algorithm, &layer.payload, &layer.signature)
-                            .is_ok()
-                    })
-                })
-                .flatten()
-                .map(|v| (layer, v.clone()))
-        });
-
-        let (signature, version, outcome, artifact) = match adopted {
-            Some((layer, version)) => {
-                let artifact = format!("{repository}:{}", digest.signature_tag());
-                (layer.signature, version, SignOutcome::Adopted, artifact)
-            }
-            None => {
-                let signature = self.sign_checked(witness, primary, &payload).await?;
-                let layer = SignatureLayer {
-                    payload: payload.clone(),
-                    signature: signature.clone(),
-                    annotations: BTreeMap::new(),
-                };
-                let published = self
-                    .registry
-                    .publish_signature(image, digest, &layer)
-                    .await
-                    .map_err(|e| from_registry(e, image))?;
-                (
-                    signature,
-                    primary.clone(),
-                    SignOutcome::Signed,
-                    published.artifact,
-                )
-            }
-        };
+        if witness.format.writes_bundle() {
+            let bundle = self
+                .bundle_signature(image, digest, witness, primary, repository)
+                .await?;
+            made.get_or_insert(bundle);
+        }
+        let Made {
+            payload,
+            signature,
+            version,
+            outcome,
+            artifact,
+        } = made.ok_or_else(|| SignError::permanent("internal", "no signature format"))?;
 
         let record = SignatureRecord {
             id: Uuid::now_v7(),
@@ -640,6 +606,141 @@ impl SignContext {
             .await
             .map_err(from_store)?;
         Ok((stored, outcome))
+    }
+
+    /// The cosign signature (`.sig` tag): the simple-signing payload with the request's
+    /// annotations, adopted from the registry after a crash, else signed and published.
+    async fn cosign_signature(
+        &self,
+        job: &Job,
+        image: &ImageRef,
+        digest: &Digest,
+        witness: &Witness,
+        primary: &signet_core::KeyVersion,
+        repository: &str,
+    ) -> Result<Made, SignError> {
+        let mut payload = SimpleSigning::new(repository, digest.clone());
+        if !job.request.annotations.is_empty() {
+            payload.optional = Some(
+                job.request
+                    .annotations
+                    .iter()
+                    .map(|(k, v)| (k.clone(), serde_json::Value::String(v.clone())))
+                    .collect::<BTreeMap<_, _>>(),
+            );
+        }
+        let payload = payload.to_bytes();
+
+        // A crash after publishing but before recording leaves a valid layer in the
+        // registry; adopting it costs no KMS call and adds no layer.
+        let existing = self
+            .registry
+            .fetch_signatures(image, digest)
+            .await
+            .map_err(|e| from_registry(e, image))?;
+        let adopted = existing.into_iter().find_map(|layer| {
+            (layer.payload == payload)
+                .then(|| {
+                    witness.live_versions().find(|v| {
+                        v.public_key
+                            .verify(witness.algorithm, &layer.payload, &layer.signature)
+                            .is_ok()
+                    })
+                })
+                .flatten()
+                .map(|v| (layer, v.clone()))
+        });
+        Ok(match adopted {
+            Some((layer, version)) => Made {
+                artifact: format!("{repository}:{}", digest.signature_tag()),
+                payload,
+                signature: layer.signature,
+                version,
+                outcome: SignOutcome::Adopted,
+            },
+            None => {
+                let signature = self.sign_checked(witness, primary, &payload).await?;
+                let layer = SignatureLayer {
+                    payload: payload.clone(),
+                    signature: signature.clone(),
+                    annotations: BTreeMap::new(),
+                };
+                let published = self
+                    .registry
+                    .publish_signature(image, digest, &layer)
+                    .await
+                    .map_err(|e| from_registry(e, image))?;
+                Made {
+                    payload,
+                    signature,
+                    version: primary.clone(),
+                    outcome: SignOutcome::Signed,
+                    artifact: published.artifact,
+                }
+            }
+        })
+    }
+
+    /// The Sigstore bundle (cosign 3's format): the DSSE signature of cosign's image
+    /// signature Statement, attached as an OCI 1.1 referrer (or listed in the referrers
+    /// tag index). A bundle of this Statement already there under a live key of the
+    /// witness (a crash after publishing) is adopted.
+    async fn bundle_signature(
+        &self,
+        image: &ImageRef,
+        digest: &Digest,
+        witness: &Witness,
+        primary: &signet_core::KeyVersion,
+        repository: &str,
+    ) -> Result<Made, SignError> {
+        let statement = Bundle::signature_statement(repository, digest);
+        let (signed, payload) = Envelope::signing_input(&statement);
+        let existing = self
+            .registry
+            .fetch_bundles(image, digest)
+            .await
+            .map_err(|e| from_registry(e, image))?;
+        let adopted = existing.iter().find_map(|fetched| {
+            let bundle = Bundle::parse(&fetched.bytes).ok()?;
+            if bundle.envelope.payload != payload {
+                return None;
+            }
+            witness.live_versions().find_map(|v| {
+                bundle.envelope.signatures.iter().find_map(|s| {
+                    v.public_key
+                        .verify(witness.algorithm, &signed, &s.sig)
+                        .is_ok()
+                        .then(|| (s.sig.clone(), v.clone(), fetched.manifest_digest.clone()))
+                })
+            })
+        });
+        if let Some((signature, version, manifest)) = adopted {
+            return Ok(Made {
+                payload,
+                signature,
+                version,
+                outcome: SignOutcome::Adopted,
+                artifact: format!("{repository}@{manifest}"),
+            });
+        }
+        let signature = self.sign_checked(witness, primary, &signed).await?;
+        let bundle = Bundle::for_statement(
+            &statement,
+            &key_hint(&primary.public_key),
+            signature.clone(),
+        );
+        let published = self
+            .registry
+            .publish_bundle(image, digest, &bundle)
+            .await
+            .map_err(|e| from_registry(e, image))?;
+        Ok(Made {
+            payload,
+            signature,
+            version: primary.clone(),
+            outcome: SignOutcome::Signed,
+            artifact: format!("{repository}@{}", published.manifest_digest),
+        })
     }
 
     /// Has the KMS sign `bytes` with the primary version, and checks the answer under the
@@ -711,6 +812,18 @@ impl SignContext {
             })
             .inspect(|_| metrics.kms_call(kind, "ok", seconds))
     }
+}
+
+/// One signature made (or adopted) in one format.
+struct Made {
+    /// What the record keeps as signed: the simple-signing payload, or the bundle's
+    /// in-toto Statement (signed through DSSE's pre-authentication encoding).
+    payload: Vec<u8>,
+    signature: Vec<u8>,
+    version: signet_core::KeyVersion,
+    outcome: SignOutcome,
+    /// `registry/repository:sha256-<hex>.sig`, or `registry/repository@<referrer digest>`.
+    artifact: String,
 }
 
 /// The event announcing a new record; it continues this job's trace through the relay

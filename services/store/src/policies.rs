@@ -397,6 +397,7 @@ mod tests {
             name: name.into(),
             kms_key: format!("local://{name}"),
             algorithm: SignatureAlgorithm::RsaPkcs1Sha256,
+            format: Default::default(),
             description: String::new(),
             state,
             key_versions: vec![

@@ -4,7 +4,8 @@
 //! delete-and-reinsert. The public keys in it are PEM, re-validated on every read.
 
 use signet_core::{
-    EventKind, KeyVersion, KeyVersionState, NewAudit, SignatureAlgorithm, Witness, WitnessState,
+    EventKind, KeyVersion, KeyVersionState, NewAudit, SignatureAlgorithm, SignatureFormat, Witness,
+    WitnessState,
 };
 use sqlx::any::AnyRow;
 
@@ -14,7 +15,8 @@ use crate::error::{db, StoreError};
 use crate::outbox::{insert_outbox, OutboxEvent};
 use crate::Store;
 
-const COLUMNS: &str = "name, kms_key, algorithm, description, state, key_versions, created_at";
+const COLUMNS: &str =
+    "name, kms_key, algorithm, description, state, key_versions, created_at, format";
 
 impl Store {
     /// Stores a new witness with its audit entry and a `witness.created` event.
@@ -28,8 +30,8 @@ impl Store {
         let mut tx = self.begin_write(OP).await?;
         let inserted = sqlx::query(
             "INSERT INTO witnesses \
-             (name, kms_key, algorithm, description, state, key_versions, created_at, updated_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT (name) DO NOTHING",
+             (name, kms_key, algorithm, description, state, key_versions, created_at, updated_at, format) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) ON CONFLICT (name) DO NOTHING",
         )
         .bind(w.name.as_str())
         .bind(w.kms_key.as_str())
@@ -39,6 +41,7 @@ impl Store {
         .bind(key_versions)
         .bind(codec::millis(w.created_at))
         .bind(now)
+        .bind(w.format.as_str())
         .execute(&mut *tx)
         .await
         .map_err(db(OP))?
@@ -107,7 +110,7 @@ impl Store {
             .ok_or_else(|| StoreError::NotFound(format!("witness {:?}", w.name)))?;
         sqlx::query(
             "UPDATE witnesses SET kms_key = $2, algorithm = $3, description = $4, state = $5, \
-             key_versions = $6, updated_at = $7 WHERE name = $1",
+             key_versions = $6, updated_at = $7, format = $8 WHERE name = $1",
         )
         .bind(w.name.as_str())
         .bind(w.kms_key.as_str())
@@ -116,6 +119,7 @@ impl Store {
         .bind(state_str(w.state))
         .bind(key_versions)
         .bind(now)
+        .bind(w.format.as_str())
         .execute(&mut *tx)
         .await
         .map_err(db(OP))?;
@@ -179,11 +183,14 @@ fn witness_from_row(row: &AnyRow) -> Result<Witness, StoreError> {
     let algorithm: String = col(row, &what, "algorithm")?;
     let state: String = col(row, &what, "state")?;
     let key_versions: String = col(row, &what, "key_versions")?;
+    let format: String = col(row, &what, "format")?;
     Ok(Witness {
         kms_key: col(row, &what, "kms_key")?,
         algorithm: SignatureAlgorithm::parse(&algorithm).ok_or_else(|| {
             StoreError::corrupt(&what, format!("unknown algorithm {algorithm:?}"))
         })?,
+        format: SignatureFormat::parse(&format)
+            .ok_or_else(|| StoreError::corrupt(&what, format!("unknown format {format:?}")))?,
         description: col(row, &what, "description")?,
         state: parse_state(&state)
             .ok_or_else(|| StoreError::corrupt(&what, format!("unknown state {state:?}")))?,
@@ -203,6 +210,7 @@ mod tests {
             name: "w".into(),
             kms_key: "local://w".into(),
             algorithm: SignatureAlgorithm::RsaPkcs1Sha256,
+            format: Default::default(),
             description: String::new(),
             state,
             key_versions: Vec::new(),

@@ -327,6 +327,7 @@ fn witness(name: &str) -> Witness {
         name: name.to_owned(),
         kms_key: format!("local://{name}"),
         algorithm: SignatureAlgorithm::RsaPkcs1Sha256,
+        format: Default::default(),
         description: String::new(),
         state: WitnessState::Active,
         key_versions: vec![version(1, false), version(2, true)],

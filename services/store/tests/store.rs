@@ -142,6 +142,7 @@ fn witness(name: &str) -> Witness {
         name: name.to_owned(),
         kms_key: format!("local://{name}"),
         algorithm: SignatureAlgorithm::RsaPkcs1Sha256,
+        format: Default::default(),
         description: format!("{name} signing identity"),
         state: WitnessState::Active,
         key_versions: vec![key_version(1, true)],

@@ -704,14 +704,34 @@ impl Trust {
                 record.key_fingerprint, key.witness, record.witness
             ));
         }
-        let payload = SimpleSigning::parse_strict(&record.payload)
-            .map_err(|e| format!("payload refused: {e}"))?;
-        payload
-            .covers(&record.repository, &record.digest, REFERENCE_RULE)
-            .map_err(|e| e.to_string())?;
-        key.public_key
-            .verify(key.algorithm, &record.payload, &record.signature)
-            .map_err(|e| e.to_string())?;
+        match SimpleSigning::parse_strict(&record.payload) {
+            Ok(payload) => {
+                payload
+                    .covers(&record.repository, &record.digest, REFERENCE_RULE)
+                    .map_err(|e| e.to_string())?;
+                key.public_key
+                    .verify(key.algorithm, &record.payload, &record.signature)
+                    .map_err(|e| e.to_string())?;
+            }
+            // A witness that writes Sigstore bundles only records the bundle's in-toto
+            // Statement, signed through DSSE's pre-authentication encoding.
+            Err(simple) => {
+                let statement = signet_core::attestation::Statement::parse(&record.payload)
+                    .map_err(|_| format!("payload refused: {simple}"))?;
+                if statement.predicate_type != signet_core::bundle::SIGN_PREDICATE_TYPE
+                    || !statement.is_about(&record.digest)
+                {
+                    return Err("the statement is not an image signature of this digest".into());
+                }
+                let signed = signet_core::attestation::pae(
+                    signet_core::attestation::IN_TOTO_PAYLOAD_TYPE,
+                    &record.payload,
+                );
+                key.public_key
+                    .verify(key.algorithm, &signed, &record.signature)
+                    .map_err(|e| e.to_string())?;
+            }
+        }
         let d = digest_id(&record.digest);
         if snapshot.is_revoked(d, &id) {
             return Err("the signature was revoked".to_owned());

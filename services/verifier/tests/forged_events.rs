@@ -151,6 +151,7 @@ async fn bus_publisher_cannot_take_over_the_verifier(backend: Backend) {
         name: "release".into(),
         kms_key: "local://release".into(),
         algorithm: SignatureAlgorithm::RsaPkcs1Sha256,
+        format: Default::default(),
         description: String::new(),
         state: WitnessState::Active,
         key_versions: vec![KeyVersion {

@@ -74,6 +74,10 @@ pub struct CreateArgs {
     /// RSA_PKCS1_SHA256 (default; what cosign verifiers expect) or RSA_PSS_SHA256.
     #[arg(long)]
     algorithm: Option<String>,
+    /// How signatures are attached: cosign (the .sig tag, default), bundle (a Sigstore
+    /// bundle as an OCI 1.1 referrer, cosign 3's default) or both.
+    #[arg(long)]
+    format: Option<String>,
 }
 
 const TIMEOUT: Duration = Duration::from_secs(60);
@@ -91,7 +95,7 @@ pub async fn run(ctx: &Context, cmd: WitnessCommand) -> anyhow::Result<ExitCode>
     match cmd {
         WitnessCommand::Create(a) => {
             let public_key = read_pem(a.public_key.as_deref())?;
-            let body = json!({"name": a.name, "kms_key": a.kms_key, "public_key": public_key, "description": a.description, "algorithm": a.algorithm});
+            let body = json!({"name": a.name, "kms_key": a.kms_key, "public_key": public_key, "description": a.description, "algorithm": a.algorithm, "format": a.format});
             let (_, w): (_, Value) = ctx
                 .client
                 .call(Method::POST, "/v1/witnesses", Some(&body), TIMEOUT)

@@ -31,6 +31,9 @@ pub struct CreateWitness {
     /// `RSA_PKCS1_SHA256` (default, what cosign verifiers expect) or `RSA_PSS_SHA256`;
     /// `ECDSA_P256_SHA256` for (and only for) an ECDSA public key.
     pub algorithm: Option<String>,
+    /// How signatures are attached: `cosign` (the `.sig` tag, default), `bundle` (a
+    /// Sigstore bundle as an OCI 1.1 referrer, what cosign 3 reads by default) or `both`.
+    pub format: Option<String>,
 }
 
 /// The key versions and algorithm of a verify-only witness created from `pem`.
@@ -102,6 +105,19 @@ pub async fn create(
 ) -> ApiResult<impl IntoResponse> {
     caller.require_admin()?;
     validate_name("witness", &req.name).map_err(|e| ApiError::BadRequest(e.to_string()))?;
+    let format = match req.format.as_deref() {
+        None => signet_core::SignatureFormat::default(),
+        Some(f) => signet_core::SignatureFormat::parse(f).ok_or_else(|| {
+            ApiError::BadRequest(format!(
+                "format {f:?} is not a signature format; use cosign, bundle or both"
+            ))
+        })?,
+    };
+    if req.public_key.is_some() && req.format.is_some() {
+        return Err(ApiError::BadRequest(
+            "format applies to the signatures signet makes; a verify-only witness makes none (its signatures are read in either format)".into(),
+        ));
+    }
     let kms_key = match (&req.kms_key, &req.public_key) {
         (Some(k), None) => k.clone(),
         (None, Some(pem)) => return create_verify_only(state, caller, &req, pem).await,
@@ -150,6 +166,7 @@ pub async fn create(
         name: req.name.clone(),
         kms_key,
         algorithm,
+        format,
         description: req.description.clone(),
         state: WitnessState::Active,
         key_versions,
@@ -172,6 +189,7 @@ async fn create_verify_only(
         name: req.name.clone(),
         kms_key: format!("{}{fingerprint}", signet_core::VERIFY_ONLY_PREFIX),
         algorithm,
+        format: Default::default(),
         description: req.description.clone(),
         state: WitnessState::Active,
         key_versions: vec![KeyVersion {

@@ -59,6 +59,7 @@ impl Harness {
             name: name.to_owned(),
             kms_key: format!("local://{name}"),
             algorithm: described.algorithm,
+            format: Default::default(),
             description: String::new(),
             state: WitnessState::Active,
             key_versions: described
