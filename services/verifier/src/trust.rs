@@ -1428,6 +1428,60 @@ mod tests {
         assert_eq!(t.entries(), 0);
     }
 
+    /// A `bundle` witness's record holds cosign's image-signature Statement, signed
+    /// through DSSE's pre-authentication encoding. It is learned like a `.sig` record;
+    /// a signature over the bare Statement, a Statement about another digest, and an
+    /// attestation's Statement are not.
+    #[tokio::test]
+    async fn bundle_records_are_learned_and_their_forgeries_are_not() {
+        use signet_core::attestation::{pae, IN_TOTO_PAYLOAD_TYPE};
+        use signet_core::bundle::Bundle;
+        let k = TestKey::new();
+        let t = trust();
+        t.install(bundle(
+            1,
+            vec![policy("p", &["w"], "prod", PolicyMode::Enforce)],
+            vec![k.trusted("w", "1")],
+        ));
+        let digest = Digest::of(b"image");
+        let as_bundle = |statement: &[u8], signature: Vec<u8>, digest: &Digest| {
+            let mut r = k.record("w", "reg/team/app", digest);
+            r.payload = statement.to_vec();
+            r.signature = signature;
+            r
+        };
+        let statement = Bundle::signature_statement("reg/team/app", &digest).to_bytes();
+        let good = as_bundle(
+            &statement,
+            k.sign(&pae(IN_TOTO_PAYLOAD_TYPE, &statement)),
+            &digest,
+        );
+        // Not bound to the payload type: a signature over the bare Statement.
+        let bare = as_bundle(&statement, k.sign(&statement), &digest);
+        assert!(t.learn(&bare).await.is_err());
+        // A genuine Statement about another image, recorded for this one.
+        let other = Bundle::signature_statement("reg/team/app", &Digest::of(b"other")).to_bytes();
+        let moved = as_bundle(&other, k.sign(&pae(IN_TOTO_PAYLOAD_TYPE, &other)), &digest);
+        let err = t.learn(&moved).await.err().unwrap_or_default();
+        assert!(
+            err.contains("not an image signature of this digest"),
+            "{err}"
+        );
+        // An attestation by the same key is not a signature.
+        let sbom = signet_core::attestation::Statement::for_image(
+            "reg/team/app",
+            &digest,
+            signet_core::attestation::SPDX,
+            serde_json::json!({}),
+        )
+        .to_bytes();
+        let claim = as_bundle(&sbom, k.sign(&pae(IN_TOTO_PAYLOAD_TYPE, &sbom)), &digest);
+        assert!(t.learn(&claim).await.is_err());
+        assert_eq!(t.entries_now().await, 0);
+        t.learn(&good).await.expect("a bundle record is learned");
+        assert_eq!(t.entries_now().await, 1);
+    }
+
     #[tokio::test]
     async fn revocation_takes_effect_at_once_and_says_so() {
         let k = TestKey::new();
