@@ -324,17 +324,7 @@ impl SignContext {
             .map_err(|e| from_registry(e, image))?;
         let adopted = existing.iter().find_map(|layer| {
             let envelope = Envelope::parse(&layer.envelope).ok()?;
-            if envelope.payload != payload {
-                return None;
-            }
-            witness.live_versions().find_map(|v| {
-                envelope.signatures.iter().find_map(|s| {
-                    v.public_key
-                        .verify(witness.algorithm, &signed, &s.sig)
-                        .is_ok()
-                        .then(|| (s.sig.clone(), v.clone()))
-                })
-            })
+            adopt_envelope(&envelope, witness, &payload, &signed)
         });
         let artifact = format!("{repository}:{}", digest.attestation_tag());
         let (signature, version, outcome) = match adopted {
@@ -702,17 +692,8 @@ impl SignContext {
             .map_err(|e| from_registry(e, image))?;
         let adopted = existing.iter().find_map(|fetched| {
             let bundle = Bundle::parse(&fetched.bytes).ok()?;
-            if bundle.envelope.payload != payload {
-                return None;
-            }
-            witness.live_versions().find_map(|v| {
-                bundle.envelope.signatures.iter().find_map(|s| {
-                    v.public_key
-                        .verify(witness.algorithm, &signed, &s.sig)
-                        .is_ok()
-                        .then(|| (s.sig.clone(), v.clone(), fetched.manifest_digest.clone()))
-                })
-            })
+            adopt_envelope(&bundle.envelope, witness, &payload, &signed)
+                .map(|(sig, version)| (sig, version, fetched.manifest_digest.clone()))
         });
         if let Some((signature, version, manifest)) = adopted {
             return Ok(Made {
@@ -812,6 +793,29 @@ impl SignContext {
             })
             .inspect(|_| metrics.kms_call(kind, "ok", seconds))
     }
+}
+
+/// The signature and key version of a DSSE envelope already in the registry that
+/// carries exactly `payload`, signed over `signed` (its pre-authentication encoding) by a
+/// live key of `witness`: what a crash between publishing and recording left behind,
+/// adopted instead of signed again.
+fn adopt_envelope(
+    envelope: &Envelope,
+    witness: &Witness,
+    payload: &[u8],
+    signed: &[u8],
+) -> Option<(Vec<u8>, signet_core::KeyVersion)> {
+    if envelope.payload != payload {
+        return None;
+    }
+    witness.live_versions().find_map(|v| {
+        envelope.signatures.iter().find_map(|s| {
+            v.public_key
+                .verify(witness.algorithm, signed, &s.sig)
+                .is_ok()
+                .then(|| (s.sig.clone(), v.clone()))
+        })
+    })
 }
 
 /// One signature made (or adopted) in one format.
