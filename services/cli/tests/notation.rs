@@ -30,6 +30,7 @@ use signet_core::notation::{
 use signet_core::{Digest, PublicKey};
 use signet_testkit::image::{TestImage, OCI_MANIFEST};
 use signet_testkit::referrers_registry::ReferrersRegistry;
+use signet_testkit::registry::TestRegistry;
 use signet_testkit::signet::SignetUp;
 use signet_testkit::tools;
 
@@ -401,4 +402,139 @@ async fn a_verify_only_witness_is_created_from_the_notation_certificate() {
         "witness create from two certificates",
     );
     assert!(msg.contains("2 certificates"), "{msg}");
+}
+
+/// A team moving from Ratify keeps its Notation signatures: the certificate becomes a
+/// verify-only witness, an enforcing policy names it, and the verifier admits what
+/// `notation sign` signed, JWS and COSE, through the referrers API (olareg) and through
+/// the referrers tag schema (docker-registry 2.8, no API). `signet verify` reads the
+/// same signatures. Denied: an image signed by another certificate, and (the attack) an
+/// image to which someone with push access attached a copy of a valid envelope from
+/// another image; its signature verifies, but names the other image.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn notation_signatures_are_admitted_under_a_verify_only_witness_and_copies_are_not() {
+    let olareg = ReferrersRegistry::start().await.expect("start olareg");
+    let distribution = TestRegistry::start().await.expect("docker-registry");
+    let alice = Notation::new("alice");
+    let bob = Notation::new("bob");
+    let push = |host: String, repo: &'static str| async move {
+        let image = TestImage::random();
+        let digest = image.push(&host, repo, "v1").await.expect("push");
+        (image, format!("{host}/{repo}@{digest}"), digest)
+    };
+    let (_, jws, jws_digest) = push(olareg.host(), "team/jws").await;
+    alice.sign(&jws, &[]);
+    let (_, cose, _) = push(olareg.host(), "team/cose").await;
+    alice.sign(&cose, &["--signature-format", "cose"]);
+    let (_, by_bob, _) = push(olareg.host(), "team/bob").await;
+    bob.sign(&by_bob, &[]);
+    // docker-registry has no referrers API: notation keeps the sha256-<hex> index.
+    let (_, tagged, _) = push(distribution.host(), "team/tagged").await;
+    alice.run(&[
+        "sign",
+        "--insecure-registry",
+        "--force-referrers-tag=true",
+        &tagged,
+    ]);
+    // The attack: alice's valid JWS envelope, attached to another image in the same
+    // repository as a well-formed Notation signature referrer.
+    let (copy_image, copy, _) = push(olareg.host(), "team/jws").await;
+    let envelope = notation_signatures(&olareg, "team/jws", &jws_digest)
+        .await
+        .into_iter()
+        .next()
+        .expect("alice's signature")
+        .envelope;
+    olareg
+        .push_referrer(
+            "team/jws",
+            &copy_image,
+            NOTARY_SIGNATURE_ARTIFACT_TYPE,
+            JWS_MEDIA_TYPE,
+            &envelope,
+            &[],
+        )
+        .await
+        .expect("attach the copy");
+
+    let up = SignetUp::start(bin(), &[("SIGNET_VERIFIER__CLUSTER", "c1")])
+        .await
+        .expect("signet up");
+    let certificate = alice.certificate();
+    for args in [
+        vec![
+            "witness",
+            "create",
+            "--name",
+            "notary",
+            "--public-key",
+            certificate.to_str().expect("utf-8 path"),
+        ],
+        vec![
+            "policy",
+            "create",
+            "ratify-moved",
+            "--witness",
+            "notary",
+            "--cluster",
+            "c1",
+            "--namespace",
+            "prod",
+            "--mode",
+            "enforce",
+        ],
+        vec!["policy", "enable", "ratify-moved"],
+    ] {
+        ok(&up.cli(&args).expect("cli"), &args.join(" "));
+    }
+    let started = std::time::Instant::now();
+    while common::review(&up, "prod", &by_bob).await["allowed"] != false {
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(30),
+            "the policy was not enforced"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    for image in [&jws, &cose, &tagged] {
+        let r = common::review(&up, "prod", image).await;
+        assert_eq!(
+            r["allowed"], true,
+            "notation's signature admits {image}: {r}"
+        );
+        let out = ok(
+            &up.cli(&["verify", image, "--witness", "notary"])
+                .expect("cli"),
+            "signet verify of a Notation signature",
+        );
+        assert!(out.contains("verified: signature"), "{out}");
+    }
+    for (image, what) in [(&by_bob, "signed by bob"), (&copy, "a copied envelope")] {
+        let r = common::review(&up, "prod", image).await;
+        assert_eq!(r["allowed"], false, "{what} must be denied: {r}");
+        println!("{what}: {}", r["status"]["message"]);
+        assert!(
+            r["status"]["message"].as_str().is_some_and(|m| m.contains(
+                "invalid signature: 1 Notation signature(s) among its referrers, none valid for witness notary"
+            )),
+            "the denial says what was found: {r}"
+        );
+    }
+    let out = up
+        .cli(&["verify", &copy, "--witness", "notary"])
+        .expect("cli");
+    let msg = fails(&out, "signet verify of a copied Notation envelope");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        stdout.contains(&format!("signs {jws_digest}, another image")),
+        "{stdout}\n{msg}"
+    );
+    let out = up
+        .cli(&["verify", &by_bob, "--witness", "notary"])
+        .expect("cli");
+    let msg = fails(&out, "signet verify of another certificate's signature");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        stdout.contains("its certificate holds none of the given keys"),
+        "{stdout}\n{msg}"
+    );
 }

@@ -45,5 +45,6 @@ pub use cosign::{
 pub use error::RegistryError;
 pub use manifest::Manifest;
 pub use referrers::{
-    Bundles, Descriptor, FetchedBundle, PublishedReferrer, ReferrerLimits, OCI_EMPTY_MEDIA_TYPE,
+    Descriptor, FetchedReferrer, PublishedReferrer, ReferrerKind, ReferrerLimits, Referrers,
+    OCI_EMPTY_MEDIA_TYPE,
 };

@@ -2,7 +2,7 @@
 //! bundles, Notation signatures, SBOMs). Here the formats, without I/O: referrers indexes,
 //! their descriptors, artifact manifests. The [`crate::RegistryClient`] operations that
 //! list, publish and fetch referrers ([`crate::RegistryClient::referrers`],
-//! [`crate::RegistryClient::publish_referrer`], [`crate::RegistryClient::fetch_bundles`])
+//! [`crate::RegistryClient::publish_referrer`], [`crate::RegistryClient::fetch_referrers_within`])
 //! are in `referrers/client.rs`.
 //!
 //! A registry with the referrers API lists them at `GET /v2/<name>/referrers/<digest>`
@@ -15,8 +15,10 @@
 //! Whoever controls the registry (or can push to the repository) writes what is read
 //! here, so every read is bounded: the index size and how many of its entries are kept,
 //! pages followed, each referrer manifest's size, how many referrers are fetched and each
-//! blob's size. Nothing read here is trusted: a Sigstore bundle is returned raw, for
-//! `signet_core::bundle::Bundle::verify` to check against a key and the image digest.
+//! blob's size. Nothing read here is trusted: a Sigstore bundle or a Notation envelope is
+//! returned raw, for `signet_core::bundle::Bundle::verify` or
+//! `signet_core::notation::NotationSignature::verify` to check against a key, and the
+//! caller to compare with the image digest.
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -24,6 +26,7 @@ use std::fmt;
 use serde::de::{DeserializeSeed, IgnoredAny, MapAccess, SeqAccess, Visitor};
 use serde_json::{json, Map, Value};
 use signet_core::bundle::{BUNDLE_MEDIA_TYPE, BUNDLE_MEDIA_TYPE_V03_PARAM};
+use signet_core::notation::{COSE_MEDIA_TYPE, JWS_MEDIA_TYPE, NOTARY_SIGNATURE_ARTIFACT_TYPE};
 use signet_core::Digest;
 
 use crate::cosign::PublishOutcome;
@@ -108,7 +111,7 @@ impl ReferrerLimits {
         max_referrers: 32,
         max_blob_bytes: 256 << 10,
     };
-    /// What [`crate::RegistryClient::fetch_bundles`] takes: attestations (SBOMs, provenance) are
+    /// What [`crate::RegistryClient::fetch_bundles`] and `signet verify` take: attestations (SBOMs, provenance) are
     /// larger than signatures.
     pub const DEFAULT: Self = Self {
         max_referrers: 128,
@@ -116,31 +119,84 @@ impl ReferrerLimits {
     };
 }
 
-/// One Sigstore bundle attached to an image, as the registry served it (its digest
-/// checked, nothing else).
+/// The referrers a reader fetches: signatures in a format signet reads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ReferrerKind {
+    /// A Sigstore bundle (cosign 3's signatures and attestations): artifact and layer
+    /// type [`BUNDLE_MEDIA_TYPE`].
+    Bundle,
+    /// A Notary Project signature (`notation sign`): artifact type
+    /// [`NOTARY_SIGNATURE_ARTIFACT_TYPE`], one JWS or COSE envelope layer.
+    Notation,
+}
+
+impl ReferrerKind {
+    /// The artifact type the registry is asked to filter by.
+    fn artifact_type(self) -> &'static str {
+        match self {
+            Self::Bundle => BUNDLE_MEDIA_TYPE,
+            Self::Notation => NOTARY_SIGNATURE_ARTIFACT_TYPE,
+        }
+    }
+
+    /// The kind of a referrer with this artifact type, if it is one signet reads.
+    fn of_artifact(t: &str) -> Option<Self> {
+        if is_bundle_type(t) {
+            Some(Self::Bundle)
+        } else if t == NOTARY_SIGNATURE_ARTIFACT_TYPE {
+            Some(Self::Notation)
+        } else {
+            None
+        }
+    }
+
+    /// Whether a layer of this media type holds the signature.
+    fn holds(self, layer_media_type: &str) -> bool {
+        match self {
+            Self::Bundle => is_bundle_type(layer_media_type),
+            Self::Notation => {
+                layer_media_type == JWS_MEDIA_TYPE || layer_media_type == COSE_MEDIA_TYPE
+            }
+        }
+    }
+}
+
+/// One signature referrer of an image (a Sigstore bundle or a Notation envelope), as the
+/// registry served it: its digest checked, nothing else.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct FetchedBundle {
+pub struct FetchedReferrer {
+    pub kind: ReferrerKind,
     /// The referrer manifest holding it.
     pub manifest_digest: Digest,
+    /// The media type of the layer read (for Notation, it names the envelope format).
+    pub media_type: String,
     /// That manifest's annotations (`dev.sigstore.bundle.predicateType`, ...): unverified.
     pub annotations: BTreeMap<String, String>,
-    /// The bundle's JSON, for `signet_core::bundle::Bundle::parse` and `verify`.
+    /// The layer: a bundle's JSON for `signet_core::bundle::Bundle::parse`, or an
+    /// envelope for `signet_core::notation::NotationSignature::parse`.
     pub bytes: Vec<u8>,
 }
 
-/// The bundles of an image read within [`ReferrerLimits`].
+/// The signature referrers of an image read within [`ReferrerLimits`].
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Bundles {
-    pub bundles: Vec<FetchedBundle>,
-    /// Bundle referrers listed (up to [`MAX_LISTED`]).
+pub struct Referrers {
+    pub fetched: Vec<FetchedReferrer>,
+    /// Referrers of the kinds asked for, listed (up to [`MAX_LISTED`]).
     pub total: usize,
     /// Listed past `max_referrers`, not fetched.
     pub beyond_limit: usize,
-    /// Whose bundle blob was larger than `max_blob_bytes`.
+    /// Whose signature layer was larger than `max_blob_bytes`.
     pub oversized: usize,
-    /// Whose manifest was missing, too large, not an artifact manifest of a bundle, about
-    /// another image, or whose blob was missing.
+    /// Whose manifest was missing, too large, not an artifact manifest of the kind
+    /// listed, about another image, or whose blob was missing.
     pub skipped: usize,
+}
+
+impl Referrers {
+    /// The fetched referrers of one kind.
+    pub fn of(&self, kind: ReferrerKind) -> impl Iterator<Item = &FetchedReferrer> {
+        self.fetched.iter().filter(move |f| f.kind == kind)
+    }
 }
 
 /// How [`crate::RegistryClient::publish_referrer`] ended.

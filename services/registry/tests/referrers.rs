@@ -11,10 +11,11 @@ use std::sync::Arc;
 
 use common::{respond, Server};
 use signet_core::bundle::BUNDLE_MEDIA_TYPE;
+use signet_core::notation::{COSE_MEDIA_TYPE, JWS_MEDIA_TYPE, NOTARY_SIGNATURE_ARTIFACT_TYPE};
 use signet_core::{Digest, ImageRef};
 use signet_registry::referrers::{fallback_tag, MAX_LISTED};
 use signet_registry::{
-    PublishOutcome, ReferrerLimits, RegistryClient, RegistryConfig, RegistryError,
+    PublishOutcome, ReferrerKind, ReferrerLimits, RegistryClient, RegistryConfig, RegistryError,
 };
 use signet_testkit::image::{TestImage, OCI_INDEX, OCI_MANIFEST};
 use signet_testkit::referrers_registry::ReferrersRegistry;
@@ -367,12 +368,34 @@ fn hostile(index: Vec<u8>, content: BTreeMap<String, Vec<u8>>) -> common::Answer
 }
 
 fn artifact(subject: &Digest, layer: &[u8], layer_size: usize, n: usize) -> Vec<u8> {
+    typed_artifact(
+        subject,
+        BUNDLE_MEDIA_TYPE,
+        &[(BUNDLE_MEDIA_TYPE, layer, layer_size)],
+        n,
+    )
+}
+
+/// An artifact manifest about `subject` of `artifact_type` with `layers` (media type,
+/// content, declared size), annotated `n`.
+fn typed_artifact(
+    subject: &Digest,
+    artifact_type: &str,
+    layers: &[(&str, &[u8], usize)],
+    n: usize,
+) -> Vec<u8> {
+    let layers: Vec<serde_json::Value> = layers
+        .iter()
+        .map(|(media_type, content, size)| {
+            serde_json::json!({"mediaType": media_type, "digest": Digest::of(content).as_str(), "size": size})
+        })
+        .collect();
     serde_json::to_vec(&serde_json::json!({
         "schemaVersion": 2,
         "mediaType": OCI_MANIFEST,
-        "artifactType": BUNDLE_MEDIA_TYPE,
+        "artifactType": artifact_type,
         "config": {"mediaType": "application/vnd.oci.empty.v1+json", "digest": Digest::of(b"{}").as_str(), "size": 2},
-        "layers": [{"mediaType": BUNDLE_MEDIA_TYPE, "digest": Digest::of(layer).as_str(), "size": layer_size}],
+        "layers": layers,
         "subject": {"mediaType": OCI_MANIFEST, "digest": subject.as_str(), "size": 1},
         "annotations": {"n": n.to_string()},
     }))
@@ -380,9 +403,18 @@ fn artifact(subject: &Digest, layer: &[u8], layer_size: usize, n: usize) -> Vec<
 }
 
 fn index_of(digests: &[(String, usize)]) -> Vec<u8> {
-    let manifests: Vec<serde_json::Value> = digests
+    let typed: Vec<(String, usize, &str)> = digests
         .iter()
-        .map(|(d, size)| serde_json::json!({"mediaType": OCI_MANIFEST, "digest": d, "size": size, "artifactType": BUNDLE_MEDIA_TYPE}))
+        .map(|(d, size)| (d.clone(), *size, BUNDLE_MEDIA_TYPE))
+        .collect();
+    typed_index(&typed)
+}
+
+/// A referrers index listing (digest, size, artifact type).
+fn typed_index(entries: &[(String, usize, &str)]) -> Vec<u8> {
+    let manifests: Vec<serde_json::Value> = entries
+        .iter()
+        .map(|(d, size, t)| serde_json::json!({"mediaType": OCI_MANIFEST, "digest": d, "size": size, "artifactType": t}))
         .collect();
     serde_json::to_vec(
         &serde_json::json!({"schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": manifests}),
@@ -413,11 +445,16 @@ async fn a_referrers_list_of_ten_thousand_entries_costs_only_the_limits() {
     assert_eq!(all.len(), MAX_LISTED);
 
     let got = c
-        .fetch_bundles_within(&img, &subject, ReferrerLimits::ADMISSION)
+        .fetch_referrers_within(
+            &img,
+            &subject,
+            &[ReferrerKind::Bundle],
+            ReferrerLimits::ADMISSION,
+        )
         .await
         .expect("fetch");
     assert_eq!(got.total, MAX_LISTED);
-    assert_eq!(got.bundles.len(), ReferrerLimits::ADMISSION.max_referrers);
+    assert_eq!(got.fetched.len(), ReferrerLimits::ADMISSION.max_referrers);
     assert_eq!(
         got.beyond_limit,
         MAX_LISTED - ReferrerLimits::ADMISSION.max_referrers
@@ -468,13 +505,18 @@ async fn huge_blobs_and_bad_referrers_are_skipped_and_good_ones_still_read() {
     let (c, _dir) = client();
     let img = image(&registry.host(), "x/app:v1");
     let got = c
-        .fetch_bundles_within(&img, &subject, ReferrerLimits::ADMISSION)
+        .fetch_referrers_within(
+            &img,
+            &subject,
+            &[ReferrerKind::Bundle],
+            ReferrerLimits::ADMISSION,
+        )
         .await
         .expect("fetch");
-    assert_eq!(got.bundles.len(), 1, "{got:?}");
-    assert_eq!(got.bundles[0].bytes, honest);
+    assert_eq!(got.fetched.len(), 1, "{got:?}");
+    assert_eq!(got.fetched[0].bytes, honest);
     assert_eq!(
-        got.bundles[0].annotations.get("n").map(String::as_str),
+        got.fetched[0].annotations.get("n").map(String::as_str),
         Some("3")
     );
     assert_eq!(got.oversized, 2);
@@ -488,6 +530,153 @@ async fn huge_blobs_and_bad_referrers_are_skipped_and_good_ones_still_read() {
         huge_fetches, 1,
         "the blob declared as 1 GiB is never asked for"
     );
+}
+
+/// Bundles and Notation signatures read in one listing: each referrer must be what its
+/// listing says, a Notation signature has exactly one envelope layer, and other artifacts
+/// (an SBOM) are neither fetched nor counted.
+#[tokio::test]
+async fn bundles_and_notation_signatures_are_read_from_one_listing_and_must_be_what_it_says() {
+    let subject = Digest::of(b"the image");
+    let bundle = br#"{"a":"bundle"}"#.to_vec();
+    let jws = br#"{"a":"jws envelope"}"#.to_vec();
+    let cose = b"a cose envelope".to_vec();
+    let sbom = br#"{"an":"sbom"}"#.to_vec();
+    let mut content = BTreeMap::new();
+    for blob in [&bundle, &jws, &cose, &sbom] {
+        content.insert(Digest::of(blob).as_str().to_owned(), blob.clone());
+    }
+    let entries = [
+        // The good bundle and the good Notation signatures (JWS, COSE).
+        (
+            typed_artifact(
+                &subject,
+                BUNDLE_MEDIA_TYPE,
+                &[(BUNDLE_MEDIA_TYPE, &bundle, bundle.len())],
+                0,
+            ),
+            BUNDLE_MEDIA_TYPE,
+        ),
+        (
+            typed_artifact(
+                &subject,
+                NOTARY_SIGNATURE_ARTIFACT_TYPE,
+                &[(JWS_MEDIA_TYPE, &jws, jws.len())],
+                1,
+            ),
+            NOTARY_SIGNATURE_ARTIFACT_TYPE,
+        ),
+        (
+            typed_artifact(
+                &subject,
+                NOTARY_SIGNATURE_ARTIFACT_TYPE,
+                &[(COSE_MEDIA_TYPE, &cose, cose.len())],
+                2,
+            ),
+            NOTARY_SIGNATURE_ARTIFACT_TYPE,
+        ),
+        // Listed as a Notation signature, but the manifest says it is a bundle.
+        (
+            typed_artifact(
+                &subject,
+                BUNDLE_MEDIA_TYPE,
+                &[(JWS_MEDIA_TYPE, &jws, jws.len())],
+                3,
+            ),
+            NOTARY_SIGNATURE_ARTIFACT_TYPE,
+        ),
+        // A Notation signature with a second envelope beside the first.
+        (
+            typed_artifact(
+                &subject,
+                NOTARY_SIGNATURE_ARTIFACT_TYPE,
+                &[
+                    (JWS_MEDIA_TYPE, &jws, jws.len()),
+                    (COSE_MEDIA_TYPE, &cose, cose.len()),
+                ],
+                4,
+            ),
+            NOTARY_SIGNATURE_ARTIFACT_TYPE,
+        ),
+        // A Notation signature whose layer is not an envelope.
+        (
+            typed_artifact(
+                &subject,
+                NOTARY_SIGNATURE_ARTIFACT_TYPE,
+                &[("application/octet-stream", &jws, jws.len())],
+                5,
+            ),
+            NOTARY_SIGNATURE_ARTIFACT_TYPE,
+        ),
+        // Not a signature at all.
+        (
+            typed_artifact(&subject, SBOM, &[(SBOM, &sbom, sbom.len())], 6),
+            SBOM,
+        ),
+    ];
+    let mut listed = Vec::new();
+    for (m, t) in &entries {
+        let d = Digest::of(m).as_str().to_owned();
+        listed.push((d.clone(), m.len(), *t));
+        content.insert(d, m.clone());
+    }
+    let registry = Server::start(hostile(typed_index(&listed), content)).await;
+    let (c, _dir) = client();
+    let img = image(&registry.host(), "x/app:v1");
+    let got = c
+        .fetch_referrers_within(
+            &img,
+            &subject,
+            &[ReferrerKind::Bundle, ReferrerKind::Notation],
+            ReferrerLimits::ADMISSION,
+        )
+        .await
+        .expect("fetch");
+    let read: Vec<(ReferrerKind, &str, &[u8])> = got
+        .fetched
+        .iter()
+        .map(|f| (f.kind, f.media_type.as_str(), f.bytes.as_slice()))
+        .collect();
+    assert_eq!(
+        read,
+        vec![
+            (ReferrerKind::Bundle, BUNDLE_MEDIA_TYPE, bundle.as_slice()),
+            (ReferrerKind::Notation, JWS_MEDIA_TYPE, jws.as_slice()),
+            (ReferrerKind::Notation, COSE_MEDIA_TYPE, cose.as_slice()),
+        ]
+    );
+    assert_eq!(
+        (got.total, got.skipped, got.oversized),
+        (6, 3, 0),
+        "{got:?}"
+    );
+    let seen = registry.seen();
+    assert_eq!(
+        seen.iter()
+            .filter(|s| s.path.contains("/referrers/"))
+            .count(),
+        1,
+        "one listing for both kinds"
+    );
+    assert!(
+        !seen
+            .iter()
+            .any(|s| s.path.ends_with(Digest::of(&entries[6].0).as_str())),
+        "the SBOM is not fetched"
+    );
+
+    // Asked for Notation signatures only, the bundle is left alone.
+    let notation = c
+        .fetch_referrers_within(
+            &img,
+            &subject,
+            &[ReferrerKind::Notation],
+            ReferrerLimits::ADMISSION,
+        )
+        .await
+        .expect("fetch");
+    assert_eq!(notation.of(ReferrerKind::Notation).count(), 2);
+    assert_eq!(notation.of(ReferrerKind::Bundle).count(), 0);
 }
 
 /// A referrers answer larger than a manifest may be, and pages that link on forever or to

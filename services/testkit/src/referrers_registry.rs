@@ -241,6 +241,28 @@ impl ReferrersRegistry {
         content: &[u8],
         annotations: &[(&str, &str)],
     ) -> anyhow::Result<Digest> {
+        self.push_referrer(
+            repo,
+            subject,
+            artifact_type,
+            artifact_type,
+            content,
+            annotations,
+        )
+        .await
+    }
+
+    /// [`ReferrersRegistry::push_artifact`] with a layer of its own media type (a Notation
+    /// signature's layer is `application/jose+json` or `application/cose`).
+    pub async fn push_referrer(
+        &self,
+        repo: &str,
+        subject: &TestImage,
+        artifact_type: &str,
+        layer_media_type: &str,
+        content: &[u8],
+        annotations: &[(&str, &str)],
+    ) -> anyhow::Result<Digest> {
         self.push_blob(repo, EMPTY_JSON).await?;
         self.push_blob(repo, content).await?;
         let annotations: serde_json::Map<String, serde_json::Value> = annotations
@@ -252,7 +274,7 @@ impl ReferrersRegistry {
             "mediaType": OCI_MANIFEST,
             "artifactType": artifact_type,
             "config": descriptor(OCI_EMPTY, EMPTY_JSON),
-            "layers": [descriptor(artifact_type, content)],
+            "layers": [descriptor(layer_media_type, content)],
             "subject": descriptor(OCI_MANIFEST, subject.manifest()),
         });
         if !annotations.is_empty() {

@@ -32,13 +32,15 @@ use moka::future::Cache;
 use moka::policy::EvictionPolicy;
 use prometheus_client::metrics::counter::Counter;
 use signet_core::bundle::Bundle;
+use signet_core::notation::NotationSignature;
 use signet_core::policy::compile_glob;
 use signet_core::{
     DenialReason, Digest, ImagePattern, ImageRef, PublicKey, ReferenceRule, RevokedSignature,
     SecurityPolicy, SignatureAlgorithm, SignatureRecord, SimpleSigning, TrustBundle,
 };
 use signet_registry::{
-    ReferrerLimits, RegistryClient, RegistryError, SignatureLayer, SignatureLimits, Signatures,
+    ReferrerKind, ReferrerLimits, RegistryClient, RegistryError, SignatureLayer, SignatureLimits,
+    Signatures,
 };
 use tokio::time::Instant;
 
@@ -445,20 +447,20 @@ pub struct Artifact {
     /// `registry/repository` the artifact was read from.
     repository: String,
     signatures: Signatures,
-    /// Sigstore bundles attached as OCI 1.1 referrers (cosign 3's format), read within
-    /// [`ReferrerLimits::ADMISSION`]; their signatures count as `.sig` layers do.
-    bundles: Vec<Bundle>,
+    /// Signatures attached as OCI 1.1 referrers, read within [`ReferrerLimits::ADMISSION`];
+    /// they count as `.sig` layers do.
+    referred: Referred,
     /// Keys checked against every layer considered without finding a valid signature.
     /// Kept with the layers they were judged on, so both expire together.
     rejected: std::sync::Mutex<HashSet<KeyId>>,
 }
 
 impl Artifact {
-    fn new(repository: String, signatures: Signatures, bundles: Vec<Bundle>) -> Self {
+    fn new(repository: String, signatures: Signatures, referred: Referred) -> Self {
         Self {
             repository,
             signatures,
-            bundles,
+            referred,
             rejected: std::sync::Mutex::new(HashSet::new()),
         }
     }
@@ -474,6 +476,48 @@ impl Artifact {
     }
 }
 
+/// The signatures of an image attached as referrers, parsed (not yet verified).
+#[derive(Debug, Default)]
+struct Referred {
+    /// Sigstore bundles (cosign 3's format, and signet's `bundle` witnesses).
+    bundles: Vec<Bundle>,
+    /// Notary Project envelopes (`notation sign`), checked under verify-only witnesses
+    /// made from the signing certificate.
+    notation: Vec<NotationSignature>,
+}
+
+impl Referred {
+    /// Parses what was fetched; what does not parse cannot verify and is dropped, and so
+    /// is a bundle that does not even claim to be an image signature (an attestation:
+    /// [`verify_layers`] would not count it).
+    fn parse(fetched: &signet_registry::Referrers) -> Self {
+        let mut out = Self::default();
+        for f in &fetched.fetched {
+            match f.kind {
+                ReferrerKind::Bundle => {
+                    out.bundles.extend(Bundle::parse(&f.bytes).ok().filter(|b| {
+                        b.statement_unverified().is_ok_and(|st| {
+                            st.predicate_type == signet_core::bundle::SIGN_PREDICATE_TYPE
+                        })
+                    }))
+                }
+                ReferrerKind::Notation => out
+                    .notation
+                    .extend(NotationSignature::parse(&f.media_type, &f.bytes).ok()),
+            }
+        }
+        out
+    }
+
+    fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    fn len(&self) -> usize {
+        self.bundles.len() + self.notation.len()
+    }
+}
+
 /// The `docker-reference` rule admission applies: the same function and default as
 /// `signet verify`. Signatures are trusted by digest and key (the trust cache and
 /// `signature.published` know no repository), and `cosign copy` moves a signature to
@@ -485,7 +529,7 @@ pub const REFERENCE_RULE: ReferenceRule = ReferenceRule::AnyRepository;
 /// run it on the blocking pool.
 fn verify_layers(
     layers: &[SignatureLayer],
-    bundles: &[Bundle],
+    referred: &Referred,
     repository: &str,
     digest: &Digest,
     keys: &[(KeyId, Arc<KeyEntry>)],
@@ -495,7 +539,7 @@ fn verify_layers(
     // A bundle counts as a signature only when its Statement is an image signature about
     // this digest (an attestation by the same key is a claim about the image, not an
     // approval of it).
-    for bundle in bundles {
+    for bundle in &referred.bundles {
         for (id, key) in keys {
             if found.contains(id) {
                 continue;
@@ -505,6 +549,23 @@ fn verify_layers(
                 .verify_with(&key.public_key, key.algorithm, digest)
                 .is_ok_and(|st| st.predicate_type == signet_core::bundle::SIGN_PREDICATE_TYPE);
             if signed {
+                found.push(*id);
+            }
+        }
+    }
+    // A Notation signature counts when its certificate holds the key, it verifies, the
+    // certificate and the signature are valid now, and its descriptor names this digest
+    // (an envelope copied from another image's referrers names that image).
+    for sig in &referred.notation {
+        for (id, key) in keys {
+            if found.contains(id) {
+                continue;
+            }
+            checks += 1;
+            if sig
+                .verify(&key.public_key)
+                .is_ok_and(|target| target.digest == *digest)
+            {
                 found.push(*id);
             }
         }
@@ -944,25 +1005,28 @@ impl Trust {
         let (owned, digest_owned) = (image.clone(), digest.clone());
         let fetch = self.fetched.try_get_with(key, async move {
             fetches.fetch_add(1, Ordering::Relaxed);
-            // The `.sig` tag and the bundles (referrers) are read side by side.
-            let (signatures, bundles) = tokio::join!(
+            // The `.sig` tag and the referrers (Sigstore bundles and Notation signatures,
+            // one listing) are read side by side.
+            let (signatures, referrers) = tokio::join!(
                 registry.fetch_signatures_within(&owned, &digest_owned, SignatureLimits::ADMISSION),
-                registry.fetch_bundles_within(&owned, &digest_owned, ReferrerLimits::ADMISSION),
+                registry.fetch_referrers_within(
+                    &owned,
+                    &digest_owned,
+                    &[ReferrerKind::Bundle, ReferrerKind::Notation],
+                    ReferrerLimits::ADMISSION
+                ),
             );
-            // Bundles that cannot be read leave the `.sig` signatures to decide: an image
-            // is never admitted for a failed read, only denied for want of a signature.
-            let bundles = match bundles {
-                Ok(b) => b
-                    .bundles
-                    .iter()
-                    .filter_map(|f| Bundle::parse(&f.bytes).ok())
-                    .collect(),
+            // Referrers that cannot be read leave the `.sig` signatures to decide: an
+            // image is never admitted for a failed read, only denied for want of a
+            // signature.
+            let referred = match referrers {
+                Ok(r) => Referred::parse(&r),
                 Err(e) => {
-                    tracing::debug!(error = %e, image = %owned, "cannot read Sigstore bundles; judging by the .sig tag alone");
-                    Vec::new()
+                    tracing::debug!(error = %e, image = %owned, "cannot read the signature referrers; judging by the .sig tag alone");
+                    Referred::default()
                 }
             };
-            signatures.map(|s| Arc::new(Artifact::new(owned.repository_ref(), s, bundles)))
+            signatures.map(|s| Arc::new(Artifact::new(owned.repository_ref(), s, referred)))
         });
         match tokio::time::timeout_at(deadline, fetch).await {
             Ok(Ok(layers)) => Ok(layers),
@@ -1016,7 +1080,7 @@ impl Trust {
         if keys.is_empty() {
             return Ok(());
         }
-        if artifact.signatures.layers.is_empty() && artifact.bundles.is_empty() {
+        if artifact.signatures.layers.is_empty() && artifact.referred.is_empty() {
             artifact.reject(keys.iter().map(|(id, _)| *id));
             return Ok(());
         }
@@ -1026,7 +1090,7 @@ impl Trust {
             tokio::task::spawn_blocking(move || {
                 verify_layers(
                     &artifact.signatures.layers,
-                    &artifact.bundles,
+                    &artifact.referred,
                     &artifact.repository,
                     &digest,
                     &keys,
@@ -1134,18 +1198,18 @@ impl Trust {
                 }
             }
         }
-        let found = match artifact {
-            Ok(a) => &a.signatures,
+        let (found, referred) = match artifact {
+            Ok(a) => (&a.signatures, &a.referred),
             Err(f) => {
                 return Failure::new(f.reason, format!("{shortfall}{}", f.detail));
             }
         };
         let artifact = format!("{}:{}", image.repository_ref(), digest.signature_tag());
-        if found.total == 0 {
+        if found.total == 0 && referred.is_empty() {
             return Failure::new(
                 DenialReason::Unsigned,
                 format!(
-                    "{shortfall}no signature artifact {artifact}; not signed by {missing_names}"
+                    "{shortfall}no signature artifact {artifact} and no signature among its referrers; not signed by {missing_names}"
                 ),
             );
         }
@@ -1163,19 +1227,36 @@ impl Trust {
                 found.oversized, limits.max_payload_bytes
             ));
         }
-        // Every layer is a valid signature of a witness that signed (N-of-M with too few
+        // Every signature is a valid one of a witness that signed (N-of-M with too few
         // witnesses): nothing is invalid, the missing witnesses simply did not sign.
-        if !signed.is_empty() && found.total <= signed.len() && skipped.is_empty() {
+        if !signed.is_empty() && found.total + referred.len() <= signed.len() && skipped.is_empty()
+        {
             return Failure::new(
                 DenialReason::Unsigned,
-                format!("{shortfall}not signed by {missing_names} (checked {artifact})"),
+                format!("{shortfall}not signed by {missing_names} (checked {artifact} and its referrers)"),
             );
+        }
+        let mut seen = Vec::new();
+        if found.total > 0 {
+            seen.push(format!("{} signature(s) in {artifact}", found.total));
+        }
+        if !referred.bundles.is_empty() {
+            seen.push(format!(
+                "{} Sigstore bundle(s) among its referrers",
+                referred.bundles.len()
+            ));
+        }
+        if !referred.notation.is_empty() {
+            seen.push(format!(
+                "{} Notation signature(s) among its referrers",
+                referred.notation.len()
+            ));
         }
         Failure::new(
             DenialReason::InvalidSignature,
             format!(
-                "{shortfall}{} signature(s) in {artifact}, none valid for witness {missing_names}{skipped}",
-                found.total
+                "{shortfall}{}, none valid for witness {missing_names}{skipped}",
+                seen.join(" and ")
             ),
         )
     }

@@ -1,6 +1,6 @@
-//! `signet verify IMAGE (--witness W | --key PEM)`: fetches the cosign signatures from
-//! the registry (the `.sig` tag, and Sigstore bundles attached as OCI 1.1 referrers, as
-//! cosign 3 writes them) and checks each one here, the way a cosign verifier does: the payload is
+//! `signet verify IMAGE (--witness W | --key PEM)`: fetches the signatures from the
+//! registry (cosign's `.sig` tag; Sigstore bundles attached as OCI 1.1 referrers, as
+//! cosign 3 writes them; Notation signatures, as `notation sign` writes them) and checks each one here, the way a cosign verifier does: the payload is
 //! parsed strictly, it must name this digest, and the signature must verify under one of
 //! the keys. Whether it must also name this repository is the rule admission applies
 //! ([`signet_core::ReferenceRule`]): not by default, since `cosign copy` moves signatures
@@ -15,7 +15,7 @@ use clap::Args;
 use reqwest::Method;
 use serde_json::{json, Value};
 use signet_core::{Digest, ImageRef, PublicKey, ReferenceRule, SignatureAlgorithm, SimpleSigning};
-use signet_registry::{RegistryClient, SignatureLayer};
+use signet_registry::{ReferrerKind, ReferrerLimits, RegistryClient, SignatureLayer};
 
 use super::Context;
 use crate::output::{self, field, s, Format};
@@ -63,7 +63,15 @@ pub async fn run(ctx: &Context, a: VerifyArgs) -> anyhow::Result<ExitCode> {
         None => registry.resolve(&image).await?,
     };
     let layers = registry.fetch_signatures(&image, &digest).await?;
-    let bundles = registry.fetch_bundles(&image, &digest).await?;
+    let referrers = registry
+        .fetch_referrers_within(
+            &image,
+            &digest,
+            &[ReferrerKind::Bundle, ReferrerKind::Notation],
+            ReferrerLimits::DEFAULT,
+        )
+        .await?
+        .fetched;
     let revoked = match &a.witness {
         Some(w) => revoked_signatures(ctx, &image, &digest, w).await?,
         None => Revoked::new(),
@@ -78,12 +86,15 @@ pub async fn run(ctx: &Context, a: VerifyArgs) -> anyhow::Result<ExitCode> {
         .enumerate()
         .map(|(i, layer)| check_layer(i, layer, &image, &digest, rule, &keys, &revoked))
         .collect();
-    checks.extend(
-        bundles
-            .iter()
-            .enumerate()
-            .map(|(i, b)| check_bundle(layers.len() + i, &b.bytes, &digest, &keys, &revoked)),
-    );
+    checks.extend(referrers.iter().enumerate().map(|(i, r)| {
+        let n = layers.len() + i + 1;
+        match r.kind {
+            ReferrerKind::Bundle => check_bundle(n, &r.bytes, &digest, &keys, &revoked),
+            ReferrerKind::Notation => {
+                check_notation(n, &r.media_type, &r.bytes, &digest, &keys, &revoked)
+            }
+        }
+    }));
     let verified: Vec<_> = checks.iter().filter_map(|c| c.as_ref().ok()).collect();
     match ctx.format {
         Format::Json => output::json(&json!({
@@ -98,9 +109,9 @@ pub async fn run(ctx: &Context, a: VerifyArgs) -> anyhow::Result<ExitCode> {
         Format::Text => {
             field("image:", &image);
             field("digest:", &digest);
-            if layers.is_empty() && bundles.is_empty() {
+            if layers.is_empty() && referrers.is_empty() {
                 println!(
-                    "no signatures found at {}:{}, nor Sigstore bundles among its referrers",
+                    "no signatures found at {}:{}, nor Sigstore bundles or Notation signatures among its referrers",
                     image.repository_ref(),
                     digest.signature_tag()
                 );
@@ -208,15 +219,15 @@ async fn revoked_signatures(
 }
 
 /// A Sigstore bundle (cosign 3): it must be an image signature (not an attestation)
-/// whose Statement names this digest, signed by one of the keys.
+/// whose Statement names this digest, signed by one of the keys. `n` numbers it in the
+/// report.
 fn check_bundle(
-    index: usize,
+    n: usize,
     bytes: &[u8],
     digest: &Digest,
     keys: &[TrustedKey],
     revoked: &Revoked,
 ) -> Result<Value, String> {
-    let n = index + 1;
     let bundle = signet_core::bundle::Bundle::parse(bytes)
         .map_err(|e| format!("signature {n} (bundle): {e}"))?;
     let mut last = String::from("does not verify under any given key");
@@ -236,16 +247,54 @@ fn check_bundle(
             }
         })
         .ok_or_else(|| format!("signature {n} (bundle): {last}"))?;
+    accepted(n, "bundle", key, revoked)
+}
+
+/// A Notary Project signature (`notation sign`, JWS or COSE): the certificate must hold
+/// one of the keys (a verify-only witness made from it, or `--key CERT`), the signature
+/// verify, certificate and signature be valid now, and the signed descriptor name this
+/// digest.
+fn check_notation(
+    n: usize,
+    media_type: &str,
+    bytes: &[u8],
+    digest: &Digest,
+    keys: &[TrustedKey],
+    revoked: &Revoked,
+) -> Result<Value, String> {
+    let sig = signet_core::notation::NotationSignature::parse(media_type, bytes)
+        .map_err(|e| format!("signature {n} (notation): {e}"))?;
+    let mut last = String::from("its certificate holds none of the given keys");
+    let key = keys
+        .iter()
+        .find(|k| match sig.verify(&k.key) {
+            Ok(target) if target.digest == *digest => true,
+            Ok(target) => {
+                last = format!("signs {}, another image", target.digest);
+                false
+            }
+            Err(signet_core::notation::NotationError::KeyMismatch { .. }) => false,
+            Err(e) => {
+                last = e.to_string();
+                false
+            }
+        })
+        .ok_or_else(|| format!("signature {n} (notation): {last}"))?;
+    accepted(n, "notation", key, revoked)
+}
+
+/// A signature that verified under `key`, unless signet revoked it.
+fn accepted(n: usize, format: &str, key: &TrustedKey, revoked: &Revoked) -> Result<Value, String> {
     if let Some(why) = revoked.get(&key.key.fingerprint()) {
         return Err(format!(
-            "signature {n} (bundle): verifies under {}, but signet {why}",
+            "signature {n} ({format}): verifies under {}, but signet {why}",
             key.label
         ));
     }
     Ok(json!({
         "verified": true,
         "layer": n,
-        "format": "bundle",
+        "format": format,
         "key": key.label,
     }))
 }

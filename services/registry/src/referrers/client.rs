@@ -11,8 +11,8 @@ use signet_core::bundle::{Bundle, BUNDLE_MEDIA_TYPE};
 use signet_core::{Digest, ImageRef};
 
 use super::{
-    artifact_manifest, fallback_tag, is_bundle_type, ArtifactManifest, Bundles, Descriptor,
-    FetchedBundle, PublishedReferrer, ReferrerLimits, ReferrersIndex, EMPTY_CONFIG,
+    artifact_manifest, fallback_tag, ArtifactManifest, Descriptor, FetchedReferrer,
+    PublishedReferrer, ReferrerKind, ReferrerLimits, Referrers, ReferrersIndex, EMPTY_CONFIG,
     FETCH_CONCURRENCY, MAX_LISTED, MAX_PAGES, MAX_REFERRER_MANIFEST_BYTES,
 };
 use crate::client::{ctx, with_access, RegistryClient, MAX_MANIFEST_BYTES, PUBLISH_ATTEMPTS};
@@ -195,49 +195,69 @@ impl RegistryClient {
         &self,
         image: &ImageRef,
         digest: &Digest,
-    ) -> Result<Vec<FetchedBundle>, RegistryError> {
+    ) -> Result<Vec<FetchedReferrer>, RegistryError> {
         Ok(self
-            .fetch_bundles_within(image, digest, ReferrerLimits::DEFAULT)
+            .fetch_referrers_within(
+                image,
+                digest,
+                &[ReferrerKind::Bundle],
+                ReferrerLimits::DEFAULT,
+            )
             .await?
-            .bundles)
+            .fetched)
     }
 
-    /// [`RegistryClient::fetch_bundles`] within `limits`, counting what was left out.
-    /// A referrer that is not a bundle of this image (missing, malformed, about another
+    /// The signature referrers of `digest` of the given kinds (Sigstore bundles, Notation
+    /// envelopes), raw, within `limits`, counting what was left out. One listing serves
+    /// every kind: filtered by the registry when one kind is asked for, here otherwise.
+    /// A referrer that is not what its listing says (missing, malformed, about another
     /// subject) is skipped and counted, so it cannot hide the good ones.
-    #[tracing::instrument(name = "registry.fetch_bundles", skip_all, fields(image = %image, digest = %digest))]
-    pub async fn fetch_bundles_within(
+    #[tracing::instrument(name = "registry.fetch_referrers", skip_all, fields(image = %image, digest = %digest))]
+    pub async fn fetch_referrers_within(
         &self,
         image: &ImageRef,
         digest: &Digest,
+        kinds: &[ReferrerKind],
         limits: ReferrerLimits,
-    ) -> Result<Bundles, RegistryError> {
-        let what = format!("Sigstore bundles of {digest}");
+    ) -> Result<Referrers, RegistryError> {
+        let what = format!("signature referrers of {digest}");
         let ctx = ctx(image, "pull", &what);
-        self.bounded("fetch_bundles", ctx, async {
+        self.bounded("fetch_referrers", ctx, async {
             let (host, access) = self.host_access(image, ctx).await?;
             let (host, access) = (&*host, &*access);
             let ctx = with_access(ctx, access);
             let repo = image.repository();
-            let listed = self
-                .list_referrers(host, access, repo, digest, Some(BUNDLE_MEDIA_TYPE), ctx)
+            let filter = match kinds {
+                [one] => Some(one.artifact_type()),
+                _ => None,
+            };
+            let listed: Vec<(ReferrerKind, Descriptor)> = self
+                .list_referrers(host, access, repo, digest, filter, ctx)
                 .await?
-                .descriptors;
-            let mut out = Bundles {
+                .descriptors
+                .into_iter()
+                .filter_map(|d| {
+                    let kind = ReferrerKind::of_artifact(d.artifact_type.as_deref()?)?;
+                    kinds.contains(&kind).then_some((kind, d))
+                })
+                .collect();
+            let mut out = Referrers {
                 total: listed.len(),
                 beyond_limit: listed.len().saturating_sub(limits.max_referrers),
-                ..Bundles::default()
+                ..Referrers::default()
             };
             let wanted = &listed[..listed.len().min(limits.max_referrers)];
             for chunk in wanted.chunks(FETCH_CONCURRENCY) {
                 // A Vec of futures, not a stream of closures: see fetch_signatures_within.
                 let fetches: Vec<_> = chunk
                     .iter()
-                    .map(|d| self.fetch_bundle(host, access, repo, digest, d, limits, ctx))
+                    .map(|(kind, d)| {
+                        self.fetch_referrer(host, access, repo, digest, *kind, d, limits, ctx)
+                    })
                     .collect();
                 for fetched in futures::future::try_join_all(fetches).await? {
                     match fetched {
-                        Fetched::Bundle(b) => out.bundles.push(b),
+                        Fetched::Referrer(r) => out.fetched.push(r),
                         Fetched::Oversized => out.oversized += 1,
                         Fetched::Skipped => out.skipped += 1,
                     }
@@ -249,7 +269,7 @@ impl RegistryClient {
                     beyond_limit = out.beyond_limit,
                     oversized = out.oversized,
                     skipped = out.skipped,
-                    "some bundle referrers were not read"
+                    "some signature referrers were not read"
                 );
             }
             Ok(out)
@@ -258,12 +278,13 @@ impl RegistryClient {
     }
 
     #[allow(clippy::too_many_arguments)]
-    async fn fetch_bundle(
+    async fn fetch_referrer(
         &self,
         host: &Host,
         access: &Access,
         repo: &str,
         subject: &Digest,
+        kind: ReferrerKind,
         d: &Descriptor,
         limits: ReferrerLimits,
         ctx: Ctx<'_>,
@@ -283,32 +304,46 @@ impl RegistryClient {
         {
             Ok(m) => m,
             Err(e) if skippable(&e) => {
-                tracing::warn!(digest = %d.digest, error = %e, "bundle referrer manifest unreadable; skipped");
+                tracing::warn!(digest = %d.digest, error = %e, "referrer manifest unreadable; skipped");
                 return Ok(Fetched::Skipped);
             }
             Err(e) => return Err(e),
         };
         let Some(m) = ArtifactManifest::parse(&manifest.bytes) else {
-            tracing::warn!(digest = %d.digest, "bundle referrer is not an OCI artifact manifest; skipped");
+            tracing::warn!(digest = %d.digest, "referrer is not an OCI artifact manifest; skipped");
             return Ok(Fetched::Skipped);
         };
         if m.subject.as_ref() != Some(subject) {
-            tracing::warn!(digest = %d.digest, "bundle referrer names another subject; skipped");
+            tracing::warn!(digest = %d.digest, "referrer names another subject; skipped");
             return Ok(Fetched::Skipped);
         }
-        if !m.artifact_type.as_deref().is_some_and(is_bundle_type) {
-            tracing::warn!(digest = %d.digest, "referrer listed as a bundle is not one; skipped");
+        // The listing is the registry's (or the tag index writer's) word; the manifest
+        // itself must say the same.
+        if m.artifact_type
+            .as_deref()
+            .and_then(ReferrerKind::of_artifact)
+            != Some(kind)
+        {
+            tracing::warn!(digest = %d.digest, ?kind, "referrer is not of the type its listing says; skipped");
             return Ok(Fetched::Skipped);
         }
-        let Some(layer) = m.layers.iter().find(|l| is_bundle_type(&l.media_type)) else {
-            tracing::warn!(digest = %d.digest, "bundle referrer has no bundle layer; skipped");
+        // A Notation signature manifest has exactly one layer, its envelope.
+        let layer = match kind {
+            ReferrerKind::Bundle => m.layers.iter().find(|l| kind.holds(&l.media_type)),
+            ReferrerKind::Notation => match m.layers.as_slice() {
+                [only] if kind.holds(&only.media_type) => Some(only),
+                _ => None,
+            },
+        };
+        let Some(layer) = layer else {
+            tracing::warn!(digest = %d.digest, ?kind, "referrer has no signature layer; skipped");
             return Ok(Fetched::Skipped);
         };
         if layer.size > limits.max_blob_bytes {
             return Ok(Fetched::Oversized);
         }
         let cap = usize::try_from(limits.max_blob_bytes).unwrap_or(usize::MAX);
-        let what = format!("bundle blob {}", layer.digest);
+        let what = format!("signature blob {}", layer.digest);
         match self
             .read_blob(
                 host,
@@ -320,8 +355,10 @@ impl RegistryClient {
             )
             .await
         {
-            Ok(bytes) => Ok(Fetched::Bundle(FetchedBundle {
+            Ok(bytes) => Ok(Fetched::Referrer(FetchedReferrer {
+                kind,
                 manifest_digest: d.digest.clone(),
+                media_type: layer.media_type.clone(),
                 annotations: m.annotations,
                 bytes,
             })),
@@ -330,7 +367,7 @@ impl RegistryClient {
                 Ok(Fetched::Oversized)
             }
             Err(e) if skippable(&e) => {
-                tracing::warn!(digest = %layer.digest, error = %e, "bundle blob unreadable; skipped");
+                tracing::warn!(digest = %layer.digest, error = %e, "signature blob unreadable; skipped");
                 Ok(Fetched::Skipped)
             }
             Err(e) => Err(e),
@@ -506,7 +543,7 @@ impl RegistryClient {
 }
 
 enum Fetched {
-    Bundle(FetchedBundle),
+    Referrer(FetchedReferrer),
     Oversized,
     Skipped,
 }
