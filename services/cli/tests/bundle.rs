@@ -850,3 +850,138 @@ async fn a_witness_signs_as_bundles_cosign3_verifies_and_admission_follows() {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+/// cosign 3 attests as Sigstore bundles (referrers), not on the `.att` tag: a policy that
+/// requires SLSA provenance from one builder admits the image whose cosign 3 provenance
+/// names it, denies the one whose provenance names another builder (saying which
+/// condition failed), and the one only signed (missing). The vendor's key is a
+/// verify-only witness; nothing of this went through signet's signer.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cosign3_attestation_bundles_meet_a_policys_attestation_requirement() {
+    const TRUSTED: &str = "https://ci.example.com/trusted-builder";
+    let olareg = ReferrersRegistry::start().await.expect("olareg");
+    let cosign = Cosign3::new();
+    let mut images = Vec::new();
+    let mut pushed = Vec::new();
+    for builder in [Some(TRUSTED), Some("https://ci.example.com/laptop"), None] {
+        let test_image = TestImage::random();
+        let digest = test_image
+            .push(&olareg.host(), "vendor/app", "v1")
+            .await
+            .expect("push");
+        pushed.push((test_image, digest.clone()));
+        let image = format!("{}/vendor/app@{digest}", olareg.host());
+        cosign.sign(&image);
+        if let Some(builder) = builder {
+            cosign.attest(
+                &image,
+                "https://slsa.dev/provenance/v1",
+                &serde_json::json!({
+                    "buildDefinition": {"buildType": "https://ci.example.com/build/v1"},
+                    "runDetails": {"builder": {"id": builder}}
+                }),
+            );
+        }
+        images.push(image);
+    }
+    let up = signet_testkit::signet::SignetUp::start(
+        common::bin(),
+        &[("SIGNET_VERIFIER__CLUSTER", "c1")],
+    )
+    .await
+    .expect("signet up");
+    let key = cosign.path("cosign.pub");
+    let policy = cosign.path("policy.yaml");
+    std::fs::write(
+        &policy,
+        format!(
+            "apiVersion: signet.dev/v1\nkind: SecurityPolicy\nmetadata:\n  name: vendor\nspec:\n  witnesses: [vendor]\n  cluster: c1\n  namespace: prod\n  mode: enforce\n  enabled: true\n  attestations:\n    - type: slsaprovenance1\n      conditions:\n        - path: $.runDetails.builder.id\n          equals: {TRUSTED}\n"
+        ),
+    )
+    .expect("policy file");
+    for args in [
+        vec![
+            "witness",
+            "create",
+            "--name",
+            "vendor",
+            "--public-key",
+            key.to_str().expect("utf-8"),
+        ],
+        vec!["apply", "-f", policy.to_str().expect("utf-8")],
+    ] {
+        common::ok(&up.cli(&args).expect("cli"), &args.join(" "));
+    }
+    let started = std::time::Instant::now();
+    while common::review(&up, "prod", &images[2]).await["allowed"] != false {
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(30),
+            "the policy was not enforced"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    let r = common::review(&up, "prod", &images[0]).await;
+    assert_eq!(
+        r["allowed"], true,
+        "cosign 3's provenance bundle admits it: {r}"
+    );
+    let message = |r: &serde_json::Value| {
+        r["status"]["message"]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned()
+    };
+    let r = common::review(&up, "prod", &images[1]).await;
+    assert_eq!(r["allowed"], false, "{r}");
+    assert!(
+        message(&r).contains("attestation does not meet the policy")
+            && message(&r).contains("$.runDetails.builder.id")
+            && message(&r).contains("https://ci.example.com/laptop"),
+        "the denial names the condition and what it found: {r}"
+    );
+    let r = common::review(&up, "prod", &images[2]).await;
+    assert!(
+        message(&r).contains("required attestation missing")
+            && message(&r).contains("https://slsa.dev/provenance/v1"),
+        "only signed: {r}"
+    );
+
+    // The attack: whoever can push copies the first image's good provenance bundle onto
+    // the third image as a referrer. It verifies under the vendor's key, but its
+    // Statement names the first image: still missing.
+    let (first, third) = (&pushed[0], &pushed[2]);
+    let (first_ref, _) = image_ref(&olareg.host(), "vendor/app", &first.1);
+    let provenance = client()
+        .fetch_bundles(&first_ref, &first.1)
+        .await
+        .expect("fetch")
+        .into_iter()
+        .find(|f| {
+            Bundle::parse(&f.bytes).is_ok_and(|b| {
+                b.statement_unverified()
+                    .is_ok_and(|st| st.predicate_type == "https://slsa.dev/provenance/v1")
+            })
+        })
+        .expect("cosign 3's provenance bundle");
+    olareg
+        .push_artifact(
+            "vendor/app",
+            &third.0,
+            BUNDLE_MEDIA_TYPE,
+            &provenance.bytes,
+            &[(
+                "dev.sigstore.bundle.predicateType",
+                "https://slsa.dev/provenance/v1",
+            )],
+        )
+        .await
+        .expect("attach the copy");
+    // The last read of the third image's attestations is kept for negative_ttl (5 s):
+    // past it, the registry is read again and the copy is found, and refused.
+    tokio::time::sleep(std::time::Duration::from_secs(6)).await;
+    let r = common::review(&up, "prod", &images[2]).await;
+    assert!(
+        message(&r).contains("required attestation missing"),
+        "a copied provenance bundle names another image: {r}"
+    );
+}

@@ -6,6 +6,9 @@
 //! envelope's signature verifies, over DSSE's pre-authentication encoding, under a live
 //! key of the trust bundle, and the Statement inside names the image's digest. The layer
 //! annotations of the registry's `.att` artifact are never trusted, only the envelope.
+//! The envelopes come from the `.att` tag (cosign 2, signet) and from Sigstore bundles
+//! attached as OCI 1.1 referrers (cosign 3's `cosign attest`); a bundle is the same DSSE
+//! envelope with its verification material, checked the same way.
 //! Verified attestations are cached per digest: `attestation.published` events fill the
 //! cache as `signature.published` events fill the signature cache, and a review the cache
 //! cannot satisfy reads the registry (at most once per `negative_ttl` per digest) before
@@ -16,8 +19,9 @@ use std::sync::Arc;
 use std::time::Instant as StdInstant;
 
 use signet_core::attestation::{Envelope, IN_TOTO_PAYLOAD_TYPE};
+use signet_core::bundle::{Bundle, SIGN_PREDICATE_TYPE};
 use signet_core::{AttestationRecord, DenialReason, Digest, ImageRef};
-use signet_registry::SignatureLimits;
+use signet_registry::{ReferrerKind, ReferrerLimits, SignatureLimits};
 use tokio::time::Instant;
 
 use crate::trust::{digest_id, key_id, CompiledPolicy, Failure, KeyId, Snapshot, Trust};
@@ -27,6 +31,13 @@ use crate::trust::{digest_id, key_id, CompiledPolicy, Failure, KeyId, Snapshot, 
 const LIMITS: SignatureLimits = SignatureLimits {
     max_layers: 32,
     max_payload_bytes: 2 << 20,
+};
+
+/// How many attestation bundles (cosign 3) a review reads, and how large each may be:
+/// as for the `.att` tag.
+const BUNDLE_LIMITS: ReferrerLimits = ReferrerLimits {
+    max_referrers: 32,
+    max_blob_bytes: 2 << 20,
 };
 
 /// One attestation whose envelope verified under a bundle key and whose Statement names
@@ -109,14 +120,23 @@ impl Trust {
                 Err(_) => {}
             }
         }
-        let read = tokio::time::timeout_at(
-            deadline,
-            self.registry.fetch_attestations(image, digest, LIMITS),
-        )
+        // cosign 2 (and signet) attach attestations to the `.att` tag; cosign 3 attaches
+        // each as a Sigstore bundle referrer. Both are read, side by side.
+        let read = tokio::time::timeout_at(deadline, async {
+            tokio::join!(
+                self.registry.fetch_attestations(image, digest, LIMITS),
+                self.registry.fetch_referrers_within(
+                    image,
+                    digest,
+                    &[ReferrerKind::Bundle],
+                    BUNDLE_LIMITS
+                ),
+            )
+        })
         .await;
-        let layers = match read {
-            Ok(Ok(layers)) => layers,
-            Ok(Err(e)) => {
+        let (layers, bundles) = match read {
+            Ok((Ok(layers), bundles)) => (layers, bundles),
+            Ok((Err(e), _)) => {
                 return Some(Failure::new(
                     DenialReason::RegistryUnreachable,
                     format!("cannot read the image's attestations: {e}"),
@@ -141,10 +161,24 @@ impl Trust {
             items: cached.map(|c| c.items.clone()).unwrap_or_default(),
             fetched: Some(StdInstant::now()),
         };
-        for layer in &layers {
-            let Ok(envelope) = Envelope::parse(&layer.envelope) else {
-                continue;
-            };
+        // A referrers listing that cannot be read leaves the `.att` tag to decide; a
+        // denial says so, since the attestation may be among those bundles.
+        let (bundles, unread) = match bundles {
+            Ok(b) => (b.fetched, None),
+            Err(e) => (Vec::new(), Some(e)),
+        };
+        let envelopes = layers
+            .iter()
+            .filter_map(|layer| Envelope::parse(&layer.envelope).ok())
+            .chain(bundles.iter().filter_map(|f| {
+                let bundle = Bundle::parse(&f.bytes).ok()?;
+                // An image signature is not an attestation; it is judged elsewhere.
+                bundle
+                    .statement_unverified()
+                    .is_ok_and(|st| st.predicate_type != SIGN_PREDICATE_TYPE)
+                    .then_some(bundle.envelope)
+            }));
+        for envelope in envelopes {
             for (id, witness, key) in &keys {
                 if !envelope.verify(&key.public_key, key.algorithm) {
                     continue;
@@ -158,7 +192,16 @@ impl Trust {
         }
         let result = evaluate(snapshot, policy, d, &set).err();
         self.attestations.insert(d, Arc::new(set)).await;
-        result
+        match (result, unread) {
+            (Some(f), Some(e)) => Some(Failure::new(
+                f.reason,
+                format!(
+                    "{} (the image's Sigstore bundle referrers could not be read: {e})",
+                    f.detail
+                ),
+            )),
+            (result, _) => result,
+        }
     }
 }
 
