@@ -1509,6 +1509,44 @@ async fn attestation_required(env: &mut Env) {
         "provenance from another builder, naming the condition: {}",
         text(&out)
     );
+
+    // What runs is judged by the same requirements: the admitted Pod is trusted; once
+    // the policy asks for another builder, the inventory says it no longer meets it.
+    let standing_of = |env: &Env, pod: &str| -> Option<Value> {
+        workloads(env, ns)
+            .into_iter()
+            .find(|w| w["running"]["pod"] == pod)
+            .map(|w| w["running"].clone())
+    };
+    wait_for(env, "the provenance Pod trusted in the inventory", || {
+        standing_of(env, "built").is_some_and(|r| r["standing"] == "trusted")
+    })
+    .await;
+    std::fs::write(
+        &policy,
+        std::fs::read_to_string(&policy)
+            .expect("policy")
+            .replace("trusted-builder", "new-builder"),
+    )
+    .expect("rewrite policy");
+    env.signet(&["apply", "-f", policy.to_str().expect("utf-8")]);
+    let mut running = None;
+    wait_for(env, "the provenance Pod to stop meeting the policy", || {
+        running = standing_of(env, "built");
+        running
+            .as_ref()
+            .is_some_and(|r| r["standing"] == "untrusted")
+    })
+    .await;
+    let reason = running
+        .as_ref()
+        .map(|r| r["reason"].to_string())
+        .unwrap_or_default();
+    assert!(
+        reason.contains("attestation does not meet the policy")
+            && reason.contains("https://ci.example.com/new-builder"),
+        "the inventory says which requirement the running image misses: {running:?}"
+    );
     env.signet(&["policy", "disable", ns]);
 }
 

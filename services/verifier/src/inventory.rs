@@ -196,7 +196,16 @@ async fn judge(
                 running.witnesses.push(w.to_string());
             }
         }
-        match check.failure {
+        // As at admission: signed as the policy asks, then attested as it requires.
+        let failure = match check.failure {
+            Some(f) => Some(f),
+            None => {
+                trust
+                    .check_attestations(snapshot, policy, &image, &digest, deadline)
+                    .await
+            }
+        };
+        match failure {
             None => {
                 if standing == Standing::Exempt {
                     standing = Standing::Trusted;
