@@ -1054,6 +1054,87 @@ async fn signing_rules_from_the_cli_decide_what_is_signed() {
     env.cleanup().await;
 }
 
+/// A signing rule's `format` decides how the pushes it matches are signed, whatever the
+/// witness's own: one rule signs as Sigstore bundles (on docker-registry, which has no
+/// referrers API, through the referrers tag index), the other leaves the witness's
+/// `.sig` tag. `signet verify` reads each in its format.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rules_format_decides_how_its_pushes_are_signed() {
+    let env = Env::start(Setup::default()).await;
+    let host = env.registry.host();
+    env.cli(&[
+        "witness",
+        "create",
+        "--name",
+        "prod",
+        "--kms-key",
+        "local://prod",
+    ]);
+    env.cli(&[
+        "rule",
+        "create",
+        "modern",
+        "--repository",
+        &format!("{host}/e2e/modern/*"),
+        "--witness",
+        "prod",
+        "--format",
+        "bundle",
+    ]);
+    env.cli(&[
+        "rule",
+        "create",
+        "classic",
+        "--repository",
+        &format!("{host}/e2e/classic/*"),
+        "--witness",
+        "prod",
+    ]);
+    let shown: Value =
+        serde_json::from_str(&env.cli(&["--output", "json", "rule", "show", "modern"]))
+            .expect("json");
+    assert_eq!(shown["format"], "bundle", "{shown}");
+    assert!(
+        env.cli(&["rule", "show", "classic"])
+            .contains("the witness's own"),
+        "a rule without a format says whose applies"
+    );
+    let modern = TestImage::random()
+        .push(&host, "e2e/modern/app", "v1")
+        .await
+        .expect("push");
+    let classic = TestImage::random()
+        .push(&host, "e2e/classic/app", "v1")
+        .await
+        .expect("push");
+    env.until_notifications_delivered().await;
+    env.until_succeeded(2, deadline(2)).await;
+
+    let formats = |image: String| {
+        let out = env.cli(&["--output", "json", "verify", &image, "--witness", "prod"]);
+        let v: Value = serde_json::from_str(&out).expect("json");
+        assert_eq!(v["verified"], true, "{v:#}");
+        v["signatures"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter(|s| s["verified"] == true)
+            .map(|s| s["format"].as_str().unwrap_or("cosign").to_owned())
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(
+        formats(format!("{host}/e2e/modern/app@{modern}")),
+        ["bundle"],
+        "the rule's bundle, and no .sig tag"
+    );
+    assert_eq!(
+        formats(format!("{host}/e2e/classic/app@{classic}")),
+        ["cosign"],
+        "the witness's own .sig tag"
+    );
+    env.cleanup().await;
+}
+
 /// Two registries, each notifying its own receiver with its own token: production the
 /// unnamed `[webhooks.distribution]`, staging the named `[webhooks.receivers.staging]`
 /// (`/v1/webhooks/distribution/staging`). Each registry's pushes are signed on that

@@ -205,6 +205,10 @@ pub struct RuleSpec {
     #[serde(default = "yes")]
     #[schema(default = true)]
     pub enabled: bool,
+    /// `cosign`, `bundle` or `both`, instead of the witness's own format; absent, the
+    /// witness's applies.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub format: Option<crate::SignatureFormat>,
 }
 
 fn one() -> u32 {

@@ -129,6 +129,18 @@ impl SignatureFormat {
     pub fn writes_bundle(self) -> bool {
         matches!(self, Self::Bundle | Self::Both)
     }
+
+    /// What writes both `self`'s and `other`'s artifacts.
+    pub fn union(self, other: Self) -> Self {
+        match (
+            self.writes_cosign() || other.writes_cosign(),
+            self.writes_bundle() || other.writes_bundle(),
+        ) {
+            (true, true) => Self::Both,
+            (false, true) => Self::Bundle,
+            _ => Self::Cosign,
+        }
+    }
 }
 
 /// The key reference of a verify-only witness: `pubkey:` and the fingerprint of its
@@ -179,6 +191,11 @@ pub struct SignRequest {
     /// attestations only, as `POST /v1/attest` does.
     #[serde(default = "yes", skip_serializing_if = "is_yes")]
     pub sign: bool,
+    /// How the signature is attached, instead of the witness's own `format` (a signing
+    /// rule's `format`, or a pipeline's choice). An image the witness already signed is
+    /// not signed again in another format.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub format: Option<SignatureFormat>,
 }
 
 impl SignRequest {
@@ -190,6 +207,7 @@ impl SignRequest {
             annotations: BTreeMap::new(),
             attestations: Vec::new(),
             sign: true,
+            format: None,
         }
     }
 }

@@ -242,6 +242,10 @@ pub struct SigningRule {
     pub tag_pattern: String,
     pub witness: String,
     pub enabled: bool,
+    /// How the signatures this rule asks for are attached, instead of the witness's own
+    /// `format`; absent, the witness's applies.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub format: Option<crate::SignatureFormat>,
     /// Labels of the rule (`signet.dev/owner`, as on policies).
     #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
     pub labels: std::collections::BTreeMap<String, String>,

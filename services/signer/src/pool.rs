@@ -342,6 +342,7 @@ impl Signer {
                 annotations: job.request.annotations.clone(),
                 attestations: Vec::new(),
                 sign: true,
+                format: job.request.format,
             };
             self.enqueue_child(id, request, job.id).await?;
         }
@@ -519,6 +520,7 @@ impl Signer {
                 annotations: Default::default(),
                 attestations: Vec::new(),
                 sign: true,
+                format: None,
             },
             source: "bus".into(),
             state: JobState::Queued,

@@ -538,16 +538,18 @@ impl SignContext {
             )
         })?;
 
-        // One signature per format the witness writes; the record keeps the `.sig` one
-        // when there is one (what every verifier reads), else the bundle's.
+        // One signature per format asked for (the request's, from a signing rule or a
+        // pipeline, else the witness's own); the record keeps the `.sig` one when there
+        // is one (what every verifier reads), else the bundle's.
+        let format = job.request.format.unwrap_or(witness.format);
         let mut made = None;
-        if witness.format.writes_cosign() {
+        if format.writes_cosign() {
             made = Some(
                 self.cosign_signature(job, image, digest, witness, primary, repository)
                     .await?,
             );
         }
-        if witness.format.writes_bundle() {
+        if format.writes_bundle() {
             let bundle = self
                 .bundle_signature(image, digest, witness, primary, repository)
                 .await?;

@@ -207,6 +207,7 @@ async fn waiting_for_another_workers_claim_costs_no_attempt() {
             annotations: Default::default(),
             attestations: Vec::new(),
             sign: true,
+            format: None,
         },
         source: "api".into(),
         state: JobState::Queued,

@@ -2,7 +2,7 @@
 //! witness. Every change is written with its audit entry in one transaction. Verifiers do
 //! not enforce rules, so no event is emitted.
 
-use signet_core::{NewAudit, SigningRule};
+use signet_core::{NewAudit, SignatureFormat, SigningRule};
 use sqlx::any::AnyRow;
 use sqlx::AnyConnection;
 
@@ -12,7 +12,7 @@ use crate::error::{db, StoreError};
 use crate::Store;
 
 const COLUMNS: &str =
-    "name, repositories, tag_pattern, witness, enabled, created_at, updated_at, labels";
+    "name, repositories, tag_pattern, witness, enabled, created_at, updated_at, labels, format";
 
 impl Store {
     /// Stores a new rule with its audit entry. `Conflict` if the name is taken, `NotFound`
@@ -29,7 +29,7 @@ impl Store {
         let mut tx = self.begin_write(OP).await?;
         require_witness(&mut tx, &rule.witness, OP).await?;
         let inserted = sqlx::query(&format!(
-            "INSERT INTO signing_rules ({COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8) \
+            "INSERT INTO signing_rules ({COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) \
              ON CONFLICT (name) DO NOTHING"
         ))
         .bind(rule.name.as_str())
@@ -40,6 +40,7 @@ impl Store {
         .bind(codec::millis(rule.created_at))
         .bind(codec::millis(rule.updated_at))
         .bind(codec::json_text("rule labels", &rule.labels)?)
+        .bind(rule.format.map(|f| f.as_str()))
         .execute(&mut *tx)
         .await
         .map_err(db(OP))?
@@ -94,7 +95,7 @@ impl Store {
         require_witness(&mut tx, &rule.witness, OP).await?;
         let updated = sqlx::query(
             "UPDATE signing_rules SET repositories = $2, tag_pattern = $3, witness = $4, \
-             enabled = $5, updated_at = $6, labels = $7 WHERE name = $1",
+             enabled = $5, updated_at = $6, labels = $7, format = $8 WHERE name = $1",
         )
         .bind(rule.name.as_str())
         .bind(repositories)
@@ -103,6 +104,7 @@ impl Store {
         .bind(codec::flag(rule.enabled))
         .bind(codec::millis(rule.updated_at))
         .bind(codec::json_text("rule labels", &rule.labels)?)
+        .bind(rule.format.map(|f| f.as_str()))
         .execute(&mut *tx)
         .await
         .map_err(db(OP))?
@@ -166,6 +168,14 @@ fn rule_from_row(row: &AnyRow) -> Result<SigningRule, StoreError> {
     let repositories: String = col(row, &what, "repositories")?;
     let enabled: i64 = col(row, &what, "enabled")?;
     let labels: String = col(row, &what, "labels")?;
+    let format: Option<String> = col(row, &what, "format")?;
+    let format = match format {
+        None => None,
+        Some(f) => Some(
+            SignatureFormat::parse(&f)
+                .ok_or_else(|| StoreError::corrupt(&what, format!("unknown format {f:?}")))?,
+        ),
+    };
     Ok(SigningRule {
         labels: codec::from_json(&what, &labels)?,
         repositories: codec::from_json(&what, &repositories)?,
@@ -175,5 +185,6 @@ fn rule_from_row(row: &AnyRow) -> Result<SigningRule, StoreError> {
         created_at: codec::time(&what, col(row, &what, "created_at")?)?,
         updated_at: codec::time(&what, col(row, &what, "updated_at")?)?,
         name,
+        format,
     })
 }

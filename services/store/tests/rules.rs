@@ -123,6 +123,7 @@ fn rule(name: &str, witness: &str) -> SigningRule {
         enabled: true,
         created_at: ms(Utc::now()),
         updated_at: ms(Utc::now()),
+        format: None,
     }
 }
 
@@ -179,6 +180,7 @@ async fn signing_rules_crud_with_audit(db: TestDb) {
     release.enabled = false;
     release.witness = "qa".into();
     release.repositories = vec!["**".into()];
+    release.format = Some(signet_core::SignatureFormat::Bundle);
     release.updated_at = ms(Utc::now());
     store
         .update_signing_rule(&release, &audit("rule.update", "release"))
@@ -300,6 +302,7 @@ async fn job_failure_is_recorded_with_audit_and_event(db: TestDb) {
             annotations: BTreeMap::new(),
             attestations: Vec::new(),
             sign: true,
+            format: None,
         },
         source: "bus".into(),
         state: JobState::Running,

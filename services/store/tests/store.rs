@@ -163,6 +163,7 @@ fn job(witness: &str, created: DateTime<Utc>) -> Job {
             annotations: BTreeMap::from([("ci".to_owned(), "build-7".to_owned())]),
             attestations: Vec::new(),
             sign: true,
+            format: None,
         },
         source: "api".into(),
         state: JobState::Queued,

@@ -477,7 +477,7 @@ fn rule_change(d: &RuleDocument, owner: &str, rules: &[SigningRule]) -> Change {
     let labels = owned_labels(&d.metadata.labels, owner);
     let desired = json!({
         "repositories": s.repositories, "tag_pattern": s.tag_pattern,
-        "witness": s.witness, "enabled": s.enabled, "labels": labels,
+        "witness": s.witness, "enabled": s.enabled, "labels": labels, "format": s.format,
     });
     let Some(r) = rules.iter().find(|r| r.name == name) else {
         let mut body = desired;
@@ -497,7 +497,7 @@ fn rule_change(d: &RuleDocument, owner: &str, rules: &[SigningRule]) -> Change {
     }
     let current = json!({
         "repositories": r.repositories, "tag_pattern": r.tag_pattern,
-        "witness": r.witness, "enabled": r.enabled, "labels": r.labels,
+        "witness": r.witness, "enabled": r.enabled, "labels": r.labels, "format": r.format,
     });
     let fields = [
         "repositories",
@@ -505,6 +505,7 @@ fn rule_change(d: &RuleDocument, owner: &str, rules: &[SigningRule]) -> Change {
         "witness",
         "enabled",
         "labels",
+        "format",
     ]
     .into_iter()
     .map(|f| (f, current[f].clone(), desired[f].clone()))

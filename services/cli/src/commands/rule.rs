@@ -43,6 +43,10 @@ pub struct CreateArgs {
     /// Create it switched off.
     #[arg(long)]
     disabled: bool,
+    /// How its signatures are attached, instead of the witness's own format: cosign
+    /// (the `.sig` tag), bundle (a Sigstore bundle referrer, as cosign 3 writes) or both.
+    #[arg(long, value_parser = ["cosign", "bundle", "both"])]
+    format: Option<String>,
 }
 
 const TIMEOUT: Duration = Duration::from_secs(30);
@@ -50,13 +54,16 @@ const TIMEOUT: Duration = Duration::from_secs(30);
 pub async fn run(ctx: &Context, cmd: RuleCommand) -> anyhow::Result<ExitCode> {
     match cmd {
         RuleCommand::Create(a) => {
-            let body = json!({
+            let mut body = json!({
                 "name": a.name,
                 "repositories": a.repositories,
                 "tag_pattern": a.tag_pattern,
                 "witness": a.witness,
                 "enabled": !a.disabled,
             });
+            if let Some(f) = a.format {
+                body["format"] = json!(f);
+            }
             let (_, rule): (_, Value) = ctx
                 .client
                 .call(Method::POST, "/v1/signing-rules", Some(&body), TIMEOUT)
@@ -155,5 +162,9 @@ fn print_rule(r: &Value) {
     field("repositories:", repositories(r));
     field("tag pattern:", s(&r["tag_pattern"]));
     field("witness:", s(&r["witness"]));
+    field(
+        "format:",
+        r["format"].as_str().unwrap_or("the witness's own"),
+    );
     field("updated:", s(&r["updated_at"]));
 }

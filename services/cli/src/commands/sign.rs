@@ -28,6 +28,10 @@ pub struct SignArgs {
     /// job (repeatable).
     #[arg(long = "attest", value_name = "TYPE=FILE")]
     attest: Vec<String>,
+    /// How the signature is attached, instead of the witness's own format: cosign (the
+    /// `.sig` tag), bundle (a Sigstore bundle referrer, as cosign 3 writes) or both.
+    #[arg(long, value_parser = ["cosign", "bundle", "both"])]
+    format: Option<String>,
     /// Wait until the signature is published (or the job fails).
     #[arg(long)]
     wait: bool,
@@ -133,6 +137,10 @@ pub async fn run(ctx: &Context, a: SignArgs) -> anyhow::Result<ExitCode> {
             .map(|spec| parse_attest(spec))
             .collect::<anyhow::Result<_>>()?,
         sign: true,
+        format: a
+            .format
+            .as_deref()
+            .and_then(signet_core::SignatureFormat::parse),
     };
     submit(ctx, request, a.wait, a.timeout).await
 }

@@ -6,7 +6,7 @@ use axum::http::StatusCode;
 use axum::Json;
 use chrono::Utc;
 use serde::Deserialize;
-use signet_core::{validate_name, NewAudit, SigningRule, WitnessState};
+use signet_core::{validate_name, NewAudit, SignatureFormat, SigningRule, WitnessState};
 use signet_store::StoreError;
 
 use crate::auth::Caller;
@@ -31,6 +31,10 @@ pub struct CreateRule {
     /// Labels of the rule (`signet.dev/owner`: what `signet apply` owns).
     #[serde(default)]
     pub labels: std::collections::BTreeMap<String, String>,
+    /// How the rule's signatures are attached (`cosign`, `bundle`, `both`), instead of
+    /// the witness's own format; absent, the witness's applies.
+    #[serde(default)]
+    pub format: Option<SignatureFormat>,
 }
 
 fn check_labels(labels: &std::collections::BTreeMap<String, String>) -> ApiResult<()> {
@@ -60,6 +64,21 @@ pub struct UpdateRule {
     pub enabled: Option<bool>,
     /// Replaces the labels.
     pub labels: Option<std::collections::BTreeMap<String, String>>,
+    /// Sets the format; `null` goes back to the witness's own.
+    #[serde(default, deserialize_with = "present")]
+    #[schema(value_type = Option<SignatureFormat>)]
+    pub format: Option<Option<SignatureFormat>>,
+}
+
+/// A field that is present, `null` included: `Some(None)` for `null`, where plain serde
+/// gives `None` for both absent and `null`. (serde_with's `double_option` does this; it is
+/// not worth a dependency for one field.)
+fn present<'de, D, T>(d: D) -> Result<Option<Option<T>>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: Deserialize<'de>,
+{
+    Option::<T>::deserialize(d).map(Some)
 }
 
 /// The store's conflicts and misses with its whole message ("... already exists").
@@ -137,6 +156,7 @@ pub async fn create(
         labels: req.labels,
         created_at: now,
         updated_at: now,
+        format: req.format,
     };
     let audit = NewAudit::new(
         caller.actor(),
@@ -147,6 +167,7 @@ pub async fn create(
             "tag_pattern": rule.tag_pattern,
             "witness": rule.witness,
             "enabled": rule.enabled,
+            "format": rule.format,
         }),
     );
     state
@@ -239,6 +260,9 @@ pub async fn update(
         check_labels(&l)?;
         rule.labels = l;
     }
+    if let Some(f) = req.format {
+        rule.format = f;
+    }
     validate(&rule.repositories, &rule.tag_pattern).map_err(ApiError::BadRequest)?;
     if rule.witness != before.witness || (rule.enabled && !before.enabled) {
         require_active_witness(&state, &rule.witness).await?;
@@ -268,12 +292,14 @@ pub async fn update(
                 "tag_pattern": before.tag_pattern,
                 "witness": before.witness,
                 "enabled": before.enabled,
+                "format": before.format,
             },
             "after": {
                 "repositories": rule.repositories,
                 "tag_pattern": rule.tag_pattern,
                 "witness": rule.witness,
                 "enabled": rule.enabled,
+                "format": rule.format,
             },
         }),
     );

@@ -578,13 +578,25 @@ async fn handle(
             report.unmatched.push(image.to_string());
             continue;
         }
-        for (witness, rule_names) in witnesses {
+        for (witness, chosen) in witnesses {
+            // A rule's own format (the witness's is read only when a rule sets one).
+            let format = if chosen.sets_format() {
+                match state.store.get_witness(&witness).await? {
+                    Some(w) => Some(chosen.format(w.format)),
+                    // Deleted since: the signer fails the job and says so.
+                    None => None,
+                }
+            } else {
+                None
+            };
+            let rule_names = chosen.rules;
             let request = SignRequest {
                 image: image.to_string(),
                 witness: witness.clone(),
                 annotations: BTreeMap::new(),
                 attestations: Vec::new(),
                 sign: true,
+                format,
             };
             let job_id = job_id(&id, &event.key, &image, &witness);
             match enqueue_as(state, job_id, request, &source, &source).await {

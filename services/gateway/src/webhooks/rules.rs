@@ -6,7 +6,7 @@
 use std::collections::BTreeMap;
 
 use globset::{Glob, GlobBuilder, GlobMatcher, GlobSet, GlobSetBuilder};
-use signet_core::{ImageRef, SigningRule};
+use signet_core::{ImageRef, SignatureFormat, SigningRule};
 
 /// A glob with `*` inside one path component and `**` across them.
 pub(crate) fn glob(pattern: &str) -> Result<Glob, globset::Error> {
@@ -54,8 +54,36 @@ pub fn validate(repositories: &[String], tag_pattern: &str) -> Result<(), String
 struct Compiled {
     name: String,
     witness: String,
+    format: Option<SignatureFormat>,
     repositories: GlobSet,
     tag: GlobMatcher,
+}
+
+/// The rules that chose one witness for an image.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Chosen {
+    /// Their names.
+    pub rules: Vec<String>,
+    /// Each one's format (`None`: the witness's own).
+    pub formats: Vec<Option<SignatureFormat>>,
+}
+
+impl Chosen {
+    /// Whether any of the rules sets a format of its own.
+    pub fn sets_format(&self) -> bool {
+        self.formats.iter().any(Option::is_some)
+    }
+
+    /// The format that satisfies every rule, given the witness's own: what each asks
+    /// for, together (a rule for `bundle` and one for the witness's `cosign` give
+    /// `both`).
+    pub fn format(&self, witness: SignatureFormat) -> SignatureFormat {
+        self.formats
+            .iter()
+            .map(|f| f.unwrap_or(witness))
+            .reduce(SignatureFormat::union)
+            .unwrap_or(witness)
+    }
 }
 
 /// The enabled signing rules, compiled.
@@ -81,17 +109,17 @@ impl Rules {
         Self { compiled }
     }
 
-    /// The witnesses that sign `image`, each with the rules that chose it (by name).
-    /// Several rules naming one witness give one signature, not several.
-    pub fn witnesses_for(&self, image: &ImageRef) -> BTreeMap<String, Vec<String>> {
+    /// The witnesses that sign `image`, each with the rules that chose it. Several rules
+    /// naming one witness give one signature, not several.
+    pub fn witnesses_for(&self, image: &ImageRef) -> BTreeMap<String, Chosen> {
         let repository = image.repository_ref();
         let tag = image.tag().unwrap_or_default();
-        let mut out: BTreeMap<String, Vec<String>> = BTreeMap::new();
+        let mut out: BTreeMap<String, Chosen> = BTreeMap::new();
         for rule in &self.compiled {
             if rule.repositories.is_match(&repository) && rule.tag.is_match(tag) {
-                out.entry(rule.witness.clone())
-                    .or_default()
-                    .push(rule.name.clone());
+                let chosen = out.entry(rule.witness.clone()).or_default();
+                chosen.rules.push(rule.name.clone());
+                chosen.formats.push(rule.format);
             }
         }
         out
@@ -110,6 +138,7 @@ fn compile(r: &SigningRule) -> Result<Compiled, String> {
     Ok(Compiled {
         name: r.name.clone(),
         witness: r.witness.clone(),
+        format: r.format,
         repositories: set.build().map_err(|e| e.to_string())?,
         tag: glob(&r.tag_pattern)
             .map_err(|e| e.to_string())?
@@ -132,6 +161,7 @@ mod tests {
             enabled,
             created_at: Utc::now(),
             updated_at: Utc::now(),
+            format: None,
         }
     }
 
@@ -190,7 +220,33 @@ mod tests {
         ]);
         let got = rules.witnesses_for(&ImageRef::parse("r.example/x/y:v1").expect("image"));
         assert_eq!(got.len(), 1);
-        assert_eq!(got["prod"], ["a", "b"]);
+        assert_eq!(got["prod"].rules, ["a", "b"]);
+        assert!(!got["prod"].sets_format());
+        assert_eq!(
+            got["prod"].format(SignatureFormat::Bundle),
+            SignatureFormat::Bundle
+        );
+    }
+
+    #[test]
+    fn the_formats_of_several_rules_are_all_written() {
+        let with = |format| SigningRule {
+            format,
+            ..rule("a", &["r.example/**"], "*", "prod", true)
+        };
+        let chosen = |rules: &[SigningRule]| {
+            Rules::new(rules)
+                .witnesses_for(&ImageRef::parse("r.example/x/y:v1").expect("image"))
+                .remove("prod")
+                .expect("prod")
+        };
+        let one = chosen(&[with(Some(SignatureFormat::Bundle))]);
+        assert!(one.sets_format());
+        assert_eq!(one.format(SignatureFormat::Cosign), SignatureFormat::Bundle);
+        // One rule asks for bundles, another leaves the witness's cosign: both.
+        let two = chosen(&[with(Some(SignatureFormat::Bundle)), with(None)]);
+        assert_eq!(two.format(SignatureFormat::Cosign), SignatureFormat::Both);
+        assert_eq!(two.format(SignatureFormat::Bundle), SignatureFormat::Bundle);
     }
 
     #[test]
