@@ -99,6 +99,58 @@ pub enum SignOutcome {
     Adopted,
 }
 
+/// The per-witness KMS quota (`signer.kms_rate_per_witness` calls a second, with a burst
+/// of one second's worth). On PostgreSQL, where several signer replicas share the store,
+/// the budget is shared through it: each KMS call reserves the witness's next slot in
+/// one statement, so N replicas together make the calls one would. On SQLite (`signet
+/// up`, one process) a token bucket in memory does the same without a store write.
+#[derive(Debug)]
+pub enum KmsQuota {
+    Local(DefaultKeyedRateLimiter<String>),
+    Shared {
+        /// One call per interval.
+        interval: std::time::Duration,
+        /// How far ahead a call may go without waiting (the burst).
+        burst: std::time::Duration,
+    },
+}
+
+impl KmsQuota {
+    pub fn for_store(store: &Store, per_second: u32) -> Self {
+        let rate = std::num::NonZeroU32::new(per_second).unwrap_or(std::num::NonZeroU32::MIN);
+        match store.backend() {
+            signet_store::Backend::Postgres => Self::Shared {
+                interval: std::time::Duration::from_secs(1) / rate.get(),
+                burst: std::time::Duration::from_secs(1),
+            },
+            signet_store::Backend::Sqlite => {
+                Self::Local(RateLimiter::keyed(Quota::per_second(rate)))
+            }
+        }
+    }
+
+    /// Waits until `witness` may call the KMS once more.
+    async fn until_ready(&self, store: &Store, witness: &str) -> Result<(), SignError> {
+        match self {
+            Self::Local(limiter) => {
+                limiter.until_key_ready(&witness.to_owned()).await;
+                Ok(())
+            }
+            Self::Shared { interval, burst } => {
+                let slot = store
+                    .reserve_rate_slot(&format!("kms:{witness}"), *interval)
+                    .await
+                    .map_err(from_store)?;
+                let wait = slot.ahead.saturating_sub(*burst);
+                if !wait.is_zero() {
+                    tokio::time::sleep(wait).await;
+                }
+                Ok(())
+            }
+        }
+    }
+}
+
 /// A job's request, checked: the image, its digest and the witness that signs it.
 #[derive(Debug, Clone)]
 pub struct Prepared {
@@ -113,8 +165,8 @@ pub struct SignContext {
     pub store: Store,
     pub kms: Arc<Kms>,
     pub registry: RegistryClient,
-    /// Per-witness token buckets that keep KMS calls under the KMS quota.
-    pub limiter: DefaultKeyedRateLimiter<String>,
+    /// Keeps each witness's KMS calls under its quota.
+    pub quota: KmsQuota,
     /// Names this process's claims, so a crashed replica's claims are told apart.
     pub holder: String,
     /// How long a claim on (repository, digest, witness) lasts if never released.
@@ -128,13 +180,12 @@ impl SignContext {
         registry: RegistryClient,
         kms_rate_per_witness: u32,
     ) -> Self {
-        let rate =
-            std::num::NonZeroU32::new(kms_rate_per_witness).unwrap_or(std::num::NonZeroU32::MIN);
+        let quota = KmsQuota::for_store(&store, kms_rate_per_witness);
         Self {
             store,
             kms,
             registry,
-            limiter: RateLimiter::keyed(Quota::per_second(rate)),
+            quota,
             holder: format!("signer-{}", Uuid::now_v7()),
             claim_lease: std::time::Duration::from_secs(120),
         }
@@ -770,7 +821,7 @@ impl SignContext {
             .kms
             .open(&witness.kms_key)
             .map_err(|e| SignError::permanent("kms_error", e.to_string()))?;
-        self.limiter.until_key_ready(&witness.name).await;
+        self.quota.until_ready(&self.store, &witness.name).await?;
         let kind = provider_kind(&witness.kms_key);
         let span = tracing::info_span!("kms.sign", provider = kind, key_version = version);
         let started = std::time::Instant::now();

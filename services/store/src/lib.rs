@@ -16,6 +16,7 @@
 //! - `claims`: short leases that keep two signer replicas off the same image and witness.
 //! - `rules`: signing rules (which pushed repositories are signed, by which witness).
 //! - `deliveries`: webhook delivery ids remembered for replay protection.
+//! - `rates`: rates shared by every process on the store (one KMS quota for all signers).
 //! - `audit`: the append-only audit log ([`AuditFilter`]).
 //! - `queue`: the embedded durable queue ([`QueuedMessage`], [`DeadLetter`]).
 //! - `outbox`: events written with the change they announce ([`OutboxEvent`], [`OutboxRecord`]).
@@ -33,6 +34,7 @@ mod jobs;
 mod outbox;
 mod policies;
 mod queue;
+mod rates;
 mod rules;
 mod signatures;
 mod tokens;
@@ -51,6 +53,7 @@ pub use error::StoreError;
 pub use inventory::{InventoryApplied, InventoryCluster, Workload, WorkloadFilter};
 pub use outbox::{OutboxEvent, OutboxRecord};
 pub use queue::{DeadLetter, QueuedMessage};
+pub use rates::RateSlot;
 pub use signatures::SignatureFilter;
 
 static SQLITE_MIGRATIONS: Migrator = sqlx::migrate!("./migrations/sqlite");

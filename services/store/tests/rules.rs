@@ -1,4 +1,5 @@
-//! Signing rules, webhook delivery ids and recorded job failures, each test body run on
+//! Signing rules, webhook delivery ids, recorded job failures and shared rate slots (the
+//! signers' one KMS quota), each test body run on
 //! SQLite (a file in a temp dir) and on PostgreSQL (a fresh database on the local server,
 //! which must be up).
 
@@ -78,7 +79,65 @@ on_both_backends!(
     signing_rules_refuse_unknown_witnesses_and_names,
     delivery_ids_are_refused_within_the_window,
     job_failure_is_recorded_with_audit_and_event,
+    rate_slots_are_one_budget_for_every_replica,
 );
+
+/// Three replicas (three stores on one database) reserve 40 KMS slots each, at once:
+/// every slot of the key is at least one interval after the one before, whoever took it,
+/// so together they make the calls one replica would. Another key has a budget of its
+/// own. (Before, each signer counted its own quota: three replicas, three times the
+/// calls.)
+async fn rate_slots_are_one_budget_for_every_replica(db: TestDb) {
+    let interval = Duration::from_millis(10);
+    let mut tasks = Vec::new();
+    for _ in 0..3 {
+        let store = db.open().await;
+        tasks.push(tokio::spawn(async move {
+            let mut tats = Vec::new();
+            for _ in 0..40 {
+                let slot = store
+                    .reserve_rate_slot("kms:prod", interval)
+                    .await
+                    .expect("reserve");
+                tats.push(slot.tat_us);
+            }
+            tats
+        }));
+    }
+    let mut all = Vec::new();
+    for t in tasks {
+        all.extend(t.await.expect("replica"));
+    }
+    all.sort_unstable();
+    assert_eq!(all.len(), 120);
+    for pair in all.windows(2) {
+        assert!(
+            pair[1] - pair[0] >= 10_000,
+            "two slots {} µs apart: {pair:?}",
+            pair[1] - pair[0]
+        );
+    }
+    let store = db.open().await;
+    let qa = store
+        .reserve_rate_slot("kms:qa", interval)
+        .await
+        .expect("reserve");
+    assert_eq!(
+        qa.ahead, interval,
+        "a fresh key's first slot is one interval ahead"
+    );
+    let prod = store
+        .reserve_rate_slot("kms:prod", interval)
+        .await
+        .expect("reserve");
+    let last = all.last().copied().unwrap_or_default();
+    assert!(
+        prod.tat_us - last >= 10_000,
+        "the next slot comes after all 120: {} then {}",
+        last,
+        prod.tat_us
+    );
+}
 
 fn ms(t: DateTime<Utc>) -> DateTime<Utc> {
     DateTime::from_timestamp_millis(t.timestamp_millis()).expect("in range")
