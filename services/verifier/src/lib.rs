@@ -35,6 +35,7 @@ pub mod server;
 pub mod sync;
 pub mod tls;
 pub mod trust;
+mod verdicts;
 pub mod workload;
 
 #[cfg(test)]

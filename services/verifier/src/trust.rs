@@ -29,7 +29,6 @@ use std::time::Duration;
 use arc_swap::ArcSwap;
 use globset::GlobMatcher;
 use moka::future::Cache;
-use moka::policy::EvictionPolicy;
 use prometheus_client::metrics::counter::Counter;
 use signet_core::bundle::Bundle;
 use signet_core::notation::NotationSignature;
@@ -365,16 +364,20 @@ pub struct Check {
 
 /// Counts entries a cache dropped to stay within its capacity (`signet_cache_events_total
 /// {event="eviction"}`); expiries and invalidations are not evictions.
-fn count_evictions<K, V>(
-    cache: &'static str,
-) -> impl Fn(Arc<K>, V, moka::notification::RemovalCause) + Send + Sync + 'static {
-    let counter = signet_runtime::metrics::metrics()
+fn eviction_counter(cache: &'static str) -> Counter {
+    signet_runtime::metrics::metrics()
         .cache
         .get_or_create(&signet_runtime::metrics::CacheLabels {
             cache: cache.to_owned(),
             event: "eviction".to_owned(),
         })
-        .clone();
+        .clone()
+}
+
+fn count_evictions<K, V>(
+    cache: &'static str,
+) -> impl Fn(Arc<K>, V, moka::notification::RemovalCause) + Send + Sync + 'static {
+    let counter = eviction_counter(cache);
     move |_, _, cause| {
         if cause == moka::notification::RemovalCause::Size {
             counter.inc();
@@ -421,7 +424,7 @@ pub struct Trust {
     seen: AtomicI64,
     /// The revision of the last bundle installed (-1: none yet).
     bundle_revision: AtomicI64,
-    verified: Cache<(DigestId, KeyId), Origin>,
+    verified: crate::verdicts::Verdicts,
     fetched: Cache<(String, DigestId), Arc<Artifact>>,
     tags: Cache<String, Digest>,
     /// The trace that signed a digest (the `traceparent` of its `signature.published`
@@ -622,12 +625,11 @@ impl Trust {
             loaded: AtomicBool::new(false),
             seen: AtomicI64::new(0),
             bundle_revision: AtomicI64::new(-1),
-            verified: Cache::builder()
-                .max_capacity(cache.capacity)
-                .time_to_live(cache.trust_ttl)
-                .eviction_policy(EvictionPolicy::lru())
-                .eviction_listener(count_evictions("trust"))
-                .build(),
+            verified: crate::verdicts::Verdicts::new(
+                cache.capacity,
+                cache.trust_ttl,
+                eviction_counter("trust"),
+            ),
             // Small: one entry per recently checked digest without a valid signature.
             fetched: Cache::builder()
                 .max_capacity(cache.capacity.clamp(1, 10_000))
@@ -689,7 +691,7 @@ impl Trust {
 
     /// How many (digest, key) verdicts are cached, after pending maintenance.
     pub async fn entries_now(&self) -> u64 {
-        self.verified.run_pending_tasks().await;
+        self.verified.purge_expired();
         self.verified.entry_count()
     }
 
@@ -797,7 +799,7 @@ impl Trust {
         if snapshot.is_revoked(d, &id) {
             return Err("the signature was revoked".to_owned());
         }
-        self.verified.insert((d, id), Origin::Event).await;
+        self.verified.insert((d, id), Origin::Event);
         // A "no valid signature" answer for this digest is now out of date.
         self.fetched
             .invalidate(&(record.repository.clone(), d))
@@ -821,7 +823,7 @@ impl Trust {
     pub async fn forget(&self, record: &SignatureRecord) {
         if let Some(id) = key_id(&record.key_fingerprint) {
             let d = digest_id(&record.digest);
-            self.verified.invalidate(&(d, id)).await;
+            self.verified.invalidate(&(d, id));
             self.fetched
                 .invalidate(&(record.repository.clone(), d))
                 .await;
@@ -958,7 +960,7 @@ impl Trust {
             if key.live
                 && !found.contains(&key.witness)
                 && !snapshot.is_revoked(d, id)
-                && self.verified.get(&(d, *id)).await.is_some()
+                && self.verified.contains(&(d, *id))
             {
                 found.push(key.witness.clone());
             }
@@ -976,7 +978,7 @@ impl Trust {
         let mut signed = Vec::new();
         for w in &policy.witnesses {
             for id in &w.live {
-                if !snapshot.is_revoked(d, id) && self.verified.get(&(d, *id)).await.is_some() {
+                if !snapshot.is_revoked(d, id) && self.verified.contains(&(d, *id)) {
                     signed.push(w.name.clone());
                     break;
                 }
@@ -1055,7 +1057,7 @@ impl Trust {
             if out.iter().any(|(o, _)| o == id)
                 || snapshot.is_revoked(d, id)
                 || artifact.rejects(id)
-                || self.verified.get(&(d, *id)).await.is_some()
+                || self.verified.contains(&(d, *id))
             {
                 continue;
             }
@@ -1117,7 +1119,7 @@ impl Trust {
         };
         self.signature_checks.fetch_add(checks, Ordering::Relaxed);
         for id in &found {
-            self.verified.insert((d, *id), Origin::Registry).await;
+            self.verified.insert((d, *id), Origin::Registry);
         }
         artifact.reject(ids.into_iter().filter(|id| !found.contains(id)));
         Ok(())
@@ -1185,7 +1187,7 @@ impl Trust {
         }
         for w in &missing {
             for id in &w.revoked {
-                if self.verified.get(&(d, *id)).await.is_some() {
+                if self.verified.contains(&(d, *id)) {
                     let what = if w.live.is_empty() {
                         format!("witness {} is revoked", w.name)
                     } else {
@@ -1264,7 +1266,7 @@ impl Trust {
     /// Lets queued cache maintenance (evictions, expirations) run now; for tests and
     /// for memory figures.
     pub async fn run_pending_tasks(&self) {
-        self.verified.run_pending_tasks().await;
+        self.verified.purge_expired();
         self.fetched.run_pending_tasks().await;
         self.tags.run_pending_tasks().await;
     }
