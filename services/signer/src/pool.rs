@@ -160,16 +160,6 @@ impl Signer {
         span.record("image", job.request.image.as_str());
         span.record("witness", job.request.witness.as_str());
 
-        job.attempts += 1;
-        job.state = JobState::Running;
-        job.updated_at = Utc::now();
-        if let Err(e) = self.ctx.store.update_job(&job).await {
-            metrics.job("retried", "store_unavailable");
-            tracing::warn!(error = %e, "cannot mark job running; will retry");
-            settle(delivery.retry(self.delay(job.attempts)).await, "retry");
-            return;
-        }
-
         match self.sign(&mut job).await {
             Ok(done) => {
                 // record_signature already marked the job succeeded in the same
@@ -450,19 +440,27 @@ impl Signer {
             Some(Err(bad)) => Err(Loaded::Poison(format!(
                 "header {JOB_ID_HEADER} is not a UUID: {bad:?}"
             ))),
-            Some(Ok(id)) => match self.ctx.store.get_job(id).await {
-                Ok(Some(job)) if job.state.is_terminal() => Ok(None),
-                Ok(Some(job)) => Ok(Some(job)),
-                Ok(None) => match request {
-                    // The gateway always writes the job before publishing; a missing record
-                    // means a producer chose its own id. Accept it.
-                    Ok(request) => self.new_job(id, request).await,
-                    Err(e) => Err(Loaded::Poison(format!(
-                        "message body is not a sign request: {e}"
-                    ))),
-                },
-                Err(e) => Err(Loaded::Retry(e.to_string())),
-            },
+            // Taken (running, one attempt more) in one statement; only a job that is
+            // finished or missing costs a second look.
+            Some(Ok(id)) => {
+                if let Some(job) = self.start(id).await? {
+                    return Ok(Some(job));
+                }
+                match self.ctx.store.get_job(id).await {
+                    Ok(Some(job)) if job.state.is_terminal() => Ok(None),
+                    // Finished and retried in between: look again at the next delivery.
+                    Ok(Some(_)) => Err(Loaded::Retry(format!("job {id} changed as it started"))),
+                    Ok(None) => match request {
+                        // The gateway always writes the job before publishing; a missing
+                        // record means a producer chose its own id. Accept it.
+                        Ok(request) => self.new_job(id, request).await,
+                        Err(e) => Err(Loaded::Poison(format!(
+                            "message body is not a sign request: {e}"
+                        ))),
+                    },
+                    Err(e) => Err(Loaded::Retry(e.to_string())),
+                }
+            }
             None => {
                 let id = match message_id {
                     Some(m) => Uuid::new_v5(&JOB_ID_NAMESPACE, format!("message\n{m}").as_bytes()),
@@ -481,7 +479,17 @@ impl Signer {
         }
     }
 
-    /// Creates the record of an external producer's job; on a redelivery, finds it.
+    /// Takes job `id` (running, one attempt more); `None` when it is missing or finished.
+    async fn start(&self, id: Uuid) -> Result<Option<Job>, Loaded> {
+        self.ctx
+            .store
+            .start_job(id)
+            .await
+            .map_err(|e| Loaded::Retry(format!("cannot start job {id}: {e}")))
+    }
+
+    /// Creates the record of an external producer's job (on a redelivery, finds it) and
+    /// takes it.
     async fn new_job(&self, id: Uuid, request: SignRequest) -> Result<Option<Job>, Loaded> {
         let now = Utc::now();
         let job = Job {
@@ -497,13 +505,8 @@ impl Signer {
             updated_at: now,
         };
         match self.ctx.store.create_job(&job).await {
-            Ok(()) => Ok(Some(job)),
-            Err(StoreError::Conflict(_)) => match self.ctx.store.get_job(id).await {
-                Ok(Some(existing)) if existing.state.is_terminal() => Ok(None),
-                Ok(Some(existing)) => Ok(Some(existing)),
-                Ok(None) => Err(Loaded::Retry(format!("job {id} vanished"))),
-                Err(e) => Err(Loaded::Retry(e.to_string())),
-            },
+            // A redelivery finds the record; finished, start_job leaves it alone.
+            Ok(()) | Err(StoreError::Conflict(_)) => self.start(id).await,
             Err(e) => Err(Loaded::Retry(e.to_string())),
         }
     }

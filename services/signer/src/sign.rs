@@ -151,6 +151,14 @@ impl KmsQuota {
     }
 }
 
+/// Whether the work done under a signing claim also gave it up (in the record's
+/// transaction), or left it for [`SignContext::with_claim`] to release.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Claim {
+    Held,
+    Released,
+}
+
 /// A job's request, checked: the image, its digest and the witness that signs it.
 #[derive(Debug, Clone)]
 pub struct Prepared {
@@ -321,7 +329,7 @@ impl SignContext {
         };
         self.with_claim(&claim, busy, async {
             if let Some(existing) = find().await.map_err(from_store)? {
-                return Ok((existing, SignOutcome::AlreadyRecorded));
+                return Ok(((existing, SignOutcome::AlreadyRecorded), Claim::Held));
             }
             self.attest_claimed(
                 job,
@@ -334,6 +342,7 @@ impl SignContext {
                 payload,
             )
             .await
+            .map(|done| (done, Claim::Held))
         })
         .await
     }
@@ -458,16 +467,9 @@ impl SignContext {
         witness: &Witness,
     ) -> Result<(SignatureRecord, SignOutcome), SignError> {
         let repository = image.repository_ref();
-        if let Some(existing) = self
-            .store
-            .find_signature(&repository, digest, &witness.name)
-            .await
-            .map_err(from_store)?
-        {
-            return already_recorded(existing);
-        }
-        self.refuse_revoked(digest, &witness.name).await?;
-
+        // No lookup before the claim: the one after it decides, and a new image (the
+        // common case, a push) costs one statement less. An image already signed costs
+        // the claim and its release instead of one read.
         let claim = format!("{repository}@{digest}#{}", witness.name);
         let busy = || {
             format!(
@@ -478,7 +480,7 @@ impl SignContext {
         self.with_claim(
             &claim,
             busy,
-            self.sign_claimed(job, image, digest, witness, &repository),
+            self.sign_claimed(job, image, digest, witness, &repository, &claim),
         )
         .await
     }
@@ -490,7 +492,7 @@ impl SignContext {
         &self,
         claim: &str,
         busy: impl FnOnce() -> String,
-        work: impl std::future::Future<Output = Result<T, SignError>>,
+        work: impl std::future::Future<Output = Result<(T, Claim), SignError>>,
     ) -> Result<T, SignError> {
         let claimed = self
             .store
@@ -501,11 +503,13 @@ impl SignContext {
             return Err(SignError::retryable("claimed_elsewhere", busy()));
         }
         let result = self.holding_claim(claim, work).await;
-        if let Err(e) = self.store.release_signing(claim, &self.holder).await {
-            // The claim expires on its own; what was signed is already safe.
-            tracing::warn!(error = %e, claim, "could not release signing claim");
+        if !matches!(result, Ok((_, Claim::Released))) {
+            if let Err(e) = self.store.release_signing(claim, &self.holder).await {
+                // The claim expires on its own; what was signed is already safe.
+                tracing::warn!(error = %e, claim, "could not release signing claim");
+            }
         }
-        result
+        result.map(|(done, _)| done)
     }
 
     /// Runs `work` while renewing the claim every third of its lease, so that a lease
@@ -525,7 +529,7 @@ impl SignContext {
             let mut renew = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
             loop {
                 renew.tick().await;
-                match store.claim_signing(&key, &holder, lease).await {
+                match store.renew_signing(&key, &holder, lease).await {
                     Ok(true) => {}
                     // Someone took over an expired claim; the registry's identical-layer
                     // check still keeps the artifact to one layer per signature.
@@ -567,18 +571,18 @@ impl SignContext {
         digest: &Digest,
         witness: &Witness,
         repository: &str,
-    ) -> Result<(SignatureRecord, SignOutcome), SignError> {
-        // Another replica may have finished between our lookup and our claim.
+        claim: &str,
+    ) -> Result<((SignatureRecord, SignOutcome), Claim), SignError> {
+        // Signed already (by another replica, or before), or revoked under any
+        // repository: one statement says which, under the claim.
         if let Some(existing) = self
             .store
-            .find_signature(repository, digest, &witness.name)
+            .find_signature_or_revocation(repository, digest, &witness.name)
             .await
             .map_err(from_store)?
         {
-            return already_recorded(existing);
+            return already_recorded(existing).map(|done| (done, Claim::Held));
         }
-        // Or an operator revoked it meanwhile.
-        self.refuse_revoked(digest, &witness.name).await?;
         let primary = witness.primary().ok_or_else(|| {
             SignError::permanent(
                 "no_primary_key",
@@ -645,10 +649,10 @@ impl SignContext {
         let event = published_event(EventKind::SignaturePublished, digest, &record)?;
         let stored = self
             .store
-            .record_signature(&record, &audit, Some(&event))
+            .record_signature_releasing(&record, &audit, Some(&event), claim, &self.holder)
             .await
             .map_err(from_store)?;
-        Ok((stored, outcome))
+        Ok(((stored, outcome), Claim::Released))
     }
 
     /// The cosign signature (`.sig` tag): the simple-signing payload with the request's

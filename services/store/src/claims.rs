@@ -44,6 +44,36 @@ impl Store {
         Ok(row.is_some())
     }
 
+    /// Extends `holder`'s claim on `key` to `lease` from now; false (and nothing written)
+    /// when `holder` no longer holds it: released (with the record, in its transaction)
+    /// or taken over after it ran out. Unlike [`Store::claim_signing`] it never takes a
+    /// claim, so a renewal racing the release cannot bring a claim back.
+    #[tracing::instrument(
+        name = "store.renew_signing",
+        level = "debug",
+        skip_all,
+        fields(key = %key, holder = %holder),
+    )]
+    pub async fn renew_signing(
+        &self,
+        key: &str,
+        holder: &str,
+        lease: Duration,
+    ) -> Result<bool, StoreError> {
+        let expires = codec::now_millis().saturating_add(codec::duration_millis(lease));
+        let updated = sqlx::query(
+            "UPDATE signing_claims SET expires_at = $3 WHERE claim_key = $1 AND holder = $2",
+        )
+        .bind(key)
+        .bind(holder)
+        .bind(expires)
+        .execute(&self.write)
+        .await
+        .map_err(db("renewing a signing claim"))?
+        .rows_affected();
+        Ok(updated > 0)
+    }
+
     /// Gives up the claim if `holder` holds it; a claim held by someone else is left alone.
     #[tracing::instrument(
         name = "store.release_signing",

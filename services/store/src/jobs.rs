@@ -56,6 +56,27 @@ impl Store {
         row.as_ref().map(job_from_row).transpose()
     }
 
+    /// A worker takes the job: `running`, one attempt more, in one statement. `None` when
+    /// there is no such job or it is finished (succeeded or failed), which
+    /// [`Store::get_job`] tells apart.
+    #[tracing::instrument(name = "store.start_job", level = "debug", skip_all, fields(job = %id))]
+    pub async fn start_job(&self, id: Uuid) -> Result<Option<Job>, StoreError> {
+        let row = sqlx::query(&format!(
+            "UPDATE jobs SET state = 'running', attempts = attempts + 1, updated_at = $2 \
+             WHERE id = $1 AND state IN ('queued', 'running') RETURNING {COLUMNS}"
+        ))
+        .bind(id.to_string())
+        .bind(codec::now_millis())
+        .fetch_optional(&self.write)
+        .await
+        .map_err(db("starting a job"))?;
+        let job = row.as_ref().map(job_from_row).transpose()?;
+        if job.is_some() {
+            self.job_changed(id);
+        }
+        Ok(job)
+    }
+
     /// Replaces everything but the id and creation time. `NotFound` if there is no such job.
     #[tracing::instrument(name = "store.update_job", level = "debug", skip_all, fields(job = %job.id, state = %job.state))]
     pub async fn update_job(&self, job: &Job) -> Result<(), StoreError> {

@@ -64,6 +64,32 @@ impl Store {
         audit: &NewAudit,
         event: Option<&OutboxEvent>,
     ) -> Result<SignatureRecord, StoreError> {
+        self.record_signature_in(rec, audit, event, None).await
+    }
+
+    /// [`Store::record_signature`], and gives up the signing claim `claim` held by
+    /// `holder` in the same transaction: a signer saves the statement a release would
+    /// take, and the claim can never outlive the record it guarded.
+    #[tracing::instrument(name = "store.record_signature", level = "debug", skip_all, fields(repository = %rec.repository, digest = %rec.digest, witness = %rec.witness))]
+    pub async fn record_signature_releasing(
+        &self,
+        rec: &SignatureRecord,
+        audit: &NewAudit,
+        event: Option<&OutboxEvent>,
+        claim: &str,
+        holder: &str,
+    ) -> Result<SignatureRecord, StoreError> {
+        self.record_signature_in(rec, audit, event, Some((claim, holder)))
+            .await
+    }
+
+    async fn record_signature_in(
+        &self,
+        rec: &SignatureRecord,
+        audit: &NewAudit,
+        event: Option<&OutboxEvent>,
+        release: Option<(&str, &str)>,
+    ) -> Result<SignatureRecord, StoreError> {
         const OP: &str = "recording a signature";
         let now = codec::now_millis();
         let mut tx = self.begin_write(OP).await?;
@@ -143,6 +169,14 @@ impl Store {
                 insert_outbox(&mut tx, event, now).await?;
             }
         }
+        if let Some((claim, holder)) = release {
+            sqlx::query("DELETE FROM signing_claims WHERE claim_key = $1 AND holder = $2")
+                .bind(claim)
+                .bind(holder)
+                .execute(&mut *tx)
+                .await
+                .map_err(db(OP))?;
+        }
         tx.commit().await.map_err(db(OP))?;
         if let Some(job_id) = rec.job_id {
             self.job_changed(job_id);
@@ -221,6 +255,31 @@ impl Store {
             .await
             .map_err(db("reading a signature"))?;
         select_one(&mut conn, repository, digest, witness).await
+    }
+
+    /// What decides whether `witness` may sign `repository@digest`, in one statement: the
+    /// record of that very signature (revoked or not), else the oldest revoked signature
+    /// of `digest` by `witness` under any repository ([`Store::find_signature`], then
+    /// [`Store::find_revoked_signature`]); `None` when it may be signed.
+    #[tracing::instrument(name = "store.find_signature_or_revocation", level = "debug", skip_all, fields(digest = %digest, witness = %witness))]
+    pub async fn find_signature_or_revocation(
+        &self,
+        repository: &str,
+        digest: &Digest,
+        witness: &str,
+    ) -> Result<Option<SignatureRecord>, StoreError> {
+        let row = sqlx::query(&format!(
+            "SELECT {COLUMNS} FROM signatures \
+             WHERE digest = $2 AND witness = $3 AND (repository = $1 OR revoked_at IS NOT NULL) \
+             ORDER BY CASE WHEN repository = $1 THEN 0 ELSE 1 END, revoked_at, id LIMIT 1"
+        ))
+        .bind(repository)
+        .bind(digest.as_str())
+        .bind(witness)
+        .fetch_optional(&self.read)
+        .await
+        .map_err(db("reading a signature"))?;
+        row.as_ref().map(signature_from_row).transpose()
     }
 
     /// A revoked signature of `digest` by `witness` under any repository and with any

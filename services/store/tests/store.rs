@@ -94,6 +94,7 @@ on_both_backends!(
     record_signature_refuses_unknown_witness_or_job,
     list_signatures_filters,
     claims_are_exclusive_and_expire,
+    one_lookup_under_the_claim_and_the_record_releases_it,
     tokens_store_only_the_hash,
     revoking_a_token_revokes_its_console_sessions,
     audit_filters_and_append_only,
@@ -836,6 +837,91 @@ async fn claims_are_exclusive_and_expire(db: TestDb) {
         .claim_signing(&short, "crashed-signer", HOUR)
         .await
         .expect("claim"));
+}
+
+/// What the signer asks under its claim, in one statement: the signature itself
+/// (revoked or not), else a revocation of the digest by the witness under another
+/// repository, else nothing. Recording with the claim releases it in the same
+/// transaction, and a renewal after that does not bring it back.
+async fn one_lookup_under_the_claim_and_the_record_releases_it(db: TestDb) {
+    let store = db.open().await;
+    store
+        .create_witness(&witness("prod"), &audit("witness.create", "prod"))
+        .await
+        .expect("witness");
+    let d = digest("looked up");
+    let free = store
+        .find_signature_or_revocation("r.local/a", &d, "prod")
+        .await
+        .expect("lookup");
+    assert_eq!(free, None);
+
+    let claim = format!("r.local/a@{d}#prod");
+    assert!(store
+        .claim_signing(&claim, "signer-a", HOUR)
+        .await
+        .expect("claim"));
+    let rec = signature("r.local/a", &d, "prod", None);
+    let stored = store
+        .record_signature_releasing(
+            &rec,
+            &audit("signature.publish", "x"),
+            None,
+            &claim,
+            "signer-a",
+        )
+        .await
+        .expect("record");
+    assert!(
+        !store
+            .renew_signing(&claim, "signer-a", HOUR)
+            .await
+            .expect("renew"),
+        "released with the record"
+    );
+    assert!(
+        store
+            .claim_signing(&claim, "signer-b", HOUR)
+            .await
+            .expect("claim"),
+        "free for anyone after the record"
+    );
+    assert!(store
+        .renew_signing(&claim, "signer-b", HOUR)
+        .await
+        .expect("renew"));
+
+    let found = store
+        .find_signature_or_revocation("r.local/a", &d, "prod")
+        .await
+        .expect("lookup");
+    assert_eq!(found.map(|r| r.id), Some(stored.id), "the signature itself");
+    assert_eq!(
+        store
+            .find_signature_or_revocation("r.local/b", &d, "prod")
+            .await
+            .expect("lookup"),
+        None,
+        "not revoked: another repository may be signed"
+    );
+    store
+        .revoke_signature(stored.id, "admin", "compromised build")
+        .await
+        .expect("revoke");
+    let elsewhere = store
+        .find_signature_or_revocation("r.local/b", &d, "prod")
+        .await
+        .expect("lookup")
+        .expect("the revocation binds the digest under any repository");
+    assert_eq!(elsewhere.id, stored.id);
+    assert!(elsewhere.revoked.is_some());
+    assert_eq!(
+        store
+            .find_signature_or_revocation("r.local/b", &digest("other"), "prod")
+            .await
+            .expect("lookup"),
+        None
+    );
 }
 
 async fn tokens_store_only_the_hash(db: TestDb) {
