@@ -19,7 +19,8 @@
 //!   [`procs`]: child processes; [`api`]: the gateway's API; [`oci`]: the registry's.
 //! - Scenarios: [`storm`] (push storm), [`sign_api`], [`admission`], [`events`]
 //!   (propagation, verifier memory), [`slow_kms`] (a KMS that adds 20 ms), [`inventory`]
-//!   (the verifier's inventory of running Pods on a real API server).
+//!   (the verifier's inventory of running Pods on a real API server), [`trust_bundle`]
+//!   (whole and incremental trust bundles with many revoked signatures).
 //! - Baselines: [`ceiling`] (the registry's raw write rate), [`per_image`] (one signing
 //!   process per image, and the `sign-one` subcommand it runs).
 //! - [`pace`]: open- and closed-loop pacing; [`stats`]: percentiles.
@@ -40,6 +41,7 @@ mod slow_kms;
 mod stack;
 mod stats;
 mod storm;
+mod trust_bundle;
 
 use std::path::PathBuf;
 use std::time::Instant;
@@ -101,6 +103,8 @@ enum BusName {
 enum OnlyName {
     /// The verifier's inventory of running Pods (issue 12).
     Inventory,
+    /// Trust bundles of many revoked signatures, whole and incremental (issue 15).
+    TrustBundle,
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -173,6 +177,9 @@ async fn main() -> anyhow::Result<()> {
                         BusName::Rabbitmq => stack::BusKind::Amqp,
                     })
                     .collect();
+            }
+            if let Some(OnlyName::TrustBundle) = only {
+                profile.only_trust_bundle = true;
             }
             if let Some(OnlyName::Inventory) = only {
                 profile.only_inventory = true;

@@ -14,6 +14,7 @@ pub enum Unit {
     PerSecond,
     Millis,
     MiB,
+    KiB,
     Count,
     Seconds,
 }
@@ -25,6 +26,7 @@ impl Unit {
             Unit::Millis if v < 10.0 => format!("{v:.2} ms"),
             Unit::Millis => format!("{v:.1} ms"),
             Unit::MiB => format!("{v:.1} MiB"),
+            Unit::KiB => format!("{v:.1} KiB"),
             Unit::Count => format!("{v:.0}"),
             Unit::Seconds if v < 10.0 => format!("{v:.2} s"),
             Unit::Seconds => format!("{v:.1} s"),

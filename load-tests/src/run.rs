@@ -58,6 +58,10 @@ pub struct Profile {
     pub inventory: inventory::Config,
     /// Only the inventory scenario (`--only inventory`).
     pub only_inventory: bool,
+    /// Trust bundles of many revoked signatures, whole and incremental.
+    pub trust_bundle: crate::trust_bundle::Config,
+    /// Only the trust bundle scenario (`--only trust-bundle`).
+    pub only_trust_bundle: bool,
 }
 
 impl Profile {
@@ -94,6 +98,13 @@ impl Profile {
                 concurrency: 32,
             },
             only_inventory: false,
+            trust_bundle: crate::trust_bundle::Config {
+                signatures: 10_000,
+                revoked: 1_000,
+                fresh: 10,
+                fetches: 10,
+            },
+            only_trust_bundle: false,
         }
     }
 
@@ -121,6 +132,12 @@ impl Profile {
                 probes: 50,
                 ..Self::quick().inventory
             },
+            trust_bundle: crate::trust_bundle::Config {
+                signatures: 100_000,
+                revoked: 10_000,
+                fresh: 10,
+                fetches: 20,
+            },
             ..Self::quick()
         }
     }
@@ -129,7 +146,9 @@ impl Profile {
 impl Profile {
     /// The profile's name, and the one scenario it runs when it runs one.
     pub fn label(&self) -> String {
-        if self.only_inventory {
+        if self.only_trust_bundle {
+            format!("{}, only trust bundle", self.name)
+        } else if self.only_inventory {
             format!("{}, only inventory", self.name)
         } else {
             self.name.to_owned()
@@ -148,6 +167,10 @@ struct Baselines {
 pub async fn run(profile: &Profile, report: &mut Report) -> anyhow::Result<()> {
     if profile.only_inventory {
         return inventory_stack(profile, report).await;
+    }
+    if profile.only_trust_bundle {
+        println!("== trust bundle");
+        return crate::trust_bundle::run(profile.trust_bundle, report).await;
     }
     println!("== baselines");
     let baselines = baselines(profile, report).await?;
@@ -194,6 +217,10 @@ pub async fn run(profile: &Profile, report: &mut Report) -> anyhow::Result<()> {
         }
         primary_done |= primary;
         stack.shutdown().await;
+    }
+    println!("== trust bundle");
+    if let Err(e) = crate::trust_bundle::run(profile.trust_bundle, report).await {
+        report.skip("the trust bundle", &e);
     }
     if profile.inventory.pods > 0 {
         if let Err(e) = inventory_stack(profile, report).await {

@@ -288,6 +288,65 @@ pub struct TrustBundle {
     #[serde(default)]
     #[schema(required = true)]
     pub revoked_signatures: Vec<RevokedSignature>,
+    /// Set in an incremental bundle (`GET /v1/trust-bundle?since=R`): the revision of the
+    /// bundle it continues. Policies and keys are whole; `revoked_signatures` lists only
+    /// the signatures revoked after `since`, to add to those of that bundle
+    /// ([`TrustBundle::apply`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub since: Option<i64>,
+}
+
+impl TrustBundle {
+    /// Leaves out the revoked signatures made by a revoked key: that key no longer counts
+    /// for any image, which says more.
+    pub fn compact(
+        revoked: Vec<RevokedSignature>,
+        revoked_keys: &[TrustedKey],
+    ) -> Vec<RevokedSignature> {
+        revoked
+            .into_iter()
+            .filter(|r| {
+                !revoked_keys
+                    .iter()
+                    .any(|k| k.witness == r.witness && k.fingerprint == r.key_fingerprint)
+            })
+            .collect()
+    }
+
+    /// The whole bundle an incremental one makes of what a verifier holds: the delta's
+    /// policies and keys, and every revoked signature the verifier knew (from the last
+    /// bundle and from events since) with the delta's added, compacted. A revocation is
+    /// never taken back, so keeping what was known is always safe. Refused when the
+    /// delta is for another cluster or does not continue `base_revision`, the revision
+    /// of the last bundle the verifier installed.
+    pub fn apply(&self, delta: TrustBundle, base_revision: i64) -> Result<TrustBundle, String> {
+        if delta.cluster != self.cluster {
+            return Err(format!(
+                "an incremental bundle for cluster {}, not {}",
+                delta.cluster, self.cluster
+            ));
+        }
+        if delta.since != Some(base_revision) {
+            return Err(format!(
+                "an incremental bundle from revision {:?}, not {base_revision}",
+                delta.since
+            ));
+        }
+        let mut revoked = self.revoked_signatures.clone();
+        for r in delta.revoked_signatures {
+            if !revoked
+                .iter()
+                .any(|k| k.digest == r.digest && k.key_fingerprint == r.key_fingerprint)
+            {
+                revoked.push(r);
+            }
+        }
+        Ok(TrustBundle {
+            revoked_signatures: Self::compact(revoked, &delta.revoked_keys),
+            since: None,
+            ..delta
+        })
+    }
 }
 
 /// One revoked signature, as a verifier needs it: which image, which key.
@@ -516,6 +575,130 @@ mod tests {
         .expect("bundle");
         assert!(b.revoked_keys.is_empty());
         assert_eq!(b.revision, 7);
+    }
+}
+
+#[cfg(test)]
+mod incremental_bundle_tests {
+    use super::*;
+    use aws_lc_rs::encoding::AsDer;
+    use aws_lc_rs::rsa::{KeyPair, KeySize};
+    use aws_lc_rs::signature::KeyPair as _;
+
+    fn key(witness: &str, version: &str) -> TrustedKey {
+        let kp = KeyPair::generate(KeySize::Rsa2048).expect("keygen");
+        let der = kp.public_key().as_der().expect("der");
+        let public_key = crate::PublicKey::parse(der.as_ref()).expect("parse");
+        TrustedKey {
+            witness: witness.into(),
+            version: version.into(),
+            fingerprint: public_key.fingerprint(),
+            algorithm: crate::SignatureAlgorithm::RsaPkcs1Sha256,
+            public_key,
+        }
+    }
+
+    fn revoked(n: u8, key: &TrustedKey) -> RevokedSignature {
+        RevokedSignature {
+            repository: "r.example/app".into(),
+            digest: crate::Digest::of(&[n]),
+            witness: key.witness.clone(),
+            key_fingerprint: key.fingerprint.clone(),
+            revoked_at: DateTime::from_timestamp_millis(0).unwrap_or_default(),
+            reason: String::new(),
+        }
+    }
+
+    fn bundle(
+        revision: i64,
+        since: Option<i64>,
+        keys: Vec<TrustedKey>,
+        revoked_keys: Vec<TrustedKey>,
+        revoked_signatures: Vec<RevokedSignature>,
+    ) -> TrustBundle {
+        TrustBundle {
+            cluster: "c1".into(),
+            revision,
+            generated_at: DateTime::from_timestamp_millis(0).unwrap_or_default(),
+            policies: Vec::new(),
+            keys,
+            revoked_keys,
+            revoked_signatures,
+            since,
+        }
+    }
+
+    #[test]
+    fn a_delta_adds_its_revocations_and_a_revoked_key_compacts_them() {
+        let (v1, v2) = (key("release", "1"), key("release", "2"));
+        let held = bundle(
+            10,
+            None,
+            vec![v1.clone(), v2.clone()],
+            vec![],
+            vec![revoked(1, &v1), revoked(2, &v2)],
+        );
+        // Revision 12: one more signature revoked.
+        let delta = bundle(
+            12,
+            Some(10),
+            vec![v1.clone(), v2.clone()],
+            vec![],
+            vec![revoked(3, &v2)],
+        );
+        let whole = held.apply(delta.clone(), 10).expect("continues 10");
+        assert_eq!((whole.revision, whole.since), (12, None));
+        assert_eq!(
+            whole.revoked_signatures,
+            vec![revoked(1, &v1), revoked(2, &v2), revoked(3, &v2)]
+        );
+        // The same delta again adds nothing twice.
+        let again = whole
+            .apply(
+                bundle(
+                    12,
+                    Some(12),
+                    vec![v2.clone()],
+                    vec![],
+                    vec![revoked(3, &v2)],
+                ),
+                12,
+            )
+            .expect("continues 12");
+        assert_eq!(again.revoked_signatures.len(), 3);
+        // Revision 13: key version 1 revoked; its revoked signatures go, the key says more.
+        let compacted = whole
+            .apply(
+                bundle(13, Some(12), vec![v2.clone()], vec![v1.clone()], vec![]),
+                12,
+            )
+            .expect("continues 12");
+        assert_eq!(
+            compacted.revoked_signatures,
+            vec![revoked(2, &v2), revoked(3, &v2)]
+        );
+        assert_eq!(
+            TrustBundle::compact(held.revoked_signatures.clone(), &[v1.clone()]),
+            vec![revoked(2, &v2)]
+        );
+    }
+
+    #[test]
+    fn a_delta_from_another_revision_or_cluster_is_refused() {
+        let v1 = key("release", "1");
+        let held = bundle(10, None, vec![v1.clone()], vec![], vec![revoked(1, &v1)]);
+        let err = held
+            .apply(bundle(12, Some(9), vec![v1.clone()], vec![], vec![]), 10)
+            .expect_err("a gap");
+        assert!(err.contains("from revision Some(9), not 10"), "{err}");
+        let err = held
+            .apply(bundle(12, None, vec![v1.clone()], vec![], vec![]), 10)
+            .expect_err("not incremental");
+        assert!(err.contains("not 10"), "{err}");
+        let mut other = bundle(12, Some(10), vec![v1], vec![], vec![]);
+        other.cluster = "c2".into();
+        let err = held.apply(other, 10).expect_err("another cluster");
+        assert!(err.contains("cluster c2"), "{err}");
     }
 }
 

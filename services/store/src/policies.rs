@@ -190,6 +190,21 @@ impl Store {
     /// exactly the state after event `revision`.
     #[tracing::instrument(name = "store.trust_bundle", level = "debug", skip_all, fields(cluster = %cluster))]
     pub async fn trust_bundle(&self, cluster: &str) -> Result<TrustBundle, StoreError> {
+        self.trust_bundle_since(cluster, None).await
+    }
+
+    /// [`Store::trust_bundle`] for a verifier that holds the bundle of revision `since`:
+    /// the same policies and keys (they are small), but only the signatures revoked after
+    /// `since` (the bundle says `since`). The whole bundle when `since` is `None`, or
+    /// ahead of the store (a restored store: the verifier's state is not this one's).
+    /// Either way, a signature whose key version is revoked is left out: the key's
+    /// revocation covers it, so the list shrinks when a key is revoked.
+    #[tracing::instrument(name = "store.trust_bundle", level = "debug", skip_all, fields(cluster = %cluster, since))]
+    pub async fn trust_bundle_since(
+        &self,
+        cluster: &str,
+        since: Option<i64>,
+    ) -> Result<TrustBundle, StoreError> {
         const OP: &str = "building a trust bundle";
         let mut tx = self.read.begin().await.map_err(db(OP))?;
         if self.backend == Backend::Postgres {
@@ -207,6 +222,7 @@ impl Store {
             .map_err(db(OP))?
             .ok_or_else(|| StoreError::corrupt("counters", "counter \"outbox\" is missing"))?;
         let revision: i64 = col(&row, "counters", "value")?;
+        let since = since.filter(|s| (0..=revision).contains(s));
         let policies = select_many(&mut tx, Some(cluster)).await?;
         let mut names: Vec<&str> = policies
             .iter()
@@ -220,10 +236,12 @@ impl Store {
             if let Some(w) = crate::witnesses::select_witness(&mut tx, name).await? {
                 witnesses.push(w);
             }
-            revoked_signatures.extend(crate::signatures::select_revoked(&mut tx, name).await?);
+            revoked_signatures
+                .extend(crate::signatures::select_revoked(&mut tx, name, since).await?);
         }
         tx.commit().await.map_err(db(OP))?;
         let (keys, revoked_keys) = bundle_keys(&witnesses);
+        let revoked_signatures = TrustBundle::compact(revoked_signatures, &revoked_keys);
         Ok(TrustBundle {
             cluster: cluster.to_owned(),
             revision,
@@ -232,6 +250,7 @@ impl Store {
             keys,
             revoked_keys,
             revoked_signatures,
+            since,
         })
     }
 }

@@ -237,7 +237,14 @@ impl Store {
         let data = serde_json::to_value(&record)
             .map_err(|e| StoreError::corrupt(format!("signature {id}"), e))?;
         let event = OutboxEvent::new(EventKind::SignatureRevoked, record.digest.to_string(), data);
-        insert_outbox(&mut tx, &event, now).await?;
+        let revision = insert_outbox(&mut tx, &event, now).await?;
+        // What lets a verifier at an older revision be sent only what changed since.
+        sqlx::query("UPDATE signatures SET revoked_revision = $2 WHERE id = $1")
+            .bind(id.to_string())
+            .bind(revision)
+            .execute(&mut *tx)
+            .await
+            .map_err(db(OP))?;
         tx.commit().await.map_err(db(OP))?;
         Ok(record)
     }
@@ -442,12 +449,15 @@ fn revocation(row: &AnyRow, what: &str) -> Result<Option<Revocation>, StoreError
 pub(crate) async fn select_revoked(
     conn: &mut AnyConnection,
     witness: &str,
+    since: Option<i64>,
 ) -> Result<Vec<RevokedSignature>, StoreError> {
     let rows = sqlx::query(&format!(
         "SELECT {COLUMNS} FROM signatures \
-         WHERE witness = $1 AND revoked_at IS NOT NULL ORDER BY revoked_at, id"
+         WHERE witness = $1 AND revoked_at IS NOT NULL AND (revoked_revision IS NULL OR revoked_revision > $2) \
+         ORDER BY revoked_at, id"
     ))
     .bind(witness)
+    .bind(since.unwrap_or(i64::MIN))
     .fetch_all(&mut *conn)
     .await
     .map_err(db("reading revoked signatures"))?;

@@ -119,10 +119,24 @@ impl ControlPlane {
     /// `GET /v1/trust-bundle?cluster=C`, checked against the pinned keys. A bundle for
     /// another cluster is refused too: the seal says who wrote it, not for whom.
     pub async fn bundle(&self) -> Result<(TrustBundle, SealedBundle), ControlPlaneError> {
+        self.bundle_since(None).await
+    }
+
+    /// [`ControlPlane::bundle`], incremental from revision `since` when given (the answer
+    /// may still be whole: `since` is `None` in it then). An incremental answer to a
+    /// request that did not ask for one, or from another revision, is refused.
+    pub async fn bundle_since(
+        &self,
+        since: Option<i64>,
+    ) -> Result<(TrustBundle, SealedBundle), ControlPlaneError> {
+        let mut query = vec![("cluster", self.cluster.clone())];
+        if let Some(r) = since {
+            query.push(("since", r.to_string()));
+        }
         let resp = self
             .http
             .get(format!("{}/v1/trust-bundle", self.base))
-            .query(&[("cluster", self.cluster.as_str())])
+            .query(&query)
             .bearer_auth(self.token.expose_secret())
             .send()
             .await
@@ -159,6 +173,12 @@ impl ControlPlane {
             return Err(ControlPlaneError::Decode(format!(
                 "asked for cluster {}'s trust bundle, got cluster {}'s",
                 self.cluster, bundle.cluster
+            )));
+        }
+        if bundle.since.is_some() && bundle.since != since {
+            return Err(ControlPlaneError::Decode(format!(
+                "asked for the trust bundle from revision {since:?}, got one from {:?}",
+                bundle.since
             )));
         }
         Ok((bundle, sealed))

@@ -114,15 +114,18 @@ pub async fn start(
                 .into(),
         ));
     }
-    if let Some(bundle) = kept
+    let mut chained = 0;
+    if let Some((bundle, deltas)) = kept
         .as_deref()
         .and_then(|p| sync::load_kept(p, &config.cluster, &config.control_plane_keys))
     {
         tracing::info!(
             revision = bundle.revision,
+            deltas,
             "deciding from the kept trust bundle until the control plane answers"
         );
         trust.install(bundle);
+        chained = deltas;
     }
     let control = ControlPlane::new(
         &config.gateway,
@@ -197,6 +200,7 @@ pub async fn start(
             resync.clone(),
             config.resync_interval,
             kept,
+            chained,
             shutdown.clone(),
         )),
         tokio::spawn(sync::event_loop(

@@ -127,8 +127,25 @@ pub fn bundle_file(state_dir: &std::path::Path, cluster: &str) -> PathBuf {
     state_dir.join(format!("trust-bundle-{cluster}.json"))
 }
 
-/// Loads a kept bundle for `cluster` whose seal still verifies under `keys`.
-pub fn load_kept(path: &std::path::Path, cluster: &str, keys: &PinnedKeys) -> Option<TrustBundle> {
+/// The file the incremental bundles received since the kept one are kept in, in order,
+/// each with its seal: together with the kept bundle they are the state, and each is
+/// checked again when loaded.
+fn deltas_file(path: &std::path::Path) -> PathBuf {
+    path.with_extension("deltas.json")
+}
+
+/// After this many incremental bundles in a row the next fetch asks for the whole one,
+/// which starts the chain kept on disk again.
+pub const MAX_DELTAS: usize = 32;
+
+/// Loads a kept bundle for `cluster` whose seal still verifies under `keys`, with the
+/// incremental bundles kept after it applied in order (a chain that does not verify or
+/// follow on is cut there). Returns how many were applied too.
+pub fn load_kept(
+    path: &std::path::Path,
+    cluster: &str,
+    keys: &PinnedKeys,
+) -> Option<(TrustBundle, usize)> {
     let bytes = std::fs::read(path).ok()?;
     let sealed = match serde_json::from_slice::<SealedBundle>(&bytes) {
         Ok(s) => s,
@@ -137,24 +154,74 @@ pub fn load_kept(path: &std::path::Path, cluster: &str, keys: &PinnedKeys) -> Op
             return None;
         }
     };
-    match sealed.open(keys) {
-        Ok(b) if b.cluster == cluster => Some(b),
-        Ok(_) => None,
+    let mut bundle = match sealed.open(keys) {
+        Ok(b) if b.cluster == cluster && b.since.is_none() => b,
+        Ok(_) => return None,
         Err(e) => {
             refused("kept", e.reason(), &format!("{}: {e}", path.display()));
-            None
+            return None;
+        }
+    };
+    let mut applied = 0;
+    for delta in read_deltas(path) {
+        let next = delta
+            .open(keys)
+            .map_err(|e| e.to_string())
+            .and_then(|d| bundle.apply(d, bundle.revision));
+        match next {
+            Ok(b) => {
+                bundle = b;
+                applied += 1;
+            }
+            Err(e) => {
+                refused(
+                    "kept",
+                    "delta",
+                    &format!("{}: {e}", deltas_file(path).display()),
+                );
+                break;
+            }
         }
     }
+    Some((bundle, applied))
 }
 
-fn keep(path: &std::path::Path, bundle: &SealedBundle) -> std::io::Result<()> {
-    let json = serde_json::to_vec(bundle).map_err(std::io::Error::other)?;
+fn read_deltas(path: &std::path::Path) -> Vec<SealedBundle> {
+    std::fs::read(deltas_file(path))
+        .ok()
+        .and_then(|b| serde_json::from_slice(&b).ok())
+        .unwrap_or_default()
+}
+
+fn write_atomically(path: &std::path::Path, json: Vec<u8>) -> std::io::Result<()> {
     if let Some(dir) = path.parent() {
         std::fs::create_dir_all(dir)?;
     }
     let tmp = path.with_extension("json.tmp");
     std::fs::write(&tmp, json)?;
     std::fs::rename(&tmp, path)
+}
+
+/// Keeps a whole bundle, and starts the chain of incremental ones again.
+fn keep(path: &std::path::Path, bundle: &SealedBundle) -> std::io::Result<()> {
+    write_atomically(
+        path,
+        serde_json::to_vec(bundle).map_err(std::io::Error::other)?,
+    )?;
+    match std::fs::remove_file(deltas_file(path)) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e),
+        _ => Ok(()),
+    }
+}
+
+/// Adds an incremental bundle to the kept chain.
+fn keep_delta(path: &std::path::Path, delta: &SealedBundle) -> std::io::Result<()> {
+    let mut chain = read_deltas(path);
+    chain.push(delta.clone());
+    write_atomically(
+        &deltas_file(path),
+        serde_json::to_vec(&chain).map_err(std::io::Error::other)?,
+    )
 }
 
 /// Fetches and installs bundles until `shutdown`.
@@ -164,17 +231,39 @@ pub async fn resync_loop(
     resync: Resync,
     interval: Duration,
     kept: Option<PathBuf>,
+    chained: usize,
     shutdown: CancellationToken,
 ) {
     let mut failures = 0u32;
+    // Incremental bundles installed since the last whole one.
+    let mut chained = chained;
     loop {
         // Registered before fetching, so a request made during the fetch is not lost.
         let requested = resync.0.notified();
         tokio::pin!(requested);
         requested.as_mut().enable();
-        let wait = match control.bundle().await {
-            Ok((bundle, sealed)) => {
+        // Only what changed since the bundle held (the revoked signatures are most of a
+        // bundle, and they only grow); the whole one at first, and every MAX_DELTAS.
+        let base = trust.bundle_revision();
+        let since = (trust.is_loaded() && base >= 0 && chained < MAX_DELTAS).then_some(base);
+        let fetched = control
+            .bundle_since(since)
+            .await
+            .and_then(|(bundle, sealed)| {
+                if bundle.since.is_none() {
+                    return Ok((bundle, sealed, true));
+                }
+                trust
+                    .snapshot()
+                    .bundle
+                    .apply(bundle, base)
+                    .map(|whole| (whole, sealed, false))
+                    .map_err(crate::ControlPlaneError::Decode)
+            });
+        let wait = match fetched {
+            Ok((bundle, sealed, whole)) => {
                 failures = 0;
+                chained = if whole { 0 } else { chained + 1 };
                 let revision = bundle.revision;
                 let policies = bundle.policies.len();
                 match trust.install(bundle) {
@@ -196,7 +285,14 @@ pub async fn resync_loop(
                     }
                 }
                 if let Some(path) = kept.clone() {
-                    let written = tokio::task::spawn_blocking(move || keep(&path, &sealed)).await;
+                    let written = tokio::task::spawn_blocking(move || {
+                        if whole {
+                            keep(&path, &sealed)
+                        } else {
+                            keep_delta(&path, &sealed)
+                        }
+                    })
+                    .await;
                     if let Ok(Err(e)) = written {
                         tracing::warn!(error = %e, "cannot keep the trust bundle on disk");
                     }
@@ -204,6 +300,8 @@ pub async fn resync_loop(
                 interval
             }
             Err(e) => {
+                // The next fetch asks for the whole bundle.
+                chained = MAX_DELTAS;
                 if let crate::ControlPlaneError::Unsealed { reason, .. } = &e {
                     refused("bundle", reason.reason(), &e);
                 }

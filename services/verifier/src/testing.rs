@@ -127,6 +127,7 @@ pub fn bundle(revision: i64, policies: Vec<SecurityPolicy>, keys: Vec<TrustedKey
         keys,
         revoked_keys: Vec::new(),
         revoked_signatures: Vec::new(),
+        since: None,
     }
 }
 

@@ -619,6 +619,7 @@ impl Trust {
             keys: Vec::new(),
             revoked_keys: Vec::new(),
             revoked_signatures: Vec::new(),
+            since: None,
         };
         Self {
             snapshot: ArcSwap::from_pointee(Snapshot::compile(empty)),

@@ -25,6 +25,10 @@ pub const MAX_DECISIONS_PER_REPORT: usize = 5_000;
 pub struct BundleQuery {
     /// The cluster name the verifier identifies itself with.
     pub cluster: String,
+    /// The revision of the bundle the verifier holds: the answer is then incremental
+    /// (`since` set, only the signatures revoked after it), unless `since` is ahead of
+    /// the store, when it is whole.
+    pub since: Option<i64>,
 }
 
 #[utoipa::path(
@@ -34,8 +38,9 @@ pub struct BundleQuery {
     summary = "A cluster's trust bundle",
     description = "The cluster's policies (enabled or not) and every key of their witnesses, \
         live and revoked, with the outbox revision they were read at: events with a higher \
-        `signetrevision` are newer. Role: verifier, whose token is bound to that cluster \
-        (or admin).",
+        `signetrevision` are newer. With `since=R` (the revision the verifier holds) it is \
+        incremental: `since` is set and `revoked_signatures` lists only the signatures \
+        revoked after R. Role: verifier, whose token is bound to that cluster (or admin).",
     params(BundleQuery),
     responses(
         (status = 200, description = "The bundle, exactly the bytes the `Signet-Signature` \
@@ -59,7 +64,7 @@ pub async fn bundle(
     caller.require(&[Role::Verifier])?;
     validate_name("cluster", &q.cluster).map_err(|e| ApiError::BadRequest(e.to_string()))?;
     caller.require_cluster(&q.cluster)?;
-    let bundle = state.store.trust_bundle(&q.cluster).await?;
+    let bundle = state.store.trust_bundle_since(&q.cluster, q.since).await?;
     let bytes = serde_json::to_vec(&bundle)
         .map_err(|e| ApiError::Internal(format!("encoding the trust bundle: {e}")))?;
     let seal = state.control_key.seal(&bytes).await.map_err(|e| {
