@@ -97,10 +97,25 @@ pub async fn warm_up(v: &Verifier, images: &[String]) -> usize {
 }
 
 /// Fixed rates, one after the other, each for `step`.
-pub async fn stepped(v: &Verifier, images: &[String], rates: &[f64], step: Duration) -> Vec<Paced> {
+/// Each step's client-side figures, and the verifier's own p50 and p99 for the same
+/// reviews (seconds), from its `signet_admission_duration_seconds` histogram read before
+/// and after the step: what signet spent, apart from the load generator's TLS and timers.
+pub async fn stepped(
+    v: &Verifier,
+    http: &reqwest::Client,
+    images: &[String],
+    rates: &[f64],
+    step: Duration,
+) -> (Vec<Paced>, Vec<Option<(f64, f64)>>) {
+    const HISTOGRAM: &str = "signet_admission_duration_seconds";
     let images = Arc::new(images.to_vec());
     let mut out = Vec::new();
+    let mut server = Vec::new();
     for &rate in rates {
+        let before = v
+            .metrics(http)
+            .await
+            .map(|t| crate::stack::buckets(&t, HISTOGRAM));
         let run = open_loop(
             rate,
             Limits {
@@ -111,17 +126,33 @@ pub async fn stepped(v: &Verifier, images: &[String], rates: &[f64], step: Durat
             reviewer(v, images.clone()),
         )
         .await;
+        let after = v
+            .metrics(http)
+            .await
+            .map(|t| crate::stack::buckets(&t, HISTOGRAM));
+        let quantiles = before.zip(after).and_then(|(b, a)| {
+            Some((
+                crate::stack::quantile_between(&b, &a, 0.5)?,
+                crate::stack::quantile_between(&b, &a, 0.99)?,
+            ))
+        });
         println!(
-            "    {rate:>6.0}/s offered: {:.0}/s achieved, {}; sends lagged p99 {}",
+            "    {rate:>6.0}/s offered: {:.0}/s achieved, {}; sends lagged p99 {}; server-side p50/p99 {}",
             run.achieved(),
             run.summary,
-            crate::stats::ms(run.send_lag.p99)
+            crate::stats::ms(run.send_lag.p99),
+            quantiles.map_or("unread".to_owned(), |(p50, p99)| format!(
+                "{:.2}/{:.2} ms",
+                p50 * 1e3,
+                p99 * 1e3
+            ))
         );
         out.push(run);
+        server.push(quantiles);
         // Let connections and queues settle between steps.
         tokio::time::sleep(Duration::from_millis(300)).await;
     }
-    out
+    (out, server)
 }
 
 /// The highest offered rate whose p99 stayed within `p99` with every review answered

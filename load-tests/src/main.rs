@@ -33,6 +33,7 @@ mod inventory;
 mod oci;
 mod pace;
 mod per_image;
+mod pin;
 mod procs;
 mod report;
 mod run;
@@ -78,6 +79,10 @@ enum Command {
         /// Pods in the inventory scenario (default: the profile's).
         #[arg(long)]
         inventory_pods: Option<usize>,
+        /// Pin processes to cores with taskset: the registry and the load generator on
+        /// core 0, signet, PostgreSQL and the broker on core 1 (see `pin`).
+        #[arg(long)]
+        pin: bool,
     },
     /// The per-image baseline's process: signs one image with a key and pushes the cosign
     /// signature, like `cosign sign --key`.
@@ -163,7 +168,11 @@ async fn main() -> anyhow::Result<()> {
             buses,
             only,
             inventory_pods,
+            pin,
         } => {
+            if pin {
+                pin::enable().context("pinning with taskset")?;
+            }
             let mut profile = match profile {
                 ProfileName::Quick => run::Profile::quick(),
                 ProfileName::Full => run::Profile::full(),
@@ -190,7 +199,7 @@ async fn main() -> anyhow::Result<()> {
             let started = Instant::now();
             let mut report = report::Report {
                 profile: profile.label(),
-                machine: machine(),
+                machine: format!("{}; {}", machine(), pin::describe()),
                 started: chrono::Utc::now().format("%Y-%m-%d %H:%M UTC").to_string(),
                 ..report::Report::default()
             };

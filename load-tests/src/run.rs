@@ -388,6 +388,7 @@ async fn baselines(profile: &Profile, report: &mut Report) -> anyhow::Result<Bas
         .start()
         .await
         .context("starting docker-registry")?;
+    crate::pin::stack(plain.pid(), []);
     let registry = Registry::new(&plain.host())?;
     let ceiling = ceiling::run(
         &registry,
@@ -782,16 +783,38 @@ async fn admission_scenarios(
     drop(uncached);
 
     // Warm: stepped rates, then saturation.
-    let steps = admission::stepped(warm, images, &profile.warm_rates, profile.warm_step).await;
-    let at_1000 = steps.iter().find(|s| (s.offered - 1000.0).abs() < 1.0);
-    if let Some(s) = at_1000 {
+    let (steps, server) = admission::stepped(
+        warm,
+        &stack.http(),
+        images,
+        &profile.warm_rates,
+        profile.warm_step,
+    )
+    .await;
+    let at_1000 = steps.iter().position(|s| (s.offered - 1000.0).abs() < 1.0);
+    if let Some((p50, p99)) = at_1000.and_then(|i| server[i]) {
+        report.push(
+            Figure::new(
+                "admission warm, 1000/s",
+                "p99 server-side",
+                p99 * 1e3,
+                Unit::Millis,
+            )
+            .target(Target::AtMost(1.0), "≤ 1 ms")
+            .note(format!(
+                "signet_admission_duration_seconds over the same reviews, interpolated within its buckets (0.75, 1, 1.5 ms); p50 {:.2} ms",
+                p50 * 1e3
+            )),
+        );
+    }
+    if let Some(s) = at_1000.map(|i| &steps[i]) {
         report.push(
             Figure::latency("admission warm, 1000/s", "p50", s.summary.p50)
                 .baseline("uncached, one at a time", ms_f(uncached_seq.p50)),
         );
         report.push(
             Figure::latency("admission warm, 1000/s", "p99", s.summary.p99)
-                .target(Target::AtMost(2.0), "< 2 ms")
+                .target(Target::AtMost(1.0), "≤ 1 ms")
                 .samples(s.summary.count as u64)
                 .baseline("uncached, one at a time", ms_f(uncached_seq.p99))
                 .note(format!(
@@ -802,19 +825,22 @@ async fn admission_scenarios(
                 )),
         );
     }
-    let table: Vec<String> = steps
-        .iter()
-        .map(|s| {
-            format!(
-                "{:.0}/s: p99 {} ({:.0}/s done, {} waited for a slot, send lag p99 {})",
+    let table: Vec<String> =
+        steps
+            .iter()
+            .zip(&server)
+            .map(|(s, server)| {
+                format!(
+                "{:.0}/s: p99 {} (server {}; {:.0}/s done, {} waited for a slot, send lag p99 {})",
                 s.offered,
                 ms(s.summary.p99),
+                server.map_or("unread".to_owned(), |(_, p99)| format!("{:.2} ms", p99 * 1e3)),
                 s.achieved(),
                 s.late,
                 ms(s.send_lag.p99)
             )
-        })
-        .collect();
+            })
+            .collect();
     let best = admission::highest_rate_holding(&steps, Duration::from_millis(2));
     report.push(
         Figure::new(

@@ -230,6 +230,7 @@ impl Stack {
         let token = std::fs::read_to_string(data.join("admin.token"))
             .context("reading the admin token signet up wrote")?;
         let api = Api::new(&gateway_url, token.trim())?;
+        crate::pin::stack(registry.pid(), [up.pid()]);
         Ok(Stack {
             bus,
             registry,
@@ -317,6 +318,7 @@ impl Stack {
                 Some("consuming sign jobs"),
             )
             .await?;
+        crate::pin::stack(registry.pid(), [gateway.pid(), signer.pid()]);
         Ok(Stack {
             bus,
             registry,
@@ -333,6 +335,11 @@ impl Stack {
             db: Some(db),
             http,
         })
+    }
+
+    /// The plain HTTP client the stack reaches its admin ports with.
+    pub fn http(&self) -> reqwest::Client {
+        self.http.clone()
     }
 
     /// The signing process: `signet-signer`, or `signet up` for the embedded bus.
@@ -411,6 +418,11 @@ impl Stack {
             &env,
             self.dir.path(),
         )?;
+        if let Some(p) = crate::pin::get() {
+            if let Some(pid) = service.pid() {
+                crate::pin::pid(pid, p.signet)?;
+            }
+        }
         let client = https_client(&tls.cert)?;
         let base = format!("https://127.0.0.1:{port}");
         let admin = format!("http://127.0.0.1:{admin}");
@@ -447,16 +459,80 @@ impl Verifier {
     /// The sum of a Prometheus series' samples whose line starts with `series` (a name
     /// and, optionally, the start of its labels), from the verifier's `/metrics`.
     pub async fn metric(&self, http: &reqwest::Client, series: &str) -> Option<f64> {
+        Some(sum_series(&self.metrics(http).await?, series))
+    }
+
+    /// The verifier's `/metrics` text (from its HTTPS port, else its admin port).
+    pub async fn metrics(&self, http: &reqwest::Client) -> Option<String> {
         for (client, base) in [(&self.client, &self.base), (http, &self.admin)] {
             let Ok(resp) = client.get(format!("{base}/metrics")).send().await else {
                 continue;
             };
             if resp.status().is_success() {
-                return Some(sum_series(&resp.text().await.ok()?, series));
+                return resp.text().await.ok();
             }
         }
         None
     }
+}
+
+/// The cumulative counts of histogram `name`'s buckets (`le` → count, summed over label
+/// sets), from a Prometheus text exposition; `+Inf` last.
+pub fn buckets(text: &str, name: &str) -> Vec<(f64, f64)> {
+    let prefix = format!("{name}_bucket{{");
+    let mut out: Vec<(f64, f64)> = Vec::new();
+    for line in text.lines().filter(|l| l.starts_with(&prefix)) {
+        let Some(le) = line
+            .split("le=\"")
+            .nth(1)
+            .and_then(|r| r.split('"').next())
+            .and_then(|v| v.parse::<f64>().ok())
+        else {
+            continue;
+        };
+        let Some(count) = line.rsplit(' ').next().and_then(|v| v.parse::<f64>().ok()) else {
+            continue;
+        };
+        match out.iter_mut().find(|(l, _)| *l == le) {
+            Some((_, c)) => *c += count,
+            None => out.push((le, count)),
+        }
+    }
+    out.sort_by(|a, b| a.0.total_cmp(&b.0));
+    out
+}
+
+/// The `q` quantile of what histogram counts `after` gained over `before` (two reads of
+/// [`buckets`]), interpolated within its bucket as Prometheus's `histogram_quantile`
+/// does; `None` with nothing observed in between.
+pub fn quantile_between(before: &[(f64, f64)], after: &[(f64, f64)], q: f64) -> Option<f64> {
+    let gained: Vec<(f64, f64)> = after
+        .iter()
+        .map(|(le, c)| {
+            let was = before
+                .iter()
+                .find(|(l, _)| l == le)
+                .map_or(0.0, |(_, c)| *c);
+            (*le, c - was)
+        })
+        .collect();
+    let total = gained.last()?.1;
+    if total <= 0.0 {
+        return None;
+    }
+    let rank = q * total;
+    let mut lower = (0.0, 0.0);
+    for (le, count) in &gained {
+        if *count >= rank {
+            if le.is_infinite() {
+                return Some(lower.0);
+            }
+            let within = (rank - lower.1) / (count - lower.1).max(f64::MIN_POSITIVE);
+            return Some(lower.0 + (le - lower.0) * within);
+        }
+        lower = (*le, *count);
+    }
+    None
 }
 
 /// Adds up the samples of `series` in a Prometheus text exposition.
@@ -499,5 +575,34 @@ signet_cache_events_total{cache=\"tag\",event=\"miss\"} 2\n";
         );
         assert_eq!(sum_series(text, "signet_cache_events_total{"), 909.0);
         assert_eq!(sum_series(text, "signet_nothing"), 0.0);
+    }
+}
+
+#[cfg(test)]
+mod quantile_tests {
+    use super::*;
+
+    #[test]
+    fn server_side_quantiles_come_from_the_buckets_gained_between_two_reads() {
+        let read = |counts: [u32; 4]| {
+            format!(
+                "# TYPE signet_admission_duration_seconds histogram\n\
+                 signet_admission_duration_seconds_bucket{{le=\"0.0005\"}} {}\n\
+                 signet_admission_duration_seconds_bucket{{le=\"0.001\"}} {}\n\
+                 signet_admission_duration_seconds_bucket{{le=\"0.002\"}} {}\n\
+                 signet_admission_duration_seconds_bucket{{le=\"+Inf\"}} {}\n",
+                counts[0], counts[1], counts[2], counts[3]
+            )
+        };
+        let name = "signet_admission_duration_seconds";
+        let before = buckets(&read([10, 10, 10, 10]), name);
+        // 100 more: 50 under 0.5 ms, 49 more under 1 ms, 1 under 2 ms.
+        let after = buckets(&read([60, 109, 110, 110]), name);
+        assert_eq!(after.len(), 4);
+        let p50 = quantile_between(&before, &after, 0.5).expect("p50");
+        assert!((p50 - 0.0005).abs() < 1e-9, "{p50}");
+        let p99 = quantile_between(&before, &after, 0.99).expect("p99");
+        assert!((p99 - 0.001).abs() < 1e-9, "{p99}");
+        assert_eq!(quantile_between(&after, &after, 0.99), None, "nothing observed");
     }
 }

@@ -257,6 +257,11 @@ impl TestRegistry {
         matches!(self.child.as_mut().map(Child::try_wait), Some(Ok(None)))
     }
 
+    /// The registry process's id, while it runs (to pin it to a core in benchmarks).
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+
     /// Kills the registry so that it stops answering ("the registry goes down"). Storage is
     /// kept; [`TestRegistry::restart`] brings it back on the same port.
     pub fn stop(&mut self) -> anyhow::Result<()> {
