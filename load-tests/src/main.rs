@@ -170,6 +170,8 @@ async fn main() -> anyhow::Result<()> {
             inventory_pods,
             pin,
         } => {
+            // Read before pinning narrows what this process may run on.
+            let machine = machine();
             if pin {
                 pin::enable().context("pinning with taskset")?;
             }
@@ -199,7 +201,7 @@ async fn main() -> anyhow::Result<()> {
             let started = Instant::now();
             let mut report = report::Report {
                 profile: profile.label(),
-                machine: format!("{}; {}", machine(), pin::describe()),
+                machine: format!("{machine}; {}", pin::describe()),
                 started: chrono::Utc::now().format("%Y-%m-%d %H:%M UTC").to_string(),
                 ..report::Report::default()
             };

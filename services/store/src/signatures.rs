@@ -453,7 +453,7 @@ pub(crate) async fn select_revoked(
 ) -> Result<Vec<RevokedSignature>, StoreError> {
     let rows = sqlx::query(&format!(
         "SELECT {COLUMNS} FROM signatures \
-         WHERE witness = $1 AND revoked_at IS NOT NULL AND (revoked_revision IS NULL OR revoked_revision > $2) \
+         WHERE witness = $1 AND revoked_at IS NOT NULL AND revoked_revision > $2 \
          ORDER BY revoked_at, id"
     ))
     .bind(witness)
