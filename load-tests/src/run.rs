@@ -865,7 +865,7 @@ async fn admission_scenarios(
             sat.throughput(),
             Unit::PerSecond,
         )
-        .target(Target::AtLeast(5000.0), "≥ 5000/s")
+        .target(Target::AtLeast(10_000.0), "≥ 10,000/s")
         .baseline("uncached verifier", uncached_sat.throughput())
         .note(format!(
             "closed loop; p50 {} p99 {}",
@@ -955,7 +955,7 @@ async fn memory(
         filled.sampled
     ));
     if filled.entries >= 100_000 {
-        fig = fig.target(Target::AtMost(64.0), "< 64 MiB");
+        fig = fig.target(Target::AtMost(48.0), "≤ 48 MiB");
     }
     report.push(fig);
     if filled.entries < 100_000 {
@@ -966,7 +966,7 @@ async fn memory(
                 filled.rss_empty + per_entry * 100_000.0,
                 Unit::MiB,
             )
-            .target(Target::AtMost(64.0), "< 64 MiB")
+            .target(Target::AtMost(48.0), "≤ 48 MiB")
             .note("linear from this run's fill; `just bench-full` measures 100k"),
         );
     }

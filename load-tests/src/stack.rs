@@ -603,6 +603,10 @@ mod quantile_tests {
         assert!((p50 - 0.0005).abs() < 1e-9, "{p50}");
         let p99 = quantile_between(&before, &after, 0.99).expect("p99");
         assert!((p99 - 0.001).abs() < 1e-9, "{p99}");
-        assert_eq!(quantile_between(&after, &after, 0.99), None, "nothing observed");
+        assert_eq!(
+            quantile_between(&after, &after, 0.99),
+            None,
+            "nothing observed"
+        );
     }
 }

@@ -636,40 +636,16 @@ async fn the_verifier_admits_images_cosign3_signed_as_bundles_and_not_attested_o
     .await
     .expect("signet up");
     let key = cosign.path("cosign.pub");
-    for args in [
-        vec![
-            "witness",
-            "create",
-            "--name",
-            "vendor",
-            "--public-key",
-            key.to_str().expect("utf-8"),
-        ],
-        vec![
-            "policy",
-            "create",
-            "vendor",
-            "--witness",
-            "vendor",
-            "--cluster",
-            "c1",
-            "--namespace",
-            "prod",
-            "--mode",
-            "enforce",
-        ],
-        vec!["policy", "enable", "vendor"],
-    ] {
-        common::ok(&up.cli(&args).expect("cli"), &args.join(" "));
-    }
-    let started = std::time::Instant::now();
-    while common::review(&up, "prod", &sbom_only).await["allowed"] != false {
-        assert!(
-            started.elapsed() < std::time::Duration::from_secs(30),
-            "the policy was not enforced"
-        );
-        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-    }
+    let args = [
+        "witness",
+        "create",
+        "--name",
+        "vendor",
+        "--public-key",
+        key.to_str().expect("utf-8"),
+    ];
+    common::ok(&up.cli(&args).expect("cli"), "witness create --public-key");
+    common::enforce(&up, "vendor", "vendor", &sbom_only).await;
     let r = common::review(&up, "prod", &sbom_only).await;
     assert!(
         r["status"]["message"]
@@ -912,14 +888,7 @@ async fn cosign3_attestation_bundles_meet_a_policys_attestation_requirement() {
     ] {
         common::ok(&up.cli(&args).expect("cli"), &args.join(" "));
     }
-    let started = std::time::Instant::now();
-    while common::review(&up, "prod", &images[2]).await["allowed"] != false {
-        assert!(
-            started.elapsed() < std::time::Duration::from_secs(30),
-            "the policy was not enforced"
-        );
-        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-    }
+    common::until_denied(&up, "prod", &images[2]).await;
     let r = common::review(&up, "prod", &images[0]).await;
     assert_eq!(
         r["allowed"], true,

@@ -327,32 +327,7 @@ async fn a_verify_only_witness_holds_a_cosign_key_signet_never_signs_with() {
     assert!(msg.contains("verify-only"), "{msg}");
 
     // Under an enforcing policy, the verifier admits what the vendor signed only.
-    for args in [
-        vec![
-            "policy",
-            "create",
-            "vendor-images",
-            "--witness",
-            "vendor",
-            "--cluster",
-            "c1",
-            "--namespace",
-            "prod",
-            "--mode",
-            "enforce",
-        ],
-        vec!["policy", "enable", "vendor-images"],
-    ] {
-        ok(&up.cli(&args).expect("cli"), &args.join(" "));
-    }
-    let started = std::time::Instant::now();
-    while common::review(&up, "prod", &unsigned).await["allowed"] != false {
-        assert!(
-            started.elapsed() < std::time::Duration::from_secs(30),
-            "the policy was not enforced"
-        );
-        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-    }
+    common::enforce(&up, "vendor-images", "vendor", &unsigned).await;
     let r = common::review(&up, "prod", &signed).await;
     assert_eq!(r["allowed"], true, "{r}");
 

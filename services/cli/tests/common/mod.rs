@@ -217,6 +217,43 @@ pub const POD: &str = concat!(
     "/../verifier/tests/fixtures/pod-create.json"
 );
 
+/// Creates and enables an enforcing policy `name` for `witness` on cluster c1, namespace
+/// prod, then waits until `unsigned` (which the witness did not sign) is denied there:
+/// the verifier has the policy.
+pub async fn enforce(up: &SignetUp, name: &str, witness: &str, unsigned: &str) {
+    for args in [
+        vec![
+            "policy",
+            "create",
+            name,
+            "--witness",
+            witness,
+            "--cluster",
+            "c1",
+            "--namespace",
+            "prod",
+            "--mode",
+            "enforce",
+        ],
+        vec!["policy", "enable", name],
+    ] {
+        ok(&up.cli(&args).expect("cli"), &args.join(" "));
+    }
+    until_denied(up, "prod", unsigned).await;
+}
+
+/// Waits (30 s at most) until `image` is denied in `namespace`.
+pub async fn until_denied(up: &SignetUp, namespace: &str, image: &str) {
+    let started = std::time::Instant::now();
+    while review(up, namespace, image).await["allowed"] != false {
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(30),
+            "the policy was not enforced"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+}
+
 /// Sends `signet up`'s verifier a Pod AdmissionReview for `image` (as container and init
 /// container) in `namespace`, over HTTPS, and returns the review's `response`.
 pub async fn review(up: &SignetUp, namespace: &str, image: &str) -> serde_json::Value {
