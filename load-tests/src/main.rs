@@ -37,6 +37,7 @@ mod pin;
 mod procs;
 mod report;
 mod run;
+mod scale_out;
 mod sign_api;
 mod slow_kms;
 mod stack;
@@ -110,6 +111,8 @@ enum OnlyName {
     Inventory,
     /// Trust bundles of many revoked signatures, whole and incremental (issue 15).
     TrustBundle,
+    /// Push storms on NATS with one, two and three signers, one killed mid-storm (issue 15).
+    ScaleOut,
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -188,6 +191,9 @@ async fn main() -> anyhow::Result<()> {
                         BusName::Rabbitmq => stack::BusKind::Amqp,
                     })
                     .collect();
+            }
+            if let Some(OnlyName::ScaleOut) = only {
+                profile.only_scale_out = true;
             }
             if let Some(OnlyName::TrustBundle) = only {
                 profile.only_trust_bundle = true;

@@ -62,6 +62,8 @@ pub struct Profile {
     pub trust_bundle: crate::trust_bundle::Config,
     /// Only the trust bundle scenario (`--only trust-bundle`).
     pub only_trust_bundle: bool,
+    /// Only the scale-out storms (`--only scale-out`).
+    pub only_scale_out: bool,
 }
 
 impl Profile {
@@ -105,6 +107,7 @@ impl Profile {
                 fetches: 10,
             },
             only_trust_bundle: false,
+            only_scale_out: false,
         }
     }
 
@@ -146,7 +149,9 @@ impl Profile {
 impl Profile {
     /// The profile's name, and the one scenario it runs when it runs one.
     pub fn label(&self) -> String {
-        if self.only_trust_bundle {
+        if self.only_scale_out {
+            format!("{}, only scale-out", self.name)
+        } else if self.only_trust_bundle {
             format!("{}, only trust bundle", self.name)
         } else if self.only_inventory {
             format!("{}, only inventory", self.name)
@@ -167,6 +172,9 @@ struct Baselines {
 pub async fn run(profile: &Profile, report: &mut Report) -> anyhow::Result<()> {
     if profile.only_inventory {
         return inventory_stack(profile, report).await;
+    }
+    if profile.only_scale_out {
+        return crate::scale_out::run(profile, report).await;
     }
     if profile.only_trust_bundle {
         println!("== trust bundle");
@@ -193,7 +201,13 @@ pub async fn run(profile: &Profile, report: &mut Report) -> anyhow::Result<()> {
             (Some(s), true) => s.env(),
             _ => Vec::new(),
         };
-        let stack = match Stack::start(StackOptions { bus, kms_env }).await {
+        let stack = match Stack::start(StackOptions {
+            bus,
+            kms_env,
+            signers: 1,
+        })
+        .await
+        {
             Ok(s) => s,
             Err(e) => {
                 report.skip(&format!("the {} stack", bus.name()), &e);
@@ -244,6 +258,7 @@ async fn inventory_stack(profile: &Profile, report: &mut Report) -> anyhow::Resu
     let stack = Stack::start(StackOptions {
         bus,
         kms_env: Vec::new(),
+        signers: 1,
     })
     .await?;
     let outcome = inventory::run(&stack, &profile.inventory).await;
@@ -487,7 +502,7 @@ async fn baselines(profile: &Profile, report: &mut Report) -> anyhow::Result<Bas
 
 const WITNESSES: [&str; 3] = ["burst", "paced", "api"];
 
-async fn setup(stack: &Stack, slow: bool) -> anyhow::Result<()> {
+pub(crate) async fn setup(stack: &Stack, slow: bool) -> anyhow::Result<()> {
     let host = stack.registry.host();
     for w in WITNESSES {
         stack.api.create_witness(w, &format!("local://{w}")).await?;

@@ -56,6 +56,8 @@ pub struct StackOptions {
     pub bus: BusKind,
     /// KMS provider variables (`VAULT_ADDR`, ...) for the gateway and the signer.
     pub kms_env: Vec<(String, String)>,
+    /// Signer processes on a broker stack (scale-out); at least one.
+    pub signers: usize,
 }
 
 /// A verifier process and an HTTPS client that trusts its certificate.
@@ -178,6 +180,7 @@ impl Stack {
         } else {
             Self::start_apart(
                 options.bus,
+                options.signers,
                 dir,
                 env,
                 registry,
@@ -249,6 +252,7 @@ impl Stack {
     #[allow(clippy::too_many_arguments)]
     async fn start_apart(
         bus: BusKind,
+        signer_count: usize,
         dir: TempDir,
         mut env: Vec<(String, String)>,
         registry: TestRegistry,
@@ -297,28 +301,42 @@ impl Stack {
             .ready(&http, &format!("{gateway_url}/healthz"))
             .await?;
 
-        let signer_admin = free_port()?;
-        let mut signer_env = env.clone();
-        signer_env.push(kv(
-            "SIGNET_SIGNER__ADMIN_LISTEN",
-            format!("127.0.0.1:{signer_admin}"),
-        ));
-        let mut signer = Service::spawn(
-            "signet-signer",
-            &binary("signet-signer")?,
-            &[],
-            &signer_env,
-            dir.path(),
-        )?;
-        // The signer serves no API; until its admin port is served, its log says when it
-        // consumes jobs.
-        signer
-            .ready_any(
-                &[(&http, &format!("http://127.0.0.1:{signer_admin}/healthz"))],
-                Some("consuming sign jobs"),
-            )
-            .await?;
-        crate::pin::stack(registry.pid(), [gateway.pid(), signer.pid()]);
+        let mut signers = Vec::new();
+        for n in 0..signer_count.max(1) {
+            let signer_admin = free_port()?;
+            let mut signer_env = env.clone();
+            signer_env.push(kv(
+                "SIGNET_SIGNER__ADMIN_LISTEN",
+                format!("127.0.0.1:{signer_admin}"),
+            ));
+            let name = if n == 0 {
+                "signet-signer".to_owned()
+            } else {
+                format!("signet-signer-{}", n + 1)
+            };
+            let mut signer = Service::spawn(
+                &name,
+                &binary("signet-signer")?,
+                &[],
+                &signer_env,
+                dir.path(),
+            )?;
+            // The signer serves no API; until its admin port is served, its log says when
+            // it consumes jobs.
+            signer
+                .ready_any(
+                    &[(&http, &format!("http://127.0.0.1:{signer_admin}/healthz"))],
+                    Some("consuming sign jobs"),
+                )
+                .await?;
+            signers.push(signer);
+        }
+        crate::pin::stack(
+            registry.pid(),
+            std::iter::once(gateway.pid()).chain(signers.iter().map(Service::pid)),
+        );
+        let mut services = vec![gateway];
+        services.extend(signers);
         Ok(Stack {
             bus,
             registry,
@@ -327,7 +345,7 @@ impl Stack {
                 secrecy::ExposeSecret::expose_secret(&admin.secret),
             )?,
             namespace,
-            services: vec![gateway, signer],
+            services,
             verifier_token,
             dir,
             env,
