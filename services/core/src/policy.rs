@@ -678,7 +678,7 @@ mod incremental_bundle_tests {
             vec![revoked(2, &v2), revoked(3, &v2)]
         );
         assert_eq!(
-            TrustBundle::compact(held.revoked_signatures.clone(), &[v1.clone()]),
+            TrustBundle::compact(held.revoked_signatures.clone(), std::slice::from_ref(&v1)),
             vec![revoked(2, &v2)]
         );
     }
