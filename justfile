@@ -56,3 +56,16 @@ bench-full:
 bench-inventory:
     cargo build --release -q -p signet-cli -p signet-gateway -p signet-signer -p signet-verifier -p signet-load
     target/release/signet-load run --profile full --only inventory
+
+# Issue 15's run: full sizes on NATS, processes pinned to cores with taskset (registry and
+# load generator on core 0, signet, PostgreSQL and NATS on core 1), no inventory: about
+# 6 minutes here, the trust bundle at 100,000 signatures included.
+bench-pinned:
+    cargo build --release -q -p signet-cli -p signet-gateway -p signet-signer -p signet-verifier -p signet-load
+    target/release/signet-load run --profile full --bus nats --pin --inventory-pods 0
+
+# The storm with one, two and three signers, and with one of three killed mid-storm,
+# each checked for exactly-once signing (about 90 s here).
+bench-scale-out:
+    cargo build --release -q -p signet-cli -p signet-gateway -p signet-signer -p signet-verifier -p signet-load
+    target/release/signet-load run --profile full --only scale-out
