@@ -375,7 +375,8 @@ pub fn read_signature_manifest(bytes: &[u8]) -> Result<usize, String> {
     Ok(signatures)
 }
 
-fn string_map(v: Option<&Value>) -> BTreeMap<String, String> {
+/// A JSON object's string members (annotations); anything else is left out.
+pub(crate) fn string_map(v: Option<&Value>) -> BTreeMap<String, String> {
     v.and_then(Value::as_object)
         .map(|m| {
             m.iter()

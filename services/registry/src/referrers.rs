@@ -29,7 +29,7 @@ use signet_core::bundle::{BUNDLE_MEDIA_TYPE, BUNDLE_MEDIA_TYPE_V03_PARAM};
 use signet_core::notation::{COSE_MEDIA_TYPE, JWS_MEDIA_TYPE, NOTARY_SIGNATURE_ARTIFACT_TYPE};
 use signet_core::Digest;
 
-use crate::cosign::PublishOutcome;
+use crate::cosign::{string_map, PublishOutcome};
 use crate::manifest::{OCI_INDEX, OCI_MANIFEST};
 
 mod client;
@@ -481,16 +481,6 @@ pub fn read_referrers_index(bytes: &[u8]) -> Result<usize, String> {
         return Err("the regenerated index lost the new entry".to_owned());
     }
     Ok(listed)
-}
-
-fn string_map(v: Option<&Value>) -> BTreeMap<String, String> {
-    v.and_then(Value::as_object)
-        .map(|m| {
-            m.iter()
-                .filter_map(|(k, v)| v.as_str().map(|s| (k.clone(), s.to_owned())))
-                .collect()
-        })
-        .unwrap_or_default()
 }
 
 #[cfg(test)]

@@ -421,19 +421,13 @@ impl SignContext {
             job_id: Some(job.id),
             created_at: Utc::now(),
         };
+        let mut detail = publish_detail(job, witness, &version, &record.artifact, outcome);
+        detail["predicate_type"] = predicate_type.into();
         let audit = NewAudit::new(
             "signer",
             "attestation.publish",
             format!("{repository}@{digest}"),
-            serde_json::json!({
-                "witness": witness.name,
-                "predicate_type": predicate_type,
-                "key_version": version.version,
-                "key_fingerprint": version.fingerprint,
-                "artifact": record.artifact,
-                "job_id": job.id,
-                "adopted": outcome == SignOutcome::Adopted,
-            }),
+            detail,
         );
         let event = published_event(EventKind::AttestationPublished, digest, &record)?;
         let stored = self
@@ -637,14 +631,7 @@ impl SignContext {
             "signer",
             "signature.publish",
             format!("{repository}@{digest}"),
-            serde_json::json!({
-                "witness": witness.name,
-                "key_version": version.version,
-                "key_fingerprint": version.fingerprint,
-                "artifact": record.artifact,
-                "job_id": job.id,
-                "adopted": outcome == SignOutcome::Adopted,
-            }),
+            publish_detail(job, witness, &version, &record.artifact, outcome),
         );
         let event = published_event(EventKind::SignaturePublished, digest, &record)?;
         let stored = self
@@ -907,6 +894,24 @@ fn published_event(
 /// not sign that digest again with that witness, under any repository or key version
 /// (a new push of the same digest, elsewhere or after a rotation, must not undo a
 /// revocation).
+/// The audit detail of a signature or attestation the signer published (or adopted).
+fn publish_detail(
+    job: &Job,
+    witness: &Witness,
+    version: &signet_core::KeyVersion,
+    artifact: &str,
+    outcome: SignOutcome,
+) -> serde_json::Value {
+    serde_json::json!({
+        "witness": witness.name,
+        "key_version": version.version,
+        "key_fingerprint": version.fingerprint,
+        "artifact": artifact,
+        "job_id": job.id,
+        "adopted": outcome == SignOutcome::Adopted,
+    })
+}
+
 fn already_recorded(
     existing: SignatureRecord,
 ) -> Result<(SignatureRecord, SignOutcome), SignError> {

@@ -328,15 +328,6 @@ pub enum Installed {
     Rollback { previous: i64 },
 }
 
-/// Where a verdict in the trust cache came from.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Origin {
-    /// A `signature.published` event, verified on arrival.
-    Event,
-    /// The `.sig` artifact in the registry, fetched on a miss.
-    Registry,
-}
-
 /// Why an image could not be checked or did not pass.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Failure {
@@ -800,7 +791,7 @@ impl Trust {
         if snapshot.is_revoked(d, &id) {
             return Err("the signature was revoked".to_owned());
         }
-        self.verified.insert((d, id), Origin::Event);
+        self.verified.insert((d, id));
         // A "no valid signature" answer for this digest is now out of date.
         self.fetched
             .invalidate(&(record.repository.clone(), d))
@@ -1120,7 +1111,7 @@ impl Trust {
         };
         self.signature_checks.fetch_add(checks, Ordering::Relaxed);
         for id in &found {
-            self.verified.insert((d, *id), Origin::Registry);
+            self.verified.insert((d, *id));
         }
         artifact.reject(ids.into_iter().filter(|id| !found.contains(id)));
         Ok(())

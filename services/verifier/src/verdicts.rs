@@ -3,7 +3,7 @@
 //! thing a verifier holds (100,000 entries by default), so it is kept compact: the key is
 //! the digest's and the key fingerprint's 32 bytes each (no prefix: a shorter digest
 //! would let someone who can have one image signed look for another with the same
-//! prefix), the value a 4-byte expiry, in quick_cache's table (S3-FIFO-like eviction,
+//! prefix), the value its 4-byte expiry, in quick_cache's table (S3-FIFO-like eviction,
 //! a few bytes of bookkeeping per entry). moka, used before, spent about 350 bytes of
 //! bookkeeping per entry on its timer wheels and access-order deques.
 
@@ -13,16 +13,13 @@ use prometheus_client::metrics::counter::Counter;
 use quick_cache::sync::Cache;
 use quick_cache::{DefaultHashBuilder, Lifecycle, UnitWeighter};
 
-use crate::trust::{DigestId, KeyId, Origin};
+use crate::trust::{DigestId, KeyId};
 
 type Key = (DigestId, KeyId);
 
-/// When a verdict stops counting, in whole seconds since the cache was made.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-struct Verdict {
-    expires: u32,
-    origin: Origin,
-}
+/// When a verdict stops counting, in whole seconds since the cache was made. Whether it
+/// came from an event or the registry is not kept: nothing decides on it.
+type Verdict = u32;
 
 /// Counts the entries evicted for room (not those removed or expired).
 #[derive(Debug, Clone)]
@@ -72,7 +69,7 @@ impl Verdicts {
 
     fn contains_at(&self, key: &Key, now: u32) -> bool {
         match self.cache.get(key) {
-            Some(v) if v.expires > now => true,
+            Some(expires) if expires > now => true,
             Some(_) => {
                 self.cache.remove(key);
                 false
@@ -82,10 +79,10 @@ impl Verdicts {
     }
 
     /// Records a verdict, good for the cache's `ttl` from now.
-    pub fn insert(&self, key: Key, origin: Origin) {
+    pub fn insert(&self, key: Key) {
         let ttl = u32::try_from(self.ttl.as_secs()).unwrap_or(u32::MAX);
         let expires = self.now().saturating_add(ttl.max(1));
-        self.cache.insert(key, Verdict { expires, origin });
+        self.cache.insert(key, expires);
     }
 
     /// Drops a verdict (a revoked signature).
@@ -101,7 +98,7 @@ impl Verdicts {
     /// Drops the expired entries (for figures and tests; lookups ignore them anyway).
     pub fn purge_expired(&self) {
         let now = self.now();
-        self.cache.retain(|_, v| v.expires > now);
+        self.cache.retain(|_, expires| *expires > now);
     }
 }
 
@@ -115,7 +112,7 @@ mod tests {
         let v = Verdicts::new(1_000, Duration::from_secs(3600), evicted.clone());
         let key = ([1u8; 32], [2u8; 32]);
         assert!(!v.contains(&key));
-        v.insert(key, Origin::Event);
+        v.insert(key);
         assert!(v.contains(&key));
         assert!(
             !v.contains(&([1u8; 32], [3u8; 32])),
@@ -125,7 +122,7 @@ mod tests {
         assert!(!v.contains(&key));
 
         // An hour later the verdict no longer counts, and the lookup drops it.
-        v.insert(key, Origin::Registry);
+        v.insert(key);
         assert!(v.contains_at(&key, v.now() + 3599));
         assert!(!v.contains_at(&key, v.now() + 3601));
         assert_eq!(v.entry_count(), 0);
@@ -133,7 +130,7 @@ mod tests {
         for i in 0..5_000u32 {
             let mut d = [0u8; 32];
             d[..4].copy_from_slice(&i.to_be_bytes());
-            v.insert((d, [9u8; 32]), Origin::Event);
+            v.insert((d, [9u8; 32]));
         }
         assert!(v.entry_count() <= 1_000, "{}", v.entry_count());
         assert!(
