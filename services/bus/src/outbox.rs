@@ -21,6 +21,10 @@ const BATCH: u32 = 256;
 /// is kept, publishing stays sequential).
 const SEALS_IN_FLIGHT: usize = 16;
 const IDLE_POLL: Duration = Duration::from_millis(200);
+/// How soon a relay looks again while another relay has the turn. That relay goes on
+/// while it finds events, so this bounds only the rare event written just after its
+/// last read; shorter would add statements every few milliseconds per process.
+const BUSY_POLL: Duration = Duration::from_millis(50);
 
 /// Publishes the outbox until `shutdown`. `kick` wakes it right after a write in this
 /// process, so in-process events go out without waiting for the poll.
@@ -37,14 +41,21 @@ pub async fn run(
         tokio::pin!(notified);
         notified.as_mut().enable();
         match relay_once(&store, events.as_ref(), &key).await {
-            Ok(n) if n > 0 => {
+            Ok(None) => {
+                backoff = Duration::from_millis(100);
+                tokio::select! {
+                    _ = shutdown.cancelled() => return,
+                    _ = tokio::time::sleep(BUSY_POLL) => {}
+                }
+            }
+            Ok(Some(n)) if n > 0 => {
                 backoff = Duration::from_millis(100);
                 if shutdown.is_cancelled() {
                     return;
                 }
                 continue;
             }
-            Ok(_) => {
+            Ok(Some(_)) => {
                 backoff = Duration::from_millis(100);
                 tokio::select! {
                     _ = shutdown.cancelled() => return,
@@ -64,8 +75,32 @@ pub async fn run(
     }
 }
 
-/// Publishes one batch; returns how many events went out.
+/// Publishes one batch; returns how many events went out, or `None` when another
+/// relay (another process on the same store) has the turn: each event is sealed and
+/// published by one relay, not by every process.
 pub async fn relay_once(
+    store: &Store,
+    events: &dyn EventBus,
+    key: &ControlPlaneKey,
+) -> Result<Option<usize>, String> {
+    // An idle relay reads once and sleeps: the turn is taken only when there is work.
+    if store
+        .outbox_pending(1)
+        .await
+        .map_err(|e| e.to_string())?
+        .is_empty()
+    {
+        return Ok(Some(0));
+    }
+    let Some(turn) = store.outbox_turn().await.map_err(|e| e.to_string())? else {
+        return Ok(None);
+    };
+    let relayed = relay_batch(store, events, key).await;
+    turn.end().await;
+    relayed.map(Some)
+}
+
+async fn relay_batch(
     store: &Store,
     events: &dyn EventBus,
     key: &ControlPlaneKey,

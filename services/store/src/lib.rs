@@ -51,7 +51,7 @@ pub use admissions::{DecisionFilter, ImpactImage, PolicyImpact};
 pub use audit::AuditFilter;
 pub use error::StoreError;
 pub use inventory::{InventoryApplied, InventoryCluster, Workload, WorkloadFilter};
-pub use outbox::{OutboxEvent, OutboxRecord};
+pub use outbox::{OutboxEvent, OutboxRecord, OutboxTurn};
 pub use queue::{DeadLetter, QueuedMessage};
 pub use rates::RateSlot;
 pub use signatures::SignatureFilter;

@@ -7,12 +7,35 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use signet_core::EventKind;
 use sqlx::any::AnyRow;
-use sqlx::AnyConnection;
+use sqlx::{Any, AnyConnection, Row, Transaction};
 
 use crate::audit::next_id;
 use crate::codec::{self, col};
 use crate::error::{db, StoreError};
-use crate::Store;
+use crate::{Backend, Store};
+
+/// The PostgreSQL advisory lock that makes one relay at a time publish the outbox
+/// ("signet" and 1, as a 64-bit key).
+const RELAY_LOCK: i64 = 0x7369_676e_6574_0001;
+
+/// One relay's turn at publishing the outbox ([`Store::outbox_turn`]). Ending it (or
+/// dropping it) lets another relay take the next one.
+#[derive(Debug)]
+pub struct OutboxTurn {
+    /// PostgreSQL: the transaction that holds the advisory lock; nothing is written in it.
+    tx: Option<Transaction<'static, Any>>,
+}
+
+impl OutboxTurn {
+    /// Ends the turn now rather than when the pool gets the connection back.
+    pub async fn end(self) {
+        if let Some(tx) = self.tx {
+            if let Err(e) = tx.rollback().await {
+                tracing::debug!(error = %e, "ending the outbox turn");
+            }
+        }
+    }
+}
 
 /// An event to publish once the change it announces has committed.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -54,6 +77,31 @@ pub struct OutboxRecord {
 }
 
 impl Store {
+    /// The relay's turn at the outbox, or `None` while another relay has it. On
+    /// PostgreSQL every gateway and signer process runs a relay; without turns each would
+    /// seal (a KMS call) and publish every pending event, once per process. The turn is a
+    /// transaction-scoped advisory lock, so a relay that dies gives it up with its
+    /// connection. On SQLite (one process, one relay) the turn is always granted.
+    #[tracing::instrument(name = "store.outbox_turn", level = "debug", skip_all)]
+    pub async fn outbox_turn(&self) -> Result<Option<OutboxTurn>, StoreError> {
+        const OP: &str = "taking the outbox relay's turn";
+        if self.backend == Backend::Sqlite {
+            return Ok(Some(OutboxTurn { tx: None }));
+        }
+        let mut tx = self.write.begin().await.map_err(db(OP))?;
+        let row = sqlx::query("SELECT pg_try_advisory_xact_lock($1)")
+            .bind(RELAY_LOCK)
+            .fetch_one(&mut *tx)
+            .await
+            .map_err(db(OP))?;
+        let granted: bool = row.try_get(0).map_err(db(OP))?;
+        if granted {
+            return Ok(Some(OutboxTurn { tx: Some(tx) }));
+        }
+        tx.rollback().await.map_err(db(OP))?;
+        Ok(None)
+    }
+
     /// Unpublished events, oldest first.
     #[tracing::instrument(name = "store.outbox_pending", level = "debug", skip_all)]
     pub async fn outbox_pending(&self, limit: u32) -> Result<Vec<OutboxRecord>, StoreError> {

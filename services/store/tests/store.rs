@@ -1666,3 +1666,88 @@ async fn queue_reports_its_oldest_message(db: TestDb) {
         .expect("one left");
     assert!(second >= first, "{second} {first}");
 }
+
+// ---------- PostgreSQL only ----------
+
+/// Every gateway and signer process runs an outbox relay on the shared store. Before
+/// relays took turns, each read the same pending events and sealed (a KMS call) and
+/// published every one of them: with a gateway and a signer, 154 seals for 100 events
+/// in the callgrind run of docs/benchmarks.md. Three relays here, with events written
+/// while they run: each event must be relayed exactly once, and a turn must exclude the
+/// other relays until it ends.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn postgres_outbox_relays_take_turns_and_relay_each_event_once() {
+    let db = TestDb::postgres().await;
+    let first = db.open().await;
+    let second = db.open().await;
+
+    // Exclusive: a held turn refuses the others until it ends.
+    let held = first.outbox_turn().await.expect("turn").expect("granted");
+    assert!(
+        second.outbox_turn().await.expect("turn").is_none(),
+        "a second relay took the turn while the first held it"
+    );
+    held.end().await;
+    let again = second.outbox_turn().await.expect("turn");
+    assert!(again.is_some(), "the turn was not given up when it ended");
+    if let Some(t) = again {
+        t.end().await;
+    }
+
+    const EVENTS: usize = 300;
+    let relayed = std::sync::Arc::new(std::sync::Mutex::new(Vec::<i64>::new()));
+    let writer = {
+        let store = first.clone();
+        tokio::spawn(async move {
+            for i in 0..EVENTS {
+                let name = format!("w{i}");
+                store
+                    .create_witness(&witness(&name), &audit("witness.create", &name))
+                    .await
+                    .expect("create");
+            }
+        })
+    };
+    let mut relays = JoinSet::new();
+    for _ in 0..3 {
+        let store = db.open().await;
+        let relayed = relayed.clone();
+        relays.spawn(async move {
+            let deadline = tokio::time::Instant::now() + DEADLINE * 4;
+            loop {
+                let done = relayed.lock().map(|r| r.len()).unwrap_or(0) >= EVENTS;
+                if done || tokio::time::Instant::now() > deadline {
+                    return;
+                }
+                let Some(turn) = store.outbox_turn().await.expect("turn") else {
+                    tokio::time::sleep(Duration::from_millis(2)).await;
+                    continue;
+                };
+                let pending = store.outbox_pending(16).await.expect("pending");
+                let ids: Vec<i64> = pending.iter().map(|e| e.id).collect();
+                // What publishing takes, so the turns overlap with the others' attempts.
+                tokio::time::sleep(Duration::from_millis(3)).await;
+                if let Ok(mut r) = relayed.lock() {
+                    r.extend(&ids);
+                }
+                store.outbox_mark_published(&ids).await.expect("mark");
+                turn.end().await;
+            }
+        });
+    }
+    writer.await.expect("writer");
+    while let Some(r) = relays.join_next().await {
+        r.expect("relay");
+    }
+    let mut relayed = relayed.lock().map(|r| r.clone()).unwrap_or_default();
+    let total = relayed.len();
+    relayed.sort_unstable();
+    relayed.dedup();
+    assert_eq!(
+        total,
+        relayed.len(),
+        "{} events were relayed more than once",
+        total - relayed.len()
+    );
+    assert_eq!(relayed, (1..=EVENTS as i64).collect::<Vec<_>>());
+}
