@@ -547,7 +547,7 @@ async fn handle(
     };
     // Read only when a delivery has something to sign: most events (the registry's own
     // pulls, blob pushes, signet's signature pushes) do not.
-    let mut rules: Option<Rules> = None;
+    let mut rules: Option<std::sync::Arc<Rules>> = None;
     add(receiver, &stats.events, "events", events.len() as u64);
     for event in events {
         let image = match filter::classify(&event, receiver).map_err(ApiError::Unprocessable)? {
@@ -569,7 +569,12 @@ async fn handle(
         };
         let rules = match &rules {
             Some(r) => r,
-            None => rules.insert(Rules::new(&state.store.list_signing_rules().await?)),
+            None => rules.insert(
+                state
+                    .webhooks
+                    .rules
+                    .compiled(state.store.list_signing_rules().await?),
+            ),
         };
         let witnesses = rules.witnesses_for(&image);
         if witnesses.is_empty() {

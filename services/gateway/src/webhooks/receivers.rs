@@ -112,6 +112,8 @@ pub struct Receivers {
     pub replay_window: Duration,
     /// How far a signed `webhook-timestamp` may be from now, either way.
     pub timestamp_tolerance: Duration,
+    /// The signing rules, compiled once per change.
+    pub rules: super::rules::RulesCache,
 }
 
 impl Default for Receivers {
@@ -123,6 +125,7 @@ impl Default for Receivers {
             body_limit: defaults.body_limit_bytes,
             replay_window: defaults.replay_window,
             timestamp_tolerance: defaults.timestamp_tolerance,
+            rules: Default::default(),
         }
     }
 }

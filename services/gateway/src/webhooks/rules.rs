@@ -130,6 +130,36 @@ impl Rules {
     }
 }
 
+/// The rules last compiled, reused while the store returns the same rules. Compiling
+/// builds a regex per glob, about 170,000 instructions per rule (callgrind): every push
+/// paid that before, now only the first push after a rule changes does. The store is
+/// still read on every push, so a rule written through another gateway applies at once.
+#[derive(Default)]
+pub struct RulesCache {
+    last: std::sync::Mutex<Option<(Vec<SigningRule>, std::sync::Arc<Rules>)>>,
+}
+
+impl std::fmt::Debug for RulesCache {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RulesCache").finish_non_exhaustive()
+    }
+}
+
+impl RulesCache {
+    /// `current` (the rules as the store holds them now), compiled.
+    pub fn compiled(&self, current: Vec<SigningRule>) -> std::sync::Arc<Rules> {
+        let mut last = self.last.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some((rules, compiled)) = last.as_ref() {
+            if *rules == current {
+                return compiled.clone();
+            }
+        }
+        let compiled = std::sync::Arc::new(Rules::new(&current));
+        *last = Some((current, compiled.clone()));
+        compiled
+    }
+}
+
 fn compile(r: &SigningRule) -> Result<Compiled, String> {
     let mut set = GlobSetBuilder::new();
     for pattern in &r.repositories {
@@ -163,6 +193,25 @@ mod tests {
             updated_at: Utc::now(),
             format: None,
         }
+    }
+
+    #[test]
+    fn the_cache_compiles_again_only_when_the_rules_change() {
+        let cache = RulesCache::default();
+        let one = vec![rule("r", &["reg.io/team/*"], "*", "prod", true)];
+        let a = cache.compiled(one.clone());
+        let b = cache.compiled(one.clone());
+        assert!(
+            std::sync::Arc::ptr_eq(&a, &b),
+            "the same rules were compiled twice"
+        );
+        assert_eq!(witnesses(&b, "reg.io/team/app:1"), vec!["prod"]);
+        // A changed rule (here: disabled) is compiled anew and applies at once.
+        let mut changed = one;
+        changed[0].enabled = false;
+        let c = cache.compiled(changed);
+        assert!(!std::sync::Arc::ptr_eq(&a, &c));
+        assert!(witnesses(&c, "reg.io/team/app:1").is_empty());
     }
 
     fn witnesses(rules: &Rules, image: &str) -> Vec<String> {
