@@ -120,6 +120,22 @@ impl Trust {
                 Err(_) => {}
             }
         }
+        // Boxed: the registry path makes a large future, which every check (cache hits
+        // included) would otherwise carry and copy.
+        Box::pin(self.read_attestations(snapshot, policy, image, digest, cached, deadline)).await
+    }
+
+    /// [`Trust::check_attestations`] when the cache cannot decide: the registry's word.
+    async fn read_attestations(
+        &self,
+        snapshot: &Snapshot,
+        policy: &CompiledPolicy,
+        image: &ImageRef,
+        digest: &Digest,
+        cached: Option<Arc<AttestationSet>>,
+        deadline: Instant,
+    ) -> Option<Failure> {
+        let d = digest_id(digest);
         // cosign 2 (and signet) attach attestations to the `.att` tag; cosign 3 attaches
         // each as a Sigstore bundle referrer. Both are read, side by side.
         let read = tokio::time::timeout_at(deadline, async {

@@ -834,6 +834,16 @@ impl Trust {
             return Ok(d);
         }
         self.counters.tag_miss.inc();
+        // Boxed for the same reason as the miss path of `check`.
+        Box::pin(self.resolve_miss(image, key, deadline)).await
+    }
+
+    async fn resolve_miss(
+        &self,
+        image: &ImageRef,
+        key: String,
+        deadline: Instant,
+    ) -> Result<Digest, Failure> {
         let registry = self.registry.clone();
         let owned = image.clone();
         let lookup = self
@@ -878,6 +888,23 @@ impl Trust {
             };
         }
         self.counters.trust_miss.inc();
+        // Boxed: the registry path makes a future of tens of kilobytes, which every
+        // check (hits included, three per Deployment) would otherwise carry and copy.
+        Box::pin(self.check_miss(snapshot, policy, image, digest, signed, deadline)).await
+    }
+
+    /// [`Trust::check`] once the cache fell short: the registry's word.
+    async fn check_miss(
+        &self,
+        snapshot: &Snapshot,
+        policy: &CompiledPolicy,
+        image: &ImageRef,
+        digest: &Digest,
+        signed: Vec<Arc<str>>,
+        deadline: Instant,
+    ) -> Check {
+        let d = digest_id(digest);
+        let require = policy.policy.require as usize;
         let artifact = self.artifact(image, digest, d, deadline).await;
         let mut unfinished = None;
         if let Ok(a) = &artifact {
