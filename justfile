@@ -64,8 +64,15 @@ bench-pinned:
     cargo build --release -q -p signet-cli -p signet-gateway -p signet-signer -p signet-verifier -p signet-load
     target/release/signet-load run --profile full --bus nats --pin --inventory-pods 0
 
-# The storm with one, two and three signers, and with one of three killed mid-storm,
-# each checked for exactly-once signing (about 90 s here).
+# The storm with one, two and three signers, two gateways, and one of three signers
+# killed mid-storm, each checked for exactly-once signing; then one and three signers
+# against a KMS that throttles at their shared quota.
 bench-scale-out:
     cargo build --release -q -p signet-cli -p signet-gateway -p signet-signer -p signet-verifier -p signet-load
     target/release/signet-load run --profile full --only scale-out
+
+# Instructions per signed image and per admission review, counted by valgrind's
+# callgrind (repeatable where wall-clock figures on two shared cores are not).
+bench-instructions:
+    cargo build --release -q -p signet-cli -p signet-gateway -p signet-signer -p signet-verifier -p signet-load
+    target/release/signet-load run --profile full --only instructions

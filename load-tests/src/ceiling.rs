@@ -15,6 +15,9 @@ use crate::stats::Summary;
 pub const REQUESTS_PER_WRITE: f64 = 6.0;
 /// Requests one write shaped like signet's makes.
 pub const SIGNET_SHAPED_REQUESTS: f64 = 9.0;
+/// Requests of an image push (its manifest `PUT`, the blobs being there) followed by
+/// the minimal signature write: the ceiling the issue judges the push storm against.
+pub const PUSH_AND_SIGN_REQUESTS: f64 = 7.0;
 
 /// Writes signatures for made-up digests into 8 repositories from `workers` loops for
 /// `duration` (at most `count` writes).
@@ -40,6 +43,43 @@ pub async fn run(registry: &Registry, workers: usize, count: u64, duration: Dura
         },
     )
     .await
+}
+
+/// The ceiling with the image push included: each write first pushes an image (the
+/// manifest `PUT` a storm's push is, over blobs uploaded before the clock starts), then
+/// writes the minimal signature for it. What a push storm could reach if signing took
+/// nothing but the fewest registry requests the protocol allows.
+pub async fn with_push(
+    registry: &Registry,
+    workers: usize,
+    duration: Duration,
+) -> anyhow::Result<Summary> {
+    let images = std::sync::Arc::new(crate::oci::ImageSet::new());
+    for r in 0..8 {
+        images.prepare(registry, &format!("pushed/app{r}")).await?;
+    }
+    let registry = registry.clone();
+    Ok(closed_loop(
+        workers,
+        Limits {
+            count: 1_000_000,
+            duration,
+            in_flight: workers,
+        },
+        move |i| {
+            let (registry, images) = (registry.clone(), images.clone());
+            async move {
+                let repo = format!("pushed/app{}", i % 8);
+                let (body, digest) = images.manifest(i);
+                registry
+                    .put_manifest(&repo, &format!("v{i}"), body)
+                    .await
+                    .is_ok()
+                    && registry.raw_signature_write(&repo, &digest).await.is_ok()
+            }
+        },
+    )
+    .await)
 }
 
 /// The ceiling again with the requests signet's signer makes per signature today

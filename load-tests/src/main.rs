@@ -29,6 +29,7 @@ mod admission;
 mod api;
 mod ceiling;
 mod events;
+mod instructions;
 mod inventory;
 mod oci;
 mod pace;
@@ -111,8 +112,12 @@ enum OnlyName {
     Inventory,
     /// Trust bundles of many revoked signatures, whole and incremental (issue 15).
     TrustBundle,
-    /// Push storms on NATS with one, two and three signers, one killed mid-storm (issue 15).
+    /// Push storms on NATS with one, two and three signers, two gateways, one signer
+    /// killed mid-storm, and the shared KMS quota against a throttling KMS (issue 15).
     ScaleOut,
+    /// Instructions per signed image and per admission review, counted by valgrind's
+    /// callgrind (issue 15).
+    Instructions,
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -192,15 +197,12 @@ async fn main() -> anyhow::Result<()> {
                     })
                     .collect();
             }
-            if let Some(OnlyName::ScaleOut) = only {
-                profile.only_scale_out = true;
-            }
-            if let Some(OnlyName::TrustBundle) = only {
-                profile.only_trust_bundle = true;
-            }
-            if let Some(OnlyName::Inventory) = only {
-                profile.only_inventory = true;
-            }
+            profile.only = only.map(|o| match o {
+                OnlyName::Inventory => run::Only::Inventory,
+                OnlyName::TrustBundle => run::Only::TrustBundle,
+                OnlyName::ScaleOut => run::Only::ScaleOut,
+                OnlyName::Instructions => run::Only::Instructions,
+            });
             if let Some(n) = inventory_pods {
                 profile.inventory.pods = n;
             }

@@ -70,6 +70,29 @@ impl PerImage {
     }
 }
 
+/// The pipeline's KMS key (in the data dir [`pipeline`] makes) and repository.
+pub const PIPELINE_KEY: &str = "local://pipeline";
+pub const PIPELINE_REPO: &str = "pipeline/app";
+
+/// A data dir holding the pipeline's key, made before the pipeline runs, and `n` images
+/// pushed to [`PIPELINE_REPO`] as `build-0` .. `build-{n-1}`.
+pub async fn pipeline(registry: &Registry, n: u64) -> anyhow::Result<tempfile::TempDir> {
+    let dir = tempfile::tempdir()?;
+    Kms::new(KmsConfig::new(dir.path()))
+        .open(PIPELINE_KEY)?
+        .describe()
+        .await?;
+    let images = ImageSet::new();
+    images.prepare(registry, PIPELINE_REPO).await?;
+    for i in 0..n {
+        let (body, _) = images.manifest(i);
+        registry
+            .put_manifest(PIPELINE_REPO, &format!("build-{i}"), body)
+            .await?;
+    }
+    Ok(dir)
+}
+
 /// Pushes `n` images to `registry` and signs each with a fresh `sign-one` process, first
 /// one at a time, then `parallelism` at a time (over `n` more images).
 pub async fn run(
@@ -79,22 +102,8 @@ pub async fn run(
     within: Duration,
 ) -> anyhow::Result<PerImage> {
     let exe = std::env::current_exe().context("cannot find the load generator's own path")?;
-    let dir = tempfile::tempdir()?;
-    let key = "local://pipeline";
-    // The pipeline's key exists before the pipeline runs.
-    Kms::new(KmsConfig::new(dir.path()))
-        .open(key)?
-        .describe()
-        .await?;
-    let images = ImageSet::new();
-    let repo = "pipeline/app";
-    images.prepare(registry, repo).await?;
-    for i in 0..2 * n {
-        let (body, _) = images.manifest(i);
-        registry
-            .put_manifest(repo, &format!("build-{i}"), body)
-            .await?;
-    }
+    let dir = pipeline(registry, 2 * n).await?;
+    let (key, repo) = (PIPELINE_KEY, PIPELINE_REPO);
     let job = |offset: u64| {
         let exe = exe.clone();
         let data = dir.path().to_path_buf();

@@ -9,8 +9,9 @@ use std::time::Duration;
 use anyhow::{bail, Context};
 use tokio::time::Instant;
 
-/// How long a service may take to become healthy on a busy 2-core machine.
-const READY_WITHIN: Duration = Duration::from_secs(60);
+/// How long a service may take to become healthy on a busy 2-core machine (under
+/// valgrind, which the instruction counts run services under, a few times longer).
+const READY_WITHIN: Duration = Duration::from_secs(120);
 /// How long a service may take to drain after SIGTERM.
 const STOP_WITHIN: Duration = Duration::from_secs(15);
 
@@ -62,10 +63,31 @@ impl Service {
         env: &[(String, String)],
         log_dir: &Path,
     ) -> anyhow::Result<Self> {
+        Self::spawn_under(&[], name, bin, args, env, log_dir)
+    }
+
+    /// [`Service::spawn`] with `prefix` in front of the command (for example valgrind
+    /// and its options); the process's pid is then the prefix's, which for valgrind is
+    /// the program's too (valgrind runs it in its own process).
+    pub fn spawn_under(
+        prefix: &[String],
+        name: &str,
+        bin: &Path,
+        args: &[&str],
+        env: &[(String, String)],
+        log_dir: &Path,
+    ) -> anyhow::Result<Self> {
         let log = log_dir.join(format!("{name}.log"));
         let out = std::fs::File::create(&log)
             .with_context(|| format!("cannot create {}", log.display()))?;
-        let mut cmd = Command::new(bin);
+        let mut cmd = match prefix.split_first() {
+            None => Command::new(bin),
+            Some((first, rest)) => {
+                let mut cmd = Command::new(first);
+                cmd.args(rest).arg(bin);
+                cmd
+            }
+        };
         cmd.args(args)
             .stdin(Stdio::null())
             .stdout(out.try_clone()?)

@@ -17,6 +17,8 @@ pub enum Unit {
     KiB,
     Count,
     Seconds,
+    /// Instructions executed (callgrind), shown in millions.
+    Instructions,
 }
 
 impl Unit {
@@ -30,6 +32,7 @@ impl Unit {
             Unit::Count => format!("{v:.0}"),
             Unit::Seconds if v < 10.0 => format!("{v:.2} s"),
             Unit::Seconds => format!("{v:.1} s"),
+            Unit::Instructions => format!("{:.2} M instructions", v / 1e6),
         }
     }
 }

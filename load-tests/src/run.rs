@@ -56,14 +56,30 @@ pub struct Profile {
     pub memory_entries: u64,
     /// The inventory scenario; 0 Pods skips it.
     pub inventory: inventory::Config,
-    /// Only the inventory scenario (`--only inventory`).
-    pub only_inventory: bool,
     /// Trust bundles of many revoked signatures, whole and incremental.
     pub trust_bundle: crate::trust_bundle::Config,
-    /// Only the trust bundle scenario (`--only trust-bundle`).
-    pub only_trust_bundle: bool,
-    /// Only the scale-out storms (`--only scale-out`).
-    pub only_scale_out: bool,
+    /// Only this scenario (`--only`), not the whole profile.
+    pub only: Option<Only>,
+}
+
+/// A scenario run on its own.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Only {
+    Inventory,
+    TrustBundle,
+    ScaleOut,
+    Instructions,
+}
+
+impl Only {
+    fn label(self) -> &'static str {
+        match self {
+            Only::Inventory => "inventory",
+            Only::TrustBundle => "trust bundle",
+            Only::ScaleOut => "scale-out",
+            Only::Instructions => "instructions",
+        }
+    }
 }
 
 impl Profile {
@@ -99,15 +115,13 @@ impl Profile {
                 probes: 30,
                 concurrency: 32,
             },
-            only_inventory: false,
             trust_bundle: crate::trust_bundle::Config {
                 signatures: 10_000,
                 revoked: 1_000,
                 fresh: 10,
                 fetches: 10,
             },
-            only_trust_bundle: false,
-            only_scale_out: false,
+            only: None,
         }
     }
 
@@ -149,36 +163,32 @@ impl Profile {
 impl Profile {
     /// The profile's name, and the one scenario it runs when it runs one.
     pub fn label(&self) -> String {
-        if self.only_scale_out {
-            format!("{}, only scale-out", self.name)
-        } else if self.only_trust_bundle {
-            format!("{}, only trust bundle", self.name)
-        } else if self.only_inventory {
-            format!("{}, only inventory", self.name)
-        } else {
-            self.name.to_owned()
+        match self.only {
+            Some(only) => format!("{}, only {}", self.name, only.label()),
+            None => self.name.to_owned(),
         }
     }
 }
 
 /// The baselines every stack is compared with.
 struct Baselines {
-    ceiling: Summary,
+    /// The ceiling with the image push included (the storm's target is 80% of it).
+    pushed: Summary,
     /// The ceiling for writes with signet's request pattern.
     shaped: Summary,
     per_image: PerImage,
 }
 
 pub async fn run(profile: &Profile, report: &mut Report) -> anyhow::Result<()> {
-    if profile.only_inventory {
-        return inventory_stack(profile, report).await;
-    }
-    if profile.only_scale_out {
-        return crate::scale_out::run(profile, report).await;
-    }
-    if profile.only_trust_bundle {
-        println!("== trust bundle");
-        return crate::trust_bundle::run(profile.trust_bundle, report).await;
+    match profile.only {
+        Some(Only::Inventory) => return inventory_stack(profile, report).await,
+        Some(Only::ScaleOut) => return crate::scale_out::run(profile, report).await,
+        Some(Only::Instructions) => return crate::instructions::run(profile, report).await,
+        Some(Only::TrustBundle) => {
+            println!("== trust bundle");
+            return crate::trust_bundle::run(profile.trust_bundle, report).await;
+        }
+        None => {}
     }
     println!("== baselines");
     let baselines = baselines(profile, report).await?;
@@ -202,9 +212,8 @@ pub async fn run(profile: &Profile, report: &mut Report) -> anyhow::Result<()> {
             _ => Vec::new(),
         };
         let stack = match Stack::start(StackOptions {
-            bus,
             kms_env,
-            signers: 1,
+            ..StackOptions::on(bus)
         })
         .await
         {
@@ -255,12 +264,7 @@ async fn inventory_stack(profile: &Profile, report: &mut Report) -> anyhow::Resu
         profile.inventory.pods,
         bus.name()
     );
-    let stack = Stack::start(StackOptions {
-        bus,
-        kms_env: Vec::new(),
-        signers: 1,
-    })
-    .await?;
+    let stack = Stack::start(StackOptions::on(bus)).await?;
     let outcome = inventory::run(&stack, &profile.inventory).await;
     match outcome {
         Ok(m) => inventory_figures(report, bus, &profile.inventory, &m),
@@ -428,6 +432,23 @@ async fn baselines(profile: &Profile, report: &mut Report) -> anyhow::Result<Bas
             ms(ceiling.p50)
         )),
     );
+    let pushed =
+        ceiling::with_push(&registry, profile.ceiling_workers, profile.ceiling_for).await?;
+    println!("  registry ceiling, image push included: {pushed}");
+    report.push(
+        Figure::new(
+            "registry ceiling (baseline)",
+            "image push + raw signature write",
+            pushed.throughput(),
+            Unit::PerSecond,
+        )
+        .baseline("raw signature writes", ceiling.throughput())
+        .note(format!(
+            "{} requests each: {:.0} requests/s; the ceiling the storm is judged against",
+            ceiling::PUSH_AND_SIGN_REQUESTS,
+            pushed.throughput() * ceiling::PUSH_AND_SIGN_REQUESTS,
+        )),
+    );
     // Enough images for the whole window at the plain ceiling's rate.
     let shaped_count =
         ((ceiling.throughput() * profile.ceiling_for.as_secs_f64()) as u64).clamp(100, 5000);
@@ -494,13 +515,13 @@ async fn baselines(profile: &Profile, report: &mut Report) -> anyhow::Result<Bas
         )),
     );
     Ok(Baselines {
-        ceiling,
+        pushed,
         shaped,
         per_image,
     })
 }
 
-const WITNESSES: [&str; 3] = ["burst", "paced", "api"];
+const WITNESSES: [&str; 4] = ["burst", "paced", "paced80", "api"];
 
 pub(crate) async fn setup(stack: &Stack, slow: bool) -> anyhow::Result<()> {
     let host = stack.registry.host();
@@ -514,6 +535,10 @@ pub(crate) async fn setup(stack: &Stack, slow: bool) -> anyhow::Result<()> {
     stack
         .api
         .create_rule("paced", &[format!("{host}/paced/**")], "paced")
+        .await?;
+    stack
+        .api
+        .create_rule("paced80", &[format!("{host}/paced80/**")], "paced80")
         .await?;
     let mut witnesses = WITNESSES.to_vec();
     if slow {
@@ -562,33 +587,48 @@ async fn on_stack(
     );
     storm_figures(report, base, &format!("push storm, burst ({bus})"), &burst);
 
-    let paced = storm::run(
-        stack,
-        "paced",
-        "paced",
-        Shape::Paced {
-            rate: profile.paced_rate,
-            duration: profile.paced_for,
-        },
-    )
-    .await?;
-    println!("  storm at {}/s: {}", profile.paced_rate, paced.latency);
-    let scenario = format!("push storm, {:.0}/s ({bus})", profile.paced_rate);
-    report.push(
-        Figure::latency(&scenario, "p50 push→signature", paced.latency.p50)
-            .baseline("per-image process p50", ms_f(base.per_image.sequential.p50)),
-    );
-    report.push(
-        Figure::latency(&scenario, "p99 push→signature", paced.latency.p99)
-            .target(Target::AtMost(250.0), "< 250 ms")
+    // Issue 15 states the latency target at 80% of the burst throughput measured in the
+    // same run; the fixed 100/s of earlier runs is kept beside it for comparison.
+    let at80 = (burst.throughput() * 0.8).max(1.0);
+    let mut images = burst.images.clone();
+    for (rate, prefix, target) in [
+        (profile.paced_rate, "paced", false),
+        (at80, "paced80", true),
+    ] {
+        let paced = storm::run(
+            stack,
+            prefix,
+            prefix,
+            Shape::Paced {
+                rate,
+                duration: profile.paced_for,
+            },
+        )
+        .await?;
+        println!("  storm at {rate:.1}/s: {}", paced.latency);
+        let scenario = if target {
+            format!("push storm, {rate:.0}/s = 80% of the burst ({bus})")
+        } else {
+            format!("push storm, {rate:.0}/s ({bus})")
+        };
+        report.push(
+            Figure::latency(&scenario, "p50 push→signature", paced.latency.p50)
+                .baseline("per-image process p50", ms_f(base.per_image.sequential.p50)),
+        );
+        let mut p99 = Figure::latency(&scenario, "p99 push→signature", paced.latency.p99)
             .baseline("per-image process p99", ms_f(base.per_image.sequential.p99))
             .note(format!(
                 "{} of {} signed; max {}",
                 paced.signed,
                 paced.pushed,
                 ms(paced.latency.max)
-            )),
-    );
+            ));
+        if target {
+            p99 = p99.target(Target::AtMost(250.0), "< 250 ms");
+        }
+        report.push(p99);
+        images.extend(paced.images.iter().cloned());
+    }
 
     if let Some(slow) = slow {
         let call = slow.call_latency(20).await?;
@@ -635,8 +675,6 @@ async fn on_stack(
         );
     }
 
-    let mut images = burst.images.clone();
-    images.extend(paced.images.iter().cloned());
     if primary {
         let run = sign_api::run(stack, "api", profile.sign_rate, profile.sign_for).await?;
         println!("  sign API: {}", run.summary);
@@ -716,7 +754,7 @@ fn storm_figures(report: &mut Report, base: &Baselines, scenario: &str, s: &Stor
             Unit::PerSecond,
         )
         .target(Target::RatioAtLeast(0.8), "≥ 80% of ceiling")
-        .baseline("raw signature writes", base.ceiling.throughput())
+        .baseline("image push + raw signature write", base.pushed.throughput())
         .note(format!(
             "{:.1} registry requests per signed image (push + signet): {}",
             s.registry_requests_per_image, s.registry_mix

@@ -58,6 +58,25 @@ pub struct StackOptions {
     pub kms_env: Vec<(String, String)>,
     /// Signer processes on a broker stack (scale-out); at least one.
     pub signers: usize,
+    /// Gateway processes on a broker stack; at least one. The registry notifies every
+    /// one of them of every push (one notification endpoint each), so with two, each
+    /// push reaches signet twice and must still be signed once.
+    pub gateways: usize,
+    /// A command the gateways and signers run under (`valgrind --tool=callgrind ...`).
+    pub wrap: Vec<String>,
+}
+
+impl StackOptions {
+    /// One gateway and one signer on `bus`, with the local KMS.
+    pub fn on(bus: BusKind) -> Self {
+        Self {
+            bus,
+            kms_env: Vec::new(),
+            signers: 1,
+            gateways: 1,
+            wrap: Vec::new(),
+        }
+    }
 }
 
 /// A verifier process and an HTTPS client that trusts its certificate.
@@ -125,23 +144,29 @@ impl Stack {
             control_key.public_key().to_pem(),
         )?;
         let http = reqwest::Client::builder().no_proxy().build()?;
-        let port = free_port()?;
+        let ports = (0..options.gateways.max(1))
+            .map(|_| free_port())
+            .collect::<anyhow::Result<Vec<u16>>>()?;
+        let port = ports[0];
         let gateway_url = format!("http://127.0.0.1:{port}");
         let hook_token = uuid::Uuid::new_v4().simple().to_string();
         let hook_file = dir.path().join("webhook.token");
         write_private(&hook_file, &hook_token)?;
         // docs/webhooks.md's registry settings: 5 s timeout, threshold 5, backoff 1 s,
-        // blob events and pulls not reported.
-        let registry = TestRegistry::builder()
-            .notify(
-                NotificationEndpoint::new(format!("{gateway_url}/v1/webhooks/distribution"))
+        // blob events and pulls not reported. One endpoint per gateway.
+        let mut registry = TestRegistry::builder();
+        for p in &ports {
+            registry = registry.notify(
+                NotificationEndpoint::new(format!("http://127.0.0.1:{p}/v1/webhooks/distribution"))
                     .header("Authorization", format!("Bearer {hook_token}"))
                     .timeout(Duration::from_secs(5))
                     .threshold(5)
                     .backoff(Duration::from_secs(1))
                     .ignore_media_type("application/octet-stream")
                     .ignore_action("pull"),
-            )
+            );
+        }
+        let registry = registry
             .access_log()
             .start()
             .await
@@ -179,14 +204,13 @@ impl Stack {
             .await?
         } else {
             Self::start_apart(
-                options.bus,
-                options.signers,
+                &options,
                 dir,
                 env,
                 registry,
                 namespace,
                 gateway_url,
-                port,
+                &ports,
                 http,
                 verifier_token,
             )
@@ -251,17 +275,17 @@ impl Stack {
 
     #[allow(clippy::too_many_arguments)]
     async fn start_apart(
-        bus: BusKind,
-        signer_count: usize,
+        options: &StackOptions,
         dir: TempDir,
         mut env: Vec<(String, String)>,
         registry: TestRegistry,
         namespace: String,
         gateway_url: String,
-        port: u16,
+        ports: &[u16],
         http: reqwest::Client,
         verifier_token: PathBuf,
     ) -> anyhow::Result<Stack> {
+        let (bus, signer_count) = (options.bus, options.signers);
         let db = TestDatabase::create().await.context("PostgreSQL")?;
         env.push(kv("SIGNET_STORE", db.url()));
         // Creates the schema, as the gateway would at its start.
@@ -284,22 +308,32 @@ impl Stack {
             secrecy::ExposeSecret::expose_secret(&verifier.secret),
         )?;
 
-        let mut gw_env = env.clone();
-        gw_env.push(kv("SIGNET_GATEWAY__LISTEN", format!("127.0.0.1:{port}")));
-        gw_env.push(kv(
-            "SIGNET_GATEWAY__ADMIN_LISTEN",
-            format!("127.0.0.1:{}", free_port()?),
-        ));
-        let mut gateway = Service::spawn(
-            "signet-gateway",
-            &binary("signet-gateway")?,
-            &[],
-            &gw_env,
-            dir.path(),
-        )?;
-        gateway
-            .ready(&http, &format!("{gateway_url}/healthz"))
-            .await?;
+        let mut gateways = Vec::new();
+        for (n, port) in ports.iter().enumerate() {
+            let mut gw_env = env.clone();
+            gw_env.push(kv("SIGNET_GATEWAY__LISTEN", format!("127.0.0.1:{port}")));
+            gw_env.push(kv(
+                "SIGNET_GATEWAY__ADMIN_LISTEN",
+                format!("127.0.0.1:{}", free_port()?),
+            ));
+            let name = if n == 0 {
+                "signet-gateway".to_owned()
+            } else {
+                format!("signet-gateway-{}", n + 1)
+            };
+            let mut gateway = Service::spawn_under(
+                &options.wrap,
+                &name,
+                &binary("signet-gateway")?,
+                &[],
+                &gw_env,
+                dir.path(),
+            )?;
+            gateway
+                .ready(&http, &format!("http://127.0.0.1:{port}/healthz"))
+                .await?;
+            gateways.push(gateway);
+        }
 
         let mut signers = Vec::new();
         for n in 0..signer_count.max(1) {
@@ -314,7 +348,8 @@ impl Stack {
             } else {
                 format!("signet-signer-{}", n + 1)
             };
-            let mut signer = Service::spawn(
+            let mut signer = Service::spawn_under(
+                &options.wrap,
                 &name,
                 &binary("signet-signer")?,
                 &[],
@@ -331,12 +366,9 @@ impl Stack {
                 .await?;
             signers.push(signer);
         }
-        crate::pin::stack(
-            registry.pid(),
-            std::iter::once(gateway.pid()).chain(signers.iter().map(Service::pid)),
-        );
-        let mut services = vec![gateway];
+        let mut services = gateways;
         services.extend(signers);
+        crate::pin::stack(registry.pid(), services.iter().map(Service::pid));
         Ok(Stack {
             bus,
             registry,
@@ -365,6 +397,11 @@ impl Stack {
         self.services.last()
     }
 
+    /// The PostgreSQL URL of a broker stack's store.
+    pub fn store_url(&self) -> Option<String> {
+        self.db.as_ref().map(|d| d.url().to_owned())
+    }
+
     pub fn data_dir(&self) -> PathBuf {
         self.dir.path().join("data")
     }
@@ -374,6 +411,16 @@ impl Stack {
     /// verifier inside `signet up`.
     pub async fn start_verifier(
         &self,
+        name: &str,
+        extra: &[(&str, String)],
+    ) -> anyhow::Result<Verifier> {
+        self.start_verifier_under(&[], name, extra).await
+    }
+
+    /// [`Stack::start_verifier`] under `prefix` (valgrind, for instance).
+    pub async fn start_verifier_under(
+        &self,
+        prefix: &[String],
         name: &str,
         extra: &[(&str, String)],
     ) -> anyhow::Result<Verifier> {
@@ -429,7 +476,8 @@ impl Stack {
             kv("SIGNET_VERIFIER__RATE_LIMIT_VERIFIED", "0"),
         ]);
         env.extend(extra.iter().map(|(k, v)| kv(k, v.clone())));
-        let mut service = Service::spawn(
+        let mut service = Service::spawn_under(
+            prefix,
             name,
             &binary("signet-verifier")?,
             &[],

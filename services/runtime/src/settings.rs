@@ -246,8 +246,9 @@ pub struct SignerSettings {
     #[serde(with = "humantime_serde")]
     pub retry_max: Duration,
     /// KMS sign calls per second per witness, to stay under the KMS quota
-    /// (AWS: 1,000/s per account for RSA; Alibaba: 200-750/s). Each signer replica has
-    /// its own budget: divide the quota by the number of replicas.
+    /// (AWS: 1,000/s per account for RSA; Alibaba: 200-750/s), with a burst of one
+    /// second's worth. On PostgreSQL the budget is shared by every signer replica
+    /// (through the store); on SQLite it is the one process's.
     pub kms_rate_per_witness: u32,
     /// How long a worker's claim on (repository, digest, witness) lasts without renewal.
     /// A live worker renews it while it signs; a crashed one blocks that image for at
