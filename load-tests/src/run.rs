@@ -595,6 +595,7 @@ async fn on_stack(
         (profile.paced_rate, "paced", false),
         (at80, "paced80", true),
     ] {
+        let server_before = stack.sign_latency_buckets().await;
         let paced = storm::run(
             stack,
             prefix,
@@ -615,10 +616,26 @@ async fn on_stack(
             Figure::latency(&scenario, "p50 push→signature", paced.latency.p50)
                 .baseline("per-image process p50", ms_f(base.per_image.sequential.p50)),
         );
+        // The signer's own histogram over the same jobs (the stacks here have one
+        // signer), from the job's enqueue to its record: what signet spent after the
+        // webhook, apart from the registry's notification delay.
+        let server = match (server_before, stack.sign_latency_buckets().await) {
+            (Some(b), Some(a)) => crate::stack::quantile_between(&b, &a, 0.5)
+                .zip(crate::stack::quantile_between(&b, &a, 0.99))
+                .map(|(p50, p99)| {
+                    format!(
+                        "; server-side (signet_sign_latency_seconds, enqueue to record) p50 {:.1} ms p99 {:.1} ms",
+                        p50 * 1e3,
+                        p99 * 1e3
+                    )
+                })
+                .unwrap_or_default(),
+            _ => String::new(),
+        };
         let mut p99 = Figure::latency(&scenario, "p99 push→signature", paced.latency.p99)
             .baseline("per-image process p99", ms_f(base.per_image.sequential.p99))
             .note(format!(
-                "{} of {} signed; max {}",
+                "{} of {} signed; max {}{server}",
                 paced.signed,
                 paced.pushed,
                 ms(paced.latency.max)

@@ -103,6 +103,8 @@ pub struct Stack {
     gateway_url: String,
     db: Option<TestDatabase>,
     http: reqwest::Client,
+    /// The first signer's `/metrics` (its admin port), on a broker stack.
+    signer_metrics: Option<String>,
 }
 
 fn kv(k: &str, v: impl Into<String>) -> (String, String) {
@@ -270,6 +272,7 @@ impl Stack {
             gateway_url,
             db: None,
             http,
+            signer_metrics: None,
         })
     }
 
@@ -336,8 +339,10 @@ impl Stack {
         }
 
         let mut signers = Vec::new();
+        let mut signer_metrics = None;
         for n in 0..signer_count.max(1) {
             let signer_admin = free_port()?;
+            signer_metrics.get_or_insert(format!("http://127.0.0.1:{signer_admin}/metrics"));
             let mut signer_env = env.clone();
             signer_env.push(kv(
                 "SIGNET_SIGNER__ADMIN_LISTEN",
@@ -384,6 +389,7 @@ impl Stack {
             gateway_url,
             db: Some(db),
             http,
+            signer_metrics,
         })
     }
 
@@ -395,6 +401,14 @@ impl Stack {
     /// The signing process: `signet-signer`, or `signet up` for the embedded bus.
     pub fn signer(&self) -> Option<&Service> {
         self.services.last()
+    }
+
+    /// The buckets of the first signer's `signet_sign_latency_seconds` (enqueue to
+    /// recorded signature, as the signer measures it), on a broker stack.
+    pub async fn sign_latency_buckets(&self) -> Option<Vec<(f64, f64)>> {
+        let url = self.signer_metrics.as_ref()?;
+        let text = self.http.get(url).send().await.ok()?.text().await.ok()?;
+        Some(buckets(&text, "signet_sign_latency_seconds"))
     }
 
     /// The PostgreSQL URL of a broker stack's store.
