@@ -107,6 +107,22 @@ pub struct Stack {
     signer_metrics: Option<String>,
 }
 
+/// Replica `n` of the service binary `bin` (named `bin`, then `bin-2`, ...), under the
+/// stack's wrapper.
+fn replica(
+    options: &StackOptions,
+    bin: &str,
+    n: usize,
+    env: &[(String, String)],
+    dir: &Path,
+) -> anyhow::Result<Service> {
+    let name = match n {
+        0 => bin.to_owned(),
+        _ => format!("{bin}-{}", n + 1),
+    };
+    Service::spawn_under(&options.wrap, &name, &binary(bin)?, &[], env, dir)
+}
+
 fn kv(k: &str, v: impl Into<String>) -> (String, String) {
     (k.to_owned(), v.into())
 }
@@ -319,19 +335,7 @@ impl Stack {
                 "SIGNET_GATEWAY__ADMIN_LISTEN",
                 format!("127.0.0.1:{}", free_port()?),
             ));
-            let name = if n == 0 {
-                "signet-gateway".to_owned()
-            } else {
-                format!("signet-gateway-{}", n + 1)
-            };
-            let mut gateway = Service::spawn_under(
-                &options.wrap,
-                &name,
-                &binary("signet-gateway")?,
-                &[],
-                &gw_env,
-                dir.path(),
-            )?;
+            let mut gateway = replica(options, "signet-gateway", n, &gw_env, dir.path())?;
             gateway
                 .ready(&http, &format!("http://127.0.0.1:{port}/healthz"))
                 .await?;
@@ -348,19 +352,7 @@ impl Stack {
                 "SIGNET_SIGNER__ADMIN_LISTEN",
                 format!("127.0.0.1:{signer_admin}"),
             ));
-            let name = if n == 0 {
-                "signet-signer".to_owned()
-            } else {
-                format!("signet-signer-{}", n + 1)
-            };
-            let mut signer = Service::spawn_under(
-                &options.wrap,
-                &name,
-                &binary("signet-signer")?,
-                &[],
-                &signer_env,
-                dir.path(),
-            )?;
+            let mut signer = replica(options, "signet-signer", n, &signer_env, dir.path())?;
             // The signer serves no API; until its admin port is served, its log says when
             // it consumes jobs.
             signer
