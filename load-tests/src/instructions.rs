@@ -161,13 +161,24 @@ fn total_of(dump: &str) -> Option<u64> {
     line.split_whitespace().nth(1)?.parse().ok()
 }
 
+/// How much each count is taken over.
+#[derive(Debug, Clone, Copy)]
+pub struct Config {
+    /// Images signed in the measured window (after 5 to warm up).
+    pub images: u64,
+    /// Warm reviews counted.
+    pub reviews: usize,
+    /// Reviews counted on the uncached verifier (three images each).
+    pub uncached: usize,
+}
+
 pub async fn run(profile: &Profile, report: &mut Report) -> anyhow::Result<()> {
     let cg = Callgrind::new()?;
-    let (images, reviews, uncached) = if profile.name == "full" {
-        (100u64, 300usize, 30usize)
-    } else {
-        (30, 100, 10)
-    };
+    let Config {
+        images,
+        reviews,
+        uncached,
+    } = profile.instructions;
     println!("== instructions (callgrind): the gateway and signer under valgrind");
     let stack = Stack::start(StackOptions {
         wrap: cg.prefix(),

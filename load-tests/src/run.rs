@@ -58,6 +58,8 @@ pub struct Profile {
     pub inventory: inventory::Config,
     /// Trust bundles of many revoked signatures, whole and incremental.
     pub trust_bundle: crate::trust_bundle::Config,
+    /// Instructions per signed image and per review (`--only instructions`).
+    pub instructions: crate::instructions::Config,
     /// Only this scenario (`--only`), not the whole profile.
     pub only: Option<Only>,
 }
@@ -115,6 +117,11 @@ impl Profile {
                 probes: 30,
                 concurrency: 32,
             },
+            instructions: crate::instructions::Config {
+                images: 30,
+                reviews: 100,
+                uncached: 10,
+            },
             trust_bundle: crate::trust_bundle::Config {
                 signatures: 10_000,
                 revoked: 1_000,
@@ -148,6 +155,11 @@ impl Profile {
                 pods: 10_000,
                 probes: 50,
                 ..Self::quick().inventory
+            },
+            instructions: crate::instructions::Config {
+                images: 100,
+                reviews: 300,
+                uncached: 30,
             },
             trust_bundle: crate::trust_bundle::Config {
                 signatures: 100_000,
@@ -571,16 +583,7 @@ async fn on_stack(
         _ => Some(stack.start_verifier("verifier-warm", &[]).await?),
     };
 
-    let burst = storm::run(
-        stack,
-        "burst",
-        "burst",
-        Shape::Burst {
-            count: profile.storm_burst,
-            workers: profile.storm_workers,
-        },
-    )
-    .await?;
+    let burst = storm::run(stack, "burst", "burst", Shape::burst(profile)).await?;
     println!(
         "  storm burst: {} signed of {} in {:?}; {}",
         burst.signed, burst.pushed, burst.all_signed_in, burst.latency

@@ -213,16 +213,7 @@ async fn storm_on(
         })),
         _ => None,
     };
-    let storm = storm::run(
-        stack,
-        "burst",
-        "burst",
-        Shape::Burst {
-            count: profile.storm_burst,
-            workers: profile.storm_workers,
-        },
-    )
-    .await?;
+    let storm = storm::run(stack, "burst", "burst", Shape::burst(profile)).await?;
     if let Some(k) = killer {
         let _ = k.await;
     }

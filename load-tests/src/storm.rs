@@ -33,6 +33,16 @@ pub enum Shape {
     Paced { rate: f64, duration: Duration },
 }
 
+impl Shape {
+    /// The profile's burst: `storm_burst` pushes from `storm_workers` clients.
+    pub fn burst(profile: &crate::run::Profile) -> Self {
+        Shape::Burst {
+            count: profile.storm_burst,
+            workers: profile.storm_workers,
+        }
+    }
+}
+
 pub struct Storm {
     pub pushed: usize,
     pub signed: usize,
